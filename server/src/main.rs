@@ -1,0 +1,32 @@
+//! `tether-server`: the binary. See `tether-server --help`.
+
+use clap::Parser;
+use tether_server::Config;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let config = Config::parse();
+    let filter = EnvFilter::try_new(&config.log_level).unwrap_or_else(|error| {
+        eprintln!("invalid --log-level `{}`: {error}; using `info`", config.log_level);
+        EnvFilter::new("info")
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let running = match tether_server::start(config).await {
+        Ok(running) => running,
+        Err(error) => {
+            tracing::error!(%error, "could not start listening");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let addr = running.addr();
+    tracing::info!(%addr, "listening");
+    // Printed plainly as well, so scripts and people can find the URL without parsing logs.
+    println!("Tether is running at http://{addr}/");
+
+    tether_server::wait_for_signal().await;
+    running.stop().await;
+    tracing::info!("shut down cleanly");
+    std::process::ExitCode::SUCCESS
+}

@@ -1,0 +1,67 @@
+//! Health checks, the SPA fallback, and paths the fallback must never shadow.
+
+mod common;
+
+use common::*;
+
+async fn server_with_bundle() -> (tether_server::Running, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("tether-spa-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(dir.join("assets")).unwrap();
+    std::fs::write(dir.join("index.html"), "<!doctype html><title>Tether</title>").unwrap();
+    std::fs::write(dir.join("assets/app.js"), "console.log('tether')").unwrap();
+    let mut config = tether_server::Config::for_tests();
+    config.static_dir = dir.clone();
+    (server_with(config).await, dir)
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}
+
+#[tokio::test]
+async fn healthz_answers_ok() {
+    let server = server().await;
+    let (status, _, body) = http_get(server.addr(), "/healthz").await;
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn static_files_and_spa_fallback() {
+    let (server, dir) = server_with_bundle().await;
+    let addr = server.addr();
+
+    let (status, _, body) = http_get(addr, "/assets/app.js").await;
+    assert_eq!((status, body.as_str()), (200, "console.log('tether')"));
+
+    for path in ["/", "/rooms/general", "/deep/client/route?x=1"] {
+        let (status, head, body) = http_get(addr, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(head.to_ascii_lowercase().contains("content-type: text/html"), "{path}: {head}");
+        assert!(body.contains("<title>Tether</title>"), "{path}");
+    }
+    server.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test]
+async fn reserved_paths_are_never_shadowed_by_the_app() {
+    let (server, dir) = server_with_bundle().await;
+    let addr = server.addr();
+
+    let (status, _, body) = http_get(addr, "/api/does-not-exist").await;
+    assert_eq!(status, 404);
+    assert!(body.contains("not_found"), "{body}");
+
+    let (status, _, body) = http_get(addr, "/ws").await;
+    assert_eq!(status, 400, "a plain GET on /ws explains itself");
+    assert!(body.contains("WebSocket upgrade"), "{body}");
+
+    for path in ["/metrics/nope", "/healthz/extra"] {
+        let (status, _, body) = http_get(addr, path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(!body.contains("<title>Tether</title>"), "{path} fell through to the app");
+    }
+    server.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}

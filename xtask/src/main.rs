@@ -1,0 +1,157 @@
+//! `cargo xtask`: the two promises of the README, plus the steps they are made of.
+//!
+//! - `cargo xtask run`  installs what is missing, builds the release bundle and the
+//!   server, and serves the app on <http://127.0.0.1:8080>.
+//! - `cargo xtask test` installs what is missing (a browser too) and runs every test:
+//!   native, wasm in headless Chromium against a real server, and integration.
+//!
+//! Every install is checked first and skipped when the right version is present, so a
+//! second run costs seconds. Written with `std` alone so that it compiles in moments on
+//! a fresh machine.
+
+mod setup;
+mod sh;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use sh::{Cmd, fail};
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [args]
+
+commands:
+  run [-- server flags]   install tools, build the release bundle and server, serve on :8080
+  test                    install tools and a browser, run every test suite
+  lint                    cargo fmt --check and clippy (native and wasm32), warnings denied
+  dist                    install tools and build the release bundle into dist/ (prints sizes)
+  setup [--browser]       only install what is missing
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (command, rest) = match args.split_first() {
+        Some((command, rest)) => (command.as_str(), rest),
+        None => ("help", &[][..]),
+    };
+    let result = match command {
+        "setup" => setup::all(rest.iter().any(|a| a == "--browser")),
+        "dist" => setup::all(false).and_then(|()| dist()),
+        "run" => setup::all(false).and_then(|()| run(rest)),
+        "test" => setup::all(true).and_then(|()| test()),
+        "lint" => setup::wasm_target().and_then(|()| lint()),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root (the parent of this crate).
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+/// Builds the release bundle into `dist/` and prints its compressed size.
+fn dist() -> Result<(), String> {
+    sh::step("building the release bundle (trunk build --release)");
+    Cmd::new("trunk").args(["build", "--release"]).dir(root()).path_prepend(setup::tools_bin()).run()?;
+    report_bundle_size(&root().join("dist"))
+}
+
+fn report_bundle_size(dist: &Path) -> Result<(), String> {
+    let mut raw = 0;
+    let mut gzipped = 0;
+    let entries = std::fs::read_dir(dist).map_err(|e| format!("reading {}: {e}", dist.display()))?;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let wanted = matches!(path.extension().and_then(|e| e.to_str()), Some("wasm" | "js"));
+        if wanted {
+            let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+            let size = sh::gzip_size(&path)?;
+            println!(
+                "  {:<48} {:>8} B raw {:>8} B gzip",
+                path.file_name().unwrap().to_string_lossy(),
+                bytes.len(),
+                size
+            );
+            raw += bytes.len();
+            gzipped += size;
+        }
+    }
+    println!("bundle (.wasm + .js): {raw} B raw, {gzipped} B gzip ({:.1} KB)", gzipped as f64 / 1000.0);
+    Ok(())
+}
+
+/// Builds everything and runs the server in the foreground on the bundle.
+fn run(server_args: &[String]) -> Result<(), String> {
+    dist()?;
+    sh::step("building the server (cargo build --release -p tether-server)");
+    Cmd::new("cargo").args(["build", "--release", "-p", "tether-server"]).dir(root()).run()?;
+    let binary = root().join("target/release/tether-server");
+    let dist = root().join("dist");
+    let mut args = vec!["--static-dir".to_owned(), dist.display().to_string()];
+    args.extend(server_args.iter().filter(|a| *a != "--").cloned());
+    sh::step("starting the server (Ctrl-C stops it)");
+    Cmd::new(binary).args(args).dir(root()).run()
+}
+
+/// Runs every suite; stops at the first that fails.
+fn test() -> Result<(), String> {
+    let root = root();
+    sh::step("native tests (cargo test --workspace)");
+    Cmd::new("cargo").args(["test", "--workspace", "--exclude", "tether-yew"]).dir(&root).run()?;
+
+    sh::step("browser tests (wasm-bindgen-test in headless Chromium, against a real server)");
+    Cmd::new("cargo").args(["build", "-p", "tether-server"]).dir(&root).run()?;
+    let server = sh::Server::start(&root.join("target/debug/tether-server"), &[])?;
+    let output = Cmd::new("cargo")
+        .args(["test", "-p", "tether-yew", "--target", "wasm32-unknown-unknown"])
+        .dir(&root)
+        .env("CHROMEDRIVER", setup::CHROMEDRIVER)
+        .env("WASM_BINDGEN_TEST_TIMEOUT", "120")
+        .env("TETHER_TEST_SERVER", format!("ws://{}/ws", server.addr()))
+        .run_tee();
+    drop(server);
+    let output = output?;
+    if !output.contains("Running headless tests in Chrome") {
+        return fail("the wasm tests did not run in headless Chrome; refusing to count them");
+    }
+    println!("all test suites passed");
+    Ok(())
+}
+
+/// Formatting and lints, warnings denied, on both targets.
+fn lint() -> Result<(), String> {
+    let root = root();
+    sh::step("cargo fmt --check");
+    Cmd::new("cargo").args(["fmt", "--all", "--check"]).dir(&root).run()?;
+    sh::step("clippy, native");
+    Cmd::new("cargo")
+        .args(["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"])
+        .dir(&root)
+        .run()?;
+    sh::step("clippy, wasm32");
+    Cmd::new("cargo")
+        .args([
+            "clippy",
+            "-p",
+            "tether-shared",
+            "-p",
+            "tether-yew",
+            "--all-targets",
+            "--target",
+            "wasm32-unknown-unknown",
+        ])
+        .args(["--", "-D", "warnings"])
+        .dir(&root)
+        .run()
+}

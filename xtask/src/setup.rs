@@ -1,0 +1,113 @@
+//! Installing what the build and the tests need, only when it is missing.
+//!
+//! Versions are pinned where the toolchain facts demand it: trunk 0.21 (0.22 needs a
+//! newer rustc), a wasm-bindgen CLI equal to the library in `Cargo.lock`, and wasm-opt
+//! from binaryen 132 on npm, because Debian's binaryen is too old for today's rustc.
+
+use std::path::PathBuf;
+
+use crate::sh::{Cmd, fail, step};
+
+const TRUNK: &str = "0.21.14";
+const WASM_BINDGEN: &str = "0.2.130";
+const BINARYEN: &str = "132";
+/// Debian's ChromeDriver, matched to Debian's Chromium.
+pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// Everything the build needs, plus a browser when `browser` is set.
+pub fn all(browser: bool) -> Result<(), String> {
+    wasm_target()?;
+    cargo_tool("wasm-bindgen", "wasm-bindgen-cli", WASM_BINDGEN, false)?;
+    cargo_tool("trunk", "trunk", TRUNK, true)?;
+    wasm_opt()?;
+    if browser {
+        chromium()?;
+    }
+    Ok(())
+}
+
+/// The wasm32 target for rustc.
+pub fn wasm_target() -> Result<(), String> {
+    let installed = Cmd::new("rustup").args(["target", "list", "--installed"]).output().unwrap_or_default();
+    if installed.lines().any(|line| line.trim() == "wasm32-unknown-unknown") {
+        return Ok(());
+    }
+    step("installing the wasm32-unknown-unknown target");
+    Cmd::new("rustup").args(["target", "add", "wasm32-unknown-unknown"]).run()
+}
+
+/// A cargo-installed binary at an exact version.
+fn cargo_tool(binary: &str, krate: &str, version: &str, locked: bool) -> Result<(), String> {
+    let found = Cmd::new(binary).arg_version().output().unwrap_or_default();
+    if found.split_whitespace().any(|word| word.trim_start_matches('v') == version) {
+        return Ok(());
+    }
+    step(&format!("installing {krate} {version} (a few minutes, once)"));
+    let spec = format!("{krate}@{version}");
+    let mut args = vec!["install", spec.as_str()];
+    // wasm-bindgen-cli's lock file names a crate version the registry may not serve.
+    if locked {
+        args.push("--locked");
+    }
+    Cmd::new("cargo").args(args).run()
+}
+
+/// Where npm-installed tools live: outside the repository, so fresh clones reuse them.
+pub fn tools_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("TETHER_TOOLS_DIR") {
+        return PathBuf::from(dir);
+    }
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    data.join("tether-tools")
+}
+
+/// The folder to put first on `PATH` for trunk, so it finds wasm-opt.
+pub fn tools_bin() -> PathBuf {
+    tools_dir().join("node_modules/.bin")
+}
+
+fn wasm_opt() -> Result<(), String> {
+    let found = Cmd::new(tools_bin().join("wasm-opt")).arg_version().output().unwrap_or_default();
+    if found.contains(&format!("version {BINARYEN}")) {
+        return Ok(());
+    }
+    if Cmd::new("npm").arg_version().output().is_none() {
+        apt(&["nodejs", "npm"])?;
+    }
+    step(&format!("installing wasm-opt (binaryen {BINARYEN} from npm)"));
+    let dir = tools_dir();
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    let spec = format!("binaryen@{BINARYEN}");
+    Cmd::new("npm").args(["install", "--no-audit", "--no-fund", "--prefix"]).args([&dir]).args([spec]).run()
+}
+
+fn chromium() -> Result<(), String> {
+    let present = |path: &str| std::path::Path::new(path).exists();
+    if present(CHROMIUM) && present(CHROMEDRIVER) {
+        return Ok(());
+    }
+    apt(&["chromium", "chromium-driver"])?;
+    if present(CHROMIUM) && present(CHROMEDRIVER) {
+        Ok(())
+    } else {
+        fail(format!("{CHROMIUM} and {CHROMEDRIVER} are still missing after installing them"))
+    }
+}
+
+/// Installs Debian packages, as root or through sudo.
+fn apt(packages: &[&str]) -> Result<(), String> {
+    step(&format!("installing {} (apt)", packages.join(" ")));
+    let is_root = Cmd::new("id").args(["-u"]).output().is_some_and(|uid| uid.trim() == "0");
+    let run = |args: Vec<&str>| {
+        let cmd = if is_root { Cmd::new(args[0]).args(&args[1..]) } else { Cmd::new("sudo").args(&args) };
+        cmd.env("DEBIAN_FRONTEND", "noninteractive").run()
+    };
+    run(vec!["apt-get", "update"])?;
+    let mut install = vec!["apt-get", "install", "-y"];
+    install.extend_from_slice(packages);
+    run(install)
+}
