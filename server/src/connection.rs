@@ -3,7 +3,9 @@
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use tether_shared::{ClientFrame, ErrorCode, ServerFrame};
+use tether_shared::{ClientFrame, ErrorCode, Limits, PROTOCOL_VERSION, ServerFrame, User};
+
+use crate::identity;
 use tokio_tungstenite::tungstenite::Error as WsError;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::error::CapacityError;
@@ -31,6 +33,7 @@ enum Ending {
 /// Serves one upgraded socket until the client leaves, it goes silent, or the server
 /// shuts down.
 pub async fn serve(mut socket: Socket, shutdown: Shutdown, idle_timeout: Duration) {
+    let mut session = Session::default();
     let ending = loop {
         let next = tokio::select! {
             biased;
@@ -48,10 +51,11 @@ pub async fn serve(mut socket: Socket, shutdown: Shutdown, idle_timeout: Duratio
             Ok(Some(Ok(message))) => message,
         };
         let reply = match message {
-            Message::Text(text) => Some(answer(&text)),
+            Message::Text(text) => Some(session.answer(&text, idle_timeout)),
             Message::Binary(_) => Some(ServerFrame::Error {
                 code: ErrorCode::BinaryNotSupported,
                 message: "Tether frames are JSON text messages".into(),
+                about: None,
             }),
             Message::Close(_) => break Ending::ClientClosed,
             // Tungstenite queues the pong itself; the next send or flush writes it.
@@ -82,11 +86,48 @@ pub async fn serve(mut socket: Socket, shutdown: Shutdown, idle_timeout: Duratio
     }
 }
 
-/// The reply to one text frame.
-fn answer(text: &str) -> ServerFrame {
-    match ClientFrame::decode(text) {
-        Ok(ClientFrame::Echo { body }) => ServerFrame::Echo { body },
-        Ok(ClientFrame::Ping { nonce }) => ServerFrame::Pong { nonce },
-        Err((code, message)) => ServerFrame::Error { code, message },
+/// What the server knows about one connection's peer.
+#[derive(Default)]
+struct Session {
+    user: Option<User>,
+}
+
+impl Session {
+    /// The reply to one text frame.
+    fn answer(&mut self, text: &str, idle_timeout: Duration) -> ServerFrame {
+        let error = |code, message: &str| ServerFrame::Error { code, message: message.into(), about: None };
+        let frame = match ClientFrame::decode(text) {
+            Ok(frame) => frame,
+            Err((code, message)) => return ServerFrame::Error { code, message, about: None },
+        };
+        match frame {
+            ClientFrame::Echo { body } => ServerFrame::Echo { body },
+            ClientFrame::Ping { nonce } => ServerFrame::Pong { nonce },
+            ClientFrame::Hello { .. } if self.user.is_some() => {
+                error(ErrorCode::AlreadyHello, "this connection already said hello")
+            }
+            ClientFrame::Hello { name, .. } => {
+                let user = identity::dev_user(name.as_deref());
+                self.user = Some(user.clone());
+                ServerFrame::Welcome {
+                    v: PROTOCOL_VERSION,
+                    session: identity::random_id("c"),
+                    resume_token: identity::random_id("rt"),
+                    // Half the idle timeout, so one lost ping never gets a live client dropped.
+                    heartbeat_ms: (idle_timeout.as_millis() / 2) as u64,
+                    limits: Limits {
+                        max_body_bytes: 16 * 1024,
+                        publish_per_sec: 20,
+                        publish_burst: 40,
+                        max_rooms: 32,
+                    },
+                    user,
+                }
+            }
+            _ if self.user.is_none() => error(ErrorCode::HelloRequired, "send hello first"),
+            other => {
+                error(ErrorCode::Internal, &format!("`{}` is not supported by this server yet", other.kind()))
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@
 
 pub mod config;
 mod connection;
+mod identity;
 mod routes;
 mod shutdown;
 mod upgrade;

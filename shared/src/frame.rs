@@ -1,30 +1,100 @@
 //! Typed frames: every message that crosses a Tether WebSocket.
 //!
 //! Frames travel as JSON in text WebSocket messages, internally tagged by `type`.
-//! Keeping the tag inside the object (rather than wrapping it) makes frames readable in
-//! browser dev tools and easy to produce from any language.
+//! Keeping the tag inside the object makes frames readable in browser dev tools and easy
+//! to produce from any language. Callers only ever see these enums, never JSON, so a
+//! compact binary encoding can be added beside `encode`/`decode` without touching them.
+//!
+//! `PROTOCOL.md` documents each frame with an example; the test suite parses those
+//! examples, so the document and this file cannot drift apart.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The protocol version a client announces and a server speaks.
+use crate::time::Millis;
+
+/// The protocol version a client announces in [`ClientFrame::Hello`].
 pub const PROTOCOL_VERSION: u32 = 1;
 
 /// A frame sent by a client to the server.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientFrame {
-    /// Ask the server to send `body` straight back. Used for diagnostics and the demo's
-    /// echo page; it touches no room and is never stored.
-    Echo {
+    /// The first frame on every connection. Nothing else is accepted before it.
+    Hello {
+        /// Protocol version the client speaks; see [`PROTOCOL_VERSION`].
+        v: u32,
+        /// A signed token from the integrator's backend. Required when the server has an
+        /// auth secret.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        token: Option<String>,
+        /// Display name, used in dev mode when no token is given.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        name: Option<String>,
+        /// The `resume_token` of a previous session, so that a reconnect keeps its
+        /// identity and presence without a leave/join flicker.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resume_token: Option<String>,
+    },
+    /// Join a room. With `since`, the server first replays messages after that seq.
+    Join {
+        /// Room name.
+        room: String,
+        /// Last seq the client has seen in this room.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        since: Option<u64>,
+    },
+    /// Rejoin several rooms after a reconnect, each from the last seq the client saw.
+    /// Equivalent to one `join` with `since` per room, in one frame.
+    Resume {
+        /// One cursor per room.
+        rooms: Vec<RoomCursor>,
+    },
+    /// Leave a room.
+    Leave {
+        /// Room name.
+        room: String,
+    },
+    /// Publish a message to a joined room. Answered by [`ServerFrame::Ack`] or
+    /// [`ServerFrame::Reject`] carrying the same `id`.
+    Publish {
+        /// Client message id, unique per user. Re-sending the same id is safe: the server
+        /// answers with the original ack and does not broadcast twice.
+        id: String,
+        /// Room name.
+        room: String,
         /// Any JSON value.
         body: Value,
+        /// Higher is sent first from the client's outbox; the server does not reorder.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        priority: u8,
     },
-    /// Application-level liveness probe. Browsers can't see WebSocket protocol pings,
-    /// so a client that wants to detect a dead connection has to ask for itself.
+    /// Start or stop the "is typing" indicator. Ephemeral: never stored.
+    Typing {
+        /// Room name.
+        room: String,
+        /// `true` while typing.
+        active: bool,
+    },
+    /// Delivered or read "up to seq", for everyone in the room to see.
+    Receipt {
+        /// Room name.
+        room: String,
+        /// Delivered or read.
+        kind: ReceiptKind,
+        /// Everything up to and including this seq.
+        seq: u64,
+    },
+    /// Application-level liveness probe. Browsers can't see WebSocket protocol pings, so
+    /// a client that wants to detect a dead connection has to ask for itself.
     Ping {
         /// Opaque number echoed back in the matching [`ServerFrame::Pong`].
         nonce: u64,
+    },
+    /// Ask the server to send `body` straight back. Diagnostics only; needs no hello.
+    Echo {
+        /// Any JSON value.
+        body: Value,
     },
 }
 
@@ -32,15 +102,127 @@ pub enum ClientFrame {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ServerFrame {
-    /// The answer to [`ClientFrame::Echo`].
-    Echo {
-        /// The body the client sent, unchanged.
+    /// The answer to [`ClientFrame::Hello`]: the session is ready.
+    Welcome {
+        /// Protocol version the server speaks on this connection.
+        v: u32,
+        /// This connection's session id, for logs and support.
+        session: String,
+        /// Send this back in the next `hello` to resume the session.
+        resume_token: String,
+        /// How often the client should ping. The server drops a connection that stays
+        /// silent for about twice this.
+        heartbeat_ms: u64,
+        /// The limits this server enforces, so a client can respect them up front.
+        limits: Limits,
+        /// Who the server says this client is.
+        user: User,
+    },
+    /// The client is now in `room`.
+    Joined {
+        /// Room name.
+        room: String,
+        /// The room's current (latest) seq; 0 for an empty room.
+        seq: u64,
+        /// Identifies the room's history. If it changes, seqs from before are meaningless
+        /// (history was wiped) and the client must drop its cursor.
+        epoch: String,
+        /// Who is in the room now, this client included.
+        members: Vec<User>,
+    },
+    /// The client is no longer in `room`.
+    Left {
+        /// Room name.
+        room: String,
+    },
+    /// A published message is stored durably under `seq`.
+    Ack {
+        /// The client message id from the publish.
+        id: String,
+        /// Room name.
+        room: String,
+        /// The message's seq in the room.
+        seq: u64,
+        /// Server time when the message was first stored.
+        ts: Millis,
+    },
+    /// A publish was refused; nothing was stored.
+    Reject {
+        /// The client message id from the publish.
+        id: String,
+        /// Why, as a stable code.
+        code: RejectCode,
+        /// Human-readable detail.
+        message: String,
+    },
+    /// A message in a room, live or replayed.
+    Message {
+        /// Room name.
+        room: String,
+        /// Strictly increasing per room: every member sees the same order.
+        seq: u64,
+        /// The sender's client message id.
+        id: String,
+        /// The sender.
+        from: User,
+        /// The body, as published.
         body: Value,
+        /// Server time when stored.
+        ts: Millis,
+    },
+    /// The replay that a `join` with `since` or a `resume` asked for is over.
+    Replayed {
+        /// Room name.
+        room: String,
+        /// The first seq that could not be replayed is after this: the client has every
+        /// message up to `to`.
+        to: u64,
+        /// `false` when the history no longer holds everything after `since`; then
+        /// messages between `since` and `oldest` are lost to this client.
+        complete: bool,
+        /// The oldest seq the history still holds (0 when empty).
+        oldest: u64,
+    },
+    /// Members joined or left a room since the snapshot in `joined`.
+    Presence {
+        /// Room name.
+        room: String,
+        /// Members who arrived.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        joined: Vec<User>,
+        /// User ids of members who left (their last tab closed).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        left: Vec<String>,
+    },
+    /// Someone started or stopped typing. Expires by itself after a few seconds.
+    Typing {
+        /// Room name.
+        room: String,
+        /// Who.
+        user: User,
+        /// `true` while typing.
+        active: bool,
+    },
+    /// A member's receipt.
+    Receipt {
+        /// Room name.
+        room: String,
+        /// The member's user id.
+        user: String,
+        /// Delivered or read.
+        kind: ReceiptKind,
+        /// Up to and including this seq.
+        seq: u64,
     },
     /// The answer to [`ClientFrame::Ping`].
     Pong {
         /// The nonce of the ping this answers.
         nonce: u64,
+    },
+    /// The answer to [`ClientFrame::Echo`].
+    Echo {
+        /// The body the client sent, unchanged.
+        body: Value,
     },
     /// Something the client sent could not be accepted. The connection stays open.
     Error {
@@ -48,7 +230,82 @@ pub enum ServerFrame {
         code: ErrorCode,
         /// Human-readable detail; wording may change between releases.
         message: String,
+        /// The client message id or room the error is about, when there is one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        about: Option<String>,
     },
+}
+
+/// A last-seen seq for one room, sent in [`ClientFrame::Resume`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomCursor {
+    /// Room name.
+    pub room: String,
+    /// Last seq seen; `None` to join without replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<u64>,
+}
+
+/// A user as others see them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct User {
+    /// Stable id: from the token, or assigned in dev mode.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// A CSS colour for the user's avatar and name.
+    pub color: String,
+}
+
+/// Limits a server enforces, announced in [`ServerFrame::Welcome`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// Largest publish `body`, in bytes of JSON.
+    pub max_body_bytes: usize,
+    /// Publishes per second allowed on one connection, sustained.
+    pub publish_per_sec: u32,
+    /// Publishes allowed in a burst above the sustained rate.
+    pub publish_burst: u32,
+    /// Rooms one connection may be in at once.
+    pub max_rooms: usize,
+}
+
+/// Delivered or read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptKind {
+    /// The message reached the member's device.
+    Delivered,
+    /// The member saw the message.
+    Read,
+}
+
+/// Why a publish was refused ([`ServerFrame::Reject`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectCode {
+    /// The connection exceeded its publish rate. Retry later; the message was not stored.
+    RateLimited,
+    /// The body exceeds `max_body_bytes`. Retrying will not help.
+    TooLarge,
+    /// The client is not in that room. Join first; resending alone will not help.
+    NotJoined,
+    /// The token does not allow publishing there.
+    Forbidden,
+    /// The id is empty or too long.
+    InvalidId,
+    /// The server could not store the message. Retry later.
+    Unavailable,
+}
+
+impl RejectCode {
+    /// Whether sending the same message again later can succeed.
+    pub fn retryable(self) -> bool {
+        matches!(self, RejectCode::RateLimited | RejectCode::Unavailable)
+    }
 }
 
 /// Stable error codes carried by [`ServerFrame::Error`].
@@ -57,17 +314,37 @@ pub enum ServerFrame {
 pub enum ErrorCode {
     /// The text was not valid JSON.
     MalformedJson,
-    /// The JSON was valid but not a frame this server knows, or a field was missing.
+    /// Valid JSON, but not a frame this server knows, or a field is missing or mistyped.
     InvalidFrame,
     /// A binary WebSocket message arrived where text frames are expected.
     BinaryNotSupported,
-    /// The frame exceeded the server's size limit.
+    /// A frame other than `hello`, `ping` or `echo` arrived before `hello`.
+    HelloRequired,
+    /// A second `hello` on the same connection.
+    AlreadyHello,
+    /// The room name is empty, too long, or uses characters outside `[A-Za-z0-9._:-]`.
+    InvalidRoom,
+    /// The token does not allow joining that room.
+    Forbidden,
+    /// The connection is in as many rooms as it may be.
+    TooManyRooms,
+    /// The room has as many members as it may have.
+    RoomFull,
+    /// Too many frames; slow down.
+    RateLimited,
+    /// The frame exceeded a size limit.
     TooLarge,
+    /// The server failed; the frame may be retried.
+    Internal,
+}
+
+fn is_zero(value: &u8) -> bool {
+    *value == 0
 }
 
 impl ClientFrame {
-    /// Decodes a client frame, telling apart malformed JSON from a well-formed but
-    /// unknown frame, so that a server can answer each with its own [`ErrorCode`].
+    /// Decodes a client frame, telling malformed JSON from a well-formed but unknown or
+    /// incomplete frame, so that a server can answer each with its own [`ErrorCode`].
     pub fn decode(text: &str) -> Result<Self, (ErrorCode, String)> {
         let value: Value =
             serde_json::from_str(text).map_err(|e| (ErrorCode::MalformedJson, e.to_string()))?;
@@ -77,6 +354,21 @@ impl ClientFrame {
     /// Encodes the frame as JSON text.
     pub fn encode(&self) -> String {
         serde_json::to_string(self).expect("frames always serialise")
+    }
+
+    /// The frame's `type` tag.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ClientFrame::Hello { .. } => "hello",
+            ClientFrame::Join { .. } => "join",
+            ClientFrame::Resume { .. } => "resume",
+            ClientFrame::Leave { .. } => "leave",
+            ClientFrame::Publish { .. } => "publish",
+            ClientFrame::Typing { .. } => "typing",
+            ClientFrame::Receipt { .. } => "receipt",
+            ClientFrame::Ping { .. } => "ping",
+            ClientFrame::Echo { .. } => "echo",
+        }
     }
 }
 
@@ -90,6 +382,42 @@ impl ServerFrame {
     pub fn encode(&self) -> String {
         serde_json::to_string(self).expect("frames always serialise")
     }
+
+    /// The frame's `type` tag.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerFrame::Welcome { .. } => "welcome",
+            ServerFrame::Joined { .. } => "joined",
+            ServerFrame::Left { .. } => "left",
+            ServerFrame::Ack { .. } => "ack",
+            ServerFrame::Reject { .. } => "reject",
+            ServerFrame::Message { .. } => "message",
+            ServerFrame::Replayed { .. } => "replayed",
+            ServerFrame::Presence { .. } => "presence",
+            ServerFrame::Typing { .. } => "typing",
+            ServerFrame::Receipt { .. } => "receipt",
+            ServerFrame::Pong { .. } => "pong",
+            ServerFrame::Echo { .. } => "echo",
+            ServerFrame::Error { .. } => "error",
+        }
+    }
+}
+
+/// Every `type` tag a client may send, for documentation checks.
+pub const CLIENT_KINDS: &[&str] =
+    &["hello", "join", "resume", "leave", "publish", "typing", "receipt", "ping", "echo"];
+
+/// Every `type` tag a server may send, for documentation checks.
+pub const SERVER_KINDS: &[&str] = &[
+    "welcome", "joined", "left", "ack", "reject", "message", "replayed", "presence", "typing", "receipt",
+    "pong", "echo", "error",
+];
+
+/// A room name is 1–64 characters from `[A-Za-z0-9._:-]`. Clients check before sending
+/// and servers check again.
+pub fn valid_room_name(room: &str) -> bool {
+    (1..=64).contains(&room.len())
+        && room.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
 #[cfg(test)]
@@ -98,7 +426,7 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn echo_round_trips() {
+    fn echo_encodes_with_an_inner_tag() {
         let frame = ClientFrame::Echo { body: json!({"text": "hi"}) };
         let text = frame.encode();
         assert_eq!(text, r#"{"type":"echo","body":{"text":"hi"}}"#);
@@ -108,10 +436,36 @@ mod tests {
     #[test]
     fn decode_tells_malformed_from_unknown() {
         assert_eq!(ClientFrame::decode("{nope").unwrap_err().0, ErrorCode::MalformedJson);
-        assert_eq!(
-            ClientFrame::decode(r#"{"type":"launch_rockets"}"#).unwrap_err().0,
-            ErrorCode::InvalidFrame
-        );
+        assert_eq!(ClientFrame::decode(r#"{"type":"launch"}"#).unwrap_err().0, ErrorCode::InvalidFrame);
         assert_eq!(ClientFrame::decode(r#"{"type":"ping"}"#).unwrap_err().0, ErrorCode::InvalidFrame);
+        assert_eq!(ClientFrame::decode(r#"[1,2]"#).unwrap_err().0, ErrorCode::InvalidFrame);
+        let extra = r#"{"type":"ping","nonce":1,"extra":true}"#;
+        assert_eq!(ClientFrame::decode(extra).unwrap_err().0, ErrorCode::InvalidFrame);
+    }
+
+    #[test]
+    fn priority_zero_is_omitted_and_defaulted() {
+        let frame = ClientFrame::Publish { id: "m1".into(), room: "r".into(), body: json!(1), priority: 0 };
+        assert!(!frame.encode().contains("priority"));
+        let parsed = ClientFrame::decode(r#"{"type":"publish","id":"m1","room":"r","body":1}"#).unwrap();
+        assert_eq!(parsed, frame);
+    }
+
+    #[test]
+    fn room_names() {
+        for good in ["general", "team-7", "a", "org:42.chat_main"] {
+            assert!(valid_room_name(good), "{good}");
+        }
+        let long = "x".repeat(65);
+        for bad in ["", "has space", "emoji😀", "slash/room", long.as_str()] {
+            assert!(!valid_room_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn retryable_rejections() {
+        assert!(RejectCode::RateLimited.retryable());
+        assert!(!RejectCode::TooLarge.retryable());
+        assert!(!RejectCode::Forbidden.retryable());
     }
 }

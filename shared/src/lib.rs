@@ -1,9 +1,28 @@
-//! The one vocabulary that Tether's browser client, native clients and server share.
+//! The one vocabulary and the one client brain that Tether's browser client, native
+//! clients and server share.
 //!
-//! Everything here is plain data and pure logic: no sockets, no clock, no runtime.
-//! That is what lets the same code run in `wasm32` inside a browser and natively in
-//! the server's tests.
+//! Everything here is plain data and pure logic: no sockets, no clock, no runtime, no
+//! global randomness. Time comes in as an argument ([`Millis`]) and randomness from a
+//! seed, which is what lets the same code run in `wasm32` inside a browser and natively,
+//! and lets every behaviour be tested deterministically.
+//!
+//! - [`frame`]: the wire protocol (documented in `PROTOCOL.md`).
+//! - [`close`]: the close codes and whether each allows a retry.
+//! - [`Backoff`]: reconnect delays with jitter.
+//! - [`Outbox`]: unacknowledged messages, bounded, prioritised, persisted.
+//! - [`Connection`]: the client's state machine, which drives the two above.
 
+pub mod backoff;
+pub mod close;
+pub mod connection;
 pub mod frame;
+pub mod outbox;
+pub mod time;
 
-pub use frame::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ServerFrame};
+pub use backoff::{Backoff, BackoffConfig, Jitter};
+pub use connection::{Action, Connection, ConnectionConfig, Event, Input, SocketId, State, Timer};
+pub use frame::{
+    ClientFrame, ErrorCode, Limits, PROTOCOL_VERSION, ReceiptKind, RejectCode, RoomCursor, ServerFrame, User,
+};
+pub use outbox::{DropReason, Dropped, Envelope, Outbox, OutboxConfig, OutboxError, Overflow};
+pub use time::Millis;

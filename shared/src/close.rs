@@ -1,0 +1,92 @@
+//! WebSocket close codes the server sends, and what each means to a client.
+//!
+//! A client needs one decision from a close: reconnect (with backoff) or stop and tell
+//! the person. The 4xxx codes mirror HTTP statuses so they read at a glance.
+
+/// The client closed the socket itself (the person disconnected).
+pub const NORMAL: u16 = 1000;
+/// The server is shutting down or restarting. Reconnect with backoff, then resume.
+pub const GOING_AWAY: u16 = 1001;
+/// Browsers report this when the connection died without a close frame.
+pub const ABNORMAL: u16 = 1006;
+/// A text message was not valid UTF-8.
+pub const INVALID_PAYLOAD: u16 = 1007;
+/// Repeated invalid frames or flooding. Reconnect with backoff.
+pub const POLICY: u16 = 1008;
+/// A message exceeded the size limit.
+pub const TOO_BIG: u16 = 1009;
+/// The server hit an unexpected error.
+pub const INTERNAL: u16 = 1011;
+/// Overloaded, or too many connections from this address. Reconnect later.
+pub const TRY_AGAIN_LATER: u16 = 1013;
+/// Sent by clients that detect a dead connection through a missed pong.
+pub const HEARTBEAT_TIMEOUT: u16 = 4000;
+/// The client could not keep up with its messages; its queue overflowed. Reconnect and
+/// resume: what it missed is replayed from history.
+pub const SLOW_CONSUMER: u16 = 4001;
+/// The server saw no traffic from the client within the idle timeout.
+pub const IDLE_TIMEOUT: u16 = 4002;
+/// The connection attempt did not complete within the client's connect timeout.
+pub const CONNECT_TIMEOUT: u16 = 4008;
+/// The `hello` was missing, malformed, or asked for an unsupported protocol version.
+/// Reconnecting with the same client will not help.
+pub const BAD_HELLO: u16 = 4400;
+/// The token was missing, forged or malformed. Do not retry without a new token.
+pub const UNAUTHORIZED: u16 = 4401;
+/// The token expired. Fetch a new one, then connect again.
+pub const TOKEN_EXPIRED: u16 = 4403;
+/// The page's origin is not on the server's allow-list.
+pub const ORIGIN_FORBIDDEN: u16 = 4408;
+
+/// Whether a client should reconnect on its own after the server closed with `code`.
+/// The codes that say "the same attempt will fail again" stop the client and ask the
+/// person or the app to act.
+pub fn retry_allowed(code: u16) -> bool {
+    !matches!(code, BAD_HELLO | UNAUTHORIZED | TOKEN_EXPIRED | ORIGIN_FORBIDDEN)
+}
+
+/// A sentence for a person, describing why a connection closed.
+pub fn describe(code: u16, reason: &str) -> String {
+    let what = match code {
+        NORMAL => "Disconnected",
+        GOING_AWAY => "The server is restarting",
+        ABNORMAL => "The connection was lost",
+        INVALID_PAYLOAD | POLICY | TOO_BIG => "The server refused a message",
+        INTERNAL => "The server had a problem",
+        TRY_AGAIN_LATER => "The server is busy",
+        HEARTBEAT_TIMEOUT => "The server stopped answering",
+        SLOW_CONSUMER => "Messages arrived faster than this device could take them",
+        IDLE_TIMEOUT => "The connection went quiet and was closed",
+        CONNECT_TIMEOUT => "The server did not answer in time",
+        BAD_HELLO => "This app version is not compatible with the server",
+        UNAUTHORIZED => "Sign-in failed",
+        TOKEN_EXPIRED => "Your session expired; sign in again",
+        ORIGIN_FORBIDDEN => "This site is not allowed to connect to the server",
+        _ => "The connection closed",
+    };
+    if reason.is_empty() { format!("{what} ({code})") } else { format!("{what}: {reason} ({code})") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn auth_and_compatibility_failures_stop_retries() {
+        for code in [BAD_HELLO, UNAUTHORIZED, TOKEN_EXPIRED, ORIGIN_FORBIDDEN] {
+            assert!(!retry_allowed(code), "{code}");
+        }
+        for code in [GOING_AWAY, ABNORMAL, POLICY, TOO_BIG, INTERNAL, TRY_AGAIN_LATER, SLOW_CONSUMER] {
+            assert!(retry_allowed(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn descriptions_read_as_sentences() {
+        assert_eq!(
+            describe(GOING_AWAY, "server restarting"),
+            "The server is restarting: server restarting (1001)"
+        );
+        assert_eq!(describe(ABNORMAL, ""), "The connection was lost (1006)");
+    }
+}

@@ -1,0 +1,776 @@
+//! The client's connection as a state machine: events and the current time go in,
+//! actions for the driver and events for the UI come out.
+//!
+//! The driver (gloo in the browser, tokio natively) owns the socket and the timers and
+//! does exactly what [`Action`]s say; everything that decides (when to reconnect, what
+//! to resend, when a connection is dead) lives here, where it is tested once for both.
+//!
+//! Invariants, checked by property tests over random event sequences:
+//! - never two sockets at once: a new [`Action::Open`] only after the previous socket
+//!   was closed or reported closed;
+//! - never a send before the server's `welcome` (the `hello` itself excepted);
+//! - never a reconnect after [`Input::Disconnect`] until the next [`Input::Connect`].
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::backoff::{Backoff, BackoffConfig};
+use crate::close;
+use crate::frame::{
+    ClientFrame, ErrorCode, PROTOCOL_VERSION, ReceiptKind, RejectCode, RoomCursor, ServerFrame, User,
+};
+use crate::outbox::{Dropped, Envelope, Outbox, OutboxConfig, OutboxError};
+use crate::time::Millis;
+
+/// Identifies one socket the driver opened, so that late events from an old socket are
+/// never mistaken for the current one's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketId(pub u64);
+
+/// The timers the core asks the driver to run. One of each kind at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Timer {
+    /// The socket must open and the server must welcome us before this.
+    Connect,
+    /// Time to try connecting again.
+    Reconnect,
+    /// Time to send the next ping.
+    Heartbeat,
+    /// The pong (or any frame) must arrive before this, or the connection is dead.
+    PongDeadline,
+    /// The oldest unacked message is overdue and is to be sent again.
+    AckTimeout,
+    /// The next queued message runs out of TTL.
+    Expiry,
+}
+
+const TIMERS: [Timer; 6] = [
+    Timer::Connect,
+    Timer::Reconnect,
+    Timer::Heartbeat,
+    Timer::PongDeadline,
+    Timer::AckTimeout,
+    Timer::Expiry,
+];
+
+/// Where the connection is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Never connected.
+    Idle,
+    /// Opening a socket and waiting for the server's welcome. `attempt` is 0 for a first
+    /// connect and counts retries otherwise.
+    Connecting {
+        /// Retries so far.
+        attempt: u32,
+    },
+    /// Welcomed: messages flow.
+    Open,
+    /// Waiting to try again.
+    Reconnecting {
+        /// The retry that comes next (1 for the first).
+        attempt: u32,
+        /// When it will be made.
+        retry_at: Millis,
+    },
+    /// The browser says there is no network; nothing is tried until it comes back.
+    Offline,
+    /// The person disconnected.
+    Closed,
+    /// Given up: attempts exhausted, or the server said retrying cannot help.
+    Failed {
+        /// A sentence for a person.
+        reason: String,
+    },
+}
+
+/// Something that happened, told to the core.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// The app wants to be connected (also "retry now" from a failed or waiting state).
+    Connect,
+    /// The person wants to be disconnected. No reconnect follows.
+    Disconnect,
+    /// The socket finished its handshake.
+    SocketOpened(SocketId),
+    /// A text message arrived.
+    Received(SocketId, String),
+    /// The socket closed (1006 when it died without a close frame).
+    SocketClosed {
+        /// Which socket.
+        socket: SocketId,
+        /// Close code.
+        code: u16,
+        /// Close reason.
+        reason: String,
+    },
+    /// The socket reported an error; a `SocketClosed` follows.
+    SocketErrored(SocketId),
+    /// A timer the core set has fired.
+    TimerFired(Timer),
+    /// The browser reports the network is back.
+    NetworkOnline,
+    /// The browser reports the network is gone.
+    NetworkOffline,
+    /// The page became visible again (the person came back to the tab).
+    PageVisible,
+    /// Queue a message for a room; it is sent when open and kept until acked.
+    Publish {
+        /// Client message id; see [`Connection::new_message_id`].
+        id: String,
+        /// Room.
+        room: String,
+        /// Body.
+        body: Value,
+        /// Higher goes first.
+        priority: u8,
+    },
+    /// Be in a room, now and after every reconnect.
+    Join(String),
+    /// Stop being in a room.
+    Leave(String),
+    /// Typing indicator; dropped when not open (it is ephemeral).
+    Typing {
+        /// Room.
+        room: String,
+        /// Typing or not.
+        active: bool,
+    },
+    /// A receipt; the latest per room and kind is kept and sent once open.
+    Receipt {
+        /// Room.
+        room: String,
+        /// Delivered or read.
+        kind: ReceiptKind,
+        /// Up to this seq.
+        seq: u64,
+    },
+    /// An echo request (diagnostics); dropped when not open.
+    Echo(Value),
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Open a new socket to the server under this id.
+    Open(SocketId),
+    /// Write one text message on the socket.
+    Send(SocketId, String),
+    /// Close the socket and forget it; its later events are ignored anyway.
+    Close {
+        /// Which socket.
+        socket: SocketId,
+        /// Close code (1000 or 4000–4999, as browsers require).
+        code: u16,
+        /// Close reason.
+        reason: String,
+    },
+    /// Arm `Timer` to fire at the given time, replacing any earlier arming.
+    SetTimer(Timer, Millis),
+    /// Disarm `Timer`.
+    CancelTimer(Timer),
+}
+
+/// What the UI may want to know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The state changed.
+    State(State),
+    /// The server welcomed us as this user.
+    Welcome {
+        /// Who the server says we are.
+        user: User,
+    },
+    /// A frame for the app: `message`, `joined`, `left`, `replayed`, `presence`,
+    /// `typing`, `receipt`, `echo` or `error`.
+    Frame(ServerFrame),
+    /// The server stored a message of ours.
+    Acked {
+        /// The message.
+        envelope: Envelope,
+        /// Its seq in the room.
+        seq: u64,
+        /// When it was stored.
+        ts: Millis,
+    },
+    /// The server refused a message.
+    Rejected {
+        /// The message.
+        envelope: Envelope,
+        /// Why.
+        code: RejectCode,
+        /// Detail.
+        message: String,
+        /// Whether it stays queued and will be sent again.
+        will_retry: bool,
+    },
+    /// The outbox could not take a message.
+    Refused {
+        /// The message id.
+        id: String,
+        /// Why.
+        error: OutboxError,
+    },
+    /// The outbox let go of a message without an ack (overflow or TTL).
+    Dropped(Dropped),
+    /// The outbox's size changed; persist it now if you persist it.
+    Queue {
+        /// Messages waiting for an ack.
+        messages: usize,
+        /// Their bytes.
+        bytes: usize,
+    },
+}
+
+/// Connection settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionConfig {
+    /// Socket open plus welcome must take less than this.
+    pub connect_timeout: Duration,
+    /// Ping interval until the server's welcome says otherwise.
+    pub heartbeat: Duration,
+    /// A ping unanswered (no frame at all) for this long means the connection is dead.
+    pub pong_timeout: Duration,
+    /// A sent message unacked for this long is sent again.
+    pub ack_timeout: Duration,
+    /// Messages sent but unacked at once.
+    pub max_in_flight: usize,
+    /// Reconnect automatically after an unexpected close.
+    pub auto_reconnect: bool,
+    /// Reconnect delays.
+    pub backoff: BackoffConfig,
+    /// Outbox bounds and policy.
+    pub outbox: OutboxConfig,
+    /// Token for `hello`.
+    pub token: Option<String>,
+    /// Display name for `hello` (dev mode).
+    pub name: Option<String>,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            connect_timeout: Duration::from_secs(10),
+            heartbeat: Duration::from_secs(5),
+            pong_timeout: Duration::from_secs(5),
+            ack_timeout: Duration::from_secs(10),
+            max_in_flight: 64,
+            auto_reconnect: true,
+            backoff: BackoffConfig::default(),
+            outbox: OutboxConfig::default(),
+            token: None,
+            name: None,
+        }
+    }
+}
+
+/// What the core remembers about a room the app wants to be in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomState {
+    /// The highest seq received; resume asks for what comes after it.
+    pub last_seq: Option<u64>,
+    /// The history epoch the seqs belong to.
+    pub epoch: Option<String>,
+    /// Whether the server confirmed the join on the current connection.
+    pub joined: bool,
+}
+
+/// The client's brain. See the module docs.
+pub struct Connection {
+    config: ConnectionConfig,
+    state: State,
+    backoff: Backoff,
+    outbox: Outbox,
+    rng: fastrand::Rng,
+    socket: Option<SocketId>,
+    next_socket: u64,
+    online: bool,
+    rooms: BTreeMap<String, RoomState>,
+    receipts: BTreeMap<(String, ReceiptKind), u64>,
+    resume_token: Option<String>,
+    user: Option<User>,
+    heartbeat: Duration,
+    next_nonce: u64,
+    timers: BTreeMap<Timer, Millis>,
+    last_error: Option<String>,
+    reported_queue: (usize, usize),
+    actions: VecDeque<Action>,
+    events: VecDeque<Event>,
+}
+
+impl Connection {
+    /// A connection with an empty outbox. `seed` feeds jitter and message ids; give each
+    /// client its own (from `crypto.getRandomValues`, the clock, …).
+    pub fn new(config: ConnectionConfig, seed: u64) -> Self {
+        let outbox = Outbox::new(config.outbox.clone());
+        Self::with_outbox(config, outbox, seed)
+    }
+
+    /// A connection that starts with a restored outbox (see [`Outbox::restore`]).
+    pub fn with_outbox(config: ConnectionConfig, outbox: Outbox, seed: u64) -> Self {
+        let reported_queue = (outbox.len(), outbox.bytes());
+        Connection {
+            backoff: Backoff::new(config.backoff.clone(), seed),
+            rng: fastrand::Rng::with_seed(seed ^ 0x9E37_79B9_7F4A_7C15),
+            heartbeat: config.heartbeat,
+            config,
+            state: State::Idle,
+            outbox,
+            socket: None,
+            next_socket: 0,
+            online: true,
+            rooms: BTreeMap::new(),
+            receipts: BTreeMap::new(),
+            resume_token: None,
+            user: None,
+            next_nonce: 0,
+            timers: BTreeMap::new(),
+            last_error: None,
+            reported_queue,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// The current state.
+    pub fn state(&self) -> &State {
+        &self.state
+    }
+
+    /// The outbox, for counts and persistence.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
+    }
+
+    /// The rooms the app wants to be in, with their cursors.
+    pub fn rooms(&self) -> &BTreeMap<String, RoomState> {
+        &self.rooms
+    }
+
+    /// The last reason a connection ended, in words for a person.
+    pub fn last_error(&self) -> Option<&str> {
+        self.last_error.as_deref()
+    }
+
+    /// Who the server says we are, once welcomed.
+    pub fn user(&self) -> Option<&User> {
+        self.user.as_ref()
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ConnectionConfig {
+        &self.config
+    }
+
+    /// Replaces the token used by the next `hello` (after fetching a fresh one).
+    pub fn set_token(&mut self, token: Option<String>) {
+        self.config.token = token;
+    }
+
+    /// A fresh client message id: 16 random hex digits from the seeded generator. Ids
+    /// only need to be unique per user; the seed should differ per page load.
+    pub fn new_message_id(&mut self) -> String {
+        format!("{:016x}", self.rng.u64(..))
+    }
+
+    /// Queues `body` for `room` and returns its id. Shorthand for [`Input::Publish`].
+    pub fn publish(&mut self, room: &str, body: Value, priority: u8, now: Millis) -> String {
+        let id = self.new_message_id();
+        self.handle(Input::Publish { id: id.clone(), room: room.into(), body, priority }, now);
+        id
+    }
+
+    /// The next thing the driver must do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next thing to tell the UI.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// Feeds one input at time `now`.
+    pub fn handle(&mut self, input: Input, now: Millis) {
+        match input {
+            Input::Connect => match self.state {
+                State::Idle | State::Closed | State::Failed { .. } | State::Offline => {
+                    self.backoff.reset();
+                    self.open_socket(now);
+                }
+                State::Reconnecting { .. } => self.open_socket(now),
+                State::Connecting { .. } | State::Open => {}
+            },
+            Input::Disconnect => {
+                if let Some(socket) = self.socket.take() {
+                    self.actions.push_back(Action::Close {
+                        socket,
+                        code: close::NORMAL,
+                        reason: "client disconnect".into(),
+                    });
+                }
+                for timer in TIMERS {
+                    self.cancel(timer);
+                }
+                self.outbox.requeue_all();
+                self.mark_rooms_unjoined();
+                self.set_state(State::Closed);
+            }
+            Input::SocketOpened(socket) => {
+                if self.socket == Some(socket) && matches!(self.state, State::Connecting { .. }) {
+                    let hello = ClientFrame::Hello {
+                        v: PROTOCOL_VERSION,
+                        token: self.config.token.clone(),
+                        name: self.config.name.clone(),
+                        resume_token: self.resume_token.clone(),
+                    };
+                    self.actions.push_back(Action::Send(socket, hello.encode()));
+                }
+            }
+            Input::Received(socket, text) => {
+                if self.socket == Some(socket) {
+                    self.received(&text, now);
+                }
+            }
+            Input::SocketClosed { socket, code, reason } => {
+                if self.socket == Some(socket) {
+                    self.socket = None;
+                    self.lost(code, &reason, now);
+                }
+            }
+            Input::SocketErrored(socket) => {
+                if self.socket == Some(socket) {
+                    self.last_error = Some("The connection failed".into());
+                }
+            }
+            Input::TimerFired(timer) => self.timer_fired(timer, now),
+            Input::NetworkOffline => {
+                self.online = false;
+                if let Some(socket) = self.socket.take() {
+                    self.actions.push_back(Action::Close {
+                        socket,
+                        code: close::NORMAL,
+                        reason: "network offline".into(),
+                    });
+                    self.lost(close::ABNORMAL, "network offline", now);
+                } else if matches!(self.state, State::Reconnecting { .. }) {
+                    self.cancel(Timer::Reconnect);
+                    self.set_state(State::Offline);
+                }
+            }
+            Input::NetworkOnline => {
+                self.online = true;
+                if matches!(self.state, State::Offline | State::Reconnecting { .. }) {
+                    self.backoff.reset();
+                    self.open_socket(now);
+                }
+            }
+            Input::PageVisible => match self.state {
+                State::Reconnecting { .. } => {
+                    self.backoff.reset();
+                    self.open_socket(now);
+                }
+                // A tab that slept may hold a dead socket: check now, not at the next beat.
+                State::Open => self.ping(now),
+                _ => {}
+            },
+            Input::Publish { id, room, body, priority } => {
+                let envelope = Envelope { id: id.clone(), room, body, priority, created: now, expires: None };
+                match self.outbox.push(envelope) {
+                    Ok(pushed) => self.events.extend(pushed.dropped.into_iter().map(Event::Dropped)),
+                    Err(error) => self.events.push_back(Event::Refused { id, error }),
+                }
+                self.flush(now);
+            }
+            Input::Join(room) => {
+                let since = self.rooms.entry(room.clone()).or_default().last_seq;
+                self.send(ClientFrame::Join { room, since });
+            }
+            Input::Leave(room) => {
+                if self.rooms.remove(&room).is_some() {
+                    self.receipts.retain(|(r, _), _| *r != room);
+                    self.send(ClientFrame::Leave { room });
+                }
+            }
+            Input::Typing { room, active } => self.send(ClientFrame::Typing { room, active }),
+            Input::Receipt { room, kind, seq } => {
+                let latest = self.receipts.entry((room.clone(), kind)).or_insert(seq);
+                *latest = (*latest).max(seq);
+                let seq = *latest;
+                self.send(ClientFrame::Receipt { room, kind, seq });
+            }
+            Input::Echo(body) => self.send(ClientFrame::Echo { body }),
+        }
+        self.after(now);
+    }
+
+    /// Opens a new socket; the previous one, if any, is closed first.
+    fn open_socket(&mut self, now: Millis) {
+        if let Some(socket) = self.socket.take() {
+            self.actions.push_back(Action::Close {
+                socket,
+                code: close::NORMAL,
+                reason: "reconnecting".into(),
+            });
+        }
+        self.cancel(Timer::Reconnect);
+        self.next_socket += 1;
+        let socket = SocketId(self.next_socket);
+        self.socket = Some(socket);
+        self.actions.push_back(Action::Open(socket));
+        self.arm(Timer::Connect, now.after(self.config.connect_timeout));
+        self.set_state(State::Connecting { attempt: self.backoff.attempt() });
+    }
+
+    /// The current socket is gone: decide between offline, failed and a retry.
+    fn lost(&mut self, code: u16, reason: &str, now: Millis) {
+        for timer in [Timer::Connect, Timer::Heartbeat, Timer::PongDeadline, Timer::AckTimeout] {
+            self.cancel(timer);
+        }
+        self.outbox.requeue_all();
+        self.mark_rooms_unjoined();
+        let described = close::describe(code, reason);
+        self.last_error = Some(described.clone());
+        if matches!(self.state, State::Closed) {
+            return;
+        }
+        if !self.online {
+            self.set_state(State::Offline);
+        } else if !close::retry_allowed(code) || !self.config.auto_reconnect {
+            self.set_state(State::Failed { reason: described });
+        } else {
+            match self.backoff.next_retry() {
+                Some((attempt, delay)) => {
+                    let retry_at = now.after(delay);
+                    self.arm(Timer::Reconnect, retry_at);
+                    self.set_state(State::Reconnecting { attempt, retry_at });
+                }
+                None => {
+                    let tries = self.backoff.attempt();
+                    let reason = format!("Gave up after {tries} attempts. {described}");
+                    self.set_state(State::Failed { reason });
+                }
+            }
+        }
+    }
+
+    /// Closes the current socket from our side for `reason` and handles the loss.
+    fn abandon(&mut self, code: u16, reason: &str, now: Millis) {
+        if let Some(socket) = self.socket.take() {
+            self.actions.push_back(Action::Close { socket, code, reason: reason.into() });
+            self.lost(code, reason, now);
+        }
+    }
+
+    fn received(&mut self, text: &str, now: Millis) {
+        // Any frame proves the connection alive.
+        self.cancel(Timer::PongDeadline);
+        let frame = match ServerFrame::decode(text) {
+            Ok(frame) => frame,
+            Err(error) => {
+                let message = format!("unreadable frame from the server: {error}");
+                self.events.push_back(Event::Frame(ServerFrame::Error {
+                    code: ErrorCode::InvalidFrame,
+                    message,
+                    about: None,
+                }));
+                return;
+            }
+        };
+        match frame {
+            ServerFrame::Welcome { resume_token, heartbeat_ms, user, .. } => {
+                if !matches!(self.state, State::Connecting { .. }) {
+                    return;
+                }
+                self.cancel(Timer::Connect);
+                self.backoff.reset();
+                self.last_error = None;
+                self.resume_token = Some(resume_token);
+                self.user = Some(user.clone());
+                if heartbeat_ms > 0 {
+                    self.heartbeat = Duration::from_millis(heartbeat_ms);
+                }
+                self.arm(Timer::Heartbeat, now.after(self.heartbeat));
+                self.set_state(State::Open);
+                self.events.push_back(Event::Welcome { user });
+                if !self.rooms.is_empty() {
+                    let rooms = self
+                        .rooms
+                        .iter()
+                        .map(|(room, state)| RoomCursor { room: room.clone(), since: state.last_seq })
+                        .collect();
+                    self.send(ClientFrame::Resume { rooms });
+                }
+                let receipts: Vec<_> = self.receipts.iter().map(|((r, k), s)| (r.clone(), *k, *s)).collect();
+                for (room, kind, seq) in receipts {
+                    self.send(ClientFrame::Receipt { room, kind, seq });
+                }
+                self.flush(now);
+            }
+            ServerFrame::Ack { id, seq, ts, .. } => {
+                if let Some(envelope) = self.outbox.ack(&id) {
+                    self.events.push_back(Event::Acked { envelope, seq, ts });
+                    self.flush(now);
+                }
+            }
+            ServerFrame::Reject { id, code, message } => {
+                let will_retry = code.retryable();
+                // A retryable refusal stays in flight and is re-sent when its ack is overdue,
+                // which paces retries instead of hammering a rate limit.
+                let envelope = if will_retry {
+                    self.outbox.iter().find(|e| e.id == id).cloned()
+                } else {
+                    self.outbox.remove(&id)
+                };
+                if let Some(envelope) = envelope {
+                    self.events.push_back(Event::Rejected { envelope, code, message, will_retry });
+                    self.flush(now);
+                }
+            }
+            ServerFrame::Pong { .. } => {}
+            ServerFrame::Joined { ref room, seq, ref epoch, .. } => {
+                if let Some(state) = self.rooms.get_mut(room) {
+                    if state.epoch.as_ref().is_some_and(|known| known != epoch) {
+                        state.last_seq = None;
+                    }
+                    state.epoch = Some(epoch.clone());
+                    state.last_seq.get_or_insert(seq);
+                    state.joined = true;
+                }
+                self.events.push_back(Event::Frame(frame));
+            }
+            ServerFrame::Message { ref room, seq, .. } => {
+                if let Some(state) = self.rooms.get_mut(room) {
+                    state.last_seq = Some(state.last_seq.map_or(seq, |last| last.max(seq)));
+                }
+                self.events.push_back(Event::Frame(frame));
+            }
+            ServerFrame::Left { ref room } => {
+                if let Some(state) = self.rooms.get_mut(room) {
+                    state.joined = false;
+                }
+                self.events.push_back(Event::Frame(frame));
+            }
+            other => self.events.push_back(Event::Frame(other)),
+        }
+    }
+
+    fn timer_fired(&mut self, timer: Timer, now: Millis) {
+        match self.timers.get(&timer) {
+            Some(&due) if due <= now => {
+                self.timers.remove(&timer);
+            }
+            // Early (re-armed since) or stale (cancelled since): nothing to do.
+            _ => return,
+        }
+        match timer {
+            Timer::Connect => self.abandon(close::CONNECT_TIMEOUT, "connect timeout", now),
+            Timer::Reconnect => {
+                if matches!(self.state, State::Reconnecting { .. }) {
+                    self.open_socket(now);
+                }
+            }
+            Timer::Heartbeat => {
+                if self.state == State::Open {
+                    self.ping(now);
+                    self.arm(Timer::Heartbeat, now.after(self.heartbeat));
+                }
+            }
+            Timer::PongDeadline => self.abandon(close::HEARTBEAT_TIMEOUT, "heartbeat timeout", now),
+            Timer::AckTimeout => {
+                if self.state == State::Open {
+                    for envelope in self.outbox.overdue(now, self.config.ack_timeout) {
+                        self.send(envelope.frame());
+                    }
+                }
+            }
+            Timer::Expiry => {
+                let expired = self.outbox.expire(now);
+                self.events.extend(expired.into_iter().map(Event::Dropped));
+            }
+        }
+    }
+
+    fn ping(&mut self, now: Millis) {
+        self.next_nonce += 1;
+        self.send(ClientFrame::Ping { nonce: self.next_nonce });
+        if !self.timers.contains_key(&Timer::PongDeadline) {
+            self.arm(Timer::PongDeadline, now.after(self.config.pong_timeout));
+        }
+    }
+
+    /// Writes a frame if open; otherwise it is not sent (callers keep what must survive).
+    fn send(&mut self, frame: ClientFrame) {
+        if let (State::Open, Some(socket)) = (&self.state, self.socket) {
+            self.actions.push_back(Action::Send(socket, frame.encode()));
+        }
+    }
+
+    /// Sends what the outbox allows.
+    fn flush(&mut self, now: Millis) {
+        if self.state == State::Open {
+            for envelope in self.outbox.take_sendable(now, self.config.max_in_flight) {
+                self.send(envelope.frame());
+            }
+        }
+    }
+
+    /// Housekeeping after every input: outbox timers and the queue-size event.
+    fn after(&mut self, now: Millis) {
+        let expired = self.outbox.expire(now);
+        self.events.extend(expired.into_iter().map(Event::Dropped));
+        match self.outbox.next_ack_deadline(self.config.ack_timeout).filter(|_| self.state == State::Open) {
+            Some(at) => self.arm(Timer::AckTimeout, at),
+            None => self.cancel(Timer::AckTimeout),
+        }
+        match self.outbox.next_expiry() {
+            Some(at) => self.arm(Timer::Expiry, at),
+            None => self.cancel(Timer::Expiry),
+        }
+        let queue = (self.outbox.len(), self.outbox.bytes());
+        if queue != self.reported_queue {
+            self.reported_queue = queue;
+            self.events.push_back(Event::Queue { messages: queue.0, bytes: queue.1 });
+        }
+    }
+
+    fn mark_rooms_unjoined(&mut self) {
+        for state in self.rooms.values_mut() {
+            state.joined = false;
+        }
+    }
+
+    fn arm(&mut self, timer: Timer, at: Millis) {
+        if self.timers.insert(timer, at) != Some(at) {
+            self.actions.push_back(Action::SetTimer(timer, at));
+        }
+    }
+
+    fn cancel(&mut self, timer: Timer) {
+        if self.timers.remove(&timer).is_some() {
+            self.actions.push_back(Action::CancelTimer(timer));
+        }
+    }
+
+    fn set_state(&mut self, state: State) {
+        if self.state != state {
+            self.state = state.clone();
+            self.events.push_back(Event::State(state));
+        }
+    }
+}
+
+/// Convenience for drivers and tests: everything queued, in order.
+impl Connection {
+    /// Drains all pending actions.
+    pub fn drain_actions(&mut self) -> Vec<Action> {
+        self.actions.drain(..).collect()
+    }
+
+    /// Drains all pending events.
+    pub fn drain_events(&mut self) -> Vec<Event> {
+        self.events.drain(..).collect()
+    }
+}

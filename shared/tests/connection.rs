@@ -1,0 +1,491 @@
+//! The connection state machine, scenario by scenario, with time under the test's control.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde_json::json;
+use tether_shared::close;
+use tether_shared::connection::RoomState;
+use tether_shared::{
+    Action, BackoffConfig, ClientFrame, Connection, ConnectionConfig, Event, Input, Jitter, Limits, Millis,
+    RejectCode, ServerFrame, SocketId, State, Timer, User,
+};
+
+/// Plays the driver: remembers armed timers and which socket is current.
+struct Harness {
+    core: Connection,
+    now: Millis,
+    socket: Option<SocketId>,
+    sent: Vec<ClientFrame>,
+    closed: Vec<(SocketId, u16)>,
+    opened: u32,
+    events: Vec<Event>,
+    timers: BTreeMap<Timer, Millis>,
+}
+
+fn config() -> ConnectionConfig {
+    ConnectionConfig {
+        backoff: BackoffConfig {
+            initial: Duration::from_secs(1),
+            multiplier: 2.0,
+            max: Duration::from_secs(8),
+            max_attempts: Some(3),
+            jitter: Jitter::None,
+        },
+        ..ConnectionConfig::default()
+    }
+}
+
+fn user() -> User {
+    User { id: "u1".into(), name: "Ada".into(), color: "#123456".into() }
+}
+
+fn welcome() -> String {
+    ServerFrame::Welcome {
+        v: 1,
+        session: "s".into(),
+        resume_token: "rt-1".into(),
+        heartbeat_ms: 5_000,
+        limits: Limits { max_body_bytes: 1024, publish_per_sec: 10, publish_burst: 20, max_rooms: 8 },
+        user: user(),
+    }
+    .encode()
+}
+
+impl Harness {
+    fn new(config: ConnectionConfig) -> Self {
+        Harness {
+            core: Connection::new(config, 1),
+            now: Millis(1_000_000),
+            socket: None,
+            sent: Vec::new(),
+            closed: Vec::new(),
+            opened: 0,
+            events: Vec::new(),
+            timers: BTreeMap::new(),
+        }
+    }
+
+    fn input(&mut self, input: Input) {
+        self.core.handle(input, self.now);
+        for action in self.core.drain_actions() {
+            match action {
+                Action::Open(socket) => {
+                    assert!(self.socket.is_none(), "a second socket while {:?} is open", self.socket);
+                    self.socket = Some(socket);
+                    self.opened += 1;
+                }
+                Action::Send(socket, text) => {
+                    assert_eq!(Some(socket), self.socket, "send on a socket that is not current");
+                    self.sent.push(ClientFrame::decode(&text).unwrap());
+                }
+                Action::Close { socket, code, .. } => {
+                    assert_eq!(Some(socket), self.socket);
+                    self.socket = None;
+                    self.closed.push((socket, code));
+                }
+                Action::SetTimer(timer, at) => {
+                    self.timers.insert(timer, at);
+                }
+                Action::CancelTimer(timer) => {
+                    self.timers.remove(&timer);
+                }
+            }
+        }
+        self.events.extend(self.core.drain_events());
+    }
+
+    fn socket(&self) -> SocketId {
+        self.socket.expect("a socket is open")
+    }
+
+    fn open(&mut self) {
+        let socket = self.socket();
+        self.input(Input::SocketOpened(socket));
+        assert!(matches!(self.sent.last(), Some(ClientFrame::Hello { .. })));
+        self.receive(&welcome());
+        assert_eq!(self.core.state(), &State::Open);
+    }
+
+    fn receive(&mut self, text: &str) {
+        let socket = self.socket();
+        self.input(Input::Received(socket, text.into()));
+    }
+
+    /// The server side drops the socket.
+    fn drop_socket(&mut self, code: u16) {
+        let socket = self.socket.take().expect("open socket");
+        self.input(Input::SocketClosed { socket, code, reason: String::new() });
+    }
+
+    fn advance_to_timer(&mut self, timer: Timer) {
+        let due = self.due(timer).unwrap_or_else(|| panic!("{timer:?} is not armed"));
+        self.now = due;
+        self.timers.remove(&timer);
+        self.input(Input::TimerFired(timer));
+    }
+
+    fn due(&self, timer: Timer) -> Option<Millis> {
+        self.timers.get(&timer).copied()
+    }
+
+    fn states(&self) -> Vec<State> {
+        self.events
+            .iter()
+            .filter_map(|e| if let Event::State(s) = e { Some(s.clone()) } else { None })
+            .collect()
+    }
+
+    fn publish(&mut self, id: &str, room: &str, priority: u8) {
+        self.input(Input::Publish { id: id.into(), room: room.into(), body: json!(id), priority });
+    }
+
+    fn ack(&mut self, id: &str, room: &str, seq: u64) {
+        self.receive(&ServerFrame::Ack { id: id.into(), room: room.into(), seq, ts: Millis(1) }.encode());
+    }
+
+    fn take_sent(&mut self) -> Vec<ClientFrame> {
+        std::mem::take(&mut self.sent)
+    }
+}
+
+fn publish_ids(frames: &[ClientFrame]) -> Vec<String> {
+    frames
+        .iter()
+        .filter_map(|f| if let ClientFrame::Publish { id, .. } = f { Some(id.clone()) } else { None })
+        .collect()
+}
+
+fn message(room: &str, seq: u64) -> String {
+    ServerFrame::Message {
+        room: room.into(),
+        seq,
+        id: format!("m{seq}"),
+        from: user(),
+        body: json!(seq),
+        ts: Millis(seq),
+    }
+    .encode()
+}
+
+#[test]
+fn connect_sends_hello_and_opens_on_welcome() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    assert_eq!(h.core.state(), &State::Connecting { attempt: 0 });
+    assert!(h.due(Timer::Connect).is_some());
+    h.open();
+    assert_eq!(h.due(Timer::Connect), None, "the connect timeout is disarmed once welcomed");
+    assert_eq!(h.due(Timer::Heartbeat), Some(h.now.after(Duration::from_secs(5))));
+    assert!(h.events.contains(&Event::Welcome { user: user() }));
+    assert_eq!(h.core.user(), Some(&user()));
+}
+
+#[test]
+fn nothing_but_hello_is_sent_before_welcome() {
+    let mut h = Harness::new(config());
+    h.publish("early", "r", 0);
+    h.input(Input::Join("r".into()));
+    h.input(Input::Connect);
+    let socket = h.socket();
+    h.input(Input::SocketOpened(socket));
+    assert!(matches!(h.take_sent().as_slice(), [ClientFrame::Hello { v: 1, .. }]));
+    h.receive(&welcome());
+    let sent = h.take_sent();
+    assert!(matches!(&sent[0], ClientFrame::Resume { rooms } if rooms.len() == 1 && rooms[0].room == "r"));
+    assert_eq!(publish_ids(&sent), ["early"]);
+}
+
+#[test]
+fn messages_leave_the_outbox_on_ack_and_duplicates_are_harmless() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    h.publish("a", "r", 0);
+    assert_eq!(publish_ids(&h.take_sent()), ["a"]);
+    assert_eq!(h.core.outbox().len(), 1);
+    h.ack("a", "r", 7);
+    assert!(h.core.outbox().is_empty());
+    assert!(
+        h.events.iter().any(|e| matches!(e, Event::Acked { envelope, seq: 7, .. } if envelope.id == "a"))
+    );
+    let acked_events = h.events.len();
+    h.ack("a", "r", 7);
+    assert_eq!(h.events.len(), acked_events, "a second ack changes nothing");
+}
+
+#[test]
+fn drop_then_backoff_then_reconnect_resends_unacked_in_order_after_resume() {
+    let mut h = Harness::new(config());
+    h.input(Input::Join("r".into()));
+    h.input(Input::Connect);
+    h.open();
+    h.receive(&message("r", 3));
+    h.publish("a", "r", 0);
+    h.publish("b", "r", 0);
+    h.ack("a", "r", 4);
+    h.take_sent();
+
+    let dropped_at = h.now;
+    h.drop_socket(close::ABNORMAL);
+    let retry_at = dropped_at.after(Duration::from_secs(1));
+    assert_eq!(h.core.state(), &State::Reconnecting { attempt: 1, retry_at });
+    assert_eq!(h.core.last_error(), Some("The connection was lost (1006)"));
+    h.advance_to_timer(Timer::Reconnect);
+    assert_eq!(h.core.state(), &State::Connecting { attempt: 1 });
+    h.open();
+    let sent = h.take_sent();
+    assert!(matches!(&sent[1], ClientFrame::Resume { rooms } if rooms[0].since == Some(3)), "{sent:?}");
+    assert_eq!(publish_ids(&sent), ["b"]);
+    assert_eq!(h.opened, 2);
+}
+
+#[test]
+fn backoff_grows_and_gives_up_after_max_attempts() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    let mut delays = Vec::new();
+    for _ in 0..3 {
+        let before = h.now;
+        h.drop_socket(close::ABNORMAL);
+        let State::Reconnecting { retry_at, .. } = h.core.state().clone() else { panic!("reconnecting") };
+        delays.push(retry_at.0 - before.0);
+        h.advance_to_timer(Timer::Reconnect);
+    }
+    assert_eq!(delays, [1_000, 2_000, 4_000]);
+    h.drop_socket(close::ABNORMAL);
+    assert!(
+        matches!(h.core.state(), State::Failed { reason } if reason.starts_with("Gave up after 3 attempts"))
+    );
+    assert_eq!(h.due(Timer::Reconnect), None);
+}
+
+#[test]
+fn a_missed_pong_closes_the_dead_socket_and_reconnects() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    h.take_sent();
+    h.advance_to_timer(Timer::Heartbeat);
+    assert!(matches!(h.take_sent().as_slice(), [ClientFrame::Ping { .. }]));
+    let deadline = h.due(Timer::PongDeadline).expect("pong deadline armed");
+    assert_eq!(deadline, h.now.after(Duration::from_secs(5)));
+    let socket = h.socket();
+    h.advance_to_timer(Timer::PongDeadline);
+    assert_eq!(h.closed, [(socket, close::HEARTBEAT_TIMEOUT)]);
+    assert!(matches!(h.core.state(), State::Reconnecting { attempt: 1, .. }));
+}
+
+#[test]
+fn any_frame_counts_as_a_pong() {
+    let mut h = Harness::new(config());
+    h.input(Input::Join("r".into()));
+    h.input(Input::Connect);
+    h.open();
+    h.advance_to_timer(Timer::Heartbeat);
+    assert!(h.due(Timer::PongDeadline).is_some());
+    h.receive(&ServerFrame::Pong { nonce: 1 }.encode());
+    assert_eq!(h.due(Timer::PongDeadline), None);
+    h.advance_to_timer(Timer::Heartbeat);
+    h.receive(&message("r", 1));
+    assert_eq!(h.due(Timer::PongDeadline), None);
+    assert_eq!(h.core.state(), &State::Open);
+}
+
+#[test]
+fn a_stalled_handshake_times_out() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    let socket = h.socket();
+    h.advance_to_timer(Timer::Connect);
+    assert_eq!(h.closed, [(socket, close::CONNECT_TIMEOUT)]);
+    assert!(matches!(h.core.state(), State::Reconnecting { attempt: 1, .. }));
+}
+
+#[test]
+fn an_overdue_ack_resends_the_same_id() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    h.publish("a", "r", 0);
+    h.take_sent();
+    h.advance_to_timer(Timer::AckTimeout);
+    assert_eq!(publish_ids(&h.take_sent()), ["a"]);
+    assert!(h.due(Timer::AckTimeout).is_some(), "re-armed for the resent copy");
+}
+
+#[test]
+fn offline_waits_quietly_and_online_reconnects_at_once() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    h.drop_socket(close::ABNORMAL);
+    h.advance_to_timer(Timer::Reconnect);
+    h.drop_socket(close::ABNORMAL);
+    assert!(matches!(h.core.state(), State::Reconnecting { attempt: 2, .. }));
+
+    h.input(Input::NetworkOffline);
+    assert_eq!(h.core.state(), &State::Offline);
+    assert_eq!(h.due(Timer::Reconnect), None, "nothing is retried while offline");
+    h.publish("queued", "r", 0);
+    assert!(publish_ids(&h.take_sent()).is_empty());
+
+    let opened = h.opened;
+    h.input(Input::NetworkOnline);
+    assert_eq!(h.opened, opened + 1, "back online: connects immediately");
+    assert_eq!(h.core.state(), &State::Connecting { attempt: 0 }, "backoff was reset");
+    h.open();
+    assert_eq!(publish_ids(&h.take_sent()), ["queued"]);
+}
+
+#[test]
+fn going_offline_while_open_closes_the_socket() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    let socket = h.socket();
+    h.input(Input::NetworkOffline);
+    assert_eq!(h.closed, [(socket, close::NORMAL)]);
+    assert_eq!(h.core.state(), &State::Offline);
+}
+
+#[test]
+fn a_visible_page_skips_the_wait_and_pings_an_open_socket() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    h.take_sent();
+    h.input(Input::PageVisible);
+    assert!(matches!(h.take_sent().as_slice(), [ClientFrame::Ping { .. }]));
+    h.drop_socket(close::ABNORMAL);
+    let opened = h.opened;
+    h.input(Input::PageVisible);
+    assert_eq!(h.opened, opened + 1);
+}
+
+#[test]
+fn disconnect_is_final_until_connect() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    let socket = h.socket();
+    h.input(Input::Disconnect);
+    assert_eq!(h.closed, [(socket, close::NORMAL)]);
+    assert_eq!(h.core.state(), &State::Closed);
+    assert!(h.timers.is_empty(), "every timer disarmed: {:?}", h.timers);
+    // Late events from the old socket, and stray timers, change nothing.
+    h.input(Input::SocketClosed { socket, code: close::ABNORMAL, reason: String::new() });
+    h.input(Input::TimerFired(Timer::Reconnect));
+    h.input(Input::NetworkOnline);
+    assert_eq!((h.core.state(), h.opened), (&State::Closed, 1));
+    h.input(Input::Connect);
+    assert_eq!(h.opened, 2);
+}
+
+#[test]
+fn auth_failures_stop_retrying() {
+    for code in [close::UNAUTHORIZED, close::TOKEN_EXPIRED, close::BAD_HELLO] {
+        let mut h = Harness::new(config());
+        h.input(Input::Connect);
+        h.drop_socket(code);
+        assert!(matches!(h.core.state(), State::Failed { .. }), "{code}");
+        assert_eq!(h.due(Timer::Reconnect), None);
+    }
+}
+
+#[test]
+fn events_from_an_old_socket_are_ignored() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    let old = h.socket();
+    h.advance_to_timer(Timer::Connect);
+    h.advance_to_timer(Timer::Reconnect);
+    assert_ne!(h.socket(), old);
+    h.input(Input::SocketOpened(old));
+    h.input(Input::Received(old, welcome()));
+    assert_eq!(h.core.state(), &State::Connecting { attempt: 1 });
+    assert!(h.take_sent().is_empty());
+}
+
+#[test]
+fn rejections_remove_or_retry_by_code() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    h.publish("big", "r", 0);
+    h.publish("fast", "r", 0);
+    h.take_sent();
+    let reject = |id: &str, code| ServerFrame::Reject { id: id.into(), code, message: "no".into() }.encode();
+    h.receive(&reject("big", RejectCode::TooLarge));
+    h.receive(&reject("fast", RejectCode::RateLimited));
+    let outcomes: Vec<(String, bool)> = h
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Rejected { envelope, will_retry, .. } => Some((envelope.id.clone(), *will_retry)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(outcomes, [("big".to_owned(), false), ("fast".to_owned(), true)]);
+    assert_eq!(h.core.outbox().iter().map(|e| e.id.as_str()).collect::<Vec<_>>(), ["fast"]);
+    h.advance_to_timer(Timer::AckTimeout);
+    assert_eq!(publish_ids(&h.take_sent()), ["fast"]);
+}
+
+#[test]
+fn cursors_follow_messages_and_reset_with_the_epoch() {
+    let mut h = Harness::new(config());
+    h.input(Input::Join("r".into()));
+    h.input(Input::Connect);
+    h.open();
+    let joined = |seq, epoch: &str| {
+        ServerFrame::Joined { room: "r".into(), seq, epoch: epoch.into(), members: vec![user()] }.encode()
+    };
+    h.receive(&joined(10, "e1"));
+    assert_eq!(h.core.rooms()["r"], RoomState { last_seq: Some(10), epoch: Some("e1".into()), joined: true });
+    h.receive(&message("r", 11));
+    h.receive(&message("r", 12));
+    assert_eq!(h.core.rooms()["r"].last_seq, Some(12));
+    h.drop_socket(close::GOING_AWAY);
+    assert!(!h.core.rooms()["r"].joined);
+    h.advance_to_timer(Timer::Reconnect);
+    h.open();
+    h.receive(&joined(2, "e2"));
+    assert_eq!(h.core.rooms()["r"].last_seq, Some(2), "a new epoch starts a new cursor");
+}
+
+#[test]
+fn the_state_walks_through_connect_drop_reconnect() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    h.drop_socket(close::GOING_AWAY);
+    h.advance_to_timer(Timer::Reconnect);
+    h.open();
+    let states = h.states();
+    assert!(
+        matches!(
+            states.as_slice(),
+            [
+                State::Connecting { attempt: 0 },
+                State::Open,
+                State::Reconnecting { attempt: 1, .. },
+                State::Connecting { attempt: 1 },
+                State::Open,
+            ]
+        ),
+        "{states:?}"
+    );
+}
+
+#[test]
+fn queue_events_report_size_changes() {
+    let mut h = Harness::new(config());
+    h.publish("a", "r", 0);
+    let queue: Vec<usize> = h
+        .events
+        .iter()
+        .filter_map(|e| if let Event::Queue { messages, .. } = e { Some(*messages) } else { None })
+        .collect();
+    assert_eq!(queue, [1]);
+}

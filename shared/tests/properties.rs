@@ -1,0 +1,355 @@
+//! Property tests: random inputs, invariants that must hold for all of them.
+//!
+//! Case counts are set per property (see each `ProptestConfig`); proptest shrinks any
+//! failure to a minimal sequence before reporting it.
+#![cfg(not(target_arch = "wasm32"))]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::json;
+use tether_shared::close;
+use tether_shared::{
+    Action, Backoff, BackoffConfig, ClientFrame, Connection, ConnectionConfig, Envelope, Input, Jitter,
+    Limits, Millis, Outbox, OutboxConfig, Overflow, ServerFrame, SocketId, State, Timer, User,
+};
+
+fn jitter() -> impl Strategy<Value = Jitter> {
+    prop_oneof![Just(Jitter::None), Just(Jitter::Full), (0u8..=100).prop_map(Jitter::Percent)]
+}
+
+fn backoff_config() -> impl Strategy<Value = BackoffConfig> {
+    (1u64..5_000, 1.0f64..4.0, 1u64..120_000, jitter()).prop_map(|(initial, multiplier, max, jitter)| {
+        BackoffConfig {
+            initial: Duration::from_millis(initial),
+            multiplier,
+            max: Duration::from_millis(max),
+            max_attempts: None,
+            jitter,
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1_000))]
+
+    /// Every delay is within [0, max], whatever the jitter; without jitter delays never
+    /// shrink as attempts grow; percent jitter stays in its band around the base delay.
+    #[test]
+    fn backoff_delays_stay_within_bounds(config in backoff_config(), seed: u64, attempts in 1u32..200) {
+        let mut backoff = Backoff::new(config.clone(), seed);
+        let mut previous_base = 0.0;
+        for attempt in 1..=attempts {
+            let delay = backoff.next_delay(attempt);
+            prop_assert!(delay <= config.max, "attempt {attempt}: {delay:?} > {:?}", config.max);
+            let base = backoff.base_delay(attempt);
+            prop_assert!(base >= previous_base);
+            previous_base = base;
+            let secs = delay.as_secs_f64();
+            match config.jitter {
+                Jitter::None => prop_assert!((secs - base).abs() < 1e-6),
+                Jitter::Full => prop_assert!(secs <= base + 1e-6),
+                Jitter::Percent(p) => {
+                    let spread = f64::from(p) / 100.0;
+                    prop_assert!(secs >= base * (1.0 - spread) - 1e-6);
+                    prop_assert!(secs <= (base * (1.0 + spread)).min(config.max.as_secs_f64()) + 1e-6);
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum OutboxOp {
+    Push { id: u8, priority: u8, size: usize },
+    Send(usize),
+    Ack(u8),
+    Requeue,
+    Expire(u64),
+}
+
+fn outbox_op() -> impl Strategy<Value = OutboxOp> {
+    prop_oneof![
+        5 => (0u8..40, 0u8..4, 0usize..300).prop_map(|(id, priority, size)| OutboxOp::Push { id, priority, size }),
+        2 => (0usize..8).prop_map(OutboxOp::Send),
+        3 => (0u8..40).prop_map(OutboxOp::Ack),
+        1 => Just(OutboxOp::Requeue),
+        1 => (0u64..3_000).prop_map(OutboxOp::Expire),
+    ]
+}
+
+fn overflow() -> impl Strategy<Value = Overflow> {
+    prop_oneof![Just(Overflow::DropOldest), Just(Overflow::DropNewest), Just(Overflow::Reject)]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// The outbox never exceeds its bounds, and every message that entered it is either
+    /// still there, acked, or reported dropped: none vanishes. Its order is always
+    /// priority first, then arrival.
+    #[test]
+    fn outbox_keeps_bounds_and_loses_nothing_silently(
+        max_messages in 1usize..12,
+        max_bytes in 200usize..2_000,
+        policy in overflow(),
+        ttl in proptest::option::of(500u64..2_000),
+        ops in proptest::collection::vec(outbox_op(), 1..80),
+    ) {
+        let config = OutboxConfig {
+            max_messages, max_bytes, overflow: policy, default_ttl: ttl.map(Duration::from_millis),
+        };
+        let mut outbox = Outbox::new(config);
+        let mut now = Millis(0);
+        // The model: what should be inside, with (priority, arrival).
+        let mut live: BTreeMap<String, (u8, u64)> = BTreeMap::new();
+        let mut arrivals = 0u64;
+        for op in ops {
+            match op {
+                OutboxOp::Push { id, priority, size } => {
+                    let id = format!("m{id}");
+                    let envelope = Envelope {
+                        id: id.clone(), room: "r".into(), body: json!("x".repeat(size)),
+                        priority, created: now, expires: None,
+                    };
+                    // A refusal (Reject policy, too large) changes nothing, as the bounds check shows.
+                    if let Ok(pushed) = outbox.push(envelope) {
+                        for dropped in &pushed.dropped {
+                            live.remove(&dropped.envelope.id);
+                        }
+                        if pushed.queued {
+                            arrivals += 1;
+                            live.insert(id, (priority, arrivals));
+                        }
+                    }
+                }
+                OutboxOp::Send(n) => { outbox.take_sendable(now, n); }
+                OutboxOp::Ack(id) => {
+                    let id = format!("m{id}");
+                    prop_assert_eq!(outbox.ack(&id).is_some(), live.remove(&id).is_some());
+                }
+                OutboxOp::Requeue => outbox.requeue_all(),
+                OutboxOp::Expire(ms) => {
+                    now = Millis(now.0 + ms);
+                    for dropped in outbox.expire(now) {
+                        prop_assert!(live.remove(&dropped.envelope.id).is_some());
+                    }
+                }
+            }
+            prop_assert!(outbox.len() <= max_messages);
+            prop_assert!(outbox.bytes() <= max_bytes);
+            let held: BTreeSet<String> = outbox.iter().map(|e| e.id.clone()).collect();
+            let expected: BTreeSet<String> = live.keys().cloned().collect();
+            prop_assert_eq!(&held, &expected);
+            let order: Vec<(std::cmp::Reverse<u8>, u64)> =
+                outbox.iter().map(|e| (std::cmp::Reverse(live[&e.id].0), live[&e.id].1)).collect();
+            let mut sorted = order.clone();
+            sorted.sort();
+            prop_assert_eq!(order, sorted);
+        }
+    }
+
+    /// Sending one at a time and acking each yields priority order, FIFO within a
+    /// priority, and a restored snapshot yields the same order.
+    #[test]
+    fn outbox_delivers_in_priority_then_fifo_order(priorities in proptest::collection::vec(0u8..5, 0..60)) {
+        let mut outbox = Outbox::new(OutboxConfig { max_messages: 100, ..OutboxConfig::default() });
+        for (i, priority) in priorities.iter().enumerate() {
+            let envelope = Envelope {
+                id: format!("m{i}"), room: "r".into(), body: json!(i), priority: *priority,
+                created: Millis(0), expires: None,
+            };
+            outbox.push(envelope).unwrap();
+        }
+        let mut expected: Vec<usize> = (0..priorities.len()).collect();
+        expected.sort_by_key(|&i| std::cmp::Reverse(priorities[i]));
+        let expected: Vec<String> = expected.into_iter().map(|i| format!("m{i}")).collect();
+
+        let (mut restored, dropped) = Outbox::restore(OutboxConfig::default(), &outbox.snapshot()).unwrap();
+        prop_assert!(dropped.is_empty());
+        for outbox in [&mut outbox, &mut restored] {
+            let mut delivered = Vec::new();
+            while let Some(envelope) = outbox.take_sendable(Millis(1), 1).pop() {
+                outbox.ack(&envelope.id);
+                delivered.push(envelope.id);
+            }
+            prop_assert_eq!(&delivered, &expected);
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Connect,
+    Disconnect,
+    Opened,
+    Welcome,
+    ServerClose(u16),
+    FireTimer(usize),
+    Advance(u64),
+    Publish(u8),
+    AckFirst,
+    Offline,
+    Online,
+    Visible,
+    Join(u8),
+    Message(u8, u64),
+    StaleSocketEvent,
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    let codes = prop_oneof![
+        Just(close::GOING_AWAY),
+        Just(close::ABNORMAL),
+        Just(close::POLICY),
+        Just(close::UNAUTHORIZED),
+        Just(close::TOKEN_EXPIRED),
+        Just(close::SLOW_CONSUMER),
+    ];
+    prop_oneof![
+        2 => Just(Step::Connect),
+        1 => Just(Step::Disconnect),
+        4 => Just(Step::Opened),
+        4 => Just(Step::Welcome),
+        2 => codes.prop_map(Step::ServerClose),
+        4 => (0usize..6).prop_map(Step::FireTimer),
+        2 => (0u64..20_000).prop_map(Step::Advance),
+        3 => (0u8..3).prop_map(Step::Publish),
+        2 => Just(Step::AckFirst),
+        1 => Just(Step::Offline),
+        1 => Just(Step::Online),
+        1 => Just(Step::Visible),
+        1 => (0u8..3).prop_map(Step::Join),
+        1 => ((0u8..3), (1u64..50)).prop_map(|(r, s)| Step::Message(r, s)),
+        1 => Just(Step::StaleSocketEvent),
+    ]
+}
+
+const TIMER_KINDS: [Timer; 6] = [
+    Timer::Connect,
+    Timer::Reconnect,
+    Timer::Heartbeat,
+    Timer::PongDeadline,
+    Timer::AckTimeout,
+    Timer::Expiry,
+];
+
+fn welcome_text() -> String {
+    ServerFrame::Welcome {
+        v: 1,
+        session: "s".into(),
+        resume_token: "t".into(),
+        heartbeat_ms: 5_000,
+        limits: Limits { max_body_bytes: 1024, publish_per_sec: 10, publish_burst: 10, max_rooms: 8 },
+        user: User { id: "u".into(), name: "U".into(), color: "#000".into() },
+    }
+    .encode()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(500))]
+
+    /// Whatever happens, in whatever order: never two sockets, never a send before the
+    /// welcome, never a reconnect after the person disconnected, and the outbox bounds hold.
+    #[test]
+    fn connection_keeps_its_invariants(seed: u64, steps in proptest::collection::vec(step(), 1..120)) {
+        let config = ConnectionConfig {
+            outbox: OutboxConfig { max_messages: 8, ..OutboxConfig::default() },
+            max_in_flight: 3,
+            backoff: BackoffConfig { max_attempts: Some(4), ..BackoffConfig::default() },
+            ..ConnectionConfig::default()
+        };
+        let mut core = Connection::new(config, seed);
+        let mut now = Millis(1_000);
+        // The driver's view.
+        let mut socket: Option<SocketId> = None;
+        let mut retired: Vec<SocketId> = Vec::new();
+        let mut timers: BTreeMap<Timer, Millis> = BTreeMap::new();
+        let mut sent_ids: Vec<String> = Vec::new();
+        let mut user_closed = false;
+
+        for step in steps {
+            let input = match step {
+                Step::Connect => { user_closed = false; Some(Input::Connect) }
+                Step::Disconnect => { user_closed = true; Some(Input::Disconnect) }
+                Step::Opened => socket.map(Input::SocketOpened),
+                Step::Welcome => socket.map(|s| Input::Received(s, welcome_text())),
+                Step::ServerClose(code) => socket.take().map(|s| {
+                    retired.push(s);
+                    Input::SocketClosed { socket: s, code, reason: String::new() }
+                }),
+                Step::FireTimer(i) => {
+                    let timer = TIMER_KINDS[i];
+                    timers.remove(&timer).map(|due| { now = now.max(due); Input::TimerFired(timer) })
+                }
+                Step::Advance(ms) => { now = Millis(now.0 + ms); None }
+                Step::Publish(priority) => {
+                    let id = core.new_message_id();
+                    Some(Input::Publish { id, room: "r0".into(), body: json!(1), priority })
+                }
+                Step::AckFirst => match (socket, sent_ids.first()) {
+                    (Some(s), Some(id)) => {
+                        let ack = ServerFrame::Ack { id: id.clone(), room: "r0".into(), seq: 1, ts: now };
+                        Some(Input::Received(s, ack.encode()))
+                    }
+                    _ => None,
+                },
+                Step::Offline => Some(Input::NetworkOffline),
+                Step::Online => Some(Input::NetworkOnline),
+                Step::Visible => Some(Input::PageVisible),
+                Step::Join(r) => Some(Input::Join(format!("r{r}"))),
+                Step::Message(r, seq) => socket.map(|s| {
+                    let frame = ServerFrame::Message {
+                        room: format!("r{r}"), seq, id: "x".into(),
+                        from: User { id: "o".into(), name: "O".into(), color: "#111".into() },
+                        body: json!(null), ts: now,
+                    };
+                    Input::Received(s, frame.encode())
+                }),
+                Step::StaleSocketEvent => retired.last().map(|&s| Input::Received(s, welcome_text())),
+            };
+            let Some(input) = input else { continue };
+            let opened_socket = matches!(input, Input::SocketOpened(_));
+            core.handle(input, now);
+            let state = core.state().clone();
+            for action in core.drain_actions() {
+                match action {
+                    Action::Open(s) => {
+                        prop_assert!(socket.is_none(), "two sockets: {:?} then {:?}", socket, s);
+                        prop_assert!(!user_closed, "reconnected after the person disconnected");
+                        socket = Some(s);
+                    }
+                    Action::Send(s, text) => {
+                        prop_assert_eq!(Some(s), socket, "send on a socket that is not current");
+                        let frame = ClientFrame::decode(&text).unwrap();
+                        if let ClientFrame::Hello { .. } = frame {
+                            prop_assert!(opened_socket, "hello only right after the socket opened");
+                        } else {
+                            prop_assert_eq!(&state, &State::Open, "sent {} before welcome", frame.kind());
+                        }
+                        if let ClientFrame::Publish { id, .. } = frame {
+                            sent_ids.retain(|known| *known != id);
+                            sent_ids.push(id);
+                        }
+                    }
+                    Action::Close { socket: s, .. } => {
+                        prop_assert_eq!(Some(s), socket);
+                        retired.push(s);
+                        socket = None;
+                    }
+                    Action::SetTimer(timer, at) => { timers.insert(timer, at); }
+                    Action::CancelTimer(timer) => { timers.remove(&timer); }
+                }
+            }
+            core.drain_events();
+            sent_ids.retain(|id| core.outbox().contains(id));
+            prop_assert!(core.outbox().len() <= 8);
+            prop_assert!(core.outbox().in_flight() <= 3);
+            if matches!(state, State::Closed | State::Failed { .. } | State::Offline | State::Idle) {
+                prop_assert!(socket.is_none(), "{:?} with a socket open", state);
+                prop_assert!(!timers.contains_key(&Timer::Reconnect), "{:?} with a retry armed", state);
+            }
+        }
+    }
+}
