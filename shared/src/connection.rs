@@ -46,14 +46,17 @@ pub enum Timer {
     Expiry,
 }
 
-const TIMERS: [Timer; 6] = [
-    Timer::Connect,
-    Timer::Reconnect,
-    Timer::Heartbeat,
-    Timer::PongDeadline,
-    Timer::AckTimeout,
-    Timer::Expiry,
-];
+impl Timer {
+    /// Every timer kind.
+    pub const ALL: [Timer; 6] = [
+        Timer::Connect,
+        Timer::Reconnect,
+        Timer::Heartbeat,
+        Timer::PongDeadline,
+        Timer::AckTimeout,
+        Timer::Expiry,
+    ];
+}
 
 /// Where the connection is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -411,7 +414,7 @@ impl Connection {
                         reason: "client disconnect".into(),
                     });
                 }
-                for timer in TIMERS {
+                for timer in Timer::ALL {
                     self.cancel(timer);
                 }
                 self.outbox.requeue_all();

@@ -226,15 +226,6 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-const TIMER_KINDS: [Timer; 6] = [
-    Timer::Connect,
-    Timer::Reconnect,
-    Timer::Heartbeat,
-    Timer::PongDeadline,
-    Timer::AckTimeout,
-    Timer::Expiry,
-];
-
 fn welcome_text() -> String {
     ServerFrame::Welcome {
         v: 1,
@@ -280,7 +271,7 @@ proptest! {
                     Input::SocketClosed { socket: s, code, reason: String::new() }
                 }),
                 Step::FireTimer(i) => {
-                    let timer = TIMER_KINDS[i];
+                    let timer = Timer::ALL[i];
                     timers.remove(&timer).map(|due| { now = now.max(due); Input::TimerFired(timer) })
                 }
                 Step::Advance(ms) => { now = Millis(now.0 + ms); None }

@@ -1,0 +1,146 @@
+//! The tokio driver: performs the core's actions and feeds it what happens.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures::{SinkExt, StreamExt};
+use tether_shared::{Action, Connection, ConnectionConfig, Event, Input, Millis, SocketId, Timer};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+
+type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// What a connect attempt reports back to the loop.
+enum Dialed {
+    Opened(SocketId, Box<Socket>),
+    Failed(SocketId, String),
+}
+
+fn now() -> Millis {
+    Millis(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
+}
+
+/// Runs until the handle is dropped.
+pub async fn run(
+    url: String,
+    config: ConnectionConfig,
+    seed: u64,
+    mut inputs: mpsc::UnboundedReceiver<Input>,
+    events: mpsc::UnboundedSender<Event>,
+) {
+    let mut core = Connection::new(config, seed);
+    let mut current: Option<(SocketId, Socket)> = None;
+    let mut close_seen: Option<(u16, String)> = None;
+    let mut timers: BTreeMap<Timer, Millis> = BTreeMap::new();
+    let (dial_tx, mut dialed) = mpsc::unbounded_channel::<Dialed>();
+
+    loop {
+        while let Some(action) = core.poll_action() {
+            match action {
+                Action::Open(socket) => {
+                    let url = url.clone();
+                    let dial_tx = dial_tx.clone();
+                    tokio::spawn(async move {
+                        let result = match connect_async(url.as_str()).await {
+                            Ok((ws, _)) => Dialed::Opened(socket, Box::new(ws)),
+                            Err(error) => Dialed::Failed(socket, error.to_string()),
+                        };
+                        let _ = dial_tx.send(result);
+                    });
+                }
+                Action::Send(socket, text) => {
+                    if let Some((id, ws)) = current.as_mut().filter(|(id, _)| *id == socket) {
+                        if let Err(error) = ws.send(Message::text(text)).await {
+                            tracing::debug!(%error, "send failed");
+                            let id = *id;
+                            current = None;
+                            core.handle(
+                                Input::SocketClosed { socket: id, code: 1006, reason: error.to_string() },
+                                now(),
+                            );
+                        }
+                    }
+                }
+                Action::Close { socket, code, reason } => {
+                    if current.as_ref().is_some_and(|(id, _)| *id == socket) {
+                        let (_, mut ws) = current.take().expect("checked");
+                        let frame = CloseFrame { code: code.into(), reason: reason.into() };
+                        // Best effort: the core has already moved on.
+                        tokio::spawn(async move {
+                            let _ = ws.close(Some(frame)).await;
+                        });
+                    }
+                }
+                Action::SetTimer(timer, at) => {
+                    timers.insert(timer, at);
+                }
+                Action::CancelTimer(timer) => {
+                    timers.remove(&timer);
+                }
+            }
+        }
+        while let Some(event) = core.poll_event() {
+            let _ = events.send(event);
+        }
+
+        let next_timer = timers.iter().min_by_key(|(_, at)| **at).map(|(t, at)| (*t, *at));
+        let sleep = async {
+            match next_timer {
+                Some((_, at)) => tokio::time::sleep(now().until(at)).await,
+                None => std::future::pending().await,
+            }
+        };
+        let incoming = async {
+            match current.as_mut() {
+                Some((_, ws)) => ws.next().await,
+                None => std::future::pending().await,
+            }
+        };
+
+        tokio::select! {
+            input = inputs.recv() => match input {
+                Some(input) => core.handle(input, now()),
+                None => {
+                    core.handle(Input::Disconnect, now());
+                    if let Some((_, mut ws)) = current.take() {
+                        let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
+                    }
+                    return;
+                }
+            },
+            Some(dial) = dialed.recv() => match dial {
+                Dialed::Opened(socket, ws) => {
+                    current = Some((socket, *ws));
+                    close_seen = None;
+                    core.handle(Input::SocketOpened(socket), now());
+                }
+                Dialed::Failed(socket, reason) => {
+                    core.handle(Input::SocketClosed { socket, code: 1006, reason }, now());
+                }
+            },
+            message = incoming => {
+                let socket = current.as_ref().map(|(id, _)| *id).expect("incoming implies a socket");
+                match message {
+                    Some(Ok(Message::Text(text))) => core.handle(Input::Received(socket, text.to_string()), now()),
+                    Some(Ok(Message::Close(frame))) => {
+                        close_seen = Some(frame.map_or((1005, String::new()), |f| (f.code.into(), f.reason.to_string())));
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(_)) | None => {
+                        current = None;
+                        let (code, reason) = close_seen.take().unwrap_or((1006, String::new()));
+                        core.handle(Input::SocketClosed { socket, code, reason }, now());
+                    }
+                }
+            },
+            () = sleep => {
+                let (timer, _) = next_timer.expect("sleep implies a timer");
+                timers.remove(&timer);
+                core.handle(Input::TimerFired(timer), now());
+            },
+        }
+    }
+}

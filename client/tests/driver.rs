@@ -1,0 +1,175 @@
+//! The native client against real servers: the Tether server, and a WebSocket peer
+//! that goes silent, to prove heartbeat detection on a connection that never closes.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use serde_json::json;
+use tether_client::Client;
+use tether_shared::close;
+use tether_shared::{
+    BackoffConfig, ClientFrame, ConnectionConfig, Event, Input, Jitter, Limits, ServerFrame, State, User,
+};
+use tokio_tungstenite::tungstenite::Message;
+
+const PATIENCE: Duration = Duration::from_secs(10);
+
+fn fast_config() -> ConnectionConfig {
+    ConnectionConfig {
+        backoff: BackoffConfig {
+            initial: Duration::from_millis(50),
+            multiplier: 2.0,
+            max: Duration::from_millis(400),
+            max_attempts: None,
+            jitter: Jitter::Full,
+        },
+        name: Some("native".into()),
+        ..ConnectionConfig::default()
+    }
+}
+
+async fn server_at(addr: SocketAddr) -> tether_server::Running {
+    let mut config = tether_server::Config::for_tests();
+    config.listen = addr;
+    tether_server::start(config).await.expect("server starts")
+}
+
+fn url(addr: SocketAddr) -> String {
+    format!("ws://{addr}/ws")
+}
+
+async fn wait_state(client: &mut Client, wanted: impl Fn(&State) -> bool) -> State {
+    client
+        .wait_for(PATIENCE, |event| match event {
+            Event::State(state) if wanted(state) => Some(state.clone()),
+            _ => None,
+        })
+        .await
+        .expect("the state arrived in time")
+}
+
+#[tokio::test]
+async fn connects_is_welcomed_and_echoes() {
+    let server = tether_server::start(tether_server::Config::for_tests()).await.unwrap();
+    let mut client = Client::spawn(url(server.addr()), fast_config());
+    client.input(Input::Connect);
+    let user = client
+        .wait_for(PATIENCE, |e| if let Event::Welcome { user } = e { Some(user.clone()) } else { None })
+        .await
+        .expect("welcome");
+    assert_eq!(user.name, "native");
+    client.input(Input::Echo(json!({"n": 1})));
+    let echoed = client
+        .wait_for(PATIENCE, |e| match e {
+            Event::Frame(ServerFrame::Echo { body }) => Some(body.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(echoed, Some(json!({"n": 1})));
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn reconnects_after_a_server_restart() {
+    let server = tether_server::start(tether_server::Config::for_tests()).await.unwrap();
+    let addr = server.addr();
+    let mut client = Client::spawn(url(addr), fast_config());
+    client.input(Input::Connect);
+    wait_state(&mut client, |s| *s == State::Open).await;
+
+    server.stop().await;
+    let state = wait_state(&mut client, |s| matches!(s, State::Reconnecting { .. })).await;
+    assert!(matches!(state, State::Reconnecting { attempt: 1, .. }), "{state:?}");
+
+    let server = server_at(addr).await;
+    wait_state(&mut client, |s| *s == State::Open).await;
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn gives_up_after_max_attempts_against_a_dead_port() {
+    // Bind and release a port, so nothing listens there.
+    let addr = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut config = fast_config();
+    config.backoff.max_attempts = Some(2);
+    let mut client = Client::spawn(url(addr), config);
+    client.input(Input::Connect);
+    let state = wait_state(&mut client, |s| matches!(s, State::Failed { .. })).await;
+    let State::Failed { reason } = state else { unreachable!() };
+    assert!(reason.starts_with("Gave up after 2 attempts"), "{reason}");
+}
+
+#[tokio::test]
+async fn offline_then_online_reconnects_at_once() {
+    let server = tether_server::start(tether_server::Config::for_tests()).await.unwrap();
+    let mut client = Client::spawn(url(server.addr()), fast_config());
+    client.input(Input::Connect);
+    wait_state(&mut client, |s| *s == State::Open).await;
+    client.input(Input::NetworkOffline);
+    wait_state(&mut client, |s| *s == State::Offline).await;
+    client.input(Input::NetworkOnline);
+    let state = wait_state(&mut client, |s| matches!(s, State::Connecting { .. })).await;
+    assert_eq!(state, State::Connecting { attempt: 0 }, "no backoff wait after coming online");
+    wait_state(&mut client, |s| *s == State::Open).await;
+    server.stop().await;
+}
+
+/// A WebSocket peer that welcomes the client and then never says another word (nor
+/// closes): what a dead network path looks like from the client.
+/// Reports the close code each connection ends with.
+async fn silent_server() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<u16>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (closes, closed) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let closes = closes.clone();
+            tokio::spawn(async move {
+                let mut ws = tokio_tungstenite::accept_async(tcp).await.unwrap();
+                while let Some(Ok(message)) = ws.next().await {
+                    if let Message::Close(frame) = &message {
+                        let _ = closes.send(frame.as_ref().map_or(1005, |f| u16::from(f.code)));
+                    }
+                    let Message::Text(text) = message else { continue };
+                    if let Ok(ClientFrame::Hello { .. }) = ClientFrame::decode(&text) {
+                        let welcome = ServerFrame::Welcome {
+                            v: 1,
+                            session: "silent".into(),
+                            resume_token: "t".into(),
+                            heartbeat_ms: 200,
+                            limits: Limits {
+                                max_body_bytes: 1024,
+                                publish_per_sec: 1,
+                                publish_burst: 1,
+                                max_rooms: 1,
+                            },
+                            user: User { id: "u".into(), name: "n".into(), color: "#000".into() },
+                        };
+                        ws.send(Message::text(welcome.encode())).await.unwrap();
+                    }
+                    // Pings are read and ignored: the path is "dead" from here on.
+                }
+            });
+        }
+    });
+    (addr, closed)
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_detected_by_heartbeat() {
+    let (addr, mut closed) = silent_server().await;
+    let mut config = fast_config();
+    config.pong_timeout = Duration::from_millis(300);
+    let mut client = Client::spawn(url(addr), config);
+    client.input(Input::Connect);
+    wait_state(&mut client, |s| *s == State::Open).await;
+    let opened = std::time::Instant::now();
+    wait_state(&mut client, |s| matches!(s, State::Reconnecting { .. })).await;
+    let detected = opened.elapsed();
+    // One heartbeat (200 ms) plus the pong timeout (300 ms), give or take scheduling.
+    assert!(detected >= Duration::from_millis(450), "detected too early: {detected:?}");
+    println!("silent connection detected after {detected:?}");
+    let code = tokio::time::timeout(PATIENCE, closed.recv()).await.expect("the client closed the socket");
+    assert_eq!(code, Some(close::HEARTBEAT_TIMEOUT));
+}

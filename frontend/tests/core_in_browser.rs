@@ -1,0 +1,56 @@
+//! The shared sans-IO core, unchanged, driving a real browser socket to the real server.
+#![cfg(target_arch = "wasm32")]
+
+mod support;
+
+use futures::StreamExt;
+use support::*;
+use tether_shared::{Action, Connection, ConnectionConfig, Event, Input, Millis, State};
+use tether_yew::socket::{BrowserSocket, SocketEvent};
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+fn now() -> Millis {
+    Millis(js_sys::Date::now() as u64)
+}
+
+#[wasm_bindgen_test]
+async fn the_core_reaches_open_through_a_browser_socket() {
+    let config = ConnectionConfig { name: Some("chromium".into()), ..ConnectionConfig::default() };
+    let mut core = Connection::new(config, js_sys::Math::random().to_bits());
+    core.handle(Input::Connect, now());
+
+    let mut socket = None;
+    let mut events = None;
+    let mut welcomed = None;
+    while welcomed.is_none() {
+        for action in core.drain_actions() {
+            match action {
+                Action::Open(id) => {
+                    let (opened, stream) = BrowserSocket::open(server_url()).unwrap();
+                    socket = Some((id, opened));
+                    events = Some(stream);
+                }
+                Action::Send(_, text) => socket.as_ref().unwrap().1.send(&text).unwrap(),
+                other => assert!(matches!(other, Action::SetTimer(..) | Action::CancelTimer(_)), "{other:?}"),
+            }
+        }
+        for event in core.drain_events() {
+            if let Event::Welcome { user } = event {
+                welcomed = Some(user);
+            }
+        }
+        if welcomed.is_some() {
+            break;
+        }
+        let id = socket.as_ref().expect("the core asked for a socket").0;
+        match events.as_mut().unwrap().next().await {
+            Some(SocketEvent::Opened) => core.handle(Input::SocketOpened(id), now()),
+            Some(SocketEvent::Text(text)) => core.handle(Input::Received(id, text), now()),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(core.state(), &State::Open);
+    assert_eq!(welcomed.unwrap().name, "chromium");
+}
