@@ -390,6 +390,21 @@ impl Outbox {
     }
 }
 
+impl Outbox {
+    /// [`Outbox::restore`] for drivers: a snapshot that cannot be read (corrupt, or from
+    /// another format version) yields an empty outbox plus the error to show the person,
+    /// so a damaged store never stops the app.
+    pub fn restore_or_empty(
+        config: OutboxConfig,
+        text: &str,
+    ) -> (Outbox, Vec<Dropped>, Option<SnapshotError>) {
+        match Outbox::restore(config.clone(), text) {
+            Ok((outbox, dropped)) => (outbox, dropped, None),
+            Err(error) => (Outbox::new(config), Vec::new(), Some(error)),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -553,6 +568,20 @@ mod tests {
         assert_eq!(ids(&restored), ["b", "a", "c"]);
         assert_eq!(restored.in_flight(), 0);
         assert_eq!(restored.bytes(), outbox.bytes());
+    }
+
+    #[test]
+    fn a_bad_snapshot_leaves_an_empty_outbox_and_says_why() {
+        let (outbox, dropped, error) = Outbox::restore_or_empty(OutboxConfig::default(), "garbage");
+        assert!(outbox.is_empty() && dropped.is_empty());
+        let error = error.expect("an error to show");
+        assert!(error.to_string().starts_with("the saved queue is damaged"), "{error}");
+        let (_, _, error) =
+            Outbox::restore_or_empty(OutboxConfig::default(), r#"{"version":99,"messages":[]}"#);
+        assert_eq!(
+            error.map(|e| e.to_string()).as_deref(),
+            Some("the saved queue has format version 99, this version reads 1")
+        );
     }
 
     #[test]
