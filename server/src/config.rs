@@ -32,13 +32,73 @@ pub struct Config {
     #[arg(long, env = "TETHER_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024)]
     pub max_message_bytes: usize,
 
-    /// How long a connection may stay silent before the server considers it dead.
+    /// How long a connection may stay silent before the server considers it dead and
+    /// frees its presence. Clients are told to ping at half this.
     #[arg(long, env = "TETHER_IDLE_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub idle_timeout: Duration,
+
+    /// Where history is kept: `sqlite` (durable, in --data-dir) or `memory` (lost on exit).
+    #[arg(long, env = "TETHER_STORE", default_value = "sqlite", value_parser = ["sqlite", "memory"])]
+    pub store: String,
+
+    /// Folder for the SQLite database (`tether.db`).
+    #[arg(long, env = "TETHER_DATA_DIR", default_value = "tether-data")]
+    pub data_dir: PathBuf,
+
+    /// Messages kept per room.
+    #[arg(long, env = "TETHER_HISTORY_MESSAGES", default_value_t = 10_000)]
+    pub history_messages: u64,
+
+    /// How long messages are kept (e.g. 7d, 12h).
+    #[arg(long, env = "TETHER_HISTORY_AGE", default_value = "7d", value_parser = parse_duration)]
+    pub history_age: Duration,
+
+    /// How long a re-sent message id is recognised and answered with its original ack.
+    #[arg(long, env = "TETHER_DEDUPE_WINDOW", default_value = "10m", value_parser = parse_duration)]
+    pub dedupe_window: Duration,
+
+    /// Secret for verifying signed tokens. When set, every client needs a token; when
+    /// unset (dev mode), clients pick a display name and /api/token issues dev tokens.
+    #[arg(long, env = "TETHER_AUTH_SECRET", hide_env_values = true)]
+    pub auth_secret: Option<String>,
+
+    /// Page origins allowed to open sockets (repeat, or comma-separate in the variable).
+    /// Unset allows any origin.
+    #[arg(long = "allowed-origin", env = "TETHER_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// Open connections allowed from one IP address.
+    #[arg(long, env = "TETHER_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+
+    /// Rooms one connection may be in at once.
+    #[arg(long, env = "TETHER_MAX_ROOMS", default_value_t = 32)]
+    pub max_rooms: usize,
+
+    /// Connections one room may hold.
+    #[arg(long, env = "TETHER_MAX_MEMBERS", default_value_t = 10_000)]
+    pub max_members: usize,
+
+    /// Largest publish body, in bytes of JSON.
+    #[arg(long, env = "TETHER_MAX_BODY_BYTES", default_value_t = 16 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Publishes per second per connection (sustained).
+    #[arg(long, env = "TETHER_PUBLISH_RATE", default_value_t = 20)]
+    pub publish_rate: u32,
+
+    /// Publishes allowed in a burst above the rate.
+    #[arg(long, env = "TETHER_PUBLISH_BURST", default_value_t = 40)]
+    pub publish_burst: u32,
+
+    /// Frames queued for one client before it counts as a slow consumer and is closed.
+    #[arg(long, env = "TETHER_SEND_QUEUE", default_value_t = 1024)]
+    pub send_queue: usize,
 }
 
 impl Config {
-    /// A configuration for tests and embedding: a free loopback port, no static files.
+    /// A configuration for tests and embedding: a free loopback port, the memory store,
+    /// no static files.
     pub fn for_tests() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -46,11 +106,25 @@ impl Config {
             log_level: "warn".into(),
             max_message_bytes: 64 * 1024,
             idle_timeout: Duration::from_secs(10),
+            store: "memory".into(),
+            data_dir: PathBuf::from("tether-data"),
+            history_messages: 10_000,
+            history_age: Duration::from_secs(7 * 24 * 3600),
+            dedupe_window: Duration::from_secs(600),
+            auth_secret: None,
+            allowed_origins: Vec::new(),
+            max_connections_per_ip: 256,
+            max_rooms: 32,
+            max_members: 10_000,
+            max_body_bytes: 16 * 1024,
+            publish_rate: 20,
+            publish_burst: 40,
+            send_queue: 1024,
         }
     }
 }
 
-/// Parses `250ms`, `10s`, `2m` or a bare number of seconds.
+/// Parses `250ms`, `10s`, `2m`, `12h`, `7d` or a bare number of seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
@@ -63,7 +137,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => Ok(Duration::from_millis(value)),
         "s" => Ok(Duration::from_secs(value)),
         "m" => Ok(Duration::from_secs(value * 60)),
-        _ => Err(format!("`{text}`: the unit must be ms, s or m")),
+        "h" => Ok(Duration::from_secs(value * 3600)),
+        "d" => Ok(Duration::from_secs(value * 86_400)),
+        _ => Err(format!("`{text}`: the unit must be ms, s, m, h or d")),
     }
 }
 
@@ -78,6 +154,8 @@ mod tests {
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert_eq!(parse_duration("7"), Ok(Duration::from_secs(7)));
         assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("5h").is_err());
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert!(parse_duration("5y").is_err());
     }
 }

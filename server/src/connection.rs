@@ -1,133 +1,394 @@
 //! One client's connection: reads frames, answers them, and says goodbye properly.
+//!
+//! The task owns the socket. Everything else reaches the client through its
+//! [`Outbound`] queue, which this task drains, writing every queued frame before one
+//! flush. A join's snapshot and replay are written directly, before the queue is
+//! drained again, which is what puts history strictly before live messages.
 
+use std::collections::BTreeSet;
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use tether_shared::{ClientFrame, ErrorCode, Limits, PROTOCOL_VERSION, ServerFrame, User};
-
-use crate::identity;
-use tokio_tungstenite::tungstenite::Error as WsError;
-use tokio_tungstenite::tungstenite::Message;
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use serde_json::Value;
+use tether_shared::frame::valid_room_name;
+use tether_shared::{ClientFrame, ErrorCode, RejectCode, RoomCursor, ServerFrame, close};
+use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
-use crate::shutdown::Shutdown;
+use crate::auth;
+use crate::handshake::{self, Identity};
+use crate::metrics::{CodeLabel, OutcomeLabel};
+use crate::outbound::Outbound;
+use crate::routes::Context;
+use crate::sequencer::Publish;
 use crate::upgrade::Socket;
 
 /// Close code and reason sent to every client when the server shuts down. Clients
 /// treat 1001 as "come back soon" and reconnect with backoff.
-pub const SHUTDOWN_CLOSE: (u16, &str) = (1001, "server restarting");
+pub const SHUTDOWN_CLOSE: (u16, &str) = (close::GOING_AWAY, "server restarting");
 
-/// Why a connection ended, for logs.
+/// Invalid frames tolerated before the connection is closed with 1008.
+const MAX_STRIKES: u32 = 10;
+/// Frames per second per connection, of any kind (publishes have their own, lower limit).
+const FRAMES_PER_SEC: u32 = 100;
+/// Queued frames written before one flush.
+const WRITE_BATCH: usize = 256;
+/// Longest wait for in-flight publishes to be acked during shutdown.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
+/// Why a connection ended.
 #[derive(Debug)]
 enum Ending {
     ClientClosed,
     Shutdown,
-    Idle,
-    TooLarge,
-    BadUtf8,
+    Close(u16, &'static str),
     Transport(String),
 }
 
-/// Serves one upgraded socket until the client leaves, it goes silent, or the server
-/// shuts down.
-pub async fn serve(mut socket: Socket, shutdown: Shutdown, idle_timeout: Duration) {
-    let mut session = Session::default();
+struct Conn {
+    context: Arc<Context>,
+    out: Outbound,
+    identity: Option<Identity>,
+    rooms: BTreeSet<String>,
+    strikes: u32,
+    publishes: DefaultDirectRateLimiter,
+    frames: DefaultDirectRateLimiter,
+}
+
+fn quota(per_sec: u32, burst: u32) -> Quota {
+    let per_sec = NonZeroU32::new(per_sec.max(1)).expect("at least one");
+    Quota::per_second(per_sec).allow_burst(NonZeroU32::new(burst.max(1)).expect("at least one"))
+}
+
+/// Sends a frame straight to the socket, bypassing the queue (used before draining it).
+async fn write(socket: &mut Socket, frame: &ServerFrame) -> Result<(), WsError> {
+    socket.feed(Message::text(frame.encode())).await
+}
+
+/// Closes the connection at the door with `code`, for refusals decided at the upgrade.
+pub async fn refuse(mut socket: Socket, code: u16, reason: &'static str) {
+    let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+    let _ = socket.close(Some(frame)).await;
+}
+
+/// Serves one upgraded socket until the client leaves, it goes silent, it misbehaves,
+/// or the server shuts down.
+pub async fn serve(mut socket: Socket, context: Arc<Context>) {
+    let id = context.next_conn();
+    let (out, mut queue) = Outbound::new(id, context.config.send_queue, context.metrics.clone());
+    context.metrics.connections.inc();
+    let mut conn = Conn {
+        publishes: RateLimiter::direct(quota(context.config.publish_rate, context.config.publish_burst)),
+        frames: RateLimiter::direct(quota(FRAMES_PER_SEC, FRAMES_PER_SEC * 2)),
+        context: context.clone(),
+        out,
+        identity: None,
+        rooms: BTreeSet::new(),
+        strikes: 0,
+    };
+    let idle_timeout = context.config.idle_timeout;
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+
     let ending = loop {
-        let next = tokio::select! {
+        let result = tokio::select! {
             biased;
-            _ = shutdown.triggered() => break Ending::Shutdown,
-            next = tokio::time::timeout(idle_timeout, socket.next()) => next,
-        };
-        let message = match next {
-            Err(_elapsed) => break Ending::Idle,
-            Ok(None) => break Ending::ClientClosed,
-            Ok(Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. })))) => {
-                break Ending::TooLarge;
+            _ = context.shutdown.triggered() => break Ending::Shutdown,
+            _ = conn.out.slow() => break Ending::Close(close::SLOW_CONSUMER, "slow consumer: too many frames queued"),
+            Some(first) = queue.recv() => drain(&mut socket, first, &mut queue).await,
+            _ = &mut idle => break Ending::Close(close::IDLE_TIMEOUT, "idle timeout"),
+            next = socket.next() => {
+                idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+                match next {
+                    None => break Ending::ClientClosed,
+                    Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                        break Ending::Close(close::TOO_BIG, "message too large");
+                    }
+                    Some(Err(WsError::Utf8(_))) => break Ending::Close(close::INVALID_PAYLOAD, "text message was not valid UTF-8"),
+                    Some(Err(error)) => break Ending::Transport(error.to_string()),
+                    Some(Ok(Message::Close(_))) => break Ending::ClientClosed,
+                    Some(Ok(message)) => match conn.received(&mut socket, message).await {
+                        Ok(Some(ending)) => break ending,
+                        Ok(None) => socket.flush().await,
+                        Err(error) => Err(error),
+                    },
+                }
             }
-            Ok(Some(Err(WsError::Utf8(_)))) => break Ending::BadUtf8,
-            Ok(Some(Err(error))) => break Ending::Transport(error.to_string()),
-            Ok(Some(Ok(message))) => message,
         };
-        let reply = match message {
-            Message::Text(text) => Some(session.answer(&text, idle_timeout)),
-            Message::Binary(_) => Some(ServerFrame::Error {
-                code: ErrorCode::BinaryNotSupported,
-                message: "Tether frames are JSON text messages".into(),
-                about: None,
-            }),
-            Message::Close(_) => break Ending::ClientClosed,
-            // Tungstenite queues the pong itself; the next send or flush writes it.
-            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => None,
-        };
-        let sent = match reply {
-            Some(frame) => socket.send(Message::text(frame.encode())).await,
-            None => socket.flush().await,
-        };
-        if let Err(error) = sent {
+        if let Err(error) = result {
             break Ending::Transport(error.to_string());
         }
     };
 
+    for room in &conn.rooms {
+        context.hub.leave(room, id);
+    }
     let close = match &ending {
-        Ending::Shutdown => Some(SHUTDOWN_CLOSE),
-        Ending::TooLarge => Some((1009, "message too large")),
-        Ending::BadUtf8 => Some((1007, "text message was not valid UTF-8")),
-        Ending::ClientClosed | Ending::Idle | Ending::Transport(_) => None,
+        Ending::Shutdown => {
+            // Acks for publishes already handed to the sequencer go out before the goodbye.
+            let _ = tokio::time::timeout(SHUTDOWN_FLUSH, context.sequencer.barrier()).await;
+            while let Ok(frame) = queue.try_recv() {
+                if socket.feed(Message::Text(frame)).await.is_err() {
+                    break;
+                }
+            }
+            Some(SHUTDOWN_CLOSE)
+        }
+        Ending::Close(code, reason) => Some((*code, *reason)),
+        Ending::ClientClosed | Ending::Transport(_) => None,
     };
     if let Some((code, reason)) = close {
+        if code != SHUTDOWN_CLOSE.0 {
+            context.metrics.refused.get_or_create(&CodeLabel { code: code.to_string() }).inc();
+        }
         let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
         let _ = socket.close(Some(frame)).await;
     }
+    context.metrics.connections.dec();
     match ending {
-        Ending::Transport(error) => tracing::debug!(%error, "connection failed"),
-        ending => tracing::debug!(?ending, "connection ended"),
+        Ending::Transport(error) => tracing::debug!(conn = id, %error, "connection failed"),
+        ending => tracing::debug!(conn = id, ?ending, "connection ended"),
     }
 }
 
-/// What the server knows about one connection's peer.
-#[derive(Default)]
-struct Session {
-    user: Option<User>,
+/// Writes `first` and whatever else is queued, then flushes once.
+async fn drain(
+    socket: &mut Socket,
+    first: Utf8Bytes,
+    queue: &mut mpsc::Receiver<Utf8Bytes>,
+) -> Result<(), WsError> {
+    socket.feed(Message::Text(first)).await?;
+    for _ in 1..WRITE_BATCH {
+        match queue.try_recv() {
+            Ok(frame) => socket.feed(Message::Text(frame)).await?,
+            Err(_) => break,
+        }
+    }
+    socket.flush().await
 }
 
-impl Session {
-    /// The reply to one text frame.
-    fn answer(&mut self, text: &str, idle_timeout: Duration) -> ServerFrame {
-        let error = |code, message: &str| ServerFrame::Error { code, message: message.into(), about: None };
-        let frame = match ClientFrame::decode(text) {
-            Ok(frame) => frame,
-            Err((code, message)) => return ServerFrame::Error { code, message, about: None },
-        };
-        match frame {
-            ClientFrame::Echo { body } => ServerFrame::Echo { body },
-            ClientFrame::Ping { nonce } => ServerFrame::Pong { nonce },
-            ClientFrame::Hello { .. } if self.user.is_some() => {
-                error(ErrorCode::AlreadyHello, "this connection already said hello")
-            }
-            ClientFrame::Hello { name, .. } => {
-                let user = identity::dev_user(name.as_deref());
-                self.user = Some(user.clone());
-                ServerFrame::Welcome {
-                    v: PROTOCOL_VERSION,
-                    session: identity::random_id("c"),
-                    resume_token: identity::random_id("rt"),
-                    // Half the idle timeout, so one lost ping never gets a live client dropped.
-                    heartbeat_ms: (idle_timeout.as_millis() / 2) as u64,
-                    limits: Limits {
-                        max_body_bytes: 16 * 1024,
-                        publish_per_sec: 20,
-                        publish_burst: 40,
-                        max_rooms: 32,
-                    },
-                    user,
+impl Conn {
+    fn error(&mut self, code: ErrorCode, message: impl Into<String>, about: Option<&str>) -> ServerFrame {
+        self.context.metrics.error(code);
+        ServerFrame::Error { code, message: message.into(), about: about.map(str::to_owned) }
+    }
+
+    /// An answer to input that should not have been sent; too many end the connection.
+    fn strike(&mut self, code: ErrorCode, message: impl Into<String>) -> Result<ServerFrame, Ending> {
+        self.strikes += 1;
+        if self.strikes > MAX_STRIKES {
+            return Err(Ending::Close(close::POLICY, "too many invalid frames"));
+        }
+        Ok(self.error(code, message, None))
+    }
+
+    fn reject(&self, id: &str, code: RejectCode, message: &str) -> ServerFrame {
+        self.context.metrics.rejection(code);
+        ServerFrame::Reject { id: id.into(), code, message: message.into() }
+    }
+
+    /// Handles one message; `Some(ending)` closes the connection.
+    async fn received(&mut self, socket: &mut Socket, message: Message) -> Result<Option<Ending>, WsError> {
+        self.context.metrics.frames_in.inc();
+        let answer = if self.frames.check().is_err() {
+            self.context.metrics.rate_limited.inc();
+            self.strike(ErrorCode::RateLimited, "too many frames; slow down")
+        } else {
+            match message {
+                Message::Text(text) => match ClientFrame::decode(&text) {
+                    Ok(frame) => return self.frame(socket, frame).await,
+                    Err((code, detail)) => self.strike(code, detail),
+                },
+                Message::Binary(_) => {
+                    self.strike(ErrorCode::BinaryNotSupported, "Tether frames are JSON text messages")
+                }
+                // Tungstenite answers pings itself; the next flush writes the pong.
+                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => {
+                    return Ok(None);
                 }
             }
-            _ if self.user.is_none() => error(ErrorCode::HelloRequired, "send hello first"),
-            other => {
-                error(ErrorCode::Internal, &format!("`{}` is not supported by this server yet", other.kind()))
-            }
+        };
+        match answer {
+            Ok(frame) => write(socket, &frame).await.map(|()| None),
+            Err(ending) => Ok(Some(ending)),
         }
+    }
+
+    async fn frame(&mut self, socket: &mut Socket, frame: ClientFrame) -> Result<Option<Ending>, WsError> {
+        let answer = match frame {
+            ClientFrame::Echo { body } => ServerFrame::Echo { body },
+            ClientFrame::Ping { nonce } => ServerFrame::Pong { nonce },
+            ClientFrame::Hello { .. } if self.identity.is_some() => {
+                self.error(ErrorCode::AlreadyHello, "this connection already said hello", None)
+            }
+            ClientFrame::Hello { v, token, name, resume_token } => {
+                let context = self.context.clone();
+                match handshake::authenticate(
+                    &context.config,
+                    &context.secret,
+                    v,
+                    token.as_deref(),
+                    name.as_deref(),
+                    resume_token.as_deref(),
+                ) {
+                    Ok(identity) => {
+                        let welcome = handshake::welcome(&context.config, &context.secret, &identity);
+                        tracing::debug!(user = %identity.user.id, "welcomed");
+                        self.identity = Some(identity);
+                        welcome
+                    }
+                    Err((code, reason)) => return Ok(Some(Ending::Close(code, reason))),
+                }
+            }
+            _ if self.identity.is_none() => match self.strike(ErrorCode::HelloRequired, "send hello first") {
+                Ok(frame) => frame,
+                Err(ending) => return Ok(Some(ending)),
+            },
+            ClientFrame::Join { room, since } => return self.join(socket, room, since).await.map(|()| None),
+            ClientFrame::Resume { rooms } => {
+                for RoomCursor { room, since } in rooms {
+                    self.join(socket, room, since).await?;
+                }
+                return Ok(None);
+            }
+            ClientFrame::Leave { room } => {
+                if self.rooms.remove(&room) {
+                    self.context.hub.leave(&room, self.out.conn);
+                }
+                ServerFrame::Left { room }
+            }
+            ClientFrame::Publish { id, room, body, priority: _ } => match self.publish(id, room, body) {
+                Some(answer) => answer,
+                None => return Ok(None),
+            },
+            ClientFrame::Typing { room, active } => {
+                if !self.rooms.contains(&room) {
+                    self.error(ErrorCode::NotJoined, "join the room first", Some(&room))
+                } else {
+                    let user = self.identity.as_ref().expect("after hello").user.clone();
+                    let typing = ServerFrame::Typing { room: room.clone(), user, active };
+                    self.context.hub.broadcast(&room, &typing, Some(self.out.conn));
+                    return Ok(None);
+                }
+            }
+            ClientFrame::Receipt { room, kind, seq } => {
+                if !self.rooms.contains(&room) {
+                    self.error(ErrorCode::NotJoined, "join the room first", Some(&room))
+                } else {
+                    let user = self.identity.as_ref().expect("after hello").user.id.clone();
+                    self.context.hub.broadcast(
+                        &room,
+                        &ServerFrame::Receipt { room: room.clone(), user, kind, seq },
+                        None,
+                    );
+                    return Ok(None);
+                }
+            }
+        };
+        write(socket, &answer).await.map(|()| None)
+    }
+
+    /// Validates a publish and hands it to the sequencer; `Some` is an immediate answer.
+    fn publish(&mut self, id: String, room: String, body: Value) -> Option<ServerFrame> {
+        self.context.metrics.publishes.inc();
+        if id.is_empty() || id.len() > 64 {
+            return Some(self.reject(&id, RejectCode::InvalidId, "message ids are 1-64 characters"));
+        }
+        if !self.rooms.contains(&room) {
+            return Some(self.reject(&id, RejectCode::NotJoined, "join the room before publishing to it"));
+        }
+        let body = serde_json::value::to_raw_value(&body).expect("a JSON value serialises");
+        if body.get().len() > self.context.config.max_body_bytes {
+            let message = format!("bodies are at most {} bytes", self.context.config.max_body_bytes);
+            return Some(self.reject(&id, RejectCode::TooLarge, &message));
+        }
+        if self.publishes.check().is_err() {
+            self.context.metrics.rate_limited.inc();
+            let message = format!("at most {} publishes per second", self.context.config.publish_rate);
+            return Some(self.reject(&id, RejectCode::RateLimited, &message));
+        }
+        let user = self.identity.as_ref().expect("after hello").user.clone();
+        self.context.sequencer.publish(Publish {
+            room,
+            id,
+            user,
+            body: Arc::from(body),
+            reply: self.out.clone(),
+        });
+        None
+    }
+
+    /// Joins a room: snapshot, then (with `since`) the replay, written before any live
+    /// frame queued after the join.
+    async fn join(&mut self, socket: &mut Socket, room: String, since: Option<u64>) -> Result<(), WsError> {
+        let identity = self.identity.as_ref().expect("after hello");
+        let refusal = if !valid_room_name(&room) {
+            Some((ErrorCode::InvalidRoom, "room names are 1-64 characters from [A-Za-z0-9._:-]"))
+        } else if !auth::room_allowed(&identity.rooms, &room) {
+            Some((ErrorCode::Forbidden, "your token does not allow this room"))
+        } else if !self.rooms.contains(&room) && self.rooms.len() >= self.context.config.max_rooms {
+            Some((ErrorCode::TooManyRooms, "leave a room before joining another"))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refusal {
+            let about: String = room.chars().take(64).collect();
+            let frame = self.error(code, message, Some(&about));
+            return write(socket, &frame).await;
+        }
+        let user = identity.user.clone();
+        let joined = match self.context.hub.join(&room, &user, &self.out) {
+            Ok(joined) => joined,
+            Err(error) => {
+                if let crate::hub::JoinError::Store(cause) = &error {
+                    tracing::error!(%cause, room, "join failed");
+                }
+                let message = if error.code() == ErrorCode::RoomFull {
+                    "the room is full"
+                } else {
+                    "could not join the room"
+                };
+                let frame = self.error(error.code(), message, Some(&room));
+                return write(socket, &frame).await;
+            }
+        };
+        self.rooms.insert(room.clone());
+        let epoch = self.context.store.epoch();
+        let head = joined.head;
+        write(socket, &ServerFrame::Joined { room: room.clone(), seq: head, epoch, members: joined.members })
+            .await?;
+        let Some(since) = since else { return Ok(()) };
+
+        // A cursor past the head comes from a history that no longer exists: replay all.
+        let after = if since > head { 0 } else { since };
+        let store = self.context.store.clone();
+        let name = room.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::store::StoreError>((store.read(&name, after, head)?, store.oldest(&name)?))
+        })
+        .await
+        .expect("history read does not panic");
+        let (messages, oldest) = match read {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::error!(%error, room, "reading history failed");
+                let frame =
+                    self.error(ErrorCode::Internal, "history is unavailable; rejoin later", Some(&room));
+                return write(socket, &frame).await;
+            }
+        };
+        for message in &messages {
+            socket.feed(Message::text(message.frame_text())).await?;
+        }
+        let complete = since <= head && (after == head || (oldest != 0 && oldest <= after + 1));
+        let outcome = if complete { "complete" } else { "incomplete" };
+        self.context.metrics.resumes.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
+        write(socket, &ServerFrame::Replayed { room, to: head, complete, oldest }).await
     }
 }

@@ -3,17 +3,31 @@
 //!
 //! The binary in `main.rs` is a thin shell around [`start`], which tests call too: they
 //! get a real server on a free loopback port and talk to it with real WebSocket clients.
+//!
+//! How a publish travels: `connection` validates it and hands it to the `sequencer`,
+//! which numbers it, commits it to the `store` (many per transaction), then has the
+//! `hub` deliver it to the room's members and queues the ack to the sender; each
+//! connection drains its own `outbound` queue to its socket.
 
+mod auth;
 pub mod config;
 mod connection;
+mod handshake;
+mod hub;
 mod identity;
+mod limits;
+mod metrics;
+mod outbound;
 mod routes;
+mod sequencer;
 mod shutdown;
+pub mod store;
 mod upgrade;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use auth::{Claims, sign as sign_token};
 pub use config::Config;
 pub use connection::SHUTDOWN_CLOSE;
 pub use routes::RESERVED;
@@ -25,27 +39,51 @@ pub struct Running {
     addr: SocketAddr,
     shutdown: Shutdown,
     listener: tokio::task::JoinHandle<()>,
+    sequencer: sequencer::Sequencer,
 }
 
-/// Binds the configured address and starts serving in the background.
+/// Opens the configured store.
+fn open_store(config: &Config) -> std::io::Result<Arc<dyn store::Store>> {
+    match config.store.as_str() {
+        "memory" => Ok(Arc::new(store::MemoryStore::new())),
+        _ => {
+            let path = config.data_dir.join("tether.db");
+            let opened = store::SqliteStore::open(&path).map_err(|e| std::io::Error::other(e.to_string()))?;
+            tracing::info!(path = %path.display(), "history stored in SQLite");
+            Ok(Arc::new(opened))
+        }
+    }
+}
+
+/// Binds the configured address, opens the store, and starts serving in the background.
 pub async fn start(config: Config) -> std::io::Result<Running> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     if !config.static_dir.join("index.html").is_file() {
         tracing::warn!(
             dir = %config.static_dir.display(),
-            "no index.html in the static folder; build the app with `trunk build --release` or pass --static-dir"
+            "no index.html in the static folder; build the app with `cargo xtask dist` or pass --static-dir"
         );
     }
+    let store = open_store(&config)?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let hub = Arc::new(hub::RoomHub::new(store.clone(), config.max_members));
+    let retention = sequencer::Retention {
+        max_messages: config.history_messages,
+        max_age: config.history_age,
+        dedupe_window: config.dedupe_window,
+    };
+    let sequencer = sequencer::Sequencer::start(store.clone(), hub.clone(), retention, metrics.clone());
     let shutdown = Shutdown::default();
-    let context = Arc::new(routes::Context { config, shutdown: shutdown.clone() });
+    let context =
+        Arc::new(routes::Context::new(config, shutdown.clone(), hub, sequencer.clone(), store, metrics));
     let signal = {
         let shutdown = shutdown.clone();
         async move { shutdown.triggered().await }
     };
     let server = warp::serve(routes::routes(context)).incoming(listener).graceful(signal);
     let listener = tokio::spawn(server.run());
-    Ok(Running { addr, shutdown, listener })
+    Ok(Running { addr, shutdown, listener, sequencer })
 }
 
 impl Running {
@@ -54,12 +92,13 @@ impl Running {
         self.addr
     }
 
-    /// Stops accepting, closes every WebSocket with 1001 "server restarting", and
-    /// returns once all of them are closed.
+    /// Stops accepting, lets in-flight publishes commit and their acks go out, closes
+    /// every WebSocket with 1001 "server restarting", and returns once all are closed.
     pub async fn stop(self) {
         self.shutdown.trigger();
         let _ = self.listener.await;
         self.shutdown.drained().await;
+        self.sequencer.barrier().await;
     }
 }
 

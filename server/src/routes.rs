@@ -1,17 +1,26 @@
-//! The HTTP surface: the WebSocket endpoint, health checks, and the single-page app.
+//! The HTTP surface: the WebSocket endpoint, health, metrics, dev tokens, and the SPA.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use tether_shared::close;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
+use crate::auth;
 use crate::config::Config;
 use crate::connection;
+use crate::hub::RoomHub;
+use crate::identity;
+use crate::limits::IpSlots;
+use crate::metrics::{CodeLabel, Metrics};
+use crate::sequencer::Sequencer;
 use crate::shutdown::Shutdown;
+use crate::store::Store;
 use crate::upgrade::{self, UpgradeRequest};
 
 /// Path prefixes owned by the server. The SPA fallback never answers under them, so a
@@ -23,18 +32,102 @@ pub const RESERVED: &[&str] = &["ws", "healthz", "readyz", "metrics", "api"];
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Write buffer before a flush is forced.
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
+/// Lifetime of a dev-mode token from `/api/token`.
+const DEV_TOKEN_SECS: u64 = 24 * 3600;
 
-/// Everything the routes need, shared by all requests.
+/// Everything the routes and connections share.
 pub struct Context {
     pub(crate) config: Config,
     pub(crate) shutdown: Shutdown,
+    pub(crate) hub: Arc<RoomHub>,
+    pub(crate) sequencer: Sequencer,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Verifies tokens: the auth secret, or in dev mode the store's own secret.
+    pub(crate) secret: Vec<u8>,
+    pub(crate) ip_slots: Arc<IpSlots>,
+    next_conn: AtomicU64,
+}
+
+impl Context {
+    /// Builds the shared context.
+    pub(crate) fn new(
+        config: Config,
+        shutdown: Shutdown,
+        hub: Arc<RoomHub>,
+        sequencer: Sequencer,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let secret = match &config.auth_secret {
+            Some(secret) => secret.as_bytes().to_vec(),
+            None => store.secret(),
+        };
+        let ip_slots = IpSlots::new(config.max_connections_per_ip);
+        Context {
+            config,
+            shutdown,
+            hub,
+            sequencer,
+            store,
+            metrics,
+            secret,
+            ip_slots,
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
+    /// A fresh connection id.
+    pub(crate) fn next_conn(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
 }
 
 /// All routes, in the order they are tried.
 pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
-    let healthz = warp::path!("healthz")
-        .and(warp::get().or(warp::head()).unify())
-        .map(|| warp::reply::with_status("ok\n", StatusCode::OK).into_response());
+    let get_or_head = || warp::get().or(warp::head()).unify();
+    let healthz = warp::path!("healthz").and(get_or_head()).map(|| text(StatusCode::OK, "ok\n"));
+
+    let readyz = {
+        let context = context.clone();
+        warp::path!("readyz").and(get_or_head()).map(move || {
+            if context.shutdown.is_triggered() {
+                text(StatusCode::SERVICE_UNAVAILABLE, "shutting down\n")
+            } else {
+                match context.store.head("readyz-probe") {
+                    Ok(_) => text(StatusCode::OK, "ready\n"),
+                    Err(error) => {
+                        text(StatusCode::SERVICE_UNAVAILABLE, &format!("store unavailable: {error}\n"))
+                    }
+                }
+            }
+        })
+    };
+
+    let metrics = {
+        let context = context.clone();
+        warp::path!("metrics").and(warp::get()).map(move || {
+            context.metrics.rooms.set(context.hub.room_count() as i64);
+            let mut response = context.metrics.render().into_response();
+            response.headers_mut().insert(
+                warp::http::header::CONTENT_TYPE,
+                warp::http::HeaderValue::from_static(
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                ),
+            );
+            response
+        })
+    };
+
+    let token = {
+        let context = context.clone();
+        warp::path!("api" / "token")
+            .and(warp::get().or(warp::post()).unify())
+            .and(warp::query::<std::collections::HashMap<String, String>>())
+            .map(move |query: std::collections::HashMap<String, String>| {
+                dev_token(&context, query.get("name"))
+            })
+    };
 
     let ws = {
         let context = context.clone();
@@ -43,15 +136,48 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
             .map(move |request: UpgradeRequest| websocket(&context, request))
     };
 
-    let api = warp::path("api").map(|| {
-        warp::reply::with_status(
-            warp::reply::json(&serde_json::json!({"error": "not_found"})),
-            StatusCode::NOT_FOUND,
-        )
-        .into_response()
-    });
+    let api =
+        warp::path("api").map(|| json(StatusCode::NOT_FOUND, serde_json::json!({"error": "not_found"})));
 
-    healthz.or(ws).unify().or(api).unify().or(spa(&context.config.static_dir)).unify().boxed()
+    healthz
+        .or(readyz)
+        .unify()
+        .or(metrics)
+        .unify()
+        .or(token)
+        .unify()
+        .or(ws)
+        .unify()
+        .or(api)
+        .unify()
+        .or(spa(&context.config.static_dir))
+        .unify()
+        .boxed()
+}
+
+fn text(status: StatusCode, body: &str) -> Response {
+    warp::reply::with_status(body.to_owned(), status).into_response()
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response {
+    warp::reply::with_status(warp::reply::json(&body), status).into_response()
+}
+
+/// `/api/token?name=Ada`: in dev mode, a signed token for a fresh user. With an auth
+/// secret, tokens come from the integrator's backend, so this answers 404.
+fn dev_token(context: &Context, name: Option<&String>) -> Response {
+    if context.config.auth_secret.is_some() {
+        return json(
+            StatusCode::NOT_FOUND,
+            serde_json::json!({"error": "tokens_are_issued_by_your_backend",
+                "message": "this server verifies tokens signed with --auth-secret; see the README"}),
+        );
+    }
+    let user = identity::dev_user(name.map(String::as_str));
+    let exp = auth::unix_now() + DEV_TOKEN_SECS;
+    let claims = auth::Claims { sub: user.id.clone(), name: user.name.clone(), rooms: vec!["*".into()], exp };
+    let token = auth::sign(&context.secret, &claims);
+    json(StatusCode::OK, serde_json::json!({"token": token, "user": user, "expires_at": exp}))
 }
 
 /// Static files, and `index.html` for any other GET outside the reserved prefixes.
@@ -66,28 +192,48 @@ fn spa(dir: &std::path::Path) -> BoxedFilter<(Response,)> {
     not_reserved.untuple_one().and(files.or(fallback).unify()).boxed()
 }
 
-/// Accepts an upgrade and hands the socket to a tracked connection task.
+/// Accepts an upgrade and hands the socket to a tracked connection task. Refusals
+/// decided here (origin, per-IP cap) still complete the upgrade, so the browser sees a
+/// close code it can act on instead of an opaque failed handshake.
 fn websocket(context: &Arc<Context>, request: UpgradeRequest) -> Response {
     if context.shutdown.is_triggered() {
-        return warp::reply::with_status("server restarting", StatusCode::SERVICE_UNAVAILABLE)
-            .into_response();
+        return text(StatusCode::SERVICE_UNAVAILABLE, "server restarting");
     }
+    let allowed = &context.config.allowed_origins;
+    let origin_ok =
+        allowed.is_empty() || request.origin.as_ref().is_some_and(|origin| allowed.contains(origin));
     let peer = request.peer;
     let (response, pending) = match request.accept() {
         Ok(accepted) => accepted,
         Err(refusal) => return *refusal,
+    };
+    let slot = peer.and_then(|peer| context.ip_slots.acquire(peer.ip()));
+    let refusal = if !origin_ok {
+        Some((close::ORIGIN_FORBIDDEN, "origin not allowed"))
+    } else if slot.is_none() {
+        Some((close::TRY_AGAIN_LATER, "too many connections from this address"))
+    } else {
+        None
     };
     let socket_config = WebSocketConfig::default()
         .read_buffer_size(READ_BUFFER_BYTES)
         .write_buffer_size(WRITE_BUFFER_BYTES)
         .max_message_size(Some(context.config.max_message_bytes))
         .max_frame_size(Some(context.config.max_message_bytes));
-    let shutdown = context.shutdown.clone();
-    let idle_timeout = context.config.idle_timeout;
-    context.shutdown.spawn(async move {
-        if let Some(socket) = upgrade::finish(pending, socket_config).await {
-            tracing::debug!(?peer, "websocket open");
-            connection::serve(socket, shutdown, idle_timeout).await;
+    let context = context.clone();
+    let tracker = context.shutdown.clone();
+    tracker.spawn(async move {
+        let Some(socket) = upgrade::finish(pending, socket_config).await else { return };
+        match refusal {
+            Some((code, reason)) => {
+                context.metrics.refused.get_or_create(&CodeLabel { code: code.to_string() }).inc();
+                tracing::info!(?peer, code, reason, "connection refused");
+                connection::refuse(socket, code, reason).await;
+            }
+            None => {
+                let _slot = slot;
+                connection::serve(socket, context).await;
+            }
         }
     });
     response

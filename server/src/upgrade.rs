@@ -27,6 +27,8 @@ pub struct UpgradeRequest {
     on_upgrade: Option<OnUpgrade>,
     /// The peer's address, for logs and per-IP limits.
     pub peer: Option<SocketAddr>,
+    /// The page's origin, as the browser reported it.
+    pub origin: Option<String>,
 }
 
 /// Extracts an [`UpgradeRequest`] from any request; whether it is a valid upgrade is
@@ -37,6 +39,7 @@ pub fn request() -> impl Filter<Extract = (UpgradeRequest,), Error = Infallible>
             accept_key: websocket_key(&headers).map(|key| derive_accept_key(key.as_bytes())),
             on_upgrade,
             peer,
+            origin: headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()).map(str::to_owned),
         },
     )
 }

@@ -14,7 +14,7 @@ const BINARY: &str = env!("CARGO_BIN_EXE_tether-server");
 /// Starts the binary on a free port and reads the address from its start-up line.
 fn spawn_server() -> (Child, SocketAddr) {
     let mut child = Command::new(BINARY)
-        .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
+        .args(["--listen", "127.0.0.1:0", "--log-level", "warn", "--store", "memory"])
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn tether-server");

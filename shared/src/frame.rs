@@ -328,6 +328,8 @@ pub enum ErrorCode {
     Forbidden,
     /// The connection is in as many rooms as it may be.
     TooManyRooms,
+    /// Typing or a receipt for a room the connection has not joined.
+    NotJoined,
     /// The room has as many members as it may have.
     RoomFull,
     /// Too many frames; slow down.

@@ -61,7 +61,7 @@ fn every_error_and_reject_code_is_documented() {
     let codes = |json: &str| -> Vec<String> { serde_json::from_str::<Vec<String>>(json).unwrap() };
     let errors = codes(
         r#"["malformed_json","invalid_frame","binary_not_supported","hello_required",
-        "already_hello","invalid_room","forbidden","too_many_rooms","room_full","rate_limited","too_large","internal"]"#,
+        "already_hello","invalid_room","forbidden","too_many_rooms","not_joined","room_full","rate_limited","too_large","internal"]"#,
     );
     for code in errors {
         // Each must be a real ErrorCode and appear in the document's table.

@@ -1,0 +1,88 @@
+//! `hello` → `welcome`: establishing who a connection is.
+
+use tether_shared::{Limits, PROTOCOL_VERSION, ServerFrame, User, close};
+
+use crate::auth::{self, Claims, TokenError};
+use crate::config::Config;
+use crate::identity;
+
+/// How long a resume token stays valid.
+const RESUME_TTL_SECS: u64 = 24 * 3600;
+
+/// A connection's established identity.
+pub struct Identity {
+    /// Who.
+    pub user: User,
+    /// Room patterns they may join.
+    pub rooms: Vec<String>,
+    /// When the identity's credential expires (seconds since the epoch); resume tokens
+    /// never outlive it.
+    pub expires: u64,
+}
+
+/// Why a hello was refused: the close code and reason to send.
+pub type Refusal = (u16, &'static str);
+
+/// Checks a `hello`. With an auth secret, a valid token is required. In dev mode a token
+/// is optional, a valid resume token keeps the previous identity, and otherwise the
+/// display name is taken at its word.
+pub fn authenticate(
+    config: &Config,
+    signing_secret: &[u8],
+    v: u32,
+    token: Option<&str>,
+    name: Option<&str>,
+    resume_token: Option<&str>,
+) -> Result<Identity, Refusal> {
+    if v != PROTOCOL_VERSION {
+        return Err((close::BAD_HELLO, "unsupported protocol version"));
+    }
+    let now = auth::unix_now();
+    let from_claims = |claims: Claims| Identity {
+        user: User { color: identity::color_for(&claims.sub).into(), id: claims.sub, name: claims.name },
+        rooms: claims.rooms,
+        expires: claims.exp,
+    };
+    if let Some(token) = token {
+        return match auth::verify(signing_secret, token, now) {
+            Ok(claims) => Ok(from_claims(claims)),
+            Err(TokenError::Expired) => Err((close::TOKEN_EXPIRED, "token expired")),
+            Err(TokenError::Forged | TokenError::Malformed) => Err((close::UNAUTHORIZED, "invalid token")),
+        };
+    }
+    if config.auth_secret.is_some() {
+        return Err((close::UNAUTHORIZED, "a token is required"));
+    }
+    if let Some(Ok(claims)) = resume_token.map(|t| auth::verify(signing_secret, t, now)) {
+        let mut identity = from_claims(claims);
+        if let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) {
+            identity.user.name = name.chars().take(32).collect();
+        }
+        return Ok(identity);
+    }
+    Ok(Identity { user: identity::dev_user(name), rooms: vec!["*".into()], expires: now + RESUME_TTL_SECS })
+}
+
+/// The `welcome` for an established identity.
+pub fn welcome(config: &Config, signing_secret: &[u8], identity: &Identity) -> ServerFrame {
+    let resume = Claims {
+        sub: identity.user.id.clone(),
+        name: identity.user.name.clone(),
+        rooms: identity.rooms.clone(),
+        exp: identity.expires.min(auth::unix_now() + RESUME_TTL_SECS),
+    };
+    ServerFrame::Welcome {
+        v: PROTOCOL_VERSION,
+        session: identity::random_id("c"),
+        resume_token: auth::sign(signing_secret, &resume),
+        // Half the idle timeout, so one lost ping never gets a live client dropped.
+        heartbeat_ms: (config.idle_timeout.as_millis() / 2) as u64,
+        limits: Limits {
+            max_body_bytes: config.max_body_bytes,
+            publish_per_sec: config.publish_rate,
+            publish_burst: config.publish_burst,
+            max_rooms: config.max_rooms,
+        },
+        user: identity.user.clone(),
+    }
+}

@@ -1,0 +1,130 @@
+//! Prometheus metrics, served as text at `/metrics`.
+
+use std::sync::atomic::AtomicU64;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// A label holding a stable code (error, rejection, close).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CodeLabel {
+    /// The code.
+    pub code: String,
+}
+
+/// A label holding a resume outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// `complete` or `incomplete`.
+    pub outcome: String,
+}
+
+/// Every metric the server keeps. Cheap to update from any thread.
+pub struct Metrics {
+    registry: Registry,
+    /// Open WebSocket connections.
+    pub connections: Gauge,
+    /// Rooms with members (set when scraped).
+    pub rooms: Gauge,
+    /// Frames received from clients.
+    pub frames_in: Counter,
+    /// Frames queued to clients.
+    pub frames_out: Counter,
+    /// Publishes received.
+    pub publishes: Counter,
+    /// Messages stored and acked.
+    pub acks: Counter<u64, AtomicU64>,
+    /// Re-sent publishes answered with their original ack.
+    pub duplicates: Counter,
+    /// Publishes rejected, by code.
+    pub rejections: Family<CodeLabel, Counter>,
+    /// Error frames sent, by code.
+    pub errors: Family<CodeLabel, Counter>,
+    /// Frames refused by a rate limit.
+    pub rate_limited: Counter,
+    /// Connections closed because their send queue overflowed.
+    pub slow_consumers: Counter,
+    /// Replays after a join with `since`, by outcome.
+    pub resumes: Family<OutcomeLabel, Counter>,
+    /// Connections refused or closed at the door, by close code.
+    pub refused: Family<CodeLabel, Counter>,
+    /// Seconds per store commit (one batch).
+    pub store_seconds: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("tether");
+        let metrics = Metrics {
+            connections: Gauge::default(),
+            rooms: Gauge::default(),
+            frames_in: Counter::default(),
+            frames_out: Counter::default(),
+            publishes: Counter::default(),
+            acks: Counter::default(),
+            duplicates: Counter::default(),
+            rejections: Family::default(),
+            errors: Family::default(),
+            rate_limited: Counter::default(),
+            slow_consumers: Counter::default(),
+            resumes: Family::default(),
+            refused: Family::default(),
+            store_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            registry: Registry::default(),
+        };
+        registry.register("connections", "Open WebSocket connections", metrics.connections.clone());
+        registry.register("rooms", "Rooms with members", metrics.rooms.clone());
+        registry.register("frames_in", "Frames received from clients", metrics.frames_in.clone());
+        registry.register("frames_out", "Frames queued to clients", metrics.frames_out.clone());
+        registry.register("publishes", "Publishes received", metrics.publishes.clone());
+        registry.register("acks", "Messages stored and acknowledged", metrics.acks.clone());
+        registry.register(
+            "duplicates_suppressed",
+            "Re-sent publishes answered with the original ack",
+            metrics.duplicates.clone(),
+        );
+        registry.register("rejections", "Publishes rejected, by code", metrics.rejections.clone());
+        registry.register("errors", "Error frames sent, by code", metrics.errors.clone());
+        registry.register("rate_limited", "Frames refused by a rate limit", metrics.rate_limited.clone());
+        registry.register(
+            "slow_consumer_drops",
+            "Connections closed for a full send queue",
+            metrics.slow_consumers.clone(),
+        );
+        registry.register("resumes", "Replays after a join with since, by outcome", metrics.resumes.clone());
+        registry.register(
+            "refused_connections",
+            "Connections refused or closed at the door, by close code",
+            metrics.refused.clone(),
+        );
+        registry.register("store_commit_seconds", "Seconds per store commit", metrics.store_seconds.clone());
+        Metrics { registry, ..metrics }
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String");
+        text
+    }
+
+    /// Counts an error frame.
+    pub fn error(&self, code: tether_shared::ErrorCode) {
+        self.errors.get_or_create(&CodeLabel { code: code_name(&code) }).inc();
+    }
+
+    /// Counts a rejection.
+    pub fn rejection(&self, code: tether_shared::RejectCode) {
+        self.rejections.get_or_create(&CodeLabel { code: code_name(&code) }).inc();
+    }
+}
+
+fn code_name(code: &impl serde::Serialize) -> String {
+    serde_json::to_value(code).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}

@@ -1,0 +1,85 @@
+//! Where acknowledged messages live.
+//!
+//! The [`Store`] trait is small on purpose: append a batch durably, read a room's
+//! history, look up a message for dedupe, prune. Two implementations ship: SQLite (the
+//! durable default) and memory (tests and demos). A Redis-backed or replicated store
+//! slots in behind the same trait; sequencing and fan-out live in
+//! [`crate::sequencer`], not here.
+
+mod memory;
+mod sqlite;
+
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use tether_shared::{Millis, ServerFrame, User};
+
+pub use memory::MemoryStore;
+pub use sqlite::SqliteStore;
+
+/// A message as stored: everything needed to replay it.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    /// Room name.
+    pub room: String,
+    /// Seq within the room.
+    pub seq: u64,
+    /// The sender's client message id.
+    pub id: String,
+    /// The sender.
+    pub user: User,
+    /// The body as JSON text, stored and replayed without re-parsing.
+    pub body: Arc<RawValue>,
+    /// When it was first stored.
+    pub ts: Millis,
+}
+
+impl StoredMessage {
+    /// The `message` frame that delivers it, encoded once.
+    pub fn frame_text(&self) -> String {
+        let frame = ServerFrame::Message {
+            room: self.room.clone(),
+            seq: self.seq,
+            id: self.id.clone(),
+            from: self.user.clone(),
+            body: serde_json::from_str(self.body.get()).expect("stored bodies are valid JSON"),
+            ts: self.ts,
+        };
+        frame.encode()
+    }
+}
+
+/// A store failure; the publish is rejected as `unavailable` and may be retried.
+#[derive(Debug, thiserror::Error)]
+#[error("store: {0}")]
+pub struct StoreError(pub String);
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        StoreError(error.to_string())
+    }
+}
+
+/// Durable storage for room history.
+pub trait Store: Send + Sync + 'static {
+    /// Stores a batch atomically. When this returns `Ok`, every message survives a crash.
+    fn append(&self, batch: &[StoredMessage]) -> Result<(), StoreError>;
+    /// The latest seq of `room` (0 if it has none).
+    fn head(&self, room: &str) -> Result<u64, StoreError>;
+    /// The oldest seq still held for `room` (0 if none).
+    fn oldest(&self, room: &str) -> Result<u64, StoreError>;
+    /// Messages of `room` with `after < seq <= upto`, in order.
+    fn read(&self, room: &str, after: u64, upto: u64) -> Result<Vec<StoredMessage>, StoreError>;
+    /// The message `user` published with client id `id`, if stored at or after `since`.
+    fn find(&self, user: &str, id: &str, since: Millis) -> Result<Option<StoredMessage>, StoreError>;
+    /// Drops history beyond `keep` messages per room, and messages older than `before`,
+    /// always keeping each room's latest message so its seq is never reused.
+    fn prune(&self, room: &str, keep: u64, before: Millis) -> Result<(), StoreError>;
+    /// Whether history survives a restart. Only then can a message from a previous run
+    /// need deduping, so only then does the sequencer consult [`Store::find`].
+    fn durable(&self) -> bool;
+    /// Identifies this store's history; changes only when history is wiped.
+    fn epoch(&self) -> String;
+    /// A secret for signing dev-mode and resume tokens, stable as long as the history is.
+    fn secret(&self) -> Vec<u8>;
+}
