@@ -39,6 +39,8 @@ const MAX_STRIKES: u32 = 10;
 const FRAMES_PER_SEC: u32 = 100;
 /// Queued frames written before one flush.
 const WRITE_BATCH: usize = 256;
+/// Longest wait for a closing handshake to be written.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
 /// Longest wait for in-flight publishes to be acked during shutdown.
 const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 
@@ -101,7 +103,16 @@ pub async fn serve(mut socket: Socket, context: Arc<Context>) {
             biased;
             _ = context.shutdown.triggered() => break Ending::Shutdown,
             _ = conn.out.slow() => break Ending::Close(close::SLOW_CONSUMER, "slow consumer: too many frames queued"),
-            Some(first) = queue.recv() => drain(&mut socket, first, &mut queue).await,
+            Some(first) = queue.recv() => {
+                // A client that stops reading blocks this write; slowness and shutdown must
+                // still get through. Dropping a half-done write is safe: tungstenite keeps
+                // unwritten bytes in its buffer and the closing handshake flushes them.
+                tokio::select! {
+                    written = drain(&mut socket, first, &mut queue) => written,
+                    _ = conn.out.slow() => break Ending::Close(close::SLOW_CONSUMER, "slow consumer: too many frames queued"),
+                    _ = context.shutdown.triggered() => break Ending::Shutdown,
+                }
+            }
             _ = &mut idle => break Ending::Close(close::IDLE_TIMEOUT, "idle timeout"),
             next = socket.next() => {
                 idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
@@ -133,11 +144,14 @@ pub async fn serve(mut socket: Socket, context: Arc<Context>) {
         Ending::Shutdown => {
             // Acks for publishes already handed to the sequencer go out before the goodbye.
             let _ = tokio::time::timeout(SHUTDOWN_FLUSH, context.sequencer.barrier()).await;
-            while let Ok(frame) = queue.try_recv() {
-                if socket.feed(Message::Text(frame)).await.is_err() {
-                    break;
+            let pending = async {
+                while let Ok(frame) = queue.try_recv() {
+                    if socket.feed(Message::Text(frame)).await.is_err() {
+                        break;
+                    }
                 }
-            }
+            };
+            let _ = tokio::time::timeout(SHUTDOWN_FLUSH, pending).await;
             Some(SHUTDOWN_CLOSE)
         }
         Ending::Close(code, reason) => Some((*code, *reason)),
@@ -148,7 +162,8 @@ pub async fn serve(mut socket: Socket, context: Arc<Context>) {
             context.metrics.refused.get_or_create(&CodeLabel { code: code.to_string() }).inc();
         }
         let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
-        let _ = socket.close(Some(frame)).await;
+        // A client that never reads would hold the goodbye forever.
+        let _ = tokio::time::timeout(CLOSE_PATIENCE, socket.close(Some(frame))).await;
     }
     context.metrics.connections.dec();
     match ending {

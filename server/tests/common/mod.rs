@@ -80,3 +80,69 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
     let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).expect("status");
     (status, head.to_owned(), body.to_owned())
 }
+
+use serde_json::Value;
+use tether_shared::{PROTOCOL_VERSION, User};
+
+/// Connects and says hello as `name`; returns the client and who the server says it is.
+pub async fn hello(addr: SocketAddr, name: &str) -> (Client, User, String) {
+    let mut client = connect(addr).await;
+    let frame =
+        ClientFrame::Hello { v: PROTOCOL_VERSION, token: None, name: Some(name.into()), resume_token: None };
+    send(&mut client, &frame).await;
+    match next_frame(&mut client).await {
+        ServerFrame::Welcome { user, resume_token, .. } => (client, user, resume_token),
+        other => panic!("expected welcome, got {other:?}"),
+    }
+}
+
+/// Frames until one matches, skipping others (presence, typing…). Panics on a close.
+pub async fn until<T>(client: &mut Client, mut wanted: impl FnMut(ServerFrame) -> Option<T>) -> T {
+    loop {
+        if let Some(found) = wanted(next_frame(client).await) {
+            return found;
+        }
+    }
+}
+
+/// Joins `room` (optionally from `since`) and returns the `joined` frame's head seq and
+/// members.
+pub async fn join(client: &mut Client, room: &str, since: Option<u64>) -> (u64, Vec<User>) {
+    send(client, &ClientFrame::Join { room: room.into(), since }).await;
+    until(client, |frame| match frame {
+        ServerFrame::Joined { room: r, seq, members, .. } if r == room => Some((seq, members)),
+        _ => None,
+    })
+    .await
+}
+
+/// Publishes and waits for the ack; returns (seq, ts).
+pub async fn publish(client: &mut Client, room: &str, id: &str, body: Value) -> (u64, u64) {
+    send(client, &ClientFrame::Publish { id: id.into(), room: room.into(), body, priority: 0 }).await;
+    until(client, |frame| match frame {
+        ServerFrame::Ack { id: acked, seq, ts, .. } if acked == id => Some((seq, ts.0)),
+        ServerFrame::Reject { id: rejected, code, message } if rejected == id => {
+            panic!("rejected {code:?}: {message}")
+        }
+        _ => None,
+    })
+    .await
+}
+
+/// The next `message` frame in `room`: (seq, id, body).
+pub async fn next_message_in(client: &mut Client, room: &str) -> (u64, String, Value) {
+    until(client, |frame| match frame {
+        ServerFrame::Message { room: r, seq, id, body, .. } if r == room => Some((seq, id, body)),
+        _ => None,
+    })
+    .await
+}
+
+/// A config with the durable store in a fresh temporary folder.
+pub fn durable_config() -> (Config, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("tether-test-{}-{}", std::process::id(), fastrand::u64(..)));
+    let mut config = Config::for_tests();
+    config.store = "sqlite".into();
+    config.data_dir = dir.clone();
+    (config, dir)
+}
