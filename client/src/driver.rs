@@ -9,7 +9,7 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -44,7 +44,8 @@ pub async fn run(
                     let url = url.clone();
                     let dial_tx = dial_tx.clone();
                     tokio::spawn(async move {
-                        let result = match connect_async(url.as_str()).await {
+                        // Nagle off: acks and pings are small and must not wait for a delayed ACK.
+                        let result = match connect_async_with_config(url.as_str(), None, true).await {
                             Ok((ws, _)) => Dialed::Opened(socket, Box::new(ws)),
                             Err(error) => Dialed::Failed(socket, error.to_string()),
                         };

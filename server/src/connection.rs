@@ -35,7 +35,8 @@ pub const SHUTDOWN_CLOSE: (u16, &str) = (close::GOING_AWAY, "server restarting")
 
 /// Invalid frames tolerated before the connection is closed with 1008.
 const MAX_STRIKES: u32 = 10;
-/// Frames per second per connection, of any kind (publishes have their own, lower limit).
+/// Frames per second per connection, of any kind; raised to twice the publish rate when
+/// that is higher.
 const FRAMES_PER_SEC: u32 = 100;
 /// Queued frames written before one flush.
 const WRITE_BATCH: usize = 256;
@@ -87,7 +88,11 @@ pub async fn serve(mut socket: Socket, context: Arc<Context>) {
     context.metrics.connections.inc();
     let mut conn = Conn {
         publishes: RateLimiter::direct(quota(context.config.publish_rate, context.config.publish_burst)),
-        frames: RateLimiter::direct(quota(FRAMES_PER_SEC, FRAMES_PER_SEC * 2)),
+        // Every publish is a frame, so the frame limit never undercuts the publish limit.
+        frames: RateLimiter::direct(quota(
+            FRAMES_PER_SEC.max(context.config.publish_rate.saturating_mul(2)),
+            (FRAMES_PER_SEC * 2).max(context.config.publish_burst.saturating_mul(2)),
+        )),
         context: context.clone(),
         out,
         identity: None,

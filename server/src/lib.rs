@@ -42,6 +42,18 @@ pub struct Running {
     sequencer: sequencer::Sequencer,
 }
 
+/// Binds the listening socket. Nagle's algorithm is turned off here because accepted
+/// sockets inherit the option (Linux), and hyper's upgrade wrapper hides the TCP stream
+/// later: small frames such as acks and pongs must not wait for a delayed ACK.
+fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.set_nodelay(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 /// Opens the configured store.
 fn open_store(config: &Config) -> std::io::Result<Arc<dyn store::Store>> {
     match config.store.as_str() {
@@ -57,7 +69,7 @@ fn open_store(config: &Config) -> std::io::Result<Arc<dyn store::Store>> {
 
 /// Binds the configured address, opens the store, and starts serving in the background.
 pub async fn start(config: Config) -> std::io::Result<Running> {
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let listener = listen(config.listen)?;
     let addr = listener.local_addr()?;
     if !config.static_dir.join("index.html").is_file() {
         tracing::warn!(

@@ -12,7 +12,7 @@ mod sqlite;
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
-use tether_shared::{Millis, ServerFrame, User};
+use tether_shared::{Millis, User};
 
 pub use memory::MemoryStore;
 pub use sqlite::SqliteStore;
@@ -34,18 +34,61 @@ pub struct StoredMessage {
     pub ts: Millis,
 }
 
+/// The wire shape of [`ServerFrame::Message`], borrowing the stored raw body so that a
+/// broadcast never parses or copies the body to encode it.
+#[derive(serde::Serialize)]
+struct MessageFrame<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    room: &'a str,
+    seq: u64,
+    id: &'a str,
+    from: &'a User,
+    body: &'a RawValue,
+    ts: Millis,
+}
+
 impl StoredMessage {
-    /// The `message` frame that delivers it, encoded once.
+    /// The `message` frame that delivers it: encoded once, then shared by every recipient.
     pub fn frame_text(&self) -> String {
-        let frame = ServerFrame::Message {
-            room: self.room.clone(),
+        let frame = MessageFrame {
+            kind: "message",
+            room: &self.room,
             seq: self.seq,
-            id: self.id.clone(),
-            from: self.user.clone(),
-            body: serde_json::from_str(self.body.get()).expect("stored bodies are valid JSON"),
+            id: &self.id,
+            from: &self.user,
+            body: &self.body,
             ts: self.ts,
         };
-        frame.encode()
+        serde_json::to_string(&frame).expect("frames always serialise")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_shared::ServerFrame;
+
+    #[test]
+    fn the_borrowed_encoding_is_a_message_frame() {
+        let message = StoredMessage {
+            room: "r".into(),
+            seq: 3,
+            id: "m".into(),
+            user: User { id: "u".into(), name: "U".into(), color: "#000".into() },
+            body: Arc::from(RawValue::from_string(r#"{"text":"hi"}"#.into()).unwrap()),
+            ts: Millis(9),
+        };
+        let decoded = ServerFrame::decode(&message.frame_text()).unwrap();
+        let expected = ServerFrame::Message {
+            room: "r".into(),
+            seq: 3,
+            id: "m".into(),
+            from: message.user.clone(),
+            body: serde_json::json!({"text": "hi"}),
+            ts: Millis(9),
+        };
+        assert_eq!(decoded, expected);
     }
 }
 
