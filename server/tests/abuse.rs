@@ -213,3 +213,42 @@ async fn a_slow_consumer_is_closed_with_4001_and_the_publisher_is_unaffected() {
     assert_eq!(publish(&mut publisher, "r", "last", json!("done")).await.0, 601, "every publish was acked");
     server.stop().await;
 }
+
+#[tokio::test]
+async fn random_bytes_never_hurt_the_server() {
+    let server = server().await;
+    let (mut alice, _, _) = hello(server.addr(), "Alice").await;
+    join(&mut alice, "r", None).await;
+    let mut rng = fastrand::Rng::with_seed(7);
+    for _round in 0..30 {
+        let mut fuzzer = connect(server.addr()).await;
+        for _ in 0..8 {
+            let length = rng.usize(0..300);
+            let bytes: Vec<u8> = (0..length).map(|_| rng.u8(..)).collect();
+            let message = if rng.bool() {
+                Message::text(String::from_utf8_lossy(&bytes).into_owned())
+            } else {
+                Message::binary(bytes)
+            };
+            if fuzzer.send(message).await.is_err() {
+                break;
+            }
+        }
+        // Every answer is an error frame or a close; never silence, never a crash.
+        send(&mut fuzzer, &ClientFrame::Ping { nonce: 1 }).await;
+        loop {
+            match next_message(&mut fuzzer).await {
+                Some(Message::Text(text)) => match ServerFrame::decode(&text).unwrap() {
+                    ServerFrame::Pong { .. } => break,
+                    ServerFrame::Error { .. } => continue,
+                    other => panic!("unexpected {other:?}"),
+                },
+                Some(Message::Close(_)) | None => break,
+                Some(_) => continue,
+            }
+        }
+    }
+    let (seq, _) = publish(&mut alice, "r", "after-fuzz", json!("still fine")).await;
+    assert_eq!(seq, 1);
+    server.stop().await;
+}

@@ -344,3 +344,29 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(5_000))]
+
+    /// The decoder never panics, whatever arrives: arbitrary text, or JSON shaped like
+    /// frames with wrong, missing, extra or extreme fields. Every failure is typed.
+    #[test]
+    fn the_frame_decoder_never_panics(
+        text in prop_oneof![
+            ".*",
+            r#"\{"type":"(hello|join|resume|leave|publish|typing|receipt|ping|echo|x)"(,"(v|room|since|id|body|priority|nonce|rooms|kind|seq|active|token)":(1|-1|1e999|18446744073709551616|"x"|null|true|\[\]|\{\}|\[\{"room":"r"\}\]))*\}"#,
+        ]
+    ) {
+        match ClientFrame::decode(&text) {
+            Ok(frame) => {
+                // Whatever decodes re-encodes to something that decodes to the same frame.
+                prop_assert_eq!(ClientFrame::decode(&frame.encode()).unwrap(), frame);
+            }
+            Err((code, message)) => {
+                prop_assert!(matches!(code, tether_shared::ErrorCode::MalformedJson | tether_shared::ErrorCode::InvalidFrame));
+                prop_assert!(!message.is_empty());
+            }
+        }
+        let _ = ServerFrame::decode(&text);
+    }
+}
