@@ -12,6 +12,11 @@ async fn main() -> std::process::ExitCode {
         EnvFilter::new("info")
     });
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    // One file descriptor per client: raise the soft limit to what the system allows.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(error) => tracing::warn!(%error, "could not raise the open file limit"),
+    }
 
     let running = match tether_server::start(config).await {
         Ok(running) => running,

@@ -25,6 +25,7 @@ commands:
   test                    install tools and a browser, run every test suite
   lint                    cargo fmt --check and clippy (native and wasm32), warnings denied
   dist                    install tools and build the release bundle into dist/ (prints sizes)
+  bench                   release build, then memory per idle connection and acked messages/s
   setup [--browser]       only install what is missing
 ";
 
@@ -40,6 +41,7 @@ fn main() -> ExitCode {
         "run" => setup::all(false).and_then(|()| run(rest)),
         "test" => setup::all(true).and_then(|()| test()),
         "lint" => setup::wasm_target().and_then(|()| lint()),
+        "bench" => bench(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
@@ -127,6 +129,18 @@ fn test() -> Result<(), String> {
     }
     println!("all test suites passed");
     Ok(())
+}
+
+/// Builds release binaries and runs the benchmarks, which print their figures.
+fn bench(args: &[String]) -> Result<(), String> {
+    let root = root();
+    sh::step("building release binaries");
+    Cmd::new("cargo")
+        .args(["build", "--release", "-p", "tether-server", "-p", "tether-bench"])
+        .dir(&root)
+        .run()?;
+    sh::step("benchmarks");
+    Cmd::new(root.join("target/release/tether-bench")).args(args).dir(&root).run()
 }
 
 /// Formatting and lints, warnings denied, on both targets.
