@@ -82,8 +82,7 @@ pub async fn refuse(mut socket: Socket, code: u16, reason: &'static str) {
 
 /// Serves one upgraded socket until the client leaves, it goes silent, it misbehaves,
 /// or the server shuts down.
-pub async fn serve(mut socket: Socket, context: Arc<Context>) {
-    let id = context.next_conn();
+pub async fn serve(mut socket: Socket, context: Arc<Context>, id: u64) {
     let (out, mut queue) = Outbound::new(id, context.config.send_queue, context.metrics.clone());
     context.metrics.connections.inc();
     let mut conn = Conn {
@@ -172,8 +171,8 @@ pub async fn serve(mut socket: Socket, context: Arc<Context>) {
     }
     context.metrics.connections.dec();
     match ending {
-        Ending::Transport(error) => tracing::debug!(conn = id, %error, "connection failed"),
-        ending => tracing::debug!(conn = id, ?ending, "connection ended"),
+        Ending::Transport(error) => tracing::info!(%error, "connection failed"),
+        ending => tracing::info!(?ending, "connection ended"),
     }
 }
 
@@ -259,7 +258,8 @@ impl Conn {
                 ) {
                     Ok(identity) => {
                         let welcome = handshake::welcome(&context.config, &context.secret, &identity);
-                        tracing::debug!(user = %identity.user.id, "welcomed");
+                        tracing::Span::current().record("user", identity.user.id.as_str());
+                        tracing::info!(name = %identity.user.name, "welcomed");
                         self.identity = Some(identity);
                         welcome
                     }

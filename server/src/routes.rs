@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tether_shared::close;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tracing::Instrument;
 use warp::Filter;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
@@ -232,7 +233,9 @@ fn websocket(context: &Arc<Context>, request: UpgradeRequest) -> Response {
             }
             None => {
                 let _slot = slot;
-                connection::serve(socket, context).await;
+                let id = context.next_conn();
+                let span = tracing::info_span!("conn", id, peer = ?peer, user = tracing::field::Empty);
+                connection::serve(socket, context, id).instrument(span).await;
             }
         }
     });

@@ -139,7 +139,7 @@ async fn presence_snapshot_diffs_and_tabs_of_one_user_count_once() {
     let joined =
         until(&mut alice, |f| if let ServerFrame::Presence { joined, .. } = f { Some(joined) } else { None })
             .await;
-    assert_eq!(joined, [bob_user.clone()]);
+    assert_eq!(joined, std::slice::from_ref(&bob_user));
 
     // A second tab of Alice: same user through the resume token, no presence change.
     let mut tab = connect(server.addr()).await;
