@@ -13,6 +13,15 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use crate::outbound::{ConnId, Outbound};
 use crate::store::{Store, StoreError, StoredMessage};
 
+/// Where committed messages go to reach subscribers. The in-process [`RoomHub`] is the
+/// one implementation today; a backplane that relays to other server nodes (Redis
+/// pub/sub, say) implements the same call and forwards to each node's hub.
+pub trait FanOut: Send + Sync + 'static {
+    /// Delivers a committed message, already encoded as `text`, to its room's members.
+    /// Called in seq order per room. Returns how many local connections it reached.
+    fn deliver(&self, message: &StoredMessage, text: &Utf8Bytes) -> usize;
+}
+
 /// A join's outcome: where the room stands and who is in it.
 pub struct Joined {
     /// The room's latest delivered seq.
@@ -143,9 +152,17 @@ impl RoomHub {
         }
     }
 
-    /// Delivers a stored message to the room's members, in seq order. Called only by the
-    /// sequencer, which commits in seq order.
-    pub fn deliver(&self, message: &StoredMessage, text: &Utf8Bytes) -> usize {
+    /// Sends an ephemeral frame (typing, receipt) to a room, optionally not to its sender.
+    pub fn broadcast(&self, name: &str, frame: &ServerFrame, except: Option<ConnId>) {
+        if let Some(room) = self.existing(name) {
+            let room = room.lock().expect("room lock");
+            send_all(&room, Utf8Bytes::from(frame.encode()), except);
+        }
+    }
+}
+
+impl FanOut for RoomHub {
+    fn deliver(&self, message: &StoredMessage, text: &Utf8Bytes) -> usize {
         let Some(room) = self.existing(&message.room) else { return 0 };
         let mut room = room.lock().expect("room lock");
         if message.seq <= room.head {
@@ -153,14 +170,6 @@ impl RoomHub {
         }
         room.head = message.seq;
         send_all(&room, text.clone(), None)
-    }
-
-    /// Sends an ephemeral frame (typing, receipt) to a room, optionally not to its sender.
-    pub fn broadcast(&self, name: &str, frame: &ServerFrame, except: Option<ConnId>) {
-        if let Some(room) = self.existing(name) {
-            let room = room.lock().expect("room lock");
-            send_all(&room, Utf8Bytes::from(frame.encode()), except);
-        }
     }
 }
 

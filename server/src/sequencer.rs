@@ -16,7 +16,7 @@ use tether_shared::{Millis, RejectCode, ServerFrame, User};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::hub::RoomHub;
+use crate::hub::FanOut;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::store::{Store, StoredMessage};
@@ -72,7 +72,7 @@ impl Sequencer {
     /// finishing what was queued; [`Sequencer::barrier`] waits for that work.
     pub fn start(
         store: Arc<dyn Store>,
-        hub: Arc<RoomHub>,
+        hub: Arc<dyn FanOut>,
         retention: Retention,
         metrics: Arc<Metrics>,
     ) -> Sequencer {
@@ -129,7 +129,7 @@ fn ack_frame(message: &StoredMessage) -> Utf8Bytes {
 
 struct Worker {
     store: Arc<dyn Store>,
-    hub: Arc<RoomHub>,
+    hub: Arc<dyn FanOut>,
     retention: Retention,
     metrics: Arc<Metrics>,
     heads: HashMap<String, u64>,

@@ -225,3 +225,49 @@ async fn typing_reaches_others_and_receipts_reach_the_room() {
     assert_eq!(next_frame(&mut alice).await, ServerFrame::Pong { nonce: 5 });
     server.stop().await;
 }
+
+#[tokio::test]
+async fn shutdown_acks_what_was_received_before_saying_goodbye() {
+    let mut config = tether_server::Config::for_tests();
+    config.publish_rate = 10_000;
+    config.publish_burst = 10_000;
+    let server = server_with(config).await;
+    let (mut alice, _, _) = hello(server.addr(), "Alice").await;
+    join(&mut alice, "r", None).await;
+    for i in 0..50 {
+        send(
+            &mut alice,
+            &ClientFrame::Publish { id: format!("m{i}"), room: "r".into(), body: json!(i), priority: 0 },
+        )
+        .await;
+    }
+    // Every publish was read once the echo comes back: the server reads in order.
+    send(&mut alice, &ClientFrame::Echo { body: json!("all sent") }).await;
+    let mut acked = 0;
+    loop {
+        match next_frame(&mut alice).await {
+            ServerFrame::Ack { .. } => acked += 1,
+            ServerFrame::Echo { .. } => break,
+            _ => {}
+        }
+    }
+    let before_stop = acked;
+    let stopping = tokio::spawn(server.stop());
+    let close = loop {
+        match next_message(&mut alice).await {
+            Some(tokio_tungstenite::tungstenite::Message::Text(text)) => {
+                if let ServerFrame::Ack { .. } = ServerFrame::decode(&text).unwrap() {
+                    acked += 1;
+                }
+            }
+            Some(tokio_tungstenite::tungstenite::Message::Close(frame)) => {
+                break frame.map(|f| u16::from(f.code));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert_eq!(close, Some(1001));
+    stopping.await.unwrap();
+    assert_eq!(acked, 50, "every publish received before the shutdown was acked before the close");
+    println!("{} of 50 acks arrived after the shutdown began", acked - before_stop);
+}
