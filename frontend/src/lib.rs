@@ -3,6 +3,9 @@
 
 pub mod echo;
 pub mod endpoint;
+pub mod hooks;
+pub mod link;
+pub mod provider;
 pub mod socket;
 
 pub use echo::EchoPage;

@@ -1,0 +1,469 @@
+//! The browser driver: one shared [`Connection`] core per server URL.
+//!
+//! A `Link` owns the core, the browser socket, the timers the core asks for, and the
+//! window's `online`/`offline`/`visibilitychange` listeners, and does what the core's
+//! actions say. Events for the UI are collected and handed to subscribers once per
+//! animation frame, so a burst of 5,000 messages costs a handful of renders, not 5,000.
+//! The outbox is saved to `localStorage` after it changes (at most once per tick), so a
+//! reload keeps unsent messages.
+//!
+//! Closures hold only weak references: when the last strong `Link` goes, everything
+//! (socket, timers, listeners) is dropped with it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::{Rc, Weak};
+
+use futures::StreamExt;
+use gloo_events::EventListener;
+use gloo_render::AnimationFrame;
+use gloo_timers::callback::Timeout;
+use serde_json::Value;
+use tether_shared::{
+    Action, Connection, ConnectionConfig, Event, Input, Millis, Outbox, SocketId, State, Timer, User,
+};
+
+use crate::socket::{BrowserSocket, SocketEvent};
+
+/// Milliseconds since the epoch, from the browser's clock.
+pub fn now() -> Millis {
+    Millis(js_sys::Date::now() as u64)
+}
+
+/// What a UI shows about a connection.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Status {
+    /// The core's state.
+    pub state: State,
+    /// Messages waiting for an ack.
+    pub queued: usize,
+    /// Their bytes.
+    pub queued_bytes: usize,
+    /// The last reason a connection ended, in words.
+    pub last_error: Option<String>,
+    /// A problem with local storage (quota, damaged snapshot), in words.
+    pub warning: Option<String>,
+    /// Who the server says we are.
+    pub user: Option<User>,
+    /// The retry limit, for "attempt k of N".
+    pub max_attempts: Option<u32>,
+}
+
+type Subscriber = Rc<dyn Fn(&Rc<[Event]>, &Status)>;
+
+struct Inner {
+    url: String,
+    core: Connection,
+    socket: Option<(SocketId, BrowserSocket)>,
+    timers: HashMap<Timer, Timeout>,
+    subscribers: Vec<(u64, Subscriber)>,
+    next_subscriber: u64,
+    pending: Vec<Event>,
+    frame: Option<AnimationFrame>,
+    save: Option<Timeout>,
+    storage_key: Option<String>,
+    warning: Option<String>,
+    rooms: HashMap<String, usize>,
+    _listeners: Vec<EventListener>,
+}
+
+/// A shared connection to one server. Clone freely; the connection lives while any
+/// clone does.
+#[derive(Clone)]
+pub struct Link {
+    inner: Rc<RefCell<Inner>>,
+}
+
+impl PartialEq for Link {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+/// Options for a link.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LinkOptions {
+    /// The core's settings: reconnect backoff, heartbeat, timeouts, outbox bounds.
+    pub connection: ConnectionConfig,
+    /// Keep unsent messages in `localStorage` across reloads (under this URL's key).
+    pub persist: bool,
+    /// Connect as soon as the link exists.
+    pub auto_connect: bool,
+}
+
+impl Default for LinkOptions {
+    fn default() -> Self {
+        LinkOptions { connection: ConnectionConfig::default(), persist: true, auto_connect: true }
+    }
+}
+
+/// The `localStorage` key for a URL's outbox.
+pub fn storage_key(url: &str) -> String {
+    format!("tether.outbox.{url}")
+}
+
+fn local_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.local_storage().ok()?
+}
+
+impl Link {
+    /// Creates the link for `url`, restoring a persisted outbox if there is one.
+    pub fn new(url: &str, options: LinkOptions) -> Link {
+        let storage_key = options.persist.then(|| storage_key(url));
+        let mut warning = None;
+        let outbox = match storage_key.as_deref().and_then(|key| local_storage()?.get_item(key).ok()?) {
+            Some(saved) => {
+                let (outbox, dropped, error) =
+                    Outbox::restore_or_empty(options.connection.outbox.clone(), &saved);
+                if let Some(error) = error {
+                    warning = Some(format!("Unsent messages could not be restored: {error}"));
+                } else if !dropped.is_empty() {
+                    warning = Some(format!("{} unsent messages no longer fit the queue", dropped.len()));
+                }
+                outbox
+            }
+            None => Outbox::new(options.connection.outbox.clone()),
+        };
+        let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
+        let core = Connection::with_outbox(options.connection.clone(), outbox, seed);
+        let inner = Rc::new(RefCell::new(Inner {
+            url: url.to_owned(),
+            core,
+            socket: None,
+            timers: HashMap::new(),
+            subscribers: Vec::new(),
+            next_subscriber: 0,
+            pending: Vec::new(),
+            frame: None,
+            save: None,
+            storage_key,
+            warning,
+            rooms: HashMap::new(),
+            _listeners: Vec::new(),
+        }));
+        let link = Link { inner };
+        link.listen_to_the_browser();
+        if options.auto_connect {
+            link.handle(Input::Connect);
+        }
+        link
+    }
+
+    fn weak(&self) -> Weak<RefCell<Inner>> {
+        Rc::downgrade(&self.inner)
+    }
+
+    fn upgrade(weak: &Weak<RefCell<Inner>>) -> Option<Link> {
+        weak.upgrade().map(|inner| Link { inner })
+    }
+
+    fn listen_to_the_browser(&self) {
+        let Some(window) = web_sys::window() else { return };
+        let mut listeners = Vec::new();
+        for (name, input) in [("online", Input::NetworkOnline), ("offline", Input::NetworkOffline)] {
+            let weak = self.weak();
+            listeners.push(EventListener::new(&window, name, move |_| {
+                if let Some(link) = Link::upgrade(&weak) {
+                    link.handle(input.clone());
+                }
+            }));
+        }
+        if let Some(document) = window.document() {
+            let weak = self.weak();
+            let doc = document.clone();
+            listeners.push(EventListener::new(&document, "visibilitychange", move |_| {
+                if doc.visibility_state() == web_sys::VisibilityState::Visible {
+                    if let Some(link) = Link::upgrade(&weak) {
+                        link.handle(Input::PageVisible);
+                    }
+                }
+            }));
+        }
+        self.inner.borrow_mut()._listeners = listeners;
+        if !window.navigator().on_line() {
+            self.handle(Input::NetworkOffline);
+        }
+    }
+
+    /// The server URL.
+    pub fn url(&self) -> String {
+        self.inner.borrow().url.clone()
+    }
+
+    /// Feeds an input to the core and carries out what it says.
+    pub fn handle(&self, input: Input) {
+        self.inner.borrow_mut().core.handle(input, now());
+        self.pump();
+    }
+
+    /// Queues `body` for `room` (sent when open, kept until acked); returns its id.
+    pub fn publish(&self, room: &str, body: Value) -> String {
+        let id = self.inner.borrow_mut().core.new_message_id();
+        self.handle(Input::Publish { id: id.clone(), room: room.into(), body, priority: 0 });
+        id
+    }
+
+    /// Joins `room` for as long as the returned guard lives. Several holders share one
+    /// join; the room is left when the last guard is dropped.
+    pub fn join(&self, room: &str) -> RoomLease {
+        let first = {
+            let mut inner = self.inner.borrow_mut();
+            let count = inner.rooms.entry(room.to_owned()).or_default();
+            *count += 1;
+            *count == 1
+        };
+        if first {
+            self.handle(Input::Join(room.to_owned()));
+        }
+        RoomLease { link: self.weak(), room: room.to_owned() }
+    }
+
+    /// Unsent messages for `room`, in send order (for showing them after a reload).
+    pub fn queued_in(&self, room: &str) -> Vec<tether_shared::Envelope> {
+        self.inner.borrow().core.outbox().iter().filter(|e| e.room == room).cloned().collect()
+    }
+
+    /// What a UI shows right now.
+    pub fn status(&self) -> Status {
+        let inner = self.inner.borrow();
+        Status {
+            state: inner.core.state().clone(),
+            queued: inner.core.outbox().len(),
+            queued_bytes: inner.core.outbox().bytes(),
+            last_error: inner.core.last_error().map(str::to_owned),
+            warning: inner.warning.clone(),
+            user: inner.core.user().cloned(),
+            max_attempts: inner.core.config().backoff.max_attempts,
+        }
+    }
+
+    /// Ids of the messages still waiting for an ack, in send order.
+    pub fn queued_ids(&self) -> Vec<String> {
+        self.inner.borrow().core.outbox().iter().map(|e| e.id.clone()).collect()
+    }
+
+    /// Calls `subscriber` with every batch of events (at most once per animation frame)
+    /// and the status after it, until the returned guard is dropped.
+    pub fn subscribe(&self, subscriber: impl Fn(&Rc<[Event]>, &Status) + 'static) -> Subscription {
+        let mut inner = self.inner.borrow_mut();
+        inner.next_subscriber += 1;
+        let id = inner.next_subscriber;
+        inner.subscribers.push((id, Rc::new(subscriber)));
+        Subscription { link: self.weak(), id }
+    }
+
+    /// Live subscriptions, for leak checks.
+    pub fn subscriber_count(&self) -> usize {
+        self.inner.borrow().subscribers.len()
+    }
+
+    /// Armed timers, for leak checks.
+    pub fn timer_count(&self) -> usize {
+        self.inner.borrow().timers.len()
+    }
+
+    /// Whether a socket is open or opening.
+    pub fn has_socket(&self) -> bool {
+        self.inner.borrow().socket.is_some()
+    }
+
+    /// Carries out the core's actions and collects its events.
+    fn pump(&self) {
+        loop {
+            let action = self.inner.borrow_mut().core.poll_action();
+            let Some(action) = action else { break };
+            match action {
+                Action::Open(id) => self.open(id),
+                Action::Send(id, text) => {
+                    let inner = self.inner.borrow();
+                    if let Some((_, socket)) = inner.socket.as_ref().filter(|(current, _)| *current == id) {
+                        if socket.send(&text).is_err() {
+                            drop(inner);
+                            self.handle(Input::SocketClosed {
+                                socket: id,
+                                code: 1006,
+                                reason: "send failed".into(),
+                            });
+                            return;
+                        }
+                    }
+                }
+                Action::Close { socket, code, reason } => {
+                    let mut inner = self.inner.borrow_mut();
+                    if inner.socket.as_ref().is_some_and(|(current, _)| *current == socket) {
+                        if let Some((_, socket)) = inner.socket.take() {
+                            socket.close(code, &reason);
+                        }
+                    }
+                }
+                Action::SetTimer(timer, at) => {
+                    let delay = now().until(at).as_millis().min(u32::MAX as u128) as u32;
+                    let weak = self.weak();
+                    let timeout = Timeout::new(delay, move || {
+                        if let Some(link) = Link::upgrade(&weak) {
+                            link.inner.borrow_mut().timers.remove(&timer);
+                            link.handle(Input::TimerFired(timer));
+                        }
+                    });
+                    self.inner.borrow_mut().timers.insert(timer, timeout);
+                }
+                Action::CancelTimer(timer) => {
+                    self.inner.borrow_mut().timers.remove(&timer);
+                }
+            }
+        }
+        let mut queue_changed = false;
+        {
+            let mut inner = self.inner.borrow_mut();
+            while let Some(event) = inner.core.poll_event() {
+                queue_changed |= matches!(event, Event::Queue { .. });
+                inner.pending.push(event);
+            }
+        }
+        if queue_changed {
+            self.schedule_save();
+        }
+        self.schedule_flush();
+    }
+
+    fn open(&self, id: SocketId) {
+        let url = self.url();
+        match BrowserSocket::open(&url) {
+            Ok((socket, mut events)) => {
+                self.inner.borrow_mut().socket = Some((id, socket));
+                let weak = self.weak();
+                wasm_bindgen_futures::spawn_local(async move {
+                    while let Some(event) = events.next().await {
+                        let Some(link) = Link::upgrade(&weak) else { break };
+                        let input = match event {
+                            SocketEvent::Opened => Input::SocketOpened(id),
+                            SocketEvent::Text(text) => Input::Received(id, text),
+                            SocketEvent::Closed { code, reason, .. } => {
+                                let mut inner = link.inner.borrow_mut();
+                                if inner.socket.as_ref().is_some_and(|(current, _)| *current == id) {
+                                    inner.socket = None;
+                                }
+                                drop(inner);
+                                Input::SocketClosed { socket: id, code, reason }
+                            }
+                            SocketEvent::Error => Input::SocketErrored(id),
+                            SocketEvent::Binary(_) => continue,
+                        };
+                        link.handle(input);
+                    }
+                });
+            }
+            Err(reason) => {
+                let weak = self.weak();
+                // Report asynchronously, as a browser would, so the core sees a normal close.
+                wasm_bindgen_futures::spawn_local(async move {
+                    if let Some(link) = Link::upgrade(&weak) {
+                        link.handle(Input::SocketClosed { socket: id, code: 1006, reason });
+                    }
+                });
+            }
+        }
+    }
+
+    fn schedule_flush(&self) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.pending.is_empty() || inner.frame.is_some() {
+            return;
+        }
+        let weak = self.weak();
+        inner.frame = Some(gloo_render::request_animation_frame(move |_| {
+            if let Some(link) = Link::upgrade(&weak) {
+                link.flush();
+            }
+        }));
+    }
+
+    /// Hands the collected events to every subscriber, as one batch.
+    fn flush(&self) {
+        let (events, subscribers) = {
+            let mut inner = self.inner.borrow_mut();
+            inner.frame = None;
+            let events: Rc<[Event]> = std::mem::take(&mut inner.pending).into();
+            let subscribers: Vec<Subscriber> = inner.subscribers.iter().map(|(_, s)| s.clone()).collect();
+            (events, subscribers)
+        };
+        let status = self.status();
+        for subscriber in subscribers {
+            subscriber(&events, &status);
+        }
+    }
+
+    fn schedule_save(&self) {
+        let mut inner = self.inner.borrow_mut();
+        if inner.storage_key.is_none() || inner.save.is_some() {
+            return;
+        }
+        let weak = self.weak();
+        inner.save = Some(Timeout::new(0, move || {
+            if let Some(link) = Link::upgrade(&weak) {
+                link.save();
+            }
+        }));
+    }
+
+    fn save(&self) {
+        let mut inner = self.inner.borrow_mut();
+        inner.save = None;
+        let Some(key) = inner.storage_key.clone() else { return };
+        let Some(storage) = local_storage() else { return };
+        let result = if inner.core.outbox().is_empty() {
+            storage.remove_item(&key)
+        } else {
+            storage.set_item(&key, &inner.core.outbox().snapshot())
+        };
+        inner.warning = match result {
+            Ok(()) => inner.warning.take().filter(|w| !w.starts_with("Could not save")),
+            Err(_) => Some("Could not save unsent messages: browser storage is full or unavailable".into()),
+        };
+    }
+}
+
+/// Keeps a subscription alive; dropping it unsubscribes.
+pub struct Subscription {
+    link: Weak<RefCell<Inner>>,
+    id: u64,
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        if let Some(inner) = self.link.upgrade() {
+            if let Ok(mut inner) = inner.try_borrow_mut() {
+                inner.subscribers.retain(|(id, _)| *id != self.id);
+            }
+        }
+    }
+}
+
+/// Keeps a room joined; dropping the last one for a room leaves it.
+pub struct RoomLease {
+    link: Weak<RefCell<Inner>>,
+    room: String,
+}
+
+impl Drop for RoomLease {
+    fn drop(&mut self) {
+        let Some(link) = Link::upgrade(&self.link) else { return };
+        let last = {
+            let Ok(mut inner) = link.inner.try_borrow_mut() else { return };
+            match inner.rooms.get_mut(&self.room) {
+                Some(count) if *count > 1 => {
+                    *count -= 1;
+                    false
+                }
+                Some(_) => {
+                    inner.rooms.remove(&self.room);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last {
+            link.handle(Input::Leave(self.room.clone()));
+        }
+    }
+}
