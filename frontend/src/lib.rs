@@ -1,12 +1,20 @@
 //! Tether for Yew: components and hooks that keep a browser app connected to a Tether
 //! server, and the pages of the demo app built on them.
 
+pub mod chat;
+pub mod components;
 pub mod echo;
 pub mod endpoint;
 pub mod hooks;
 pub mod link;
 pub mod provider;
+pub mod room;
 pub mod socket;
 
+pub use components::{ConnectionIndicator, OfflineBanner, QueueStatus};
 pub use echo::EchoPage;
 pub use endpoint::default_socket_url;
+pub use hooks::{UseWebSocket, UseWebSocketOptions, use_connection, use_link, use_status, use_websocket};
+pub use link::{Link, LinkOptions, Status};
+pub use provider::{TetherContext, WebSocketProvider};
+pub use room::{ChatMessage, Delivery, UseRoom, use_presence, use_room, use_typing};

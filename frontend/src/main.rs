@@ -1,16 +1,128 @@
 //! The Tether demo app, built by trunk and served by `tether-server`.
 
-use tether_yew::{EchoPage, default_socket_url};
+use gloo_storage::{LocalStorage, Storage};
+use tether_shared::ConnectionConfig;
+use tether_yew::chat::{ChatRoom, RoomPicker};
+use tether_yew::{
+    ConnectionIndicator, EchoPage, LinkOptions, OfflineBanner, QueueStatus, WebSocketProvider,
+    default_socket_url,
+};
+use web_sys::HtmlInputElement;
 use yew::prelude::*;
+
+const NAME_KEY: &str = "tether.name";
+
+#[derive(Clone, Copy, PartialEq)]
+enum Page {
+    Chat,
+    Echo,
+}
+
+#[component]
+fn NamePicker(props: &NamePickerProps) -> Html {
+    let input = use_node_ref();
+    let onsubmit = {
+        let input = input.clone();
+        let on_pick = props.on_pick.clone();
+        Callback::from(move |event: SubmitEvent| {
+            event.prevent_default();
+            if let Some(field) = input.cast::<HtmlInputElement>() {
+                let name = field.value().trim().to_owned();
+                if !name.is_empty() {
+                    on_pick.emit(name);
+                }
+            }
+        })
+    };
+    html! {
+        <form class="name-picker" {onsubmit}>
+            <label for="name">{ "Pick a display name" }</label>
+            <input id="name" ref={input} maxlength="32" autofocus=true />
+            <button type="submit">{ "Start chatting" }</button>
+        </form>
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct NamePickerProps {
+    on_pick: Callback<String>,
+}
+
+#[component]
+fn Chat() -> Html {
+    let rooms = use_state(|| vec![AttrValue::from("general")]);
+    let current = use_state(|| AttrValue::from("general"));
+    let on_select = {
+        let rooms = rooms.clone();
+        let current = current.clone();
+        Callback::from(move |room: AttrValue| {
+            if !rooms.contains(&room) {
+                let mut next = (*rooms).clone();
+                next.push(room.clone());
+                rooms.set(next);
+            }
+            current.set(room);
+        })
+    };
+    html! {
+        <>
+            <RoomPicker rooms={(*rooms).clone()} current={(*current).clone()} {on_select} />
+            <ChatRoom key={current.to_string()} room={(*current).clone()} />
+        </>
+    }
+}
 
 #[component]
 fn App() -> Html {
-    let url = use_memo((), |_| default_socket_url());
+    // `?name=Ada` picks the name up front (handy for demos and two-window testing).
+    let name = use_state(|| {
+        let from_query = web_sys::window()
+            .and_then(|w| w.location().search().ok())
+            .and_then(|q| web_sys::UrlSearchParams::new_with_str(&q).ok())
+            .and_then(|p| p.get("name"));
+        from_query.or_else(|| LocalStorage::get::<String>(NAME_KEY).ok())
+    });
+    let page = use_state(|| Page::Chat);
+    let on_pick = {
+        let name = name.clone();
+        Callback::from(move |picked: String| {
+            let _ = LocalStorage::set(NAME_KEY, &picked);
+            name.set(Some(picked));
+        })
+    };
+    let Some(current_name) = (*name).clone() else {
+        return html! { <main class="app"><header class="app-header"><h1>{ "Tether" }</h1></header><NamePicker {on_pick} /></main> };
+    };
+    let options = LinkOptions {
+        connection: ConnectionConfig { name: Some(current_name.clone()), ..ConnectionConfig::default() },
+        ..LinkOptions::default()
+    };
+    let tab = |target: Page, label: &'static str| {
+        let page = page.clone();
+        let current = *page == target;
+        html! {
+            <button class={classes!("tab", current.then_some("current"))} aria-current={current.then_some("page")}
+                onclick={Callback::from(move |_| page.set(target))}>{ label }</button>
+        }
+    };
     html! {
-        <main class="app">
-            <header class="app-header"><h1>{ "Tether" }</h1></header>
-            <EchoPage url={AttrValue::from((*url).clone())} />
-        </main>
+        <WebSocketProvider {options}>
+            <main class="app">
+                <header class="app-header">
+                    <h1>{ "Tether" }</h1>
+                    <span class="me">{ current_name }</span>
+                    { tab(Page::Chat, "Chat") }
+                    { tab(Page::Echo, "Echo") }
+                    <ConnectionIndicator />
+                    <QueueStatus />
+                </header>
+                <OfflineBanner />
+                { match *page {
+                    Page::Chat => html! { <Chat /> },
+                    Page::Echo => html! { <EchoPage url={AttrValue::from(default_socket_url())} /> },
+                } }
+            </main>
+        </WebSocketProvider>
     }
 }
 

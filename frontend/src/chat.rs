@@ -1,0 +1,181 @@
+//! The demo chat: rooms, messages with delivery ticks, presence and typing.
+
+use serde_json::json;
+use web_sys::HtmlInputElement;
+use yew::prelude::*;
+
+use crate::room::{ChatMessage, Delivery, use_room};
+
+/// Messages rendered at once; older ones stay in memory up to the room's cap.
+const RENDERED: usize = 200;
+
+/// Properties of [`ChatRoom`].
+#[derive(Properties, PartialEq)]
+pub struct ChatRoomProps {
+    /// Room name.
+    pub room: AttrValue,
+}
+
+fn text_of(message: &ChatMessage) -> String {
+    match message.body.get("text").and_then(|t| t.as_str()) {
+        Some(text) => text.to_owned(),
+        None => message.body.to_string(),
+    }
+}
+
+fn ticks(delivery: &Delivery) -> (&'static str, &'static str) {
+    match delivery {
+        Delivery::Sending => ("tick sending", "○ sending"),
+        Delivery::Sent => ("tick sent", "✓ sent"),
+        Delivery::Delivered => ("tick delivered", "✓✓ delivered"),
+        Delivery::Read => ("tick read", "✓✓ read"),
+        Delivery::Failed(_) => ("tick failed", "! failed"),
+    }
+}
+
+/// One room: presence, messages, typing, composer.
+#[component]
+pub fn ChatRoom(props: &ChatRoomProps) -> Html {
+    let room = use_room(props.room.clone());
+    let input = use_node_ref();
+    let view = room.view.clone();
+
+    // Everything shown while the page is visible counts as read.
+    {
+        let room = room.clone();
+        use_effect_with(view.last_seq, move |last| {
+            let visible = web_sys::window()
+                .and_then(|w| w.document())
+                .is_some_and(|d| d.visibility_state() == web_sys::VisibilityState::Visible);
+            if *last > 0 && visible {
+                room.mark_read(*last);
+            }
+        });
+    }
+
+    let onsubmit = {
+        let room = room.clone();
+        let input = input.clone();
+        Callback::from(move |event: SubmitEvent| {
+            event.prevent_default();
+            let Some(field) = input.cast::<HtmlInputElement>() else { return };
+            let text = field.value();
+            if !text.trim().is_empty() {
+                room.send(json!({ "text": text }));
+                field.set_value("");
+            }
+        })
+    };
+    let oninput = {
+        let room = room.clone();
+        Callback::from(move |_: InputEvent| room.typing())
+    };
+    let me = room.link.status().user.map(|u| u.id);
+    let typing: Vec<String> = view
+        .typing
+        .values()
+        .filter(|(user, at)| {
+            Some(&user.id) != me.as_ref()
+                && crate::link::now().0.saturating_sub(at.0) < crate::room::TYPING_TTL_MS
+        })
+        .map(|(user, _)| user.name.clone())
+        .collect();
+    let start = view.messages.len().saturating_sub(RENDERED);
+
+    html! {
+        <div class="room">
+            <aside class="presence" aria-label="People here">
+                <h3>{ format!("Here ({})", view.members.len()) }</h3>
+                <ul>
+                    { for view.members.iter().map(|m| html! {
+                        <li class="member"><span class="avatar" style={format!("background:{}", m.color)}></span>{ &m.name }</li>
+                    }) }
+                </ul>
+            </aside>
+            <section class="conversation">
+                if view.replay_complete == Some(false) {
+                    <p class="gap" role="alert">{ "Some older messages are no longer available." }</p>
+                }
+                <ol class="messages" aria-live="polite">
+                    { for view.messages[start..].iter().map(|m| {
+                        let (class, label) = ticks(&m.delivery);
+                        let failed = if let Delivery::Failed(why) = &m.delivery { Some(why.clone()) } else { None };
+                        let retry = {
+                            let room = room.clone();
+                            let body = m.body.clone();
+                            Callback::from(move |_| { room.send(body.clone()); })
+                        };
+                        html! {
+                            <li class={classes!("message", m.mine.then_some("mine"))} data-id={m.id.clone()}>
+                                <span class="from" style={format!("color:{}", m.from.color)}>{ &m.from.name }</span>
+                                <span class="text">{ text_of(m) }</span>
+                                if m.mine { <span class={class}>{ label }</span> }
+                                if let Some(why) = failed {
+                                    <span class="why">{ why }</span>
+                                    <button class="retry" onclick={retry}>{ "Retry" }</button>
+                                }
+                            </li>
+                        }
+                    }) }
+                </ol>
+                <p class="typing" aria-live="polite">
+                    { match typing.len() {
+                        0 => String::new(),
+                        1 => format!("{} is typing…", typing[0]),
+                        _ => format!("{} are typing…", typing.join(", ")),
+                    } }
+                </p>
+                <form class="composer" {onsubmit}>
+                    <input ref={input} {oninput} class="composer-input" placeholder={format!("Message #{}", props.room)} aria-label="Message" />
+                    <button type="submit">{ "Send" }</button>
+                </form>
+            </section>
+        </div>
+    }
+}
+
+/// Properties of [`RoomPicker`].
+#[derive(Properties, PartialEq)]
+pub struct RoomPickerProps {
+    /// Rooms the person has open.
+    pub rooms: Vec<AttrValue>,
+    /// The one shown.
+    pub current: AttrValue,
+    /// Switch to (or create) a room.
+    pub on_select: Callback<AttrValue>,
+}
+
+/// Room tabs plus a field to join or create a room.
+#[component]
+pub fn RoomPicker(props: &RoomPickerProps) -> Html {
+    let input = use_node_ref();
+    let onsubmit = {
+        let input = input.clone();
+        let on_select = props.on_select.clone();
+        Callback::from(move |event: SubmitEvent| {
+            event.prevent_default();
+            let Some(field) = input.cast::<HtmlInputElement>() else { return };
+            let name = field.value().trim().to_owned();
+            if tether_shared::frame::valid_room_name(&name) {
+                on_select.emit(AttrValue::from(name));
+                field.set_value("");
+            }
+        })
+    };
+    html! {
+        <nav class="rooms" aria-label="Rooms">
+            { for props.rooms.iter().map(|room| {
+                let on_select = props.on_select.clone();
+                let name = room.clone();
+                let current = *room == props.current;
+                html! {
+                    <button class={classes!("room-tab", current.then_some("current"))} aria-current={current.then_some("page")}
+                        onclick={Callback::from(move |_| on_select.emit(name.clone()))}>{ format!("#{room}") }</button>
+                }
+            }) }
+            <form class="join" {onsubmit}>
+                <input ref={input} placeholder="join or create a room" aria-label="Room name" />
+            </form>
+        </nav>
+    }
+}

@@ -1,0 +1,323 @@
+//! Room hooks: messages with delivery ticks, presence, and typing.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use gloo_timers::callback::Interval;
+use serde_json::Value;
+use tether_shared::{DropReason, Event, Input, Millis, ReceiptKind, ServerFrame, User};
+use yew::prelude::*;
+
+use crate::hooks::use_link;
+use crate::link::{Link, RoomLease, now};
+
+/// Where a message is on its way.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Delivery {
+    /// Queued or on the wire, not yet acked.
+    Sending,
+    /// Stored by the server (acked).
+    Sent,
+    /// Another member's device has it.
+    Delivered,
+    /// Another member has seen it.
+    Read,
+    /// Will not be delivered; the reason, in words.
+    Failed(String),
+}
+
+/// A message as a room shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChatMessage {
+    /// Client message id.
+    pub id: String,
+    /// Seq in the room, once known.
+    pub seq: Option<u64>,
+    /// Sender.
+    pub from: User,
+    /// Body.
+    pub body: Value,
+    /// Server time, once stored.
+    pub ts: Option<Millis>,
+    /// Whether it is ours, and how far it got.
+    pub mine: bool,
+    /// Delivery status (meaningful for our own messages).
+    pub delivery: Delivery,
+}
+
+/// Most messages a room keeps; older ones are let go so long sessions stay smooth.
+pub const MAX_KEPT: usize = 1_000;
+
+/// A room's state as the hooks see it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RoomView {
+    /// Messages in order.
+    pub messages: Vec<ChatMessage>,
+    /// After a resume: whether the replay covered everything (`Some(false)` means a gap).
+    pub replay_complete: Option<bool>,
+    /// Members present, one per user.
+    pub members: Vec<User>,
+    /// Who is typing, with when we last heard.
+    pub typing: BTreeMap<String, (User, Millis)>,
+    /// The highest seq received.
+    pub last_seq: u64,
+    /// Event batches applied, for render accounting.
+    pub batches: u64,
+}
+
+impl RoomView {
+    fn apply(&mut self, room: &str, me: Option<&str>, events: &[Event]) {
+        self.batches += 1;
+        for event in events {
+            match event {
+                Event::Frame(ServerFrame::Message { room: r, seq, id, from, body, ts }) if r == room => {
+                    if *seq <= self.last_seq && self.messages.iter().any(|m| m.seq == Some(*seq)) {
+                        continue;
+                    }
+                    self.last_seq = self.last_seq.max(*seq);
+                    let mine = me == Some(from.id.as_str());
+                    match self.messages.iter_mut().find(|m| m.mine && m.id == *id && mine) {
+                        Some(existing) => {
+                            existing.seq = Some(*seq);
+                            existing.ts = Some(*ts);
+                            if existing.delivery == Delivery::Sending {
+                                existing.delivery = Delivery::Sent;
+                            }
+                        }
+                        None => self.messages.push(ChatMessage {
+                            id: id.clone(),
+                            seq: Some(*seq),
+                            from: from.clone(),
+                            body: body.clone(),
+                            ts: Some(*ts),
+                            mine,
+                            delivery: Delivery::Sent,
+                        }),
+                    }
+                    self.typing.remove(&from.id);
+                }
+                Event::Acked { envelope, seq, ts } if envelope.room == room => {
+                    if let Some(message) = self.messages.iter_mut().find(|m| m.mine && m.id == envelope.id) {
+                        message.seq = Some(*seq);
+                        message.ts = Some(*ts);
+                        if message.delivery == Delivery::Sending {
+                            message.delivery = Delivery::Sent;
+                        }
+                    }
+                }
+                Event::Rejected { envelope, message, will_retry: false, .. } if envelope.room == room => {
+                    self.fail(&envelope.id, message.clone());
+                }
+                Event::Dropped(dropped) if dropped.envelope.room == room => {
+                    let why = match dropped.reason {
+                        DropReason::Overflow => "the send queue was full",
+                        DropReason::Expired => "it waited too long to be sent",
+                    };
+                    self.fail(&dropped.envelope.id, why.into());
+                }
+                Event::Refused { id, error } => self.fail(id, error.to_string()),
+                Event::Frame(ServerFrame::Receipt { room: r, user, kind, seq })
+                    if r == room && me != Some(user) =>
+                {
+                    let reached = match kind {
+                        ReceiptKind::Delivered => Delivery::Delivered,
+                        ReceiptKind::Read => Delivery::Read,
+                    };
+                    for message in
+                        self.messages.iter_mut().filter(|m| m.mine && m.seq.is_some_and(|s| s <= *seq))
+                    {
+                        if matches!(message.delivery, Delivery::Sent | Delivery::Delivered)
+                            && message.delivery < reached
+                        {
+                            message.delivery = reached.clone();
+                        }
+                    }
+                }
+                Event::Frame(ServerFrame::Replayed { room: r, complete, .. }) if r == room => {
+                    self.replay_complete = Some(*complete);
+                }
+                Event::Frame(ServerFrame::Joined { room: r, members, seq, .. }) if r == room => {
+                    self.members = members.clone();
+                    if self.last_seq == 0 {
+                        self.last_seq = *seq;
+                    }
+                }
+                Event::Frame(ServerFrame::Presence { room: r, joined, left }) if r == room => {
+                    self.members.retain(|m| !left.contains(&m.id) && !joined.iter().any(|j| j.id == m.id));
+                    self.members.extend(joined.iter().cloned());
+                    for gone in left {
+                        self.typing.remove(gone);
+                    }
+                }
+                Event::Frame(ServerFrame::Typing { room: r, user, active }) if r == room => {
+                    if *active {
+                        self.typing.insert(user.id.clone(), (user.clone(), now()));
+                    } else {
+                        self.typing.remove(&user.id);
+                    }
+                }
+                _ => {}
+            }
+        }
+        if self.messages.len() > MAX_KEPT {
+            let excess = self.messages.len() - MAX_KEPT;
+            self.messages.drain(..excess);
+        }
+    }
+
+    fn fail(&mut self, id: &str, why: String) {
+        if let Some(message) = self.messages.iter_mut().find(|m| m.mine && m.id == id) {
+            message.delivery = Delivery::Failed(why);
+        }
+    }
+}
+
+/// How long a typing indicator lasts without a refresh.
+pub const TYPING_TTL_MS: u64 = 6_000;
+/// How often an active typist re-announces.
+const TYPING_REFRESH_MS: u64 = 3_000;
+
+/// What [`use_room`] returns.
+#[derive(Clone)]
+pub struct UseRoom {
+    /// The room's view as of this render.
+    pub view: Rc<RoomView>,
+    /// The link.
+    pub link: Link,
+    room: AttrValue,
+    cell: Rc<RefCell<RoomView>>,
+    rerender: Callback<()>,
+    last_typing: Rc<RefCell<u64>>,
+}
+
+fn placeholder_me(link: &Link) -> User {
+    link.status().user.unwrap_or_else(|| User { id: String::new(), name: "me".into(), color: "#888".into() })
+}
+
+impl UseRoom {
+    /// Sends a message; it shows at once as "sending" and moves on with acks and receipts.
+    pub fn send(&self, body: Value) -> String {
+        let id = self.link.publish(&self.room, body.clone());
+        self.cell.borrow_mut().messages.push(ChatMessage {
+            id: id.clone(),
+            seq: None,
+            from: placeholder_me(&self.link),
+            body,
+            ts: None,
+            mine: true,
+            delivery: Delivery::Sending,
+        });
+        self.rerender.emit(());
+        self.stopped_typing();
+        id
+    }
+
+    /// Tells the room we have read everything up to `seq`.
+    pub fn mark_read(&self, seq: u64) {
+        self.link.handle(Input::Receipt { room: self.room.to_string(), kind: ReceiptKind::Read, seq });
+    }
+
+    /// Call on every keystroke: announces typing at most every few seconds.
+    pub fn typing(&self) {
+        let at = now().0;
+        let last = *self.last_typing.borrow();
+        if at.saturating_sub(last) >= TYPING_REFRESH_MS {
+            *self.last_typing.borrow_mut() = at;
+            self.link.handle(Input::Typing { room: self.room.to_string(), active: true });
+        }
+    }
+
+    /// Call when the message is sent or the field is cleared.
+    pub fn stopped_typing(&self) {
+        if self.last_typing.replace(0) != 0 {
+            self.link.handle(Input::Typing { room: self.room.to_string(), active: false });
+        }
+    }
+}
+
+/// Joins `room` while mounted and follows it: messages with delivery status, presence,
+/// typing, and whether a resume was complete. Messages from others are acknowledged as
+/// delivered automatically.
+#[hook]
+pub fn use_room(room: AttrValue) -> UseRoom {
+    let link = use_link(None, None);
+    let view = use_mut_ref(RoomView::default);
+    let version = use_state(|| 0u64);
+    let last_typing = use_mut_ref(|| 0u64);
+    {
+        let view = view.clone();
+        let version = version.clone();
+        use_effect_with((link.clone(), room.clone()), move |(link, room)| {
+            *view.borrow_mut() = RoomView::default();
+            // Messages still queued from before a reload show as sending.
+            let pending: Vec<ChatMessage> = link
+                .queued_in(room)
+                .into_iter()
+                .map(|envelope| ChatMessage {
+                    id: envelope.id,
+                    seq: None,
+                    from: placeholder_me(link),
+                    body: envelope.body,
+                    ts: None,
+                    mine: true,
+                    delivery: Delivery::Sending,
+                })
+                .collect();
+            view.borrow_mut().messages = pending;
+            version.set(*version + 1);
+            let lease: RoomLease = link.join(room);
+            let room_name = room.to_string();
+            let receipts = link.clone();
+            let subscription = link.subscribe(move |events, status| {
+                let me = status.user.as_ref().map(|u| u.id.as_str());
+                let before = view.borrow().last_seq;
+                view.borrow_mut().apply(&room_name, me, events);
+                let after = view.borrow().last_seq;
+                if after > before {
+                    receipts.handle(Input::Receipt {
+                        room: room_name.clone(),
+                        kind: ReceiptKind::Delivered,
+                        seq: after,
+                    });
+                }
+                version.set(*version + 1);
+            });
+            move || {
+                drop(subscription);
+                drop(lease);
+            }
+        });
+    }
+    let snapshot = Rc::new(view.borrow().clone());
+    let rerender = Callback::from(move |()| version.set(*version + 1));
+    UseRoom { view: snapshot, link, room, cell: view, rerender, last_typing }
+}
+
+/// Presence in `room`: who is here, one entry per user.
+#[hook]
+pub fn use_presence(room: AttrValue) -> Vec<User> {
+    use_room(room).view.members.clone()
+}
+
+/// Who is typing in `room` right now (indicators older than six seconds have expired).
+#[hook]
+pub fn use_typing(room: AttrValue) -> Vec<User> {
+    let state = use_room(room);
+    let tick = use_state(|| 0u32);
+    {
+        let tick = tick.clone();
+        let anyone = !state.view.typing.is_empty();
+        use_effect_with(anyone, move |anyone| {
+            let interval = anyone.then(|| Interval::new(1_000, move || tick.set(tick.wrapping_add(1))));
+            move || drop(interval)
+        });
+    }
+    let cutoff = now().0.saturating_sub(TYPING_TTL_MS);
+    state.view.typing.values().filter(|(_, at)| at.0 >= cutoff).map(|(user, _)| user.clone()).collect()
+}
+
+/// Ids of users, for quick membership checks.
+pub fn ids(users: &[User]) -> HashMap<&str, &User> {
+    users.iter().map(|u| (u.id.as_str(), u)).collect()
+}
