@@ -94,6 +94,11 @@ pub struct Config {
     /// Frames queued for one client before it counts as a slow consumer and is closed.
     #[arg(long, env = "TETHER_SEND_QUEUE", default_value_t = 1024)]
     pub send_queue: usize,
+
+    /// Enables `POST /api/test/drop`, which closes every WebSocket with 1012 so that
+    /// browser tests can exercise reconnects. Never enable it in production.
+    #[arg(long, env = "TETHER_TEST_ENDPOINTS")]
+    pub test_endpoints: bool,
 }
 
 impl Config {
@@ -120,6 +125,7 @@ impl Config {
             publish_rate: 20,
             publish_burst: 40,
             send_queue: 1024,
+            test_endpoints: false,
         }
     }
 }

@@ -98,6 +98,7 @@ pub async fn serve(mut socket: Socket, context: Arc<Context>, id: u64) {
         rooms: BTreeSet::new(),
         strikes: 0,
     };
+    let mut dropped = context.drop_all.subscribe();
     let idle_timeout = context.config.idle_timeout;
     let idle = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle);
@@ -107,6 +108,7 @@ pub async fn serve(mut socket: Socket, context: Arc<Context>, id: u64) {
             biased;
             _ = context.shutdown.triggered() => break Ending::Shutdown,
             _ = conn.out.slow() => break Ending::Close(close::SLOW_CONSUMER, "slow consumer: too many frames queued"),
+            Ok(()) = dropped.changed() => break Ending::Close(close::SERVICE_RESTART, "dropped by the test endpoint"),
             Some(first) = queue.recv() => {
                 // A client that stops reading blocks this write; slowness and shutdown must
                 // still get through. Dropping a half-done write is safe: tungstenite keeps

@@ -47,6 +47,8 @@ pub struct Context {
     /// Verifies tokens: the auth secret, or in dev mode the store's own secret.
     pub(crate) secret: Vec<u8>,
     pub(crate) ip_slots: Arc<IpSlots>,
+    /// Tells every connection to close with 1012 (test endpoint only).
+    pub(crate) drop_all: tokio::sync::watch::Sender<u64>,
     next_conn: AtomicU64,
 }
 
@@ -65,6 +67,7 @@ impl Context {
             None => store.secret(),
         };
         let ip_slots = IpSlots::new(config.max_connections_per_ip);
+        let drop_all = tokio::sync::watch::Sender::new(0);
         Context {
             config,
             shutdown,
@@ -74,6 +77,7 @@ impl Context {
             metrics,
             secret,
             ip_slots,
+            drop_all,
             next_conn: AtomicU64::new(1),
         }
     }
@@ -137,6 +141,26 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
             .map(move |request: UpgradeRequest| websocket(&context, request))
     };
 
+    let test_drop = {
+        let context = context.clone();
+        warp::path!("api" / "test" / "drop").and(warp::post()).and_then(move || {
+            let context = context.clone();
+            async move {
+                if !context.config.test_endpoints {
+                    return Err(warp::reject::not_found());
+                }
+                context.drop_all.send_modify(|generation| *generation += 1);
+                let mut response = json(StatusCode::OK, serde_json::json!({"dropped": true}));
+                // Browser tests call this from the test runner's own origin.
+                response.headers_mut().insert(
+                    warp::http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    warp::http::HeaderValue::from_static("*"),
+                );
+                Ok::<_, warp::Rejection>(response)
+            }
+        })
+    };
+
     let api =
         warp::path("api").map(|| json(StatusCode::NOT_FOUND, serde_json::json!({"error": "not_found"})));
 
@@ -146,6 +170,8 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
         .or(metrics)
         .unify()
         .or(token)
+        .unify()
+        .or(test_drop)
         .unify()
         .or(ws)
         .unify()

@@ -85,3 +85,20 @@ async fn stop_closes_open_sockets_with_1001() {
     assert_eq!(expect_close(&mut second).await, expected);
     tokio::time::timeout(PATIENCE, stopping).await.expect("stop returns").unwrap();
 }
+
+#[tokio::test]
+async fn the_drop_endpoint_exists_only_when_enabled() {
+    let server = server().await;
+    assert_eq!(http(server.addr(), "POST", "/api/test/drop").await.0, 404);
+    server.stop().await;
+
+    let mut config = tether_server::Config::for_tests();
+    config.test_endpoints = true;
+    let server = server_with(config).await;
+    let mut client = connect(server.addr()).await;
+    send(&mut client, &ClientFrame::Ping { nonce: 1 }).await;
+    next_frame(&mut client).await;
+    assert_eq!(http(server.addr(), "POST", "/api/test/drop").await.0, 200);
+    assert_eq!(expect_close(&mut client).await.0, tether_shared::close::SERVICE_RESTART);
+    server.stop().await;
+}

@@ -17,6 +17,8 @@ pub const POLICY: u16 = 1008;
 pub const TOO_BIG: u16 = 1009;
 /// The server hit an unexpected error.
 pub const INTERNAL: u16 = 1011;
+/// The server is restarting this connection on purpose (its test endpoint). Reconnect.
+pub const SERVICE_RESTART: u16 = 1012;
 /// Overloaded, or too many connections from this address. Reconnect later.
 pub const TRY_AGAIN_LATER: u16 = 1013;
 /// Sent by clients that detect a dead connection through a missed pong.
@@ -54,6 +56,7 @@ pub fn describe(code: u16, reason: &str) -> String {
         INVALID_PAYLOAD | POLICY | TOO_BIG => "The server refused a message",
         INTERNAL => "The server had a problem",
         TRY_AGAIN_LATER => "The server is busy",
+        SERVICE_RESTART => "The server restarted the connection",
         HEARTBEAT_TIMEOUT => "The server stopped answering",
         SLOW_CONSUMER => "Messages arrived faster than this device could take them",
         IDLE_TIMEOUT => "The connection went quiet and was closed",

@@ -114,7 +114,10 @@ fn test() -> Result<(), String> {
 
     sh::step("browser tests (wasm-bindgen-test in headless Chromium, against a real server)");
     Cmd::new("cargo").args(["build", "-p", "tether-server"]).dir(&root).run()?;
-    let server = sh::Server::start(&root.join("target/debug/tether-server"), &["--store", "memory"])?;
+    let server = sh::Server::start(
+        &root.join("target/debug/tether-server"),
+        &["--store", "memory", "--test-endpoints", "--publish-rate", "100000", "--publish-burst", "100000"],
+    )?;
     let output = Cmd::new("cargo")
         .args(["test", "-p", "tether-yew", "--target", "wasm32-unknown-unknown"])
         .dir(&root)

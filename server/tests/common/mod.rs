@@ -67,8 +67,14 @@ pub async fn expect_close(client: &mut Client) -> (u16, String) {
 
 /// A minimal HTTP/1.1 GET: returns the status code, the headers as text, and the body.
 pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
+    http(addr, "GET", path).await
+}
+
+/// A minimal HTTP/1.1 request without a body.
+pub async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    let request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.expect("write request");
     let mut raw = Vec::new();
     tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
