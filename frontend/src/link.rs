@@ -25,6 +25,21 @@ use tether_shared::{
 
 use crate::socket::{BrowserSocket, SocketEvent};
 
+thread_local! {
+    static LIVE_LINKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Links that exist right now. For leak checks.
+pub fn live_links() -> usize {
+    LIVE_LINKS.with(|live| live.get())
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        LIVE_LINKS.with(|live| live.set(live.get() - 1));
+    }
+}
+
 /// Milliseconds since the epoch, from the browser's clock.
 pub fn now() -> Millis {
     Millis(js_sys::Date::now() as u64)
@@ -125,6 +140,7 @@ impl Link {
             None => Outbox::new(options.connection.outbox.clone()),
         };
         let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
+        LIVE_LINKS.with(|live| live.set(live.get() + 1));
         let core = Connection::with_outbox(options.connection.clone(), outbox, seed);
         let inner = Rc::new(RefCell::new(Inner {
             url: url.to_owned(),

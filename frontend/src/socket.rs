@@ -32,6 +32,15 @@ pub enum SocketEvent {
     Error,
 }
 
+thread_local! {
+    static LIVE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Browser sockets that exist right now, opening or open. For leak checks.
+pub fn live_sockets() -> usize {
+    LIVE.with(|live| live.get())
+}
+
 /// An open (or opening) browser WebSocket. Dropping it closes the socket.
 pub struct BrowserSocket {
     socket: web_sys::WebSocket,
@@ -75,6 +84,7 @@ impl BrowserSocket {
             let _ = tx.unbounded_send(SocketEvent::Error);
         });
 
+        LIVE.with(|live| live.set(live.get() + 1));
         socket.set_binary_type(web_sys::BinaryType::Arraybuffer);
         socket.set_onopen(Some(on_open.as_ref().unchecked_ref()));
         socket.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
@@ -116,6 +126,7 @@ impl Drop for BrowserSocket {
         self.socket.set_onclose(None);
         self.socket.set_onerror(None);
         let _ = self.socket.close();
+        LIVE.with(|live| live.set(live.get() - 1));
     }
 }
 

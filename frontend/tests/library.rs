@@ -1,0 +1,337 @@
+//! The Yew library in a real browser against the real server: sharing, reconnects,
+//! the offline queue, persistence across a reload, cleanup, the connection UI, bursts.
+#![cfg(target_arch = "wasm32")]
+
+mod support;
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+use serde_json::json;
+use support::*;
+use tether_shared::{BackoffConfig, ConnectionConfig, Event, Input, Jitter, ServerFrame, State};
+use tether_yew::link::{live_links, storage_key};
+use tether_yew::socket::live_sockets;
+use tether_yew::*;
+use wasm_bindgen_test::*;
+use yew::prelude::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const PATIENCE: Duration = Duration::from_secs(15);
+
+fn fast_options() -> LinkOptions {
+    LinkOptions {
+        connection: ConnectionConfig {
+            backoff: BackoffConfig {
+                initial: Duration::from_millis(100),
+                multiplier: 2.0,
+                max: Duration::from_millis(500),
+                max_attempts: None,
+                jitter: Jitter::Full,
+            },
+            name: Some("browser".into()),
+            ..ConnectionConfig::default()
+        },
+        persist: false,
+        auto_connect: true,
+    }
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", (js_sys::Math::random() * 1e9) as u64)
+}
+
+/// What probes observed, shared with the test.
+#[derive(Default)]
+struct Seen {
+    links: Vec<Link>,
+    states: Vec<State>,
+    renders: usize,
+    messages: usize,
+}
+
+#[derive(Clone)]
+struct Shared(Rc<RefCell<Seen>>);
+
+impl PartialEq for Shared {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct ProbeProps {
+    seen: Shared,
+    #[prop_or_default]
+    room: Option<AttrValue>,
+}
+
+/// Records the link and every status it renders with.
+#[component]
+fn LinkProbe(props: &ProbeProps) -> Html {
+    let ws = use_websocket(None, UseWebSocketOptions { max_history_size: 10_000, ..Default::default() });
+    let mut seen = props.seen.0.borrow_mut();
+    seen.renders += 1;
+    if seen.states.last() != Some(&ws.status.state) {
+        seen.states.push(ws.status.state.clone());
+    }
+    if !seen.links.contains(&ws.link) {
+        seen.links.push(ws.link.clone());
+    }
+    seen.messages = ws.history.iter().filter(|f| matches!(f, ServerFrame::Message { .. })).count();
+    html! {}
+}
+
+#[component]
+fn RoomProbe(props: &ProbeProps) -> Html {
+    let room = use_room(props.room.clone().unwrap_or_else(|| "general".into()));
+    props.seen.0.borrow_mut().renders += 1;
+    html! { <span class="count">{ room.view.messages.len() }</span> }
+}
+
+#[derive(Properties, PartialEq)]
+struct HarnessProps {
+    options: LinkOptions,
+    children: Html,
+}
+
+#[component]
+fn Harness(props: &HarnessProps) -> Html {
+    html! {
+        <WebSocketProvider url={AttrValue::from(server_url())} options={props.options.clone()}>
+            { props.children.clone() }
+        </WebSocketProvider>
+    }
+}
+
+async fn drop_all_connections() {
+    let url = server_url().replacen("ws://", "http://", 1).replace("/ws", "/api/test/drop");
+    let response = gloo_net::http::Request::post(&url).send().await.expect("the drop endpoint answers");
+    assert_eq!(response.status(), 200);
+}
+
+fn is_open(seen: &Shared) -> bool {
+    seen.0.borrow().states.last() == Some(&State::Open)
+}
+
+#[wasm_bindgen_test]
+async fn the_provider_shares_one_socket_between_components() {
+    let sockets_before = live_sockets();
+    let root = mount_point();
+    let seen = Shared(Rc::default());
+    let children = html! { <><LinkProbe seen={seen.clone()} /><LinkProbe seen={seen.clone()} /><LinkProbe seen={seen.clone()} /></> };
+    let app = yew::Renderer::<Harness>::with_root_and_props(
+        root.clone(),
+        yew::props!(HarnessProps { options: fast_options(), children }),
+    )
+    .render();
+    until("connected", PATIENCE, || is_open(&seen)).await;
+    assert_eq!(seen.0.borrow().links.len(), 1, "three components, one link");
+    assert_eq!(live_sockets(), sockets_before + 1, "one socket");
+    app.destroy();
+    root.remove();
+}
+
+#[wasm_bindgen_test]
+async fn hook_state_goes_through_connect_drop_reconnect() {
+    let root = mount_point();
+    let seen = Shared(Rc::default());
+    let children = html! { <LinkProbe seen={seen.clone()} /> };
+    let app = yew::Renderer::<Harness>::with_root_and_props(
+        root.clone(),
+        yew::props!(HarnessProps { options: fast_options(), children }),
+    )
+    .render();
+    until("connected", PATIENCE, || is_open(&seen)).await;
+    drop_all_connections().await;
+    until("reconnected", PATIENCE, || {
+        let states = &seen.0.borrow().states;
+        states.iter().any(|s| matches!(s, State::Reconnecting { .. })) && states.last() == Some(&State::Open)
+    })
+    .await;
+    let states = seen.0.borrow().states.clone();
+    let opened = states.iter().position(|s| *s == State::Open).unwrap();
+    let dropped = states.iter().position(|s| matches!(s, State::Reconnecting { .. })).unwrap();
+    assert!(opened < dropped, "{states:?}");
+    assert!(matches!(states[0], State::Idle | State::Connecting { .. }), "{states:?}");
+    app.destroy();
+    root.remove();
+}
+
+/// (message id, seq) of every ack, in arrival order.
+type Acks = Rc<RefCell<Vec<(String, u64)>>>;
+
+/// Collects acks from a link.
+fn collect_acks(link: &Link) -> (Acks, tether_yew::link::Subscription) {
+    let acks = Rc::new(RefCell::new(Vec::new()));
+    let sink = acks.clone();
+    let subscription = link.subscribe(move |events, _| {
+        for event in events.iter() {
+            if let Event::Acked { envelope, seq, .. } = event {
+                sink.borrow_mut().push((envelope.id.clone(), *seq));
+            }
+        }
+    });
+    (acks, subscription)
+}
+
+#[wasm_bindgen_test]
+async fn messages_sent_while_disconnected_are_replayed_in_order_and_acked_once() {
+    let link = Link::new(server_url(), fast_options());
+    let room = unique("queue");
+    let _lease = link.join(&room);
+    until("connected", PATIENCE, || link.status().state == State::Open).await;
+    link.handle(Input::Disconnect);
+    assert_eq!(link.status().state, State::Closed);
+    let ids: Vec<String> = (0..5).map(|i| link.publish(&room, json!({ "n": i }))).collect();
+    assert_eq!(link.status().queued, 5, "queued, not sent");
+    let (acks, _subscription) = collect_acks(&link);
+    link.handle(Input::Connect);
+    until("five acks", PATIENCE, || acks.borrow().len() >= 5).await;
+    let acks = acks.borrow().clone();
+    let acked_ids: Vec<String> = acks.iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(acked_ids, ids, "in order, each once");
+    let seqs: Vec<u64> = acks.iter().map(|(_, seq)| *seq).collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+    assert_eq!(link.status().queued, 0);
+}
+
+#[wasm_bindgen_test]
+async fn queued_messages_survive_a_reload_and_go_out_exactly_once() {
+    // A unique URL gives this test its own storage key.
+    let url = format!("{}?reload={}", server_url(), unique("t"));
+    let room = unique("reload");
+    let options = LinkOptions { persist: true, auto_connect: false, ..fast_options() };
+    let storage = web_sys::window().unwrap().local_storage().unwrap().unwrap();
+    let ids = {
+        let before_reload = Link::new(&url, options.clone());
+        let _lease = before_reload.join(&room);
+        let ids: Vec<String> = (0..3).map(|i| before_reload.publish(&room, json!(i))).collect();
+        until("the outbox saved", PATIENCE, || storage.get_item(&storage_key(&url)).unwrap().is_some()).await;
+        ids
+        // The page "reloads": this link and everything it owned are gone.
+    };
+    let after_reload = Link::new(&url, LinkOptions { auto_connect: true, ..options });
+    assert_eq!(after_reload.queued_ids(), ids, "restored from storage");
+    let _lease = after_reload.join(&room);
+    let (acks, _subscription) = collect_acks(&after_reload);
+    until("three acks", PATIENCE, || acks.borrow().len() >= 3).await;
+    let acked: Vec<String> = acks.borrow().iter().map(|(id, _)| id.clone()).collect();
+    assert_eq!(acked, ids);
+    let seqs: Vec<u64> = acks.borrow().iter().map(|(_, seq)| *seq).collect();
+    assert_eq!(seqs, [1, 2, 3], "stored exactly once");
+    until("storage cleared", PATIENCE, || storage.get_item(&storage_key(&url)).unwrap().is_none()).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_damaged_saved_queue_gives_a_warning_not_a_crash() {
+    let url = format!("{}?damaged={}", server_url(), unique("t"));
+    let storage = web_sys::window().unwrap().local_storage().unwrap().unwrap();
+    storage.set_item(&storage_key(&url), "{not a snapshot").unwrap();
+    let link = Link::new(&url, LinkOptions { persist: true, auto_connect: false, ..fast_options() });
+    let warning = link.status().warning.expect("a visible warning");
+    assert!(warning.contains("could not be restored"), "{warning}");
+    assert_eq!(link.status().queued, 0);
+}
+
+#[wasm_bindgen_test]
+async fn mounting_and_unmounting_leaks_nothing() {
+    let (sockets, links) = (live_sockets(), live_links());
+    for i in 0..100 {
+        let root = mount_point();
+        let seen = Shared(Rc::default());
+        let children = html! { <><LinkProbe seen={seen.clone()} /><RoomProbe seen={seen.clone()} room={AttrValue::from(format!("leak-{i}"))} /></> };
+        let app = yew::Renderer::<Harness>::with_root_and_props(
+            root.clone(),
+            yew::props!(HarnessProps { options: fast_options(), children }),
+        )
+        .render();
+        yew::scheduler::flush().await;
+        if i % 10 == 0 {
+            until("connected", PATIENCE, || is_open(&seen)).await;
+        }
+        app.destroy();
+        root.remove();
+        yew::scheduler::flush().await;
+    }
+    assert_eq!(live_links(), links, "every link was dropped");
+    assert_eq!(live_sockets(), sockets, "every socket was closed");
+}
+
+#[wasm_bindgen_test]
+fn indicator_words_for_every_state() {
+    use tether_shared::Millis;
+    use tether_yew::components::describe;
+    assert_eq!(describe(&State::Open, None, None), ("connected", "Connected".into()));
+    assert_eq!(describe(&State::Connecting { attempt: 0 }, None, None).1, "Connecting…");
+    assert_eq!(
+        describe(&State::Reconnecting { attempt: 2, retry_at: Millis(0) }, Some(4), Some((2, Some(5)))),
+        ("reconnecting", "Reconnecting in 4 s (attempt 2 of 5)".into())
+    );
+    assert_eq!(describe(&State::Offline, None, None), ("offline", "Offline".into()));
+    assert_eq!(
+        describe(&State::Failed { reason: "Sign-in failed".into() }, None, None).1,
+        "Connection failed: Sign-in failed"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn the_connection_ui_follows_the_network() {
+    let root = mount_point();
+    let seen = Shared(Rc::default());
+    let children = html! { <><ConnectionIndicator /><OfflineBanner /><QueueStatus /><LinkProbe seen={seen.clone()} /></> };
+    let app = yew::Renderer::<Harness>::with_root_and_props(
+        root.clone(),
+        yew::props!(HarnessProps { options: fast_options(), children }),
+    )
+    .render();
+    until("Connected shown", PATIENCE, || text_of(&root, ".indicator-text").as_deref() == Some("Connected"))
+        .await;
+    assert!(root.query_selector(".indicator.connected").unwrap().is_some());
+    assert!(root.query_selector(".offline-banner").unwrap().is_none());
+    let link = seen.0.borrow().links[0].clone();
+    link.handle(Input::NetworkOffline);
+    until("Offline shown", PATIENCE, || text_of(&root, ".indicator-text").as_deref() == Some("Offline"))
+        .await;
+    assert!(root.query_selector(".offline-banner").unwrap().is_some());
+    link.publish("general", json!("while offline"));
+    until("queue count", PATIENCE, || text_of(&root, ".queue-count").as_deref() == Some("1 message waiting"))
+        .await;
+    link.handle(Input::NetworkOnline);
+    until("Connected again", PATIENCE, || text_of(&root, ".indicator-text").as_deref() == Some("Connected"))
+        .await;
+    app.destroy();
+    root.remove();
+}
+
+#[wasm_bindgen_test]
+async fn a_burst_of_5000_messages_is_all_kept_with_few_renders() {
+    let root = mount_point();
+    let seen = Shared(Rc::default());
+    let children = html! { <LinkProbe seen={seen.clone()} /> };
+    let mut options = fast_options();
+    options.connection.max_in_flight = 512;
+    options.connection.outbox.max_messages = 10_000;
+    options.connection.outbox.max_bytes = 10 << 20;
+    let app = yew::Renderer::<Harness>::with_root_and_props(
+        root.clone(),
+        yew::props!(HarnessProps { options, children }),
+    )
+    .render();
+    until("connected", PATIENCE, || is_open(&seen)).await;
+    let link = seen.0.borrow().links[0].clone();
+    let room = unique("burst");
+    let _lease = link.join(&room);
+    for i in 0..5_000 {
+        link.publish(&room, json!(i));
+    }
+    until("all 5000 in the history", Duration::from_secs(60), || seen.0.borrow().messages >= 5_000).await;
+    let renders = seen.0.borrow().renders;
+    console_log!("5000 messages arrived in {renders} renders");
+    assert_eq!(seen.0.borrow().messages, 5_000);
+    assert!(renders < 500, "{renders} renders for 5000 messages");
+    app.destroy();
+    root.remove();
+}
