@@ -94,7 +94,7 @@ async fn member(addr: SocketAddr, room: &str) -> Client {
     )
     .await;
     assert!(matches!(next(&mut client).await, ServerFrame::Welcome { .. }));
-    send(&mut client, &ClientFrame::Join { room: room.into(), since: None }).await;
+    send(&mut client, &ClientFrame::Join { room: room.into(), since: None, history: None }).await;
     assert!(matches!(next(&mut client).await, ServerFrame::Joined { .. }));
     client
 }

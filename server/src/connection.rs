@@ -40,6 +40,8 @@ const MAX_STRIKES: u32 = 10;
 const FRAMES_PER_SEC: u32 = 100;
 /// Queued frames written before one flush.
 const WRITE_BATCH: usize = 256;
+/// Most recent messages a join without a cursor may ask for.
+const MAX_JOIN_HISTORY: u32 = 1_000;
 /// Longest wait for a closing handshake to be written.
 const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
 /// Longest wait for in-flight publishes to be acked during shutdown.
@@ -272,10 +274,12 @@ impl Conn {
                 Ok(frame) => frame,
                 Err(ending) => return Ok(Some(ending)),
             },
-            ClientFrame::Join { room, since } => return self.join(socket, room, since).await.map(|()| None),
+            ClientFrame::Join { room, since, history } => {
+                return self.join(socket, room, since, history).await.map(|()| None);
+            }
             ClientFrame::Resume { rooms } => {
-                for RoomCursor { room, since } in rooms {
-                    self.join(socket, room, since).await?;
+                for RoomCursor { room, since, history } in rooms {
+                    self.join(socket, room, since, history).await?;
                 }
                 return Ok(None);
             }
@@ -348,7 +352,13 @@ impl Conn {
 
     /// Joins a room: snapshot, then (with `since`) the replay, written before any live
     /// frame queued after the join.
-    async fn join(&mut self, socket: &mut Socket, room: String, since: Option<u64>) -> Result<(), WsError> {
+    async fn join(
+        &mut self,
+        socket: &mut Socket,
+        room: String,
+        since: Option<u64>,
+        history: Option<u32>,
+    ) -> Result<(), WsError> {
         let identity = self.identity.as_ref().expect("after hello");
         let refusal = if !valid_room_name(&room) {
             Some((ErrorCode::InvalidRoom, "room names are 1-64 characters from [A-Za-z0-9._:-]"))
@@ -385,7 +395,12 @@ impl Conn {
         let head = joined.head;
         write(socket, &ServerFrame::Joined { room: room.clone(), seq: head, epoch, members: joined.members })
             .await?;
-        let Some(since) = since else { return Ok(()) };
+        // Without a cursor, `history` asks for the latest messages: a cursor that far back.
+        let since = match (since, history) {
+            (Some(since), _) => since,
+            (None, Some(count)) if count > 0 => head.saturating_sub(u64::from(count.min(MAX_JOIN_HISTORY))),
+            (None, _) => return Ok(()),
+        };
 
         // A cursor past the head comes from a history that no longer exists: replay all.
         let after = if since > head { 0 } else { since };

@@ -41,7 +41,7 @@ async fn each_kind_of_bad_input_gets_its_typed_answer() {
     client.send(Message::binary(vec![0u8; 8])).await.unwrap();
     expect_error(&mut client, ErrorCode::BinaryNotSupported).await;
 
-    send(&mut client, &ClientFrame::Join { room: "bad room!".into(), since: None }).await;
+    send(&mut client, &ClientFrame::Join { room: "bad room!".into(), since: None, history: None }).await;
     expect_error(&mut client, ErrorCode::InvalidRoom).await;
 
     let publish = |id: &str, room: &str, body| ClientFrame::Publish {
@@ -63,7 +63,7 @@ async fn each_kind_of_bad_input_gets_its_typed_answer() {
     send(&mut client, &ClientFrame::Typing { room: "b".into(), active: true }).await;
     expect_error(&mut client, ErrorCode::NotJoined).await;
     join(&mut client, "b", None).await;
-    send(&mut client, &ClientFrame::Join { room: "c".into(), since: None }).await;
+    send(&mut client, &ClientFrame::Join { room: "c".into(), since: None, history: None }).await;
     expect_error(&mut client, ErrorCode::TooManyRooms).await;
 
     // After all that, the connection still works.
@@ -165,7 +165,7 @@ async fn rooms_have_a_member_cap() {
     let (mut a, _, _) = hello(server.addr(), "a").await;
     let (mut b, _, _) = hello(server.addr(), "b").await;
     join(&mut a, "r", None).await;
-    send(&mut b, &ClientFrame::Join { room: "r".into(), since: None }).await;
+    send(&mut b, &ClientFrame::Join { room: "r".into(), since: None, history: None }).await;
     expect_error(&mut b, ErrorCode::RoomFull).await;
     server.stop().await;
 }

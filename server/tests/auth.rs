@@ -61,7 +61,7 @@ async fn rooms_are_authorized_at_join() {
     next_frame(&mut client).await;
     let (head, _) = join(&mut client, "team-7", None).await;
     assert_eq!(head, 0);
-    send(&mut client, &ClientFrame::Join { room: "general".into(), since: None }).await;
+    send(&mut client, &ClientFrame::Join { room: "general".into(), since: None, history: None }).await;
     match next_frame(&mut client).await {
         ServerFrame::Error { code, about, .. } => {
             assert_eq!((code, about.as_deref()), (ErrorCode::Forbidden, Some("general")));
@@ -126,7 +126,7 @@ async fn metrics_and_readiness() {
     join(&mut alice, "r", None).await;
     publish(&mut alice, "r", "m1", serde_json::json!(1)).await;
     publish(&mut alice, "r", "m1", serde_json::json!(1)).await;
-    send(&mut alice, &ClientFrame::Join { room: "no way".into(), since: None }).await;
+    send(&mut alice, &ClientFrame::Join { room: "no way".into(), since: None, history: None }).await;
     next_frame(&mut alice).await;
 
     let (status, head, metrics) = http_get(server.addr(), "/metrics").await;

@@ -32,7 +32,7 @@ async fn hello_is_welcomed_with_an_identity_heartbeat_and_limits() {
 async fn room_frames_before_hello_are_refused_but_ping_and_echo_work() {
     let server = server().await;
     let mut client = connect(server.addr()).await;
-    send(&mut client, &ClientFrame::Join { room: "general".into(), since: None }).await;
+    send(&mut client, &ClientFrame::Join { room: "general".into(), since: None, history: None }).await;
     assert!(matches!(
         next_frame(&mut client).await,
         ServerFrame::Error { code: ErrorCode::HelloRequired, .. }

@@ -154,8 +154,11 @@ async fn acked_messages_survive_sigkill_and_a_restart() {
     send(&mut alice, &ClientFrame::Hello { v: 1, token: None, name: None, resume_token: Some(resume_token) })
         .await;
     next_frame(&mut alice).await;
-    send(&mut alice, &ClientFrame::Resume { rooms: vec![RoomCursor { room: "r".into(), since: Some(0) }] })
-        .await;
+    send(
+        &mut alice,
+        &ClientFrame::Resume { rooms: vec![RoomCursor { room: "r".into(), since: Some(0), history: None }] },
+    )
+    .await;
     let mut replayed = Vec::new();
     let complete = loop {
         match next_frame(&mut alice).await {

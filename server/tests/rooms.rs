@@ -80,7 +80,7 @@ async fn resume_replays_exactly_what_was_missed_then_goes_live() {
     send(
         &mut bob,
         &ClientFrame::Resume {
-            rooms: vec![tether_shared::RoomCursor { room: "r".into(), since: Some(seen) }],
+            rooms: vec![tether_shared::RoomCursor { room: "r".into(), since: Some(seen), history: None }],
         },
     )
     .await;
@@ -114,7 +114,7 @@ async fn a_gap_older_than_the_history_is_reported_not_hidden() {
         publish(&mut alice, "r", &format!("m{i}"), json!(i)).await;
     }
     let (mut late, _, _) = hello(server.addr(), "Late").await;
-    send(&mut late, &ClientFrame::Join { room: "r".into(), since: Some(1) }).await;
+    send(&mut late, &ClientFrame::Join { room: "r".into(), since: Some(1), history: None }).await;
     let replayed = until(&mut late, |f| match f {
         ServerFrame::Replayed { complete, oldest, to, .. } => Some((complete, oldest, to)),
         _ => None,
@@ -270,4 +270,28 @@ async fn shutdown_acks_what_was_received_before_saying_goodbye() {
     stopping.await.unwrap();
     assert_eq!(acked, 50, "every publish received before the shutdown was acked before the close");
     println!("{} of 50 acks arrived after the shutdown began", acked - before_stop);
+}
+
+#[tokio::test]
+async fn a_first_join_can_ask_for_recent_history() {
+    let server = server().await;
+    let (mut alice, _, _) = hello(server.addr(), "Alice").await;
+    join(&mut alice, "r", None).await;
+    for i in 1..=5 {
+        publish(&mut alice, "r", &format!("m{i}"), json!(i)).await;
+    }
+    let (mut bob, _, _) = hello(server.addr(), "Bob").await;
+    send(&mut bob, &ClientFrame::Join { room: "r".into(), since: None, history: Some(2) }).await;
+    let ServerFrame::Joined { seq, .. } = next_frame(&mut bob).await else { panic!("joined") };
+    assert_eq!(seq, 5);
+    let recent: Vec<u64> = [next_frame(&mut bob).await, next_frame(&mut bob).await]
+        .into_iter()
+        .map(|f| if let ServerFrame::Message { seq, .. } = f { seq } else { panic!("{f:?}") })
+        .collect();
+    assert_eq!(recent, [4, 5]);
+    assert_eq!(
+        next_frame(&mut bob).await,
+        ServerFrame::Replayed { room: "r".into(), to: 5, complete: true, oldest: 1 }
+    );
+    server.stop().await;
 }

@@ -250,6 +250,8 @@ pub struct ConnectionConfig {
     pub token: Option<String>,
     /// Display name for `hello` (dev mode).
     pub name: Option<String>,
+    /// Recent messages to ask for when joining a room the client has seen nothing of.
+    pub join_history: u32,
 }
 
 impl Default for ConnectionConfig {
@@ -265,6 +267,7 @@ impl Default for ConnectionConfig {
             outbox: OutboxConfig::default(),
             token: None,
             name: None,
+            join_history: 50,
         }
     }
 }
@@ -489,7 +492,8 @@ impl Connection {
             }
             Input::Join(room) => {
                 let since = self.rooms.entry(room.clone()).or_default().last_seq;
-                self.send(ClientFrame::Join { room, since });
+                let history = self.history_for(since);
+                self.send(ClientFrame::Join { room, since, history });
             }
             Input::Leave(room) => {
                 if self.rooms.remove(&room).is_some() {
@@ -602,7 +606,11 @@ impl Connection {
                     let rooms = self
                         .rooms
                         .iter()
-                        .map(|(room, state)| RoomCursor { room: room.clone(), since: state.last_seq })
+                        .map(|(room, state)| RoomCursor {
+                            room: room.clone(),
+                            since: state.last_seq,
+                            history: self.history_for(state.last_seq),
+                        })
                         .collect();
                     self.send(ClientFrame::Resume { rooms });
                 }
@@ -694,6 +702,11 @@ impl Connection {
                 self.events.extend(expired.into_iter().map(Event::Dropped));
             }
         }
+    }
+
+    /// Recent history to ask for when there is no cursor.
+    fn history_for(&self, since: Option<u64>) -> Option<u32> {
+        (since.is_none() && self.config.join_history > 0).then_some(self.config.join_history)
     }
 
     fn ping(&mut self, now: Millis) {

@@ -36,13 +36,17 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         resume_token: Option<String>,
     },
-    /// Join a room. With `since`, the server first replays messages after that seq.
+    /// Join a room. With `since`, the server first replays messages after that seq;
+    /// without it, `history` asks for up to that many of the most recent messages.
     Join {
         /// Room name.
         room: String,
         /// Last seq the client has seen in this room.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         since: Option<u64>,
+        /// When there is no `since`: how many recent messages to replay (capped by the server).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        history: Option<u32>,
     },
     /// Rejoin several rooms after a reconnect, each from the last seq the client saw.
     /// Equivalent to one `join` with `since` per room, in one frame.
@@ -242,9 +246,12 @@ pub enum ServerFrame {
 pub struct RoomCursor {
     /// Room name.
     pub room: String,
-    /// Last seq seen; `None` to join without replay.
+    /// Last seq seen; `None` when the client has seen nothing in this room.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<u64>,
+    /// When there is no `since`: how many recent messages to replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<u32>,
 }
 
 /// A user as others see them.

@@ -489,3 +489,26 @@ fn queue_events_report_size_changes() {
         .collect();
     assert_eq!(queue, [1]);
 }
+
+#[test]
+fn a_room_without_a_cursor_asks_for_recent_history_and_one_with_a_cursor_resumes() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    h.take_sent();
+    h.input(Input::Join("fresh".into()));
+    assert_eq!(
+        h.take_sent(),
+        [ClientFrame::Join { room: "fresh".into(), since: None, history: Some(50) }],
+        "the default join history is 50"
+    );
+    h.receive(&message("fresh", 9));
+    h.drop_socket(close::GOING_AWAY);
+    h.advance_to_timer(Timer::Reconnect);
+    h.open();
+    let sent = h.take_sent();
+    assert!(
+        matches!(&sent[1], ClientFrame::Resume { rooms } if rooms[0].since == Some(9) && rooms[0].history.is_none()),
+        "{sent:?}"
+    );
+}

@@ -114,7 +114,7 @@ pub async fn until<T>(client: &mut Client, mut wanted: impl FnMut(ServerFrame) -
 /// Joins `room` (optionally from `since`) and returns the `joined` frame's head seq and
 /// members.
 pub async fn join(client: &mut Client, room: &str, since: Option<u64>) -> (u64, Vec<User>) {
-    send(client, &ClientFrame::Join { room: room.into(), since }).await;
+    send(client, &ClientFrame::Join { room: room.into(), since, history: None }).await;
     until(client, |frame| match frame {
         ServerFrame::Joined { room: r, seq, members, .. } if r == room => Some((seq, members)),
         _ => None,
