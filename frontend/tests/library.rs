@@ -335,3 +335,84 @@ async fn a_burst_of_5000_messages_is_all_kept_with_few_renders() {
     app.destroy();
     root.remove();
 }
+
+#[derive(Clone, Default)]
+struct RoomHandle(Rc<RefCell<Option<UseRoom>>>);
+
+impl PartialEq for RoomHandle {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct HandleProps {
+    room: AttrValue,
+    handle: RoomHandle,
+}
+
+/// Exposes its `use_room` to the test.
+#[component]
+fn RoomHandleProbe(props: &HandleProps) -> Html {
+    let room = use_room(props.room.clone());
+    *props.handle.0.borrow_mut() = Some(room);
+    html! {}
+}
+
+fn named(name: &str) -> LinkOptions {
+    let mut options = fast_options();
+    options.connection.name = Some(name.into());
+    options
+}
+
+fn delivery_of(handle: &RoomHandle, id: &str) -> Option<Delivery> {
+    let room = handle.0.borrow();
+    room.as_ref()?.view.messages.iter().find(|m| m.id == id).map(|m| m.delivery.clone())
+}
+
+#[wasm_bindgen_test]
+async fn ticks_go_sending_sent_delivered_read() {
+    let room = AttrValue::from(unique("ticks"));
+    let (alice, bob) = (RoomHandle::default(), RoomHandle::default());
+    let mount = |name: &str, handle: &RoomHandle| {
+        let root = mount_point();
+        let children = html! { <RoomHandleProbe room={room.clone()} handle={handle.clone()} /> };
+        let app = yew::Renderer::<Harness>::with_root_and_props(
+            root.clone(),
+            yew::props!(HarnessProps { options: named(name), children }),
+        )
+        .render();
+        (root, app)
+    };
+    let (alice_root, alice_app) = mount("Alice", &alice);
+    let (bob_root, bob_app) = mount("Bob", &bob);
+    let both_here = || {
+        let count = |h: &RoomHandle| h.0.borrow().as_ref().map_or(0, |r| r.view.members.len());
+        count(&alice) == 2 && count(&bob) == 2
+    };
+    until("both in the room", PATIENCE, both_here).await;
+
+    let sent = alice.0.borrow().as_ref().unwrap().send(json!({ "text": "hello Bob" }));
+    yew::scheduler::flush().await;
+    let first = delivery_of(&alice, &sent);
+    assert!(
+        matches!(first, Some(Delivery::Sending | Delivery::Sent | Delivery::Delivered)),
+        "shown at once: {first:?}"
+    );
+    // Bob's room hook acknowledges delivery by itself.
+    until("delivered", PATIENCE, || delivery_of(&alice, &sent) == Some(Delivery::Delivered)).await;
+    let seq = {
+        let bob_room = bob.0.borrow();
+        let bob_room = bob_room.as_ref().unwrap();
+        let message = bob_room.view.messages.iter().find(|m| m.id == sent).expect("Bob has it");
+        assert!(!message.mine);
+        message.seq.unwrap()
+    };
+    bob.0.borrow().as_ref().unwrap().mark_read(seq);
+    until("read", PATIENCE, || delivery_of(&alice, &sent) == Some(Delivery::Read)).await;
+
+    for (root, app) in [(alice_root, alice_app), (bob_root, bob_app)] {
+        app.destroy();
+        root.remove();
+    }
+}
