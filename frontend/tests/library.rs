@@ -106,6 +106,13 @@ fn Harness(props: &HarnessProps) -> Html {
     }
 }
 
+/// Destroys an app and lets Yew run every cleanup before the next test counts anything.
+async fn unmount(app: yew::AppHandle<Harness>, root: web_sys::Element) {
+    app.destroy();
+    yew::scheduler::flush().await;
+    root.remove();
+}
+
 async fn drop_all_connections() {
     let url = server_url().replacen("ws://", "http://", 1).replace("/ws", "/api/test/drop");
     let response = gloo_net::http::Request::post(&url).send().await.expect("the drop endpoint answers");
@@ -118,6 +125,7 @@ fn is_open(seen: &Shared) -> bool {
 
 #[wasm_bindgen_test]
 async fn the_provider_shares_one_socket_between_components() {
+    yew::scheduler::flush().await;
     let sockets_before = live_sockets();
     let root = mount_point();
     let seen = Shared(Rc::default());
@@ -129,9 +137,9 @@ async fn the_provider_shares_one_socket_between_components() {
     .render();
     until("connected", PATIENCE, || is_open(&seen)).await;
     assert_eq!(seen.0.borrow().links.len(), 1, "three components, one link");
+    assert!(seen.0.borrow().links[0].has_socket());
     assert_eq!(live_sockets(), sockets_before + 1, "one socket");
-    app.destroy();
-    root.remove();
+    unmount(app, root).await;
 }
 
 #[wasm_bindgen_test]
@@ -156,8 +164,7 @@ async fn hook_state_goes_through_connect_drop_reconnect() {
     let dropped = states.iter().position(|s| matches!(s, State::Reconnecting { .. })).unwrap();
     assert!(opened < dropped, "{states:?}");
     assert!(matches!(states[0], State::Idle | State::Connecting { .. }), "{states:?}");
-    app.destroy();
-    root.remove();
+    unmount(app, root).await;
 }
 
 /// (message id, seq) of every ack, in arrival order.
@@ -238,6 +245,7 @@ async fn a_damaged_saved_queue_gives_a_warning_not_a_crash() {
 
 #[wasm_bindgen_test]
 async fn mounting_and_unmounting_leaks_nothing() {
+    yew::scheduler::flush().await;
     let (sockets, links) = (live_sockets(), live_links());
     for i in 0..100 {
         let root = mount_point();
@@ -252,9 +260,7 @@ async fn mounting_and_unmounting_leaks_nothing() {
         if i % 10 == 0 {
             until("connected", PATIENCE, || is_open(&seen)).await;
         }
-        app.destroy();
-        root.remove();
-        yew::scheduler::flush().await;
+        unmount(app, root).await;
     }
     assert_eq!(live_links(), links, "every link was dropped");
     assert_eq!(live_sockets(), sockets, "every socket was closed");
@@ -302,8 +308,7 @@ async fn the_connection_ui_follows_the_network() {
     link.handle(Input::NetworkOnline);
     until("Connected again", PATIENCE, || text_of(&root, ".indicator-text").as_deref() == Some("Connected"))
         .await;
-    app.destroy();
-    root.remove();
+    unmount(app, root).await;
 }
 
 #[wasm_bindgen_test]
@@ -332,8 +337,7 @@ async fn a_burst_of_5000_messages_is_all_kept_with_few_renders() {
     console_log!("5000 messages arrived in {renders} renders");
     assert_eq!(seen.0.borrow().messages, 5_000);
     assert!(renders < 500, "{renders} renders for 5000 messages");
-    app.destroy();
-    root.remove();
+    unmount(app, root).await;
 }
 
 #[derive(Clone, Default)]
@@ -411,8 +415,7 @@ async fn ticks_go_sending_sent_delivered_read() {
     bob.0.borrow().as_ref().unwrap().mark_read(seq);
     until("read", PATIENCE, || delivery_of(&alice, &sent) == Some(Delivery::Read)).await;
 
-    for (root, app) in [(alice_root, alice_app), (bob_root, bob_app)] {
-        app.destroy();
-        root.remove();
-    }
+    drop((alice, bob));
+    unmount(alice_app, alice_root).await;
+    unmount(bob_app, bob_root).await;
 }
