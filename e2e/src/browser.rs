@@ -1,0 +1,133 @@
+//! Headless Chromium over WebDriver (Debian's chromedriver), one session per user.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::{Value, json};
+
+/// A chromedriver process; sessions are opened from it.
+pub struct Browser {
+    driver: Child,
+    url: String,
+}
+
+impl Browser {
+    /// Starts chromedriver on a free port and waits until it answers.
+    pub async fn start() -> Browser {
+        let port = crate::free_port();
+        let driver = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (apt install chromium-driver; `cargo xtask test` does)");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Browser { driver, url }
+    }
+
+    /// A fresh headless Chromium with its own profile.
+    pub async fn page(&self, name: &str) -> Page {
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--disable-background-timer-throttling", "--disable-renderer-backgrounding",
+                         "--window-size=1000,700"],
+            }),
+        );
+        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&self.url)
+            .await
+            .expect("a WebDriver session");
+        Page { client, name: name.to_owned() }
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+/// One user's browser tab.
+pub struct Page {
+    /// The WebDriver session.
+    pub client: Client,
+    /// Who, for messages and screenshot names.
+    pub name: String,
+}
+
+impl Page {
+    /// Opens the app through `base` as this user.
+    pub async fn open(&self, base: &str) {
+        self.client.goto(&format!("{base}/?name={}", self.name)).await.unwrap();
+    }
+
+    /// Runs `script` (a function body) and returns its value.
+    pub async fn js(&self, script: &str) -> Value {
+        self.client.execute(script, vec![]).await.unwrap()
+    }
+
+    /// Re-checks `condition` (a JS expression) until it is true; panics with `what` after
+    /// `limit`. WebDriver has no push events, so this is how a test awaits the page.
+    pub async fn until(&self, what: &str, limit: Duration, condition: &str) -> Duration {
+        let started = Instant::now();
+        let script = format!("return !!({condition});");
+        loop {
+            if self.js(&script).await == Value::Bool(true) {
+                return started.elapsed();
+            }
+            assert!(started.elapsed() < limit, "{}: timed out after {limit:?} waiting for {what}", self.name);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Texts of every element matching `selector`.
+    pub async fn texts(&self, selector: &str) -> Vec<String> {
+        let script =
+            format!("return Array.from(document.querySelectorAll({selector:?})).map(e => e.textContent);");
+        match self.js(&script).await {
+            Value::Array(items) => items.into_iter().filter_map(|v| v.as_str().map(str::to_owned)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Types `text` into the composer and presses Enter.
+    pub async fn say(&self, text: &str) {
+        let input = self.client.find(Locator::Css(".composer-input")).await.unwrap();
+        input.send_keys(&format!("{text}\u{E007}")).await.unwrap();
+    }
+
+    /// Types into the composer without sending.
+    pub async fn type_only(&self, text: &str) {
+        let input = self.client.find(Locator::Css(".composer-input")).await.unwrap();
+        input.send_keys(text).await.unwrap();
+    }
+
+    /// Saves a screenshot as `target/e2e-artifacts/<name>.png`.
+    pub async fn screenshot(&self, name: &str) {
+        let png = self.client.screenshot().await.unwrap();
+        std::fs::write(crate::artifacts().join(format!("{name}.png")), png).unwrap();
+    }
+
+    /// The message texts shown, in order.
+    pub async fn messages(&self) -> Vec<String> {
+        self.texts(".message .text").await
+    }
+
+    /// Ends the session.
+    pub async fn close(self) {
+        let _ = self.client.close().await;
+    }
+}

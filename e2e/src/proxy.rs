@@ -1,0 +1,142 @@
+//! A fault-injecting TCP proxy on tokio.
+//!
+//! It forwards bytes between a client and the server, and on command adds latency,
+//! stalls the path without closing it (a blackhole: what a dead Wi-Fi looks like), resets
+//! every connection, or drops bytes. Closing nothing is the point: only heartbeats can
+//! tell a blackholed connection from a quiet one.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// How the proxy treats traffic.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fault {
+    /// Forward everything.
+    Pass,
+    /// Delay every chunk by this much.
+    Latency(Duration),
+    /// Forward nothing and close nothing.
+    Blackhole,
+    /// Forward, but drop every n-th chunk.
+    DropEvery(usize),
+}
+
+/// A proxy in front of one upstream address.
+pub struct FaultProxy {
+    /// Where clients connect.
+    pub addr: SocketAddr,
+    fault: watch::Sender<Fault>,
+    resets: watch::Sender<u64>,
+    accepted: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    /// Starts a proxy to `upstream` on a free loopback port.
+    pub async fn start(upstream: SocketAddr) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (fault, fault_rx) = watch::channel(Fault::Pass);
+        let (resets, resets_rx) = watch::channel(0u64);
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let counter = accepted.clone();
+        let task = tokio::spawn(async move {
+            let mut connections = JoinSet::new();
+            loop {
+                let Ok((client, _)) = listener.accept().await else { break };
+                counter.fetch_add(1, Ordering::SeqCst);
+                let fault = fault_rx.clone();
+                let mut resets = resets_rx.clone();
+                resets.mark_unchanged();
+                connections.spawn(async move {
+                    let Ok(server) = TcpStream::connect(upstream).await else { return };
+                    let _ = client.set_nodelay(true);
+                    let _ = server.set_nodelay(true);
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    tokio::select! {
+                        _ = pump(client_read, server_write, fault.clone()) => {}
+                        _ = pump(server_read, client_write, fault) => {}
+                        _ = resets.changed() => {}
+                    }
+                });
+            }
+        });
+        FaultProxy { addr, fault, resets, accepted, task }
+    }
+
+    /// Switches how traffic is treated, for existing and new connections alike.
+    pub fn set(&self, fault: Fault) {
+        self.fault.send_replace(fault);
+    }
+
+    /// Closes every current connection at once.
+    pub fn reset_all(&self) {
+        self.resets.send_modify(|n| *n += 1);
+    }
+
+    /// Connections accepted so far.
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// `http://` base URL through this proxy.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Copies one direction, obeying the current fault.
+async fn pump(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut fault: watch::Receiver<Fault>,
+) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    let mut chunks = 0usize;
+    loop {
+        // While blackholed, read nothing: bytes pile up in kernel buffers, nothing closes.
+        loop {
+            let blackholed = *fault.borrow_and_update() == Fault::Blackhole;
+            if !blackholed {
+                break;
+            }
+            if fault.changed().await.is_err() {
+                return;
+            }
+        }
+        let read = tokio::select! {
+            read = from.read(&mut buffer) => read,
+            _ = fault.changed() => continue,
+        };
+        let n = match read {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        chunks += 1;
+        let current = *fault.borrow();
+        match current {
+            Fault::Latency(delay) => tokio::time::sleep(delay).await,
+            Fault::DropEvery(every) if every > 0 && chunks % every == 0 => continue,
+            // Arrived just as the path died: lost, like the network would lose it.
+            Fault::Blackhole => continue,
+            _ => {}
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
+    }
+}
