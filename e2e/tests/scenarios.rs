@@ -120,3 +120,172 @@ async fn s6_a_bad_actor_is_shut_out_and_the_conversation_goes_on() {
     assert!(c.alice.js("return !!document.querySelector('.indicator.connected')").await.as_bool().unwrap());
     report("6 (bad actor)", started);
 }
+
+/// Alice's message texts and their ticks.
+async fn ticks(page: &Page) -> Vec<String> {
+    page.texts(".message.mine .tick").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s2_server_crash_nothing_lost_nothing_doubled() {
+    let started = Instant::now();
+    let mut c = chat(&[]).await;
+    for i in 1..=3 {
+        c.alice.say(&format!("before {i}")).await;
+    }
+    c.bob.until("the first three", PATIENCE, "document.querySelectorAll('.message').length >= 3").await;
+
+    c.server.kill();
+    c.alice.until("reconnecting shown", PATIENCE, "document.querySelector('.indicator.reconnecting')").await;
+    let indicator = c.alice.texts(".indicator-text").await.join("");
+    assert!(indicator.starts_with("Reconnecting in"), "{indicator}");
+    for i in 1..=3 {
+        c.alice.say(&format!("during {i}")).await;
+    }
+    c.alice.until("queued", PATIENCE, "document.querySelector('.queue-count')").await;
+    let queued = c.alice.texts(".queue-count").await.join("");
+    assert_eq!(queued, "3 messages waiting");
+    assert_eq!(ticks(&c.alice).await[3..], ["○ sending", "○ sending", "○ sending"]);
+    c.alice.screenshot("crash-reconnecting").await;
+
+    c.server.restart();
+    let expected: Vec<String> =
+        (1..=3).map(|i| format!("before {i}")).chain((1..=3).map(|i| format!("during {i}"))).collect();
+    for page in [&c.alice, &c.bob] {
+        page.until("all six", Duration::from_secs(40), "document.querySelectorAll('.message').length >= 6")
+            .await;
+        page.until("connected again", PATIENCE, "document.querySelector('.indicator.connected')").await;
+    }
+    c.alice.until("queue drained", PATIENCE, "!document.querySelector('.queue-count')").await;
+    assert_eq!(c.alice.messages().await, expected, "Alice: each once, in order");
+    assert_eq!(c.bob.messages().await, expected, "Bob: resumed without gaps or doubles");
+    c.alice.until("all acked", PATIENCE, "!document.querySelector('.message.mine .tick.sending')").await;
+    report("2 (server crash)", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_a_blackholed_network_is_detected_and_healed() {
+    let started = Instant::now();
+    let c = chat(&["--idle-timeout", "6s"]).await;
+    c.bob_proxy.set(Fault::Blackhole);
+    let silent = Instant::now();
+
+    c.bob.until("Bob notices", PATIENCE, "!document.querySelector('.indicator.connected')").await;
+    let bob_noticed = silent.elapsed();
+    c.bob.screenshot("blackhole-bob-reconnecting").await;
+    c.alice
+        .until(
+            "Bob leaves presence",
+            PATIENCE,
+            "!Array.from(document.querySelectorAll('.presence .member')).some(e => e.textContent.includes('Bob'))",
+        )
+        .await;
+    let alice_saw_leave = silent.elapsed();
+    println!(
+        "blackhole: Bob's client noticed after {:.1} s, Alice saw Bob leave after {:.1} s (idle timeout 6 s, heartbeat 3 s, pong timeout 5 s)",
+        bob_noticed.as_secs_f64(),
+        alice_saw_leave.as_secs_f64()
+    );
+    assert!(bob_noticed <= Duration::from_secs(9), "heartbeat 3 s + pong timeout 5 s, plus slack");
+    assert!(alice_saw_leave <= Duration::from_secs(12), "the server's idle timeout, plus slack");
+
+    c.alice.say("while you were away").await;
+    c.bob_proxy.set(Fault::Pass);
+    c.bob
+        .until("Bob reconnects", Duration::from_secs(30), "document.querySelector('.indicator.connected')")
+        .await;
+    c.bob.until("Bob resumes", PATIENCE, "document.querySelectorAll('.message').length >= 1").await;
+    assert_eq!(c.bob.messages().await, ["while you were away"], "resumed without gaps or doubles");
+    c.alice
+        .until("Bob is back", PATIENCE, "Array.from(document.querySelectorAll('.presence .member')).some(e => e.textContent.includes('Bob'))")
+        .await;
+    report("3 (blackhole)", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s4_offline_queues_quietly_and_reconnects_at_once() {
+    let started = Instant::now();
+    let c = chat(&[]).await;
+    c.alice_proxy.set(Fault::Blackhole);
+    c.alice.js("window.dispatchEvent(new Event('offline')); return 0;").await;
+    c.alice.until("offline banner", PATIENCE, "document.querySelector('.offline-banner')").await;
+    c.alice.until("offline indicator", PATIENCE, "document.querySelector('.indicator.offline')").await;
+    c.alice.say("sent offline 1").await;
+    c.alice.say("sent offline 2").await;
+    c.alice.until("queued", PATIENCE, "document.querySelector('.queue-count')").await;
+    c.alice.screenshot("offline").await;
+    let attempts = c.alice_proxy.accepted();
+    // Nothing to await here: the claim is that nothing happens. Watch for longer than the
+    // first backoff delays would take.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(c.alice_proxy.accepted(), attempts, "no connection attempts while offline");
+
+    c.alice_proxy.set(Fault::Pass);
+    let back = Instant::now();
+    c.alice.js("window.dispatchEvent(new Event('online')); return 0;").await;
+    c.alice.until("connected at once", PATIENCE, "document.querySelector('.indicator.connected')").await;
+    let reconnect = back.elapsed();
+    println!("offline: back online, connected after {:.2} s", reconnect.as_secs_f64());
+    assert!(reconnect < Duration::from_secs(3), "no backoff wait: {reconnect:?}");
+    c.bob.until("both messages", PATIENCE, "document.querySelectorAll('.message').length >= 2").await;
+    assert_eq!(c.bob.messages().await, ["sent offline 1", "sent offline 2"]);
+    report("4 (offline)", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s5_a_reload_with_a_full_outbox_sends_each_message_once() {
+    let started = Instant::now();
+    let c = chat(&[]).await;
+    c.alice_proxy.set(Fault::Blackhole);
+    c.alice.js("window.dispatchEvent(new Event('offline')); return 0;").await;
+    c.alice.until("offline", PATIENCE, "document.querySelector('.indicator.offline')").await;
+    for i in 1..=3 {
+        c.alice.say(&format!("queued {i}")).await;
+    }
+    c.alice
+        .until("saved", PATIENCE, "Object.keys(localStorage).some(k => k.startsWith('tether.outbox.'))")
+        .await;
+    c.alice_proxy.set(Fault::Pass);
+    c.alice.client.refresh().await.unwrap();
+    c.alice.until("connected after reload", PATIENCE, "document.querySelector('.indicator.connected')").await;
+    c.bob.until("three messages", PATIENCE, "document.querySelectorAll('.message').length >= 3").await;
+    c.alice
+        .until(
+            "outbox emptied",
+            PATIENCE,
+            "!Object.keys(localStorage).some(k => k.startsWith('tether.outbox.'))",
+        )
+        .await;
+    assert_eq!(c.bob.messages().await, ["queued 1", "queued 2", "queued 3"], "each exactly once");
+    c.bob.say("got them").await;
+    c.alice
+        .until(
+            "Bob's reply",
+            PATIENCE,
+            "Array.from(document.querySelectorAll('.message .text')).some(e => e.textContent === 'got them')",
+        )
+        .await;
+    assert_eq!(c.bob.messages().await.len(), 4, "no late duplicates");
+    report("5 (reload)", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s7_a_refused_sign_in_fails_visibly_and_offers_a_retry() {
+    let started = Instant::now();
+    // This server requires tokens; the demo page (dev mode) has none.
+    let server = Server::start(&["--auth-secret", "e2e-secret"]);
+    let proxy = FaultProxy::start(server.addr).await;
+    let browser = Browser::start().await;
+    let page = browser.page("Mallory").await;
+    page.open(&proxy.url()).await;
+    page.until("failed shown", PATIENCE, "document.querySelector('.indicator.failed')").await;
+    let text = page.texts(".indicator-text").await.join("");
+    assert_eq!(text, "Connection failed: Sign-in failed: a token is required (4401)");
+    assert_eq!(page.texts(".indicator .retry").await, ["Retry now"]);
+    let attempts = proxy.accepted();
+    page.screenshot("failed").await;
+    // A refused token is not retried blindly.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(proxy.accepted(), attempts, "no automatic retries after 4401");
+    report("7 (failed)", started);
+}

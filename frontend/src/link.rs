@@ -117,6 +117,12 @@ pub fn storage_key(url: &str) -> String {
     format!("tether.outbox.{url}")
 }
 
+/// The `localStorage` key for a URL's resume token: a reload keeps the same identity, so
+/// the server's dedupe recognises a message re-sent after the reload.
+fn session_key(url: &str) -> String {
+    format!("tether.session.{url}")
+}
+
 fn local_storage() -> Option<web_sys::Storage> {
     web_sys::window()?.local_storage().ok()?
 }
@@ -141,7 +147,10 @@ impl Link {
         };
         let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
         LIVE_LINKS.with(|live| live.set(live.get() + 1));
-        let core = Connection::with_outbox(options.connection.clone(), outbox, seed);
+        let mut core = Connection::with_outbox(options.connection.clone(), outbox, seed);
+        if options.persist {
+            core.set_resume_token(local_storage().and_then(|s| s.get_item(&session_key(url)).ok().flatten()));
+        }
         let inner = Rc::new(RefCell::new(Inner {
             url: url.to_owned(),
             core,
@@ -333,6 +342,11 @@ impl Link {
             let mut inner = self.inner.borrow_mut();
             while let Some(event) = inner.core.poll_event() {
                 queue_changed |= matches!(event, Event::Queue { .. });
+                if matches!(event, Event::Welcome { .. }) && inner.storage_key.is_some() {
+                    if let (Some(storage), Some(token)) = (local_storage(), inner.core.resume_token()) {
+                        let _ = storage.set_item(&session_key(&inner.url), token);
+                    }
+                }
                 inner.pending.push(event);
             }
         }

@@ -370,6 +370,16 @@ impl Connection {
         &self.config
     }
 
+    /// The session's resume token, to keep the identity across a page reload.
+    pub fn resume_token(&self) -> Option<&str> {
+        self.resume_token.as_deref()
+    }
+
+    /// Restores a resume token saved by an earlier page.
+    pub fn set_resume_token(&mut self, token: Option<String>) {
+        self.resume_token = token;
+    }
+
     /// Replaces the token used by the next `hello` (after fetching a fresh one).
     pub fn set_token(&mut self, token: Option<String>) {
         self.config.token = token;

@@ -110,7 +110,10 @@ fn run(server_args: &[String]) -> Result<(), String> {
 fn test() -> Result<(), String> {
     let root = root();
     sh::step("native tests (cargo test --workspace)");
-    Cmd::new("cargo").args(["test", "--workspace", "--exclude", "tether-yew"]).dir(&root).run()?;
+    Cmd::new("cargo")
+        .args(["test", "--workspace", "--exclude", "tether-yew", "--exclude", "tether-e2e"])
+        .dir(&root)
+        .run()?;
 
     sh::step("browser tests (wasm-bindgen-test in headless Chromium, against a real server)");
     Cmd::new("cargo").args(["build", "-p", "tether-server"]).dir(&root).run()?;
@@ -130,7 +133,15 @@ fn test() -> Result<(), String> {
     if !output.contains("Running headless tests in Chrome") {
         return fail("the wasm tests did not run in headless Chrome; refusing to count them");
     }
-    println!("all test suites passed");
+
+    sh::step("end-to-end scenarios (release server and bundle, Chromium, fault proxy)");
+    dist()?;
+    Cmd::new("cargo").args(["build", "--release", "-p", "tether-server"]).dir(&root).run()?;
+    Cmd::new("cargo")
+        .args(["test", "-p", "tether-e2e", "--", "--test-threads=1", "--nocapture"])
+        .dir(&root)
+        .run()?;
+    println!("all test suites passed; screenshots in target/e2e-artifacts/");
     Ok(())
 }
 
