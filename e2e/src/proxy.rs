@@ -35,6 +35,7 @@ pub struct FaultProxy {
     fault: watch::Sender<Fault>,
     resets: watch::Sender<u64>,
     accepted: Arc<AtomicUsize>,
+    accepts: watch::Receiver<usize>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -47,11 +48,13 @@ impl FaultProxy {
         let (resets, resets_rx) = watch::channel(0u64);
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
+        let (accepts_tx, accepts) = watch::channel(0usize);
         let task = tokio::spawn(async move {
             let mut connections = JoinSet::new();
             loop {
                 let Ok((client, _)) = listener.accept().await else { break };
-                counter.fetch_add(1, Ordering::SeqCst);
+                let total = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                accepts_tx.send_replace(total);
                 let fault = fault_rx.clone();
                 let mut resets = resets_rx.clone();
                 resets.mark_unchanged();
@@ -69,7 +72,7 @@ impl FaultProxy {
                 });
             }
         });
-        FaultProxy { addr, fault, resets, accepted, task }
+        FaultProxy { addr, fault, resets, accepted, accepts, task }
     }
 
     /// Switches how traffic is treated, for existing and new connections alike.
@@ -85,6 +88,14 @@ impl FaultProxy {
     /// Connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Whether a new connection arrives within `window`. The proof that a client is *not*
+    /// retrying is that this times out.
+    pub async fn connection_within(&self, window: std::time::Duration) -> bool {
+        let mut accepts = self.accepts.clone();
+        accepts.mark_unchanged();
+        tokio::time::timeout(window, accepts.changed()).await.is_ok()
     }
 
     /// `http://` base URL through this proxy.

@@ -101,16 +101,13 @@ async fn acked_messages_survive_sigkill_and_a_restart() {
 
     let dir = std::env::temp_dir().join(format!("tether-kill-{}", std::process::id()));
     let data = dir.to_str().unwrap().to_owned();
-    let (mut child, addr) = spawn_server_with(&[
-        "--listen",
-        "127.0.0.1:0",
-        "--store",
-        "sqlite",
-        "--data-dir",
-        &data,
-        "--publish-rate",
-        "10000",
-    ]);
+    let durable = |listen: &str| -> Vec<String> {
+        ["--listen", listen, "--store", "sqlite", "--data-dir", &data, "--publish-rate", "10000"]
+            .map(str::to_owned)
+            .to_vec()
+    };
+    let args = durable("127.0.0.1:0");
+    let (mut child, addr) = spawn_server_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let (mut alice, _, resume_token) = hello(addr, "Alice").await;
     join(&mut alice, "r", None).await;
     let mut acked = Vec::new();
@@ -140,16 +137,8 @@ async fn acked_messages_survive_sigkill_and_a_restart() {
     acked.dedup();
 
     let listen = addr.to_string();
-    let (mut child, addr) = spawn_server_with(&[
-        "--listen",
-        &listen,
-        "--store",
-        "sqlite",
-        "--data-dir",
-        &data,
-        "--publish-rate",
-        "10000",
-    ]);
+    let args = durable(&listen);
+    let (mut child, addr) = spawn_server_with(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let mut alice = connect(addr).await;
     send(&mut alice, &ClientFrame::Hello { v: 1, token: None, name: None, resume_token: Some(resume_token) })
         .await;
