@@ -1,6 +1,7 @@
 //! The demo chat: rooms, messages with delivery ticks, presence and typing.
 
 use serde_json::json;
+use tether_shared::PresenceMode;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
@@ -85,12 +86,15 @@ pub fn ChatRoom(props: &ChatRoomProps) -> Html {
     html! {
         <div class="room">
             <aside class="presence" aria-label="People here">
-                <h3>{ format!("Here ({})", view.members.len()) }</h3>
+                <h3>{ format!("Here ({})", view.count.max(view.members.len())) }</h3>
                 <ul>
                     { for view.members.iter().map(|m| html! {
-                        <li class="member"><span class="avatar" style={format!("background:{}", m.color)}></span>{ &m.name }</li>
+                        <li class="member" key={m.id.clone()}><span class="avatar" style={format!("background:{}", m.color)}></span>{ &m.name }</li>
                     }) }
                 </ul>
+                if view.presence == PresenceMode::Count && view.count > view.members.len() {
+                    <p class="more-members">{ format!("and {} more", view.count - view.members.len()) }</p>
+                }
             </aside>
             <section class="conversation">
                 if view.replay_complete == Some(false) {

@@ -17,4 +17,4 @@ pub use endpoint::default_socket_url;
 pub use hooks::{UseWebSocket, UseWebSocketOptions, use_connection, use_link, use_status, use_websocket};
 pub use link::{Link, LinkOptions, Status};
 pub use provider::{TetherContext, WebSocketProvider};
-pub use room::{ChatMessage, Delivery, UseRoom, use_presence, use_room, use_typing};
+pub use room::{ChatMessage, Delivery, Presence, UseRoom, use_presence, use_room, use_typing};

@@ -6,7 +6,7 @@ use std::rc::Rc;
 
 use gloo_timers::callback::Interval;
 use serde_json::Value;
-use tether_shared::{DropReason, Event, Input, Millis, ReceiptKind, ServerFrame, User};
+use tether_shared::{DropReason, Event, Input, Millis, PresenceMode, ReceiptKind, ServerFrame, User};
 use yew::prelude::*;
 
 use crate::hooks::use_link;
@@ -56,8 +56,13 @@ pub struct RoomView {
     pub messages: Vec<ChatMessage>,
     /// After a resume: whether the replay covered everything (`Some(false)` means a gap).
     pub replay_complete: Option<bool>,
-    /// Members present, one per user.
+    /// Members present, one per user. In a big room ([`PresenceMode::Count`]) this is
+    /// the first page the hook asked for, not everyone: show [`RoomView::count`].
     pub members: Vec<User>,
+    /// Users present, as the server last said.
+    pub count: usize,
+    /// Whether the room lists its members or only counts them.
+    pub presence: PresenceMode,
     /// Who is typing, with when we last heard.
     pub typing: BTreeMap<String, (User, Millis)>,
     /// The highest seq received.
@@ -137,18 +142,40 @@ impl RoomView {
                 Event::Frame(ServerFrame::Replayed { room: r, complete, .. }) if r == room => {
                     self.replay_complete = Some(*complete);
                 }
-                Event::Frame(ServerFrame::Joined { room: r, members, seq, .. }) if r == room => {
+                Event::Frame(ServerFrame::Joined { room: r, members, seq, count, presence, .. })
+                    if r == room =>
+                {
                     self.members = members.clone();
+                    self.count = *count;
+                    self.presence = *presence;
                     if self.last_seq == 0 {
                         self.last_seq = *seq;
                     }
                 }
-                Event::Frame(ServerFrame::Presence { room: r, joined, left }) if r == room => {
+                Event::Frame(ServerFrame::Presence { room: r, joined, left, count, snapshot })
+                    if r == room =>
+                {
+                    if *snapshot {
+                        self.members.clear();
+                    }
                     self.members.retain(|m| !left.contains(&m.id) && !joined.iter().any(|j| j.id == m.id));
                     self.members.extend(joined.iter().cloned());
+                    self.members.sort_by(|a, b| a.id.cmp(&b.id));
+                    self.count = *count;
+                    self.presence = PresenceMode::Full;
                     for gone in left {
                         self.typing.remove(gone);
                     }
+                }
+                Event::Frame(ServerFrame::PresenceCount { room: r, count }) if r == room => {
+                    self.count = *count;
+                    self.presence = PresenceMode::Count;
+                }
+                Event::Frame(ServerFrame::Members { room: r, members, count, .. })
+                    if r == room && self.presence == PresenceMode::Count =>
+                {
+                    self.members = members.clone();
+                    self.count = *count;
                 }
                 Event::Frame(ServerFrame::Typing { room: r, user, active }) if r == room => {
                     if *active {
@@ -172,6 +199,9 @@ impl RoomView {
         }
     }
 }
+
+/// Members fetched to show beside the count in a big room.
+pub const PRESENCE_SAMPLE: u32 = 20;
 
 /// How long a typing indicator lasts without a refresh.
 pub const TYPING_TTL_MS: u64 = 6_000;
@@ -271,8 +301,23 @@ pub fn use_room(room: AttrValue) -> UseRoom {
             let receipts = link.clone();
             let subscription = link.subscribe(move |events, status| {
                 let me = status.user.as_ref().map(|u| u.id.as_str());
-                let before = view.borrow().last_seq;
+                let (before, counting_before) = {
+                    let view = view.borrow();
+                    (view.last_seq, view.presence == PresenceMode::Count)
+                };
                 view.borrow_mut().apply(&room_name, me, events);
+                let counting = view.borrow().presence == PresenceMode::Count;
+                let rejoined = events.iter().any(
+                    |e| matches!(e, Event::Frame(ServerFrame::Joined { room: r, .. }) if *r == room_name),
+                );
+                if counting && (!counting_before || rejoined) {
+                    // A big room: fetch a first page so there are faces beside the count.
+                    receipts.handle(Input::Members {
+                        room: room_name.clone(),
+                        after: None,
+                        limit: Some(PRESENCE_SAMPLE),
+                    });
+                }
                 let after = view.borrow().last_seq;
                 if after > before {
                     receipts.handle(Input::Receipt {
@@ -294,10 +339,23 @@ pub fn use_room(room: AttrValue) -> UseRoom {
     UseRoom { view: snapshot, link, room, cell: view, rerender, last_typing }
 }
 
-/// Presence in `room`: who is here, one entry per user.
+/// Who is in a room, as [`use_presence`] tells it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Presence {
+    /// Everyone, one entry per user, in id order; in a big room only a first page.
+    pub members: Vec<User>,
+    /// How many users are present (always right, in both modes).
+    pub count: usize,
+    /// [`PresenceMode::Count`] when the room is too big to list.
+    pub mode: PresenceMode,
+}
+
+/// Presence in `room`: who is here and how many. Big rooms tell only the count (and
+/// the hook fetches a first page of faces); small ones list everyone.
 #[hook]
-pub fn use_presence(room: AttrValue) -> Vec<User> {
-    use_room(room).view.members.clone()
+pub fn use_presence(room: AttrValue) -> Presence {
+    let view = use_room(room).view;
+    Presence { members: view.members.clone(), count: view.count, mode: view.presence }
 }
 
 /// Who is typing in `room` right now (indicators older than six seconds have expired).

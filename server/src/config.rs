@@ -91,6 +91,18 @@ pub struct Config {
     #[arg(long, env = "TETHER_PUBLISH_BURST", default_value_t = 40)]
     pub publish_burst: u32,
 
+    /// Shortest gap between two presence announcements in one room. The first change
+    /// after a quiet spell goes out at once; changes within a tick of it are sent
+    /// together as one diff (or one count) per room.
+    #[arg(long, env = "TETHER_PRESENCE_TICK", default_value = "200ms", value_parser = parse_duration)]
+    pub presence_tick: Duration,
+
+    /// Users in a room above which its members are told only the count (and may page
+    /// through the list on request) instead of every join and leave. The room goes back
+    /// to a full list at half this.
+    #[arg(long, env = "TETHER_PRESENCE_LIMIT", default_value_t = 200)]
+    pub presence_limit: usize,
+
     /// Frames queued for one client before it counts as a slow consumer and is closed.
     #[arg(long, env = "TETHER_SEND_QUEUE", default_value_t = 1024)]
     pub send_queue: usize,
@@ -124,6 +136,8 @@ impl Config {
             max_body_bytes: 16 * 1024,
             publish_rate: 20,
             publish_burst: 40,
+            presence_tick: Duration::from_millis(200),
+            presence_limit: 200,
             send_queue: 1024,
             test_endpoints: false,
         }

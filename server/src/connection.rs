@@ -5,7 +5,7 @@
 //! flush. A join's snapshot and replay are written directly, before the queue is
 //! drained again, which is what puts history strictly before live messages.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +14,7 @@ use futures::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use serde_json::Value;
 use tether_shared::frame::valid_room_name;
-use tether_shared::{ClientFrame, ErrorCode, RejectCode, RoomCursor, ServerFrame, close};
-use tokio::sync::mpsc;
+use tether_shared::{ClientFrame, ErrorCode, RejectCode, RoomCursor, ServerFrame, User, close};
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -24,7 +23,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use crate::auth;
 use crate::handshake::{self, Identity};
 use crate::metrics::{CodeLabel, OutcomeLabel};
-use crate::outbound::Outbound;
+use crate::outbound::{Next, Outbound};
+use crate::presence;
 use crate::routes::Context;
 use crate::sequencer::Publish;
 use crate::upgrade::Socket;
@@ -38,8 +38,6 @@ const MAX_STRIKES: u32 = 10;
 /// Frames per second per connection, of any kind; raised to twice the publish rate when
 /// that is higher.
 const FRAMES_PER_SEC: u32 = 100;
-/// Queued frames written before one flush.
-const WRITE_BATCH: usize = 256;
 /// Most recent messages a join without a cursor may ask for.
 const MAX_JOIN_HISTORY: u32 = 1_000;
 /// Longest wait for a closing handshake to be written.
@@ -100,30 +98,53 @@ pub async fn serve(mut socket: Socket, context: Arc<Context>, id: u64) {
         rooms: BTreeSet::new(),
         strikes: 0,
     };
+    // Made once and polled in place: a fresh future per loop turn would register and
+    // unregister a waiter on every frame.
+    let shutdown = context.shutdown.triggered();
+    tokio::pin!(shutdown);
     let mut dropped = context.drop_all.subscribe();
     let idle_timeout = context.config.idle_timeout;
-    let idle = tokio::time::sleep(idle_timeout);
+    // The idle timer is moved only when it fires, not on every frame: it then checks
+    // when the client was last heard from.
+    let mut last_heard = tokio::time::Instant::now();
+    let idle = tokio::time::sleep_until(last_heard + idle_timeout);
     tokio::pin!(idle);
 
     let ending = loop {
+        // Backpressure: while replies pile up, the client's next frames wait in the kernel.
+        let reading = queue.may_read();
         let result = tokio::select! {
             biased;
-            _ = context.shutdown.triggered() => break Ending::Shutdown,
-            _ = conn.out.slow() => break Ending::Close(close::SLOW_CONSUMER, "slow consumer: too many frames queued"),
+            () = &mut shutdown => break Ending::Shutdown,
             Ok(()) = dropped.changed() => break Ending::Close(close::SERVICE_RESTART, "dropped by the test endpoint"),
-            Some(first) = queue.recv() => {
+            next = queue.next() => match next {
+                Next::Slow => break Ending::Close(close::SLOW_CONSUMER, SLOW_REASON),
                 // A client that stops reading blocks this write; slowness and shutdown must
                 // still get through. Dropping a half-done write is safe: tungstenite keeps
                 // unwritten bytes in its buffer and the closing handshake flushes them.
-                tokio::select! {
-                    written = drain(&mut socket, first, &mut queue) => written,
-                    _ = conn.out.slow() => break Ending::Close(close::SLOW_CONSUMER, "slow consumer: too many frames queued"),
-                    _ = context.shutdown.triggered() => break Ending::Shutdown,
+                Next::Frames(mut batch) => tokio::select! {
+                    written = drain(&mut socket, &mut batch) => {
+                        queue.recycle(batch);
+                        written
+                    }
+                    () = queue.slow() => break Ending::Close(close::SLOW_CONSUMER, SLOW_REASON),
+                    () = &mut shutdown => break Ending::Shutdown,
+                },
+            },
+            () = &mut idle => {
+                let now = tokio::time::Instant::now();
+                if !reading {
+                    // Not reading is our choice, not the client's silence.
+                    last_heard = now;
                 }
+                if now < last_heard + idle_timeout {
+                    idle.as_mut().reset(last_heard + idle_timeout);
+                    continue;
+                }
+                break Ending::Close(close::IDLE_TIMEOUT, "idle timeout");
             }
-            _ = &mut idle => break Ending::Close(close::IDLE_TIMEOUT, "idle timeout"),
-            next = socket.next() => {
-                idle.as_mut().reset(tokio::time::Instant::now() + idle_timeout);
+            next = socket.next(), if reading => {
+                last_heard = tokio::time::Instant::now();
                 match next {
                     None => break Ending::ClientClosed,
                     Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
@@ -153,7 +174,7 @@ pub async fn serve(mut socket: Socket, context: Arc<Context>, id: u64) {
             // Acks for publishes already handed to the sequencer go out before the goodbye.
             let _ = tokio::time::timeout(SHUTDOWN_FLUSH, context.sequencer.barrier()).await;
             let pending = async {
-                while let Ok(frame) = queue.try_recv() {
+                for frame in queue.take_now() {
                     if socket.feed(Message::Text(frame)).await.is_err() {
                         break;
                     }
@@ -180,18 +201,13 @@ pub async fn serve(mut socket: Socket, context: Arc<Context>, id: u64) {
     }
 }
 
-/// Writes `first` and whatever else is queued, then flushes once.
-async fn drain(
-    socket: &mut Socket,
-    first: Utf8Bytes,
-    queue: &mut mpsc::Receiver<Utf8Bytes>,
-) -> Result<(), WsError> {
-    socket.feed(Message::Text(first)).await?;
-    for _ in 1..WRITE_BATCH {
-        match queue.try_recv() {
-            Ok(frame) => socket.feed(Message::Text(frame)).await?,
-            Err(_) => break,
-        }
+/// The reason sent with 4001.
+const SLOW_REASON: &str = "slow consumer: too many frames queued";
+
+/// Writes a batch of queued frames, then flushes once.
+async fn drain(socket: &mut Socket, batch: &mut VecDeque<Utf8Bytes>) -> Result<(), WsError> {
+    while let Some(frame) = batch.pop_front() {
+        socket.feed(Message::Text(frame)).await?;
     }
     socket.flush().await
 }
@@ -285,7 +301,7 @@ impl Conn {
             }
             ClientFrame::Leave { room } => {
                 if self.rooms.remove(&room) {
-                    self.context.hub.leave(&room, self.out.conn);
+                    self.context.hub.leave(&room, self.out.conn());
                 }
                 ServerFrame::Left { room }
             }
@@ -297,10 +313,26 @@ impl Conn {
                 if !self.rooms.contains(&room) {
                     self.error(ErrorCode::NotJoined, "join the room first", Some(&room))
                 } else {
-                    let user = self.identity.as_ref().expect("after hello").user.clone();
+                    let user = User::clone(&self.identity.as_ref().expect("after hello").user);
                     let typing = ServerFrame::Typing { room: room.clone(), user, active };
-                    self.context.hub.broadcast(&room, &typing, Some(self.out.conn));
+                    self.context.hub.broadcast(&room, &typing, Some(self.out.conn()));
                     return Ok(None);
+                }
+            }
+            ClientFrame::Members { room, after, limit } => {
+                let page = self.rooms.contains(&room).then(|| {
+                    let limit =
+                        limit.map_or(presence::DEFAULT_PAGE, |l| (l as usize).min(presence::MAX_PAGE));
+                    self.context.hub.members(&room, after.as_deref(), limit)
+                });
+                match page.flatten() {
+                    Some(page) => ServerFrame::Members {
+                        room,
+                        members: page.members,
+                        next: page.next,
+                        count: page.count,
+                    },
+                    None => self.error(ErrorCode::NotJoined, "join the room first", Some(&room)),
                 }
             }
             ClientFrame::Receipt { room, kind, seq } => {
@@ -339,7 +371,8 @@ impl Conn {
             let message = format!("at most {} publishes per second", self.context.config.publish_rate);
             return Some(self.reject(&id, RejectCode::RateLimited, &message));
         }
-        let user = self.identity.as_ref().expect("after hello").user.clone();
+        let user = User::clone(&self.identity.as_ref().expect("after hello").user);
+        self.out.begin_publish();
         self.context.sequencer.publish(Publish {
             room,
             id,
@@ -393,8 +426,16 @@ impl Conn {
         self.rooms.insert(room.clone());
         let epoch = self.context.store.epoch();
         let head = joined.head;
-        write(socket, &ServerFrame::Joined { room: room.clone(), seq: head, epoch, members: joined.members })
-            .await?;
+        let presence = joined.presence;
+        let frame = ServerFrame::Joined {
+            room: room.clone(),
+            seq: head,
+            epoch,
+            members: presence.members,
+            count: presence.count,
+            presence: presence.mode,
+        };
+        write(socket, &frame).await?;
         // Without a cursor, `history` asks for the latest messages: a cursor that far back.
         let since = match (since, history) {
             (Some(since), _) => since,

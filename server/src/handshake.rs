@@ -1,5 +1,7 @@
 //! `hello` → `welcome`: establishing who a connection is.
 
+use std::sync::Arc;
+
 use tether_shared::{Limits, PROTOCOL_VERSION, ServerFrame, User, close};
 
 use crate::auth::{self, Claims, TokenError};
@@ -11,8 +13,8 @@ const RESUME_TTL_SECS: u64 = 24 * 3600;
 
 /// A connection's established identity.
 pub struct Identity {
-    /// Who.
-    pub user: User,
+    /// Who; shared by every room the connection is in.
+    pub user: Arc<User>,
     /// Room patterns they may join.
     pub rooms: Vec<String>,
     /// When the identity's credential expires (seconds since the epoch); resume tokens
@@ -39,7 +41,11 @@ pub fn authenticate(
     }
     let now = auth::unix_now();
     let from_claims = |claims: Claims| Identity {
-        user: User { color: identity::color_for(&claims.sub).into(), id: claims.sub, name: claims.name },
+        user: Arc::new(User {
+            color: identity::color_for(&claims.sub).into(),
+            id: claims.sub,
+            name: claims.name,
+        }),
         rooms: claims.rooms,
         expires: claims.exp,
     };
@@ -56,11 +62,15 @@ pub fn authenticate(
     if let Some(Ok(claims)) = resume_token.map(|t| auth::verify(signing_secret, t, now)) {
         let mut identity = from_claims(claims);
         if let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) {
-            identity.user.name = name.chars().take(32).collect();
+            Arc::make_mut(&mut identity.user).name = name.chars().take(32).collect();
         }
         return Ok(identity);
     }
-    Ok(Identity { user: identity::dev_user(name), rooms: vec!["*".into()], expires: now + RESUME_TTL_SECS })
+    Ok(Identity {
+        user: Arc::new(identity::dev_user(name)),
+        rooms: vec!["*".into()],
+        expires: now + RESUME_TTL_SECS,
+    })
 }
 
 /// The `welcome` for an established identity.
@@ -83,6 +93,6 @@ pub fn welcome(config: &Config, signing_secret: &[u8], identity: &Identity) -> S
             publish_burst: config.publish_burst,
             max_rooms: config.max_rooms,
         },
-        user: identity.user.clone(),
+        user: User::clone(&identity.user),
     }
 }

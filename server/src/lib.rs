@@ -18,6 +18,7 @@ mod identity;
 mod limits;
 mod metrics;
 mod outbound;
+mod presence;
 mod routes;
 mod sequencer;
 mod shutdown;
@@ -79,7 +80,8 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
     }
     let store = open_store(&config)?;
     let metrics = Arc::new(metrics::Metrics::default());
-    let hub = Arc::new(hub::RoomHub::new(store.clone(), config.max_members));
+    let presence = presence::PresenceConfig { tick: config.presence_tick, limit: config.presence_limit };
+    let hub = hub::RoomHub::start(store.clone(), config.max_members, presence);
     let retention = sequencer::Retention {
         max_messages: config.history_messages,
         max_age: config.history_age,

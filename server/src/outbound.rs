@@ -3,64 +3,266 @@
 //! Every frame for a client goes through one bounded queue that only its connection
 //! task drains. Broadcasters never wait on a slow client: if its queue is full, the
 //! client is marked slow and its connection closes with 4001 (it will reconnect and
-//! resume from history). Memory per client is therefore bounded by the queue length.
+//! resume from history).
+//!
+//! The queue is a `VecDeque` behind a mutex rather than a channel so that its memory
+//! follows its length: the connection task takes the whole batch at once and keeps at
+//! most a small spare buffer, so an idle connection holds no queue memory however big
+//! a burst it went through.
+//!
+//! The queue also carries the connection's **backpressure**. Replies to its own
+//! publishes (acks, rejections) and the echo of its own messages never count towards
+//! the slow-consumer limit, because they are bounded by the publishes in flight, and
+//! the connection stops reading its socket while too many are in flight or while its
+//! queue is half full (see [`Queue::may_read`]). An overloaded server therefore slows
+//! publishers down instead of cutting them off.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::sync::{Arc, Mutex};
+use std::task::{Poll, Waker};
 
-use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
-use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 
 /// Identifies one connection for the lifetime of the process.
 pub type ConnId = u64;
 
-/// A handle for sending frames to one connection.
+/// Publishes one connection may have waiting for their ack before it stops reading.
+pub const MAX_IN_FLIGHT: usize = 256;
+/// A batch buffer bigger than this is let go after use instead of kept as the spare.
+const SPARE_CAPACITY: usize = 16;
+
+/// A handle for sending frames to one connection. Cloning is one reference count.
 #[derive(Clone)]
 pub struct Outbound {
-    /// Which connection.
-    pub conn: ConnId,
-    queue: mpsc::Sender<Utf8Bytes>,
-    slow: CancellationToken,
+    shared: Arc<Shared>,
+}
+
+/// The connection task's end of the queue.
+pub struct Queue {
+    shared: Arc<Shared>,
+    spare: VecDeque<Utf8Bytes>,
+}
+
+struct Shared {
+    conn: ConnId,
+    capacity: usize,
     metrics: Arc<Metrics>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    frames: VecDeque<Utf8Bytes>,
+    /// The connection task, when it is waiting for frames or for slowness.
+    waker: Option<Waker>,
+    slow: bool,
+    closed: bool,
+    in_flight: usize,
+}
+
+/// What the connection task gets from [`Queue::next`].
+pub enum Next {
+    /// Frames to write, oldest first.
+    Frames(VecDeque<Utf8Bytes>),
+    /// The queue overflowed: close the connection as a slow consumer.
+    Slow,
 }
 
 impl Outbound {
-    /// A queue of `capacity` frames and its receiving end.
-    pub fn new(
-        conn: ConnId,
-        capacity: usize,
-        metrics: Arc<Metrics>,
-    ) -> (Outbound, mpsc::Receiver<Utf8Bytes>) {
-        let (queue, receiver) = mpsc::channel(capacity);
-        (Outbound { conn, queue, slow: CancellationToken::new(), metrics }, receiver)
+    /// A queue of `capacity` frames and the connection task's end of it.
+    pub fn new(conn: ConnId, capacity: usize, metrics: Arc<Metrics>) -> (Outbound, Queue) {
+        let shared = Arc::new(Shared { conn, capacity, metrics, state: Mutex::new(State::default()) });
+        (Outbound { shared: shared.clone() }, Queue { shared, spare: VecDeque::new() })
+    }
+
+    /// Which connection this is.
+    pub fn conn(&self) -> ConnId {
+        self.shared.conn
     }
 
     /// Queues a frame without waiting. A full queue marks the client as a slow consumer.
     /// Frames are shared bytes, so a broadcast encodes once and each push is a refcount.
     pub fn push(&self, frame: Utf8Bytes) {
-        match self.queue.try_send(frame) {
-            Ok(()) => {
-                self.metrics.frames_out.inc();
+        self.shared.push(frame, false, false);
+    }
+
+    /// Queues the echo of the connection's own message: never counted as slowness.
+    pub fn push_own(&self, frame: Utf8Bytes) {
+        self.shared.push(frame, true, false);
+    }
+
+    /// Queues the answer (ack or rejection) to a publish counted by
+    /// [`Outbound::begin_publish`], which is then no longer in flight.
+    pub fn push_reply(&self, frame: Utf8Bytes) {
+        self.shared.push(frame, true, true);
+    }
+
+    /// Counts a publish as in flight until its [`Outbound::push_reply`].
+    pub fn begin_publish(&self) {
+        self.shared.state.lock().expect("queue lock").in_flight += 1;
+    }
+}
+
+impl Shared {
+    fn push(&self, frame: Utf8Bytes, exempt: bool, reply: bool) {
+        let mut state = self.state.lock().expect("queue lock");
+        if reply {
+            state.in_flight = state.in_flight.saturating_sub(1);
+        }
+        if state.closed || state.slow {
+            return;
+        }
+        if !exempt && state.frames.len() >= self.capacity {
+            state.slow = true;
+            self.metrics.slow_consumers.inc();
+        } else {
+            state.frames.push_back(frame);
+        }
+        if let Some(waker) = state.waker.take() {
+            drop(state);
+            waker.wake();
+        }
+    }
+}
+
+impl Queue {
+    /// Waits for frames to write (all of them, taken at once) or for the connection to
+    /// be marked slow.
+    pub async fn next(&mut self) -> Next {
+        poll_fn(|cx| {
+            let mut state = self.shared.state.lock().expect("queue lock");
+            if state.slow {
+                return Poll::Ready(Next::Slow);
             }
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                if !self.slow.is_cancelled() {
-                    self.metrics.slow_consumers.inc();
-                    self.slow.cancel();
-                }
+            if state.frames.is_empty() {
+                state.waker = Some(cx.waker().clone());
+                return Poll::Pending;
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            let mut batch = std::mem::take(&mut self.spare);
+            std::mem::swap(&mut batch, &mut state.frames);
+            drop(state);
+            self.shared.metrics.frames_out.inc_by(batch.len() as u64);
+            Poll::Ready(Next::Frames(batch))
+        })
+        .await
+    }
+
+    /// Resolves once the connection has been marked slow (while a write is under way).
+    pub async fn slow(&self) {
+        poll_fn(|cx| {
+            let mut state = self.shared.state.lock().expect("queue lock");
+            if state.slow {
+                Poll::Ready(())
+            } else {
+                state.waker = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        })
+        .await
+    }
+
+    /// Hands back a written batch's buffer, so that a busy connection reuses it.
+    pub fn recycle(&mut self, mut batch: VecDeque<Utf8Bytes>) {
+        batch.clear();
+        if batch.capacity() <= SPARE_CAPACITY {
+            self.spare = batch;
         }
     }
 
-    /// Queues a frame given as text.
-    pub fn push_text(&self, text: String) {
-        self.push(Utf8Bytes::from(text));
+    /// Everything queued now, without waiting (for the goodbye at shutdown).
+    pub fn take_now(&mut self) -> VecDeque<Utf8Bytes> {
+        std::mem::take(&mut self.shared.state.lock().expect("queue lock").frames)
     }
 
-    /// Resolves when the client has been marked slow.
-    pub async fn slow(&self) {
-        self.slow.cancelled().await
+    /// Whether the connection may read another frame from its socket: not while
+    /// [`MAX_IN_FLIGHT`] publishes wait for their ack, nor while half the queue is used.
+    pub fn may_read(&self) -> bool {
+        let state = self.shared.state.lock().expect("queue lock");
+        state.in_flight < MAX_IN_FLIGHT && state.frames.len() < self.shared.capacity.div_ceil(2)
+    }
+}
+
+impl Drop for Queue {
+    fn drop(&mut self) {
+        let mut state = self.shared.state.lock().expect("queue lock");
+        state.closed = true;
+        state.frames = VecDeque::new();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn queue(capacity: usize) -> (Outbound, Queue) {
+        Outbound::new(1, capacity, Arc::new(Metrics::default()))
+    }
+
+    fn frame(text: &str) -> Utf8Bytes {
+        Utf8Bytes::from(text.to_owned())
+    }
+
+    #[tokio::test]
+    async fn frames_come_out_in_order_as_one_batch() {
+        let (out, mut queue) = queue(8);
+        out.push(frame("a"));
+        out.push(frame("b"));
+        let Next::Frames(batch) = queue.next().await else { panic!("not slow") };
+        assert_eq!(batch.iter().map(|f| f.as_str()).collect::<Vec<_>>(), ["a", "b"]);
+    }
+
+    #[tokio::test]
+    async fn overflowing_marks_the_connection_slow_but_own_replies_never_do() {
+        let (out, mut queue) = queue(2);
+        out.push(frame("a"));
+        out.push(frame("b"));
+        out.begin_publish();
+        out.push_own(frame("echo"));
+        out.push_reply(frame("ack"));
+        assert!(matches!(queue.next().await, Next::Frames(batch) if batch.len() == 4));
+        out.push(frame("c"));
+        out.push(frame("d"));
+        out.push(frame("e"));
+        assert!(matches!(queue.next().await, Next::Slow));
+        queue.slow().await;
+    }
+
+    #[tokio::test]
+    async fn reading_pauses_while_publishes_are_in_flight_or_the_queue_is_half_full() {
+        let (out, mut queue) = queue(4);
+        assert!(queue.may_read());
+        for _ in 0..MAX_IN_FLIGHT {
+            out.begin_publish();
+        }
+        assert!(!queue.may_read());
+        out.push_reply(frame("ack"));
+        assert!(queue.may_read());
+        out.push(frame("a"));
+        assert!(!queue.may_read(), "2 of 4 queued");
+        let Next::Frames(batch) = queue.next().await else { panic!() };
+        queue.recycle(batch);
+        assert!(queue.may_read());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_task_is_woken_by_a_push() {
+        let (out, mut queue) = queue(4);
+        let waiter = tokio::spawn(async move { matches!(queue.next().await, Next::Frames(_)) });
+        tokio::task::yield_now().await;
+        out.push(frame("a"));
+        assert!(waiter.await.unwrap());
+    }
+
+    #[test]
+    fn pushes_after_the_connection_ended_are_dropped() {
+        let (out, queue) = queue(1);
+        drop(queue);
+        for _ in 0..10 {
+            out.push(frame("late"));
+        }
+        assert_eq!(out.shared.state.lock().unwrap().frames.len(), 0);
     }
 }

@@ -47,7 +47,8 @@ pub struct Publish {
     pub user: User,
     /// Body as JSON text.
     pub body: Arc<RawValue>,
-    /// Where the ack or rejection goes.
+    /// Where the ack or rejection goes; the publish was counted in flight there
+    /// ([`Outbound::begin_publish`]), and exactly one answer ends it.
     pub reply: Outbound,
 }
 
@@ -114,7 +115,7 @@ impl Sequencer {
 
 fn reject(publish: &Publish, code: RejectCode, message: &str) {
     let frame = ServerFrame::Reject { id: publish.id.clone(), code, message: message.into() };
-    publish.reply.push_text(frame.encode());
+    publish.reply.push_reply(Utf8Bytes::from(frame.encode()));
 }
 
 fn ack_frame(message: &StoredMessage) -> Utf8Bytes {
@@ -176,7 +177,7 @@ impl Worker {
             match self.original(&key, now) {
                 Ok(Some(original)) => {
                     self.metrics.duplicates.inc();
-                    publish.reply.push(ack_frame(&original));
+                    publish.reply.push_reply(ack_frame(&original));
                     continue;
                 }
                 Ok(None) => {}
@@ -216,14 +217,14 @@ impl Worker {
                 Ok(()) => {
                     for (message, reply) in &fresh {
                         let text = Utf8Bytes::from(message.frame_text());
-                        self.hub.deliver(message, &text);
-                        reply.push(ack_frame(message));
+                        self.hub.deliver(message, &text, Some(reply.conn()));
+                        reply.push_reply(ack_frame(message));
                         self.metrics.acks.inc();
                         self.remember(message.clone());
                     }
                     for (index, reply) in pending_dupes {
                         self.metrics.duplicates.inc();
-                        reply.push(ack_frame(&fresh[index].0));
+                        reply.push_reply(ack_frame(&fresh[index].0));
                     }
                     let rooms: Vec<String> = fresh.iter().map(|(m, _)| m.room.clone()).collect();
                     for room in rooms {
@@ -240,7 +241,7 @@ impl Worker {
                             code: RejectCode::Unavailable,
                             message: "storage is unavailable; retry later".into(),
                         };
-                        reply.push_text(frame.encode());
+                        reply.push_reply(Utf8Bytes::from(frame.encode()));
                     }
                 }
             }

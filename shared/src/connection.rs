@@ -152,6 +152,16 @@ pub enum Input {
     },
     /// An echo request (diagnostics); dropped when not open.
     Echo(Value),
+    /// Ask for a page of a room's members (answered by a `members` frame); dropped when
+    /// not open, like any request whose answer only matters now.
+    Members {
+        /// Room.
+        room: String,
+        /// Start after this user id.
+        after: Option<String>,
+        /// Page size.
+        limit: Option<u32>,
+    },
 }
 
 /// What the driver must do.
@@ -519,6 +529,7 @@ impl Connection {
                 self.send(ClientFrame::Receipt { room, kind, seq });
             }
             Input::Echo(body) => self.send(ClientFrame::Echo { body }),
+            Input::Members { room, after, limit } => self.send(ClientFrame::Members { room, after, limit }),
         }
         self.after(now);
     }

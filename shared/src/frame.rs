@@ -8,8 +8,10 @@
 //! `PROTOCOL.md` documents each frame with an example; the test suite parses those
 //! examples, so the document and this file cannot drift apart.
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::error::Category;
 
 use crate::time::Millis;
 
@@ -89,6 +91,19 @@ pub enum ClientFrame {
         /// Everything up to and including this seq.
         seq: u64,
     },
+    /// Ask for a page of a room's members, in user-id order. Big rooms announce only a
+    /// count ([`PresenceMode::Count`]); this is how a client lists who is there anyway.
+    /// Answered by [`ServerFrame::Members`].
+    Members {
+        /// Room name (joined).
+        room: String,
+        /// Start after this user id; omit for the first page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        after: Option<String>,
+        /// Page size (the server caps it; default 100).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+    },
     /// Application-level liveness probe. Browsers can't see WebSocket protocol pings, so
     /// a client that wants to detect a dead connection has to ask for itself.
     Ping {
@@ -131,8 +146,16 @@ pub enum ServerFrame {
         /// Identifies the room's history. If it changes, seqs from before are meaningless
         /// (history was wiped) and the client must drop its cursor.
         epoch: String,
-        /// Who is in the room now, this client included.
+        /// Who is in the room now, this client included, when `presence` is
+        /// [`PresenceMode::Full`]; empty in [`PresenceMode::Count`] (ask with
+        /// [`ClientFrame::Members`]).
         members: Vec<User>,
+        /// How many users are in the room.
+        #[serde(default)]
+        count: usize,
+        /// How presence in this room is told: every change, or only the count.
+        #[serde(default)]
+        presence: PresenceMode,
     },
     /// The client is no longer in `room`.
     Left {
@@ -187,16 +210,46 @@ pub enum ServerFrame {
         /// The oldest seq the history still holds (0 when empty).
         oldest: u64,
     },
-    /// Members joined or left a room since the snapshot in `joined`.
+    /// Members who joined or left a room, coalesced: at most one per room per presence
+    /// tick. Apply `joined` as add-or-replace and `left` as remove; a diff may repeat
+    /// what the client already knows. Only sent in [`PresenceMode::Full`].
     Presence {
         /// Room name.
         room: String,
-        /// Members who arrived.
+        /// Members who are present now (arrived, or changed since the last diff).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         joined: Vec<User>,
-        /// User ids of members who left (their last tab closed).
+        /// User ids of members who are gone (their last tab left).
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         left: Vec<String>,
+        /// How many users are in the room after this diff.
+        #[serde(default)]
+        count: usize,
+        /// `true`: `joined` is the whole member list; forget anyone not in it. Sent when a
+        /// room that was announcing counts becomes small enough for a list again.
+        #[serde(default, skip_serializing_if = "is_false")]
+        snapshot: bool,
+    },
+    /// How many users are in a big room ([`PresenceMode::Count`]); sent at most once per
+    /// presence tick, and only when the count changed. The first one in a room that was
+    /// in [`PresenceMode::Full`] switches it to counts: no more diffs follow.
+    PresenceCount {
+        /// Room name.
+        room: String,
+        /// Users present.
+        count: usize,
+    },
+    /// A page of members, answering [`ClientFrame::Members`].
+    Members {
+        /// Room name.
+        room: String,
+        /// Up to the requested number of members, in user-id order.
+        members: Vec<User>,
+        /// Ask again with `after` set to this for the next page; absent on the last page.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        next: Option<String>,
+        /// How many users are in the room.
+        count: usize,
     },
     /// Someone started or stopped typing. Expires by itself after a few seconds.
     Typing {
@@ -264,6 +317,17 @@ pub struct User {
     pub name: String,
     /// A CSS colour for the user's avatar and name.
     pub color: String,
+}
+
+/// How a room tells its members who is there.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceMode {
+    /// A full member list at join, then coalesced [`ServerFrame::Presence`] diffs.
+    #[default]
+    Full,
+    /// A big room: only [`ServerFrame::PresenceCount`] updates; pages on request.
+    Count,
 }
 
 /// Limits a server enforces, announced in [`ServerFrame::Welcome`].
@@ -351,13 +415,27 @@ fn is_zero(value: &u8) -> bool {
     *value == 0
 }
 
+fn is_false(value: &bool) -> bool {
+    !*value
+}
+
 impl ClientFrame {
     /// Decodes a client frame, telling malformed JSON from a well-formed but unknown or
     /// incomplete frame, so that a server can answer each with its own [`ErrorCode`].
+    ///
+    /// One pass on the hot path; only a failed decode checks the text again, because
+    /// serde stops at an unknown `type` before it has seen the rest of the JSON.
     pub fn decode(text: &str) -> Result<Self, (ErrorCode, String)> {
-        let value: Value =
-            serde_json::from_str(text).map_err(|e| (ErrorCode::MalformedJson, e.to_string()))?;
-        serde_json::from_value(value).map_err(|e| (ErrorCode::InvalidFrame, e.to_string()))
+        serde_json::from_str(text).map_err(|error| {
+            let code = match error.classify() {
+                Category::Data => match serde_json::from_str::<IgnoredAny>(text) {
+                    Err(syntax) => return (ErrorCode::MalformedJson, syntax.to_string()),
+                    Ok(_) => ErrorCode::InvalidFrame,
+                },
+                _ => ErrorCode::MalformedJson,
+            };
+            (code, error.to_string())
+        })
     }
 
     /// Encodes the frame as JSON text.
@@ -375,6 +453,7 @@ impl ClientFrame {
             ClientFrame::Publish { .. } => "publish",
             ClientFrame::Typing { .. } => "typing",
             ClientFrame::Receipt { .. } => "receipt",
+            ClientFrame::Members { .. } => "members",
             ClientFrame::Ping { .. } => "ping",
             ClientFrame::Echo { .. } => "echo",
         }
@@ -403,6 +482,8 @@ impl ServerFrame {
             ServerFrame::Message { .. } => "message",
             ServerFrame::Replayed { .. } => "replayed",
             ServerFrame::Presence { .. } => "presence",
+            ServerFrame::PresenceCount { .. } => "presence_count",
+            ServerFrame::Members { .. } => "members",
             ServerFrame::Typing { .. } => "typing",
             ServerFrame::Receipt { .. } => "receipt",
             ServerFrame::Pong { .. } => "pong",
@@ -414,12 +495,25 @@ impl ServerFrame {
 
 /// Every `type` tag a client may send, for documentation checks.
 pub const CLIENT_KINDS: &[&str] =
-    &["hello", "join", "resume", "leave", "publish", "typing", "receipt", "ping", "echo"];
+    &["hello", "join", "resume", "leave", "publish", "typing", "receipt", "members", "ping", "echo"];
 
 /// Every `type` tag a server may send, for documentation checks.
 pub const SERVER_KINDS: &[&str] = &[
-    "welcome", "joined", "left", "ack", "reject", "message", "replayed", "presence", "typing", "receipt",
-    "pong", "echo", "error",
+    "welcome",
+    "joined",
+    "left",
+    "ack",
+    "reject",
+    "message",
+    "replayed",
+    "presence",
+    "presence_count",
+    "members",
+    "typing",
+    "receipt",
+    "pong",
+    "echo",
+    "error",
 ];
 
 /// A room name is 1–64 characters from `[A-Za-z0-9._:-]`. Clients check before sending
@@ -450,6 +544,11 @@ mod tests {
         assert_eq!(ClientFrame::decode(r#"[1,2]"#).unwrap_err().0, ErrorCode::InvalidFrame);
         let extra = r#"{"type":"ping","nonce":1,"extra":true}"#;
         assert_eq!(ClientFrame::decode(extra).unwrap_err().0, ErrorCode::InvalidFrame);
+        let broken_after_an_unknown_type = r#"{"type":"launch","x":"#;
+        assert_eq!(
+            ClientFrame::decode(broken_after_an_unknown_type).unwrap_err().0,
+            ErrorCode::MalformedJson
+        );
     }
 
     #[test]

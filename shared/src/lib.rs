@@ -22,7 +22,8 @@ pub mod time;
 pub use backoff::{Backoff, BackoffConfig, Jitter};
 pub use connection::{Action, Connection, ConnectionConfig, Event, Input, SocketId, State, Timer};
 pub use frame::{
-    ClientFrame, ErrorCode, Limits, PROTOCOL_VERSION, ReceiptKind, RejectCode, RoomCursor, ServerFrame, User,
+    ClientFrame, ErrorCode, Limits, PROTOCOL_VERSION, PresenceMode, ReceiptKind, RejectCode, RoomCursor,
+    ServerFrame, User,
 };
 pub use outbox::{DropReason, Dropped, Envelope, Outbox, OutboxConfig, OutboxError, Overflow};
 pub use time::Millis;

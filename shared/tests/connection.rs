@@ -439,7 +439,10 @@ fn cursors_follow_messages_and_reset_with_the_epoch() {
     h.input(Input::Connect);
     h.open();
     let joined = |seq, epoch: &str| {
-        ServerFrame::Joined { room: "r".into(), seq, epoch: epoch.into(), members: vec![user()] }.encode()
+        let members = vec![user()];
+        let presence = tether_shared::PresenceMode::Full;
+        ServerFrame::Joined { room: "r".into(), seq, epoch: epoch.into(), members, count: 1, presence }
+            .encode()
     };
     h.receive(&joined(10, "e1"));
     assert_eq!(h.core.rooms()["r"], RoomState { last_seq: Some(10), epoch: Some("e1".into()), joined: true });
