@@ -5,7 +5,7 @@
 //! quiet spell is told at once, and the ones that follow wait for the next presence
 //! tick and go out together as one diff per room. A room bigger than the configured
 //! limit stops sending diffs altogether and tells only its **count**, at most once per
-//! tick; its members can still page through the list on request. When it shrinks to
+//! second (or tick, if longer); its members can still page through the list on request. When it shrinks to
 //! half the limit it sends everyone the full list again and goes back to diffs. The
 //! gap between the two thresholds keeps a room near the limit from flapping.
 //!
@@ -23,6 +23,8 @@ use tether_shared::{PresenceMode, ServerFrame, User};
 pub const MAX_PAGE: usize = 1_000;
 /// Page size when the request names none.
 pub const DEFAULT_PAGE: usize = 100;
+/// Shortest gap between two count updates in a big room.
+pub const COUNT_INTERVAL: Duration = Duration::from_secs(1);
 
 /// How presence is paced and when a room counts as big.
 #[derive(Debug, Clone, Copy)]
@@ -178,6 +180,16 @@ impl Presence {
             }
     }
 
+    /// The shortest gap between announcements: a tick, or in a big room
+    /// [`COUNT_INTERVAL`] if that is longer. A count is glanced at, not read like a
+    /// list, and every count update is one frame to every member of a big room.
+    fn gap(&self) -> Duration {
+        match self.mode {
+            PresenceMode::Full => self.config.tick,
+            PresenceMode::Count => self.config.tick.max(COUNT_INTERVAL),
+        }
+    }
+
     /// After a change: whether to announce now, later, or not at all. `Due::At` means
     /// the caller must call [`Presence::tick`] at that instant.
     pub fn due(&mut self, now: Instant) -> Due {
@@ -185,9 +197,9 @@ impl Presence {
             return Due::Nothing;
         }
         match self.last_told {
-            Some(last) if now < last + self.config.tick => {
+            Some(last) if now < last + self.gap() => {
                 self.scheduled = true;
-                Due::At(last + self.config.tick)
+                Due::At(last + self.gap())
             }
             _ => Due::Now,
         }

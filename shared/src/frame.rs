@@ -230,8 +230,8 @@ pub enum ServerFrame {
         #[serde(default, skip_serializing_if = "is_false")]
         snapshot: bool,
     },
-    /// How many users are in a big room ([`PresenceMode::Count`]); sent at most once per
-    /// presence tick, and only when the count changed. The first one in a room that was
+    /// How many users are in a big room ([`PresenceMode::Count`]); sent at most once a
+    /// second (or per presence tick, if longer), and only when the count changed. The first one in a room that was
     /// in [`PresenceMode::Full`] switches it to counts: no more diffs follow.
     PresenceCount {
         /// Room name.

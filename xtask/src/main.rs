@@ -25,8 +25,9 @@ commands:
   test                    install tools and a browser, run every test suite
   lint                    cargo fmt --check and clippy (native and wasm32), warnings denied
   dist                    install tools and build the release bundle into dist/ (prints sizes)
-  bench                   release build, then memory per idle connection and acked messages/s
-  setup [--browser]       only install what is missing
+  bench [--quick] [W..]   Tether beside bare tokio-tungstenite, Node ws and Socket.IO: join storm,
+                          idle memory, fan-out, echo, durable publishes; report in docs/bench/
+  setup [--browser] [--bench]  only install what is missing
 ";
 
 fn main() -> ExitCode {
@@ -36,12 +37,13 @@ fn main() -> ExitCode {
         None => ("help", &[][..]),
     };
     let result = match command {
-        "setup" => setup::all(rest.iter().any(|a| a == "--browser")),
+        "setup" => setup::all(rest.iter().any(|a| a == "--browser"))
+            .and_then(|()| if rest.iter().any(|a| a == "--bench") { setup::bench_peers() } else { Ok(()) }),
         "dist" => setup::all(false).and_then(|()| dist()),
         "run" => setup::all(false).and_then(|()| run(rest)),
         "test" => setup::all(true).and_then(|()| test()),
         "lint" => setup::wasm_target().and_then(|()| lint()),
-        "bench" => bench(rest),
+        "bench" => setup::bench_peers().and_then(|()| bench(rest)),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
@@ -145,7 +147,8 @@ fn test() -> Result<(), String> {
     Ok(())
 }
 
-/// Builds release binaries and runs the benchmarks, which print their figures.
+/// Builds release binaries and runs the benchmarks, which print their figures. The load
+/// generator is pinned to CPU 1; it pins every server it starts to CPU 0.
 fn bench(args: &[String]) -> Result<(), String> {
     let root = root();
     sh::step("building release binaries");
@@ -154,7 +157,15 @@ fn bench(args: &[String]) -> Result<(), String> {
         .dir(&root)
         .run()?;
     sh::step("benchmarks");
-    Cmd::new(root.join("target/release/tether-bench")).args(args).dir(&root).run()
+    let bench = root.join("target/release/tether-bench");
+    let pinned = Cmd::new("taskset").args(["-c", "1", "true"]).output().is_some();
+    let command = if pinned {
+        Cmd::new("taskset").args(["-c", "1"]).args([&bench])
+    } else {
+        println!("taskset is missing or there is no CPU 1: running unpinned, ratios are rougher");
+        Cmd::new(bench)
+    };
+    command.args(args).env("TETHER_TOOLS_DIR", setup::tools_dir()).dir(&root).run()
 }
 
 /// Formatting and lints, warnings denied, on both targets.

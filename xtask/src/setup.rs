@@ -11,6 +11,8 @@ use crate::sh::{Cmd, fail, step};
 const TRUNK: &str = "0.21.14";
 const WASM_BINDGEN: &str = "0.2.130";
 const BINARYEN: &str = "132";
+/// The Node servers the benchmarks compare Tether with, at pinned versions.
+const BENCH_PEERS: &[&str] = &["ws@8.18.3", "socket.io@4.8.1"];
 /// Debian's ChromeDriver, matched to Debian's Chromium.
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -83,6 +85,29 @@ fn wasm_opt() -> Result<(), String> {
     std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     let spec = format!("binaryen@{BINARYEN}");
     Cmd::new("npm").args(["install", "--no-audit", "--no-fund", "--prefix"]).args([&dir]).args([spec]).run()
+}
+
+/// The Node packages of the benchmark peers, in `<tools>/bench/node_modules`.
+pub fn bench_peers() -> Result<(), String> {
+    let dir = tools_dir().join("bench");
+    let installed = |spec: &str| {
+        let (name, version) = spec.rsplit_once('@').expect("name@version");
+        let manifest = dir.join("node_modules").join(name).join("package.json");
+        std::fs::read_to_string(manifest).is_ok_and(|m| m.contains(&format!("\"version\": \"{version}\"")))
+    };
+    if BENCH_PEERS.iter().all(|spec| installed(spec)) {
+        return Ok(());
+    }
+    if Cmd::new("npm").arg_version().output().is_none() {
+        apt(&["nodejs", "npm"])?;
+    }
+    step(&format!("installing the benchmark peers ({}) from npm", BENCH_PEERS.join(", ")));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    Cmd::new("npm")
+        .args(["install", "--no-audit", "--no-fund", "--prefix"])
+        .args([&dir])
+        .args(BENCH_PEERS)
+        .run()
 }
 
 fn chromium() -> Result<(), String> {

@@ -1,0 +1,76 @@
+//! Durable throughput: acked publishes per second into SQLite (`synchronous = FULL`),
+//! and how long each ack took.
+
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::peer::{Mode, Peer};
+
+/// In-flight publishes per client.
+pub const WINDOW: usize = 32;
+
+/// What a durable run measured.
+pub struct Durable {
+    /// Acked publishes per second.
+    pub acked_per_sec: f64,
+    /// Publish-to-ack latency.
+    pub p50: Duration,
+    /// Publish-to-ack latency.
+    pub p99: Duration,
+}
+
+/// `clients` publishers, each in its own room, keep [`WINDOW`] publishes in flight.
+pub async fn run(clients: usize, seconds: u64) -> Durable {
+    let server =
+        Peer::Tether.start(Mode::Echo, &["--store", "sqlite", "--send-queue", "100000"]).expect("tether");
+    let addr = server.addr;
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        tasks.push(tokio::spawn(async move {
+            let room = format!("load-{c}");
+            let mut client = Peer::Tether.subscriber(addr, &room).await;
+            let mut sent_at = std::collections::VecDeque::new();
+            let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+            let (mut sent, mut acked) = (0u64, 0u64);
+            while Instant::now() < deadline {
+                while sent_at.len() < WINDOW {
+                    let frame = format!(
+                        r#"{{"type":"publish","id":"{c}-{sent}","room":"{room}","body":{{"text":"a typical chat message of modest length"}}}}"#
+                    );
+                    client.feed(Message::text(frame)).await.expect("send");
+                    sent_at.push_back(Instant::now());
+                    sent += 1;
+                }
+                client.flush().await.expect("flush");
+                match client.next().await {
+                    Some(Ok(Message::Text(text))) if text.starts_with(r#"{"type":"ack""#) => {
+                        let at = sent_at.pop_front().expect("an ack answers a publish");
+                        latencies.saturating_record(at.elapsed().as_micros() as u64);
+                        acked += 1;
+                    }
+                    Some(Ok(Message::Text(text))) if text.starts_with(r#"{"type":"reject""#) => panic!("{text}"),
+                    Some(Ok(_)) => {}
+                    other => panic!("publisher lost: {other:?}"),
+                }
+            }
+            (acked, latencies)
+        }));
+    }
+    let mut total = 0;
+    let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+    for task in tasks {
+        let (acked, histogram) = task.await.expect("publisher task");
+        total += acked;
+        latencies.add(histogram).expect("same bounds");
+    }
+    Durable {
+        acked_per_sec: total as f64 / started.elapsed().as_secs_f64(),
+        p50: Duration::from_micros(latencies.value_at_quantile(0.5)),
+        p99: Duration::from_micros(latencies.value_at_quantile(0.99)),
+    }
+}

@@ -1,0 +1,314 @@
+//! The report: one markdown page of tables, every figure beside the same run's peers.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::durable::Durable;
+use crate::echo::Echo;
+use crate::fanout::{self, Step};
+use crate::peer::Peer;
+use crate::storm::Storm;
+
+/// A fan-out ramp: the peer, subscribers, and its steps (or why it could not run).
+pub type Ramp = (Peer, usize, Result<Vec<Step>, String>);
+/// An echo run: the peer, clients, and what it measured.
+pub type EchoRun = (Peer, usize, Result<Echo, String>);
+/// Idle memory: the peer, room size, connections, bytes per connection.
+pub type IdleRun = (Peer, usize, usize, Result<f64, String>);
+
+/// Figures gathered so far.
+pub struct Report {
+    quick: bool,
+    storm: Option<Storm>,
+    idle: Vec<IdleRun>,
+    fanout: Vec<Ramp>,
+    echo: Vec<EchoRun>,
+    durable: Option<(usize, Durable)>,
+}
+
+fn micros(d: Duration) -> String {
+    format!("{:.2} µs", d.as_secs_f64() * 1e6)
+}
+
+fn millis(d: Duration) -> String {
+    format!("{:.1} ms", d.as_secs_f64() * 1e3)
+}
+
+impl Report {
+    /// An empty report; `quick` runs are written beside the build, not into `docs/`.
+    pub fn new(quick: bool) -> Report {
+        Report { quick, storm: None, idle: Vec::new(), fanout: Vec::new(), echo: Vec::new(), durable: None }
+    }
+
+    /// Records a join storm.
+    pub fn storm(&mut self, storm: Storm) {
+        println!(
+            "  storm: {} clients joined one room in {:.2?} (server CPU {:.2?}); server RSS {:.1} MB; {:.1} presence frames per member",
+            storm.clients,
+            storm.elapsed,
+            storm.server_cpu,
+            storm.rss as f64 / 1e6,
+            storm.presence_frames_per_member
+        );
+        self.storm = Some(storm);
+    }
+
+    /// Records idle memory.
+    pub fn idle(&mut self, peer: Peer, room: usize, connections: usize, bytes: Result<f64, String>) {
+        self.idle.push((peer, room, connections, bytes));
+    }
+
+    /// Records a fan-out ramp.
+    pub fn fanout(&mut self, peer: Peer, subscribers: usize, steps: Result<Vec<Step>, String>) {
+        if let Err(why) = &steps {
+            println!("  fan-out {}: {why}", peer.name());
+        }
+        self.fanout.push((peer, subscribers, steps));
+    }
+
+    /// Records an echo run.
+    pub fn echo(&mut self, peer: Peer, clients: usize, echo: Result<Echo, String>) {
+        if let Err(why) = &echo {
+            println!("  echo {}: {why}", peer.name());
+        }
+        self.echo.push((peer, clients, echo));
+    }
+
+    /// Records the durable run.
+    pub fn durable(&mut self, clients: usize, durable: Durable) {
+        self.durable = Some((clients, durable));
+    }
+
+    /// Where the report goes.
+    pub fn folder(&self) -> PathBuf {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        if self.quick { root.join("target/bench-quick") } else { root.join("docs/bench") }
+    }
+
+    fn markdown(&self) -> String {
+        let mut md = String::new();
+        let machine = machine();
+        let _ = writeln!(md, "# Benchmarks\n");
+        let _ = writeln!(
+            md,
+            "Made by `cargo xtask bench{}` on {machine}. Each server under test ran alone, pinned \
+             to CPU 0 (`taskset`); the load generator ran single-threaded on CPU 1. Ratios compare \
+             figures from this same run.\n",
+            if self.quick { " --quick" } else { "" }
+        );
+        if let Some(storm) = &self.storm {
+            let _ = writeln!(md, "## Join storm: everyone joins one room\n");
+            let _ = writeln!(
+                md,
+                "| clients | all joined in | server CPU meanwhile | server RSS after | per connection | presence frames per member |"
+            );
+            let _ = writeln!(md, "|---:|---:|---:|---:|---:|---:|");
+            let _ = writeln!(
+                md,
+                "| {} | {:.2} s | {:.2} s | {:.1} MB | {:.1} KB | {:.1} |\n",
+                storm.clients,
+                storm.elapsed.as_secs_f64(),
+                storm.server_cpu.as_secs_f64(),
+                storm.rss as f64 / 1e6,
+                storm.rss as f64 / storm.clients as f64 / 1e3,
+                storm.presence_frames_per_member
+            );
+        }
+        if !self.idle.is_empty() {
+            let rooms: Vec<usize> = {
+                let mut rooms: Vec<usize> =
+                    self.idle.iter().filter(|(p, ..)| *p == Peer::Tether).map(|(_, r, ..)| *r).collect();
+                rooms.dedup();
+                rooms
+            };
+            let connections = self.idle[0].2;
+            let _ = writeln!(
+                md,
+                "## Memory per idle connection ({connections} connections, welcomed and joined)\n"
+            );
+            let _ = write!(md, "| server |");
+            for room in &rooms {
+                let _ = write!(md, " rooms of {room} |");
+            }
+            let _ = writeln!(md, "\n|---|{}", "---:|".repeat(rooms.len()));
+            let mut by_peer: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+            for (peer, _, _, bytes) in &self.idle {
+                let cell = match bytes {
+                    Ok(bytes) => format!("{:.1} KB", bytes / 1e3),
+                    Err(why) => format!("n/a ({why})"),
+                };
+                by_peer.entry(peer.name()).or_default().push(cell);
+            }
+            for peer in Peer::ALL {
+                if let Some(cells) = by_peer.get(peer.name()) {
+                    let cells = if cells.len() == 1 && rooms.len() > 1 {
+                        vec![format!("{} (no rooms)", cells[0]); rooms.len()]
+                    } else {
+                        cells.clone()
+                    };
+                    let _ = writeln!(md, "| {} | {} |", peer.name(), cells.join(" | "));
+                }
+            }
+            let _ = writeln!(md);
+        }
+        if !self.fanout.is_empty() {
+            let subscribers = self.fanout[0].1;
+            let _ = writeln!(
+                md,
+                "## Fan-out: 1 room × {subscribers} subscribers, open loop, rate doubling\n\n\
+                 A step passes with ≥ {:.1} % delivered and p99 < {} ms. Latency is from when a \
+                 message was due to be sent to when a subscriber had it.\n",
+                fanout::MIN_DELIVERED * 100.0,
+                fanout::MAX_P99.as_millis()
+            );
+            let _ = writeln!(
+                md,
+                "| server | best passing rate | deliveries/s | p50 | p99 | server CPU per delivery | vs bare tokio-tungstenite |"
+            );
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|");
+            let best = |steps: &Vec<Step>| steps.iter().rfind(|s| s.passed()).cloned();
+            let baseline = self
+                .fanout
+                .iter()
+                .find(|(p, ..)| *p == Peer::Tungstenite)
+                .and_then(|(_, _, s)| s.as_ref().ok().and_then(best));
+            for (peer, _, steps) in &self.fanout {
+                match steps {
+                    Ok(steps) => match best(steps) {
+                        Some(step) => {
+                            let ratio = baseline.as_ref().map_or("".into(), |b| {
+                                format!("{:.2}×", step.deliveries_per_sec / b.deliveries_per_sec)
+                            });
+                            let _ = writeln!(
+                                md,
+                                "| {} | {} msg/s | {:.0} | {} | {} | {} | {} |",
+                                peer.name(),
+                                step.rate,
+                                step.deliveries_per_sec,
+                                millis(step.p50),
+                                millis(step.p99),
+                                micros(step.cpu_per_delivery),
+                                ratio
+                            );
+                        }
+                        None => {
+                            let _ = writeln!(md, "| {} | none passed | | | | | |", peer.name());
+                        }
+                    },
+                    Err(why) => {
+                        let _ = writeln!(md, "| {} | n/a ({why}) | | | | | |", peer.name());
+                    }
+                }
+            }
+            let _ = writeln!(md, "\nEvery step:\n");
+            let _ = writeln!(md, "| server | rate | delivered | p50 | p99 | CPU per delivery |");
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+            for (peer, _, steps) in &self.fanout {
+                for step in steps.iter().flatten() {
+                    let _ = writeln!(
+                        md,
+                        "| {} | {} | {:.2} % | {} | {} | {} |",
+                        peer.name(),
+                        step.rate,
+                        step.delivered * 100.0,
+                        millis(step.p50),
+                        millis(step.p99),
+                        micros(step.cpu_per_delivery)
+                    );
+                }
+            }
+            let _ = writeln!(md);
+        }
+        if !self.echo.is_empty() {
+            let clients = self.echo[0].1;
+            let _ = writeln!(md, "## Echo: {clients} connections, 32 B, closed loop\n");
+            let _ = writeln!(
+                md,
+                "| server | round trips/s | server CPU per round trip | vs bare tokio-tungstenite |"
+            );
+            let _ = writeln!(md, "|---|---:|---:|---:|");
+            let baseline = self
+                .echo
+                .iter()
+                .find(|(p, ..)| *p == Peer::Tungstenite)
+                .and_then(|(_, _, e)| e.as_ref().ok().map(|e| e.cpu_per_round_trip));
+            for (peer, _, echo) in &self.echo {
+                match echo {
+                    Ok(echo) => {
+                        let ratio = baseline.map_or("".into(), |b| {
+                            format!("{:.2}×", echo.cpu_per_round_trip.as_secs_f64() / b.as_secs_f64())
+                        });
+                        let _ = writeln!(
+                            md,
+                            "| {} | {:.0} | {} | {} |",
+                            peer.name(),
+                            echo.round_trips_per_sec,
+                            micros(echo.cpu_per_round_trip),
+                            ratio
+                        );
+                    }
+                    Err(why) => {
+                        let _ = writeln!(md, "| {} | n/a ({why}) | | |", peer.name());
+                    }
+                }
+            }
+            let _ = writeln!(md);
+        }
+        if let Some((clients, durable)) = &self.durable {
+            let _ = writeln!(
+                md,
+                "## Durable publishes: SQLite, `synchronous = FULL`, {clients} publishers × window {}\n",
+                crate::durable::WINDOW
+            );
+            let _ = writeln!(md, "| acked publishes/s | ack p50 | ack p99 |");
+            let _ = writeln!(md, "|---:|---:|---:|");
+            let _ = writeln!(
+                md,
+                "| {:.0} | {} | {} |\n",
+                durable.acked_per_sec,
+                millis(durable.p50),
+                millis(durable.p99)
+            );
+        }
+        md
+    }
+
+    /// Prints the report and writes it (with plots) to [`Report::folder`].
+    pub fn finish(&self) {
+        let md = self.markdown();
+        println!("\n{md}");
+        let folder = self.folder();
+        if let Err(error) = std::fs::create_dir_all(&folder) {
+            eprintln!("cannot create {}: {error}", folder.display());
+            return;
+        }
+        let path = folder.join("results.md");
+        match std::fs::write(&path, &md) {
+            Ok(()) => println!("written to {}", path.display()),
+            Err(error) => eprintln!("cannot write {}: {error}", path.display()),
+        }
+        crate::plot::all(&folder, &self.fanout, &self.echo, &self.idle);
+    }
+}
+
+/// The machine, in words: CPU model and count, memory, kernel.
+fn machine() -> String {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name").and_then(|v| v.split_once(':')).map(|(_, m)| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "an unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(String::new(), |kb| format!(", {:.0} GiB", kb as f64 / 1024.0 / 1024.0));
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    format!("{cores} × {model}{memory}, Linux {}", kernel.trim())
+}
