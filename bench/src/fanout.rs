@@ -33,8 +33,6 @@ pub struct Step {
     pub p50: Duration,
     /// Publish-to-delivery latency.
     pub p99: Duration,
-    /// Server CPU per delivery.
-    pub cpu_per_delivery: Duration,
 }
 
 impl Step {
@@ -57,13 +55,12 @@ pub async fn ramp(
     for _ in 0..max_steps {
         let step = run(peer, subscribers, rate, seconds).await?;
         println!(
-            "  fan-out {:<24} {:>6} msg/s: {:>6.2} % delivered, p50 {:>7.1?} p99 {:>7.1?}, {:.2} µs CPU/delivery",
+            "  fan-out {:<24} {:>6} msg/s: {:>6.2} % delivered, p50 {:>7.1?} p99 {:>7.1?}",
             peer.name(),
             rate,
             step.delivered * 100.0,
             step.p50,
             step.p99,
-            step.cpu_per_delivery.as_secs_f64() * 1e6
         );
         let passed = step.passed();
         steps.push(step);
@@ -129,7 +126,6 @@ pub async fn run(peer: Peer, subscribers: usize, rate: u64, seconds: u64) -> Res
     let publisher = peer.subscriber(addr, "fan").await;
     let (mut sink, mut source) = publisher.split();
     let drain = tokio::spawn(async move { while let Some(Ok(_)) = source.next().await {} });
-    let cpu_before = server.cpu();
     let begin = epoch.elapsed();
     let mut sent = 0u64;
     let mut tick = tokio::time::interval(Duration::from_millis(1));
@@ -157,7 +153,6 @@ pub async fn run(peer: Peer, subscribers: usize, rate: u64, seconds: u64) -> Res
         results.push(result.expect("subscriber task"));
     }
     let elapsed = epoch.elapsed() - begin;
-    let cpu = server.cpu().saturating_sub(cpu_before);
     drain.abort();
     let mut latencies = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("bounds");
     let mut received = 0;
@@ -172,6 +167,5 @@ pub async fn run(peer: Peer, subscribers: usize, rate: u64, seconds: u64) -> Res
         deliveries_per_sec: received as f64 / elapsed.as_secs_f64().max(seconds as f64),
         p50: Duration::from_micros(latencies.value_at_quantile(0.50)),
         p99: Duration::from_micros(latencies.value_at_quantile(0.99)),
-        cpu_per_delivery: if received == 0 { Duration::ZERO } else { cpu / received as u32 },
     })
 }

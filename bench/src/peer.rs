@@ -52,7 +52,8 @@ impl Peer {
         }
     }
 
-    /// Starts the server, or says why it can't be here.
+    /// Starts the server, or says why it can't be here. `tether_args` are flag/value
+    /// pairs for Tether.
     pub fn start(self, mode: Mode, tether_args: &[&str]) -> Result<Process, String> {
         let bin = std::env::current_exe().expect("own path").with_file_name("x");
         match self {
@@ -62,30 +63,27 @@ impl Peer {
                     std::process::id(),
                     fastrand::u32(..)
                 ));
-                let mut args: Vec<String> = [
-                    "--listen",
-                    "127.0.0.1:0",
-                    "--log-level",
-                    "error",
-                    "--store",
-                    "memory",
-                    "--publish-rate",
-                    "1000000",
-                    "--publish-burst",
-                    "1000000",
-                    "--max-connections-per-ip",
-                    "100000",
-                    "--idle-timeout",
-                    "10m",
-                    "--max-members",
-                    "100000",
-                ]
-                .iter()
-                .map(|a| a.to_string())
-                .collect();
+                let mut flags: Vec<(&str, &str)> = vec![
+                    ("--listen", "127.0.0.1:0"),
+                    ("--log-level", "error"),
+                    ("--store", "memory"),
+                    ("--publish-rate", "1000000"),
+                    ("--publish-burst", "1000000"),
+                    ("--max-connections-per-ip", "100000"),
+                    ("--idle-timeout", "10m"),
+                    ("--max-members", "100000"),
+                ];
+                // A workload's own flags replace the defaults of the same name.
+                for pair in tether_args.chunks(2) {
+                    if let [flag, value] = pair {
+                        flags.retain(|(f, _)| f != flag);
+                        flags.push((flag, value));
+                    }
+                }
+                let mut args: Vec<String> =
+                    flags.iter().flat_map(|(f, v)| [f.to_string(), v.to_string()]).collect();
                 args.push("--data-dir".into());
                 args.push(scratch.display().to_string());
-                args.extend(tether_args.iter().map(|a| a.to_string()));
                 Ok(Process::start(&bin.with_file_name("tether-server"), &args, &[], Some(scratch)))
             }
             Peer::Tungstenite => {

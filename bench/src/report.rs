@@ -183,39 +183,37 @@ impl Report {
                             });
                             let _ = writeln!(
                                 md,
-                                "| {} | {} msg/s | {:.0} | {} | {} | {} | {} |",
+                                "| {} | {} msg/s | {:.0} | {} | {} | {} |",
                                 peer.name(),
                                 step.rate,
                                 step.deliveries_per_sec,
                                 millis(step.p50),
                                 millis(step.p99),
-                                micros(step.cpu_per_delivery),
                                 ratio
                             );
                         }
                         None => {
-                            let _ = writeln!(md, "| {} | none passed | | | | | |", peer.name());
+                            let _ = writeln!(md, "| {} | none passed | | | | |", peer.name());
                         }
                     },
                     Err(why) => {
-                        let _ = writeln!(md, "| {} | n/a ({why}) | | | | | |", peer.name());
+                        let _ = writeln!(md, "| {} | n/a ({why}) | | | | |", peer.name());
                     }
                 }
             }
             let _ = writeln!(md, "\nEvery step:\n");
-            let _ = writeln!(md, "| server | rate | delivered | p50 | p99 | CPU per delivery |");
-            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+            let _ = writeln!(md, "| server | rate | delivered | p50 | p99 |");
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|");
             for (peer, _, steps) in &self.fanout {
                 for step in steps.iter().flatten() {
                     let _ = writeln!(
                         md,
-                        "| {} | {} | {:.2} % | {} | {} | {} |",
+                        "| {} | {} | {:.2} % | {} | {} |",
                         peer.name(),
                         step.rate,
                         step.delivered * 100.0,
                         millis(step.p50),
-                        millis(step.p99),
-                        micros(step.cpu_per_delivery)
+                        millis(step.p99)
                     );
                 }
             }
