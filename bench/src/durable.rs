@@ -4,9 +4,9 @@
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use hdrhistogram::Histogram;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::latency;
 use crate::peer::{Mode, Peer};
 
 /// In-flight publishes per client.
@@ -35,7 +35,7 @@ pub async fn run(clients: usize, seconds: u64) -> Durable {
             let room = format!("load-{c}");
             let mut client = Peer::Tether.subscriber(addr, &room).await;
             let mut sent_at = std::collections::VecDeque::new();
-            let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+            let mut latencies = latency::histogram();
             let (mut sent, mut acked) = (0u64, 0u64);
             while Instant::now() < deadline {
                 while sent_at.len() < WINDOW {
@@ -62,7 +62,7 @@ pub async fn run(clients: usize, seconds: u64) -> Durable {
         }));
     }
     let mut total = 0;
-    let mut latencies = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).expect("bounds");
+    let mut latencies = latency::histogram();
     for task in tasks {
         let (acked, histogram) = task.await.expect("publisher task");
         total += acked;

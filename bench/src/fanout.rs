@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use hdrhistogram::Histogram;
 use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::latency;
 use crate::peer::{Mode, Peer, stamp};
 
 /// The pass mark of one step.
@@ -92,7 +92,7 @@ pub async fn run(peer: Peer, subscribers: usize, rate: u64, seconds: u64) -> Res
                 let mut client = peer.subscriber(addr, "fan").await;
                 drop(permit);
                 let _ = ready_tx.send(());
-                let mut latencies = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("bounds");
+                let mut latencies = latency::histogram();
                 let mut received = 0u64;
                 while received < total {
                     tokio::select! {
@@ -154,7 +154,7 @@ pub async fn run(peer: Peer, subscribers: usize, rate: u64, seconds: u64) -> Res
     }
     let elapsed = epoch.elapsed() - begin;
     drain.abort();
-    let mut latencies = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3).expect("bounds");
+    let mut latencies = latency::histogram();
     let mut received = 0;
     for (count, histogram) in results {
         received += count;

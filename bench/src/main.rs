@@ -11,6 +11,7 @@ mod durable;
 mod echo;
 mod fanout;
 mod idle;
+mod latency;
 mod peer;
 mod plot;
 mod process;

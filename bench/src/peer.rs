@@ -92,7 +92,7 @@ impl Peer {
                 Ok(Process::start(&bin.with_file_name("tungstenite-peer"), &args, &[], None))
             }
             Peer::NodeWs | Peer::SocketIo => {
-                let modules = tools_dir().join("bench/node_modules");
+                let modules = tools_dir()?.join("bench/node_modules");
                 if !modules.join(if self == Peer::NodeWs { "ws" } else { "socket.io" }).is_dir() {
                     return Err(format!(
                         "not installed in {} (run `cargo xtask setup --bench`)",
@@ -191,6 +191,8 @@ pub async fn wait_for(client: &mut Client, needle: &str) -> String {
 
 /// Where `cargo xtask setup` put the npm-installed tools: xtask passes the folder in
 /// `TETHER_TOOLS_DIR` (it owns the rule for where that is).
-pub fn tools_dir() -> PathBuf {
-    std::env::var_os("TETHER_TOOLS_DIR").map_or_else(|| PathBuf::from("tether-tools-unset"), PathBuf::from)
+fn tools_dir() -> Result<PathBuf, String> {
+    std::env::var_os("TETHER_TOOLS_DIR")
+        .map(PathBuf::from)
+        .ok_or_else(|| "TETHER_TOOLS_DIR is unset (run the bench through `cargo xtask bench`)".into())
 }

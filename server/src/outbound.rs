@@ -63,6 +63,17 @@ struct State {
     in_flight: usize,
 }
 
+/// Where a queued frame comes from, which decides whether it can make the client slow.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// Room traffic: counts towards the slow-consumer limit.
+    Room,
+    /// The echo of the connection's own message: bounded by its publishes in flight.
+    OwnEcho,
+    /// The answer to one of its publishes: ends that publish's time in flight.
+    Reply,
+}
+
 /// What the connection task gets from [`Queue::next`].
 pub enum Next {
     /// Frames to write, oldest first.
@@ -86,18 +97,18 @@ impl Outbound {
     /// Queues a frame without waiting. A full queue marks the client as a slow consumer.
     /// Frames are shared bytes, so a broadcast encodes once and each push is a refcount.
     pub fn push(&self, frame: Utf8Bytes) {
-        self.shared.push(frame, false, false);
+        self.shared.push(frame, Origin::Room);
     }
 
     /// Queues the echo of the connection's own message: never counted as slowness.
     pub fn push_own(&self, frame: Utf8Bytes) {
-        self.shared.push(frame, true, false);
+        self.shared.push(frame, Origin::OwnEcho);
     }
 
     /// Queues the answer (ack or rejection) to a publish counted by
     /// [`Outbound::begin_publish`], which is then no longer in flight.
     pub fn push_reply(&self, frame: Utf8Bytes) {
-        self.shared.push(frame, true, true);
+        self.shared.push(frame, Origin::Reply);
     }
 
     /// Counts a publish as in flight until its [`Outbound::push_reply`].
@@ -107,15 +118,15 @@ impl Outbound {
 }
 
 impl Shared {
-    fn push(&self, frame: Utf8Bytes, exempt: bool, reply: bool) {
+    fn push(&self, frame: Utf8Bytes, origin: Origin) {
         let mut state = self.state.lock().expect("queue lock");
-        if reply {
+        if origin == Origin::Reply {
             state.in_flight = state.in_flight.saturating_sub(1);
         }
         if state.closed || state.slow {
             return;
         }
-        if !exempt && state.frames.len() >= self.capacity {
+        if origin == Origin::Room && state.frames.len() >= self.capacity {
             state.slow = true;
             self.metrics.slow_consumers.inc();
         } else {
