@@ -9,11 +9,14 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::latency;
 use crate::peer::{Mode, Peer};
 
-/// In-flight publishes per client.
-pub const WINDOW: usize = 32;
+/// In-flight publishes per client, one run each: fewer in flight trade throughput for
+/// latency (by Little's law, mean ack latency = publishes in flight / acked per second).
+pub const WINDOWS: [usize; 4] = [4, 8, 16, 32];
 
 /// What a durable run measured.
 pub struct Durable {
+    /// Publishes each client kept in flight.
+    pub window: usize,
     /// Acked publishes per second.
     pub acked_per_sec: f64,
     /// Publish-to-ack latency.
@@ -22,8 +25,8 @@ pub struct Durable {
     pub p99: Duration,
 }
 
-/// `clients` publishers, each in its own room, keep [`WINDOW`] publishes in flight.
-pub async fn run(clients: usize, seconds: u64) -> Durable {
+/// `clients` publishers, each in its own room, keep `window` publishes in flight.
+pub async fn run(clients: usize, window: usize, seconds: u64) -> Durable {
     let server =
         Peer::Tether.start(Mode::Echo, &["--store", "sqlite", "--send-queue", "100000"]).expect("tether");
     let addr = server.addr;
@@ -38,7 +41,7 @@ pub async fn run(clients: usize, seconds: u64) -> Durable {
             let mut latencies = latency::histogram();
             let (mut sent, mut acked) = (0u64, 0u64);
             while Instant::now() < deadline {
-                while sent_at.len() < WINDOW {
+                while sent_at.len() < window {
                     let frame = format!(
                         r#"{{"type":"publish","id":"{c}-{sent}","room":"{room}","body":{{"text":"a typical chat message of modest length"}}}}"#
                     );
@@ -69,6 +72,7 @@ pub async fn run(clients: usize, seconds: u64) -> Durable {
         latencies.add(histogram).expect("same bounds");
     }
     Durable {
+        window,
         acked_per_sec: total as f64 / started.elapsed().as_secs_f64(),
         p50: Duration::from_micros(latencies.value_at_quantile(0.5)),
         p99: Duration::from_micros(latencies.value_at_quantile(0.99)),

@@ -118,12 +118,14 @@ fn main() {
                     }
                 }
                 "durable" => {
-                    let result = durable::run(20, sizes.durable_seconds).await;
-                    println!(
-                        "  durable: {:.0} acked/s, ack p50 {:?} p99 {:?}",
-                        result.acked_per_sec, result.p50, result.p99
-                    );
-                    report.durable(20, result);
+                    for window in durable::WINDOWS {
+                        let result = durable::run(20, window, sizes.durable_seconds).await;
+                        println!(
+                            "  durable, window {window}: {:.0} acked/s, ack p50 {:?} p99 {:?}",
+                            result.acked_per_sec, result.p50, result.p99
+                        );
+                        report.durable(20, result);
+                    }
                 }
                 other => eprintln!("unknown workload `{other}` (storm, idle, fanout, echo, durable)"),
             }

@@ -12,6 +12,7 @@
 mod auth;
 pub mod config;
 mod connection;
+mod dedupe;
 mod handshake;
 mod hub;
 mod identity;
@@ -87,7 +88,8 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         max_age: config.history_age,
         dedupe_window: config.dedupe_window,
     };
-    let sequencer = sequencer::Sequencer::start(store.clone(), hub.clone(), retention, metrics.clone());
+    let sequencer = sequencer::Sequencer::start(store.clone(), hub.clone(), retention, metrics.clone())
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     let shutdown = Shutdown::default();
     let context =
         Arc::new(routes::Context::new(config, shutdown.clone(), hub, sequencer.clone(), store, metrics));

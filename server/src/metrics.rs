@@ -54,6 +54,8 @@ pub struct Metrics {
     pub refused: Family<CodeLabel, Counter>,
     /// Seconds per store commit (one batch).
     pub store_seconds: Histogram,
+    /// Publishes remembered for dedupe (about 80 bytes each).
+    pub dedupe_entries: Gauge,
 }
 
 impl Default for Metrics {
@@ -74,6 +76,7 @@ impl Default for Metrics {
             resumes: Family::default(),
             refused: Family::default(),
             store_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            dedupe_entries: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "Open WebSocket connections", metrics.connections.clone());
@@ -102,6 +105,11 @@ impl Default for Metrics {
             metrics.refused.clone(),
         );
         registry.register("store_commit_seconds", "Seconds per store commit", metrics.store_seconds.clone());
+        registry.register(
+            "dedupe_entries",
+            "Publishes remembered for dedupe within the window",
+            metrics.dedupe_entries.clone(),
+        );
         Metrics { registry, ..metrics }
     }
 }

@@ -6,7 +6,7 @@
 //! durable. Publishes that arrive while a commit is running are taken together into the
 //! next transaction (group commit): under load, one fsync covers many messages.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -16,10 +16,11 @@ use tether_shared::{Millis, RejectCode, ServerFrame, User};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::dedupe::{Dedupe, Fingerprint, Receipt};
 use crate::hub::FanOut;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
-use crate::store::{Store, StoredMessage};
+use crate::store::{Store, StoreError, StoredMessage};
 
 /// Most publishes committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -69,30 +70,29 @@ fn now() -> Millis {
 }
 
 impl Sequencer {
-    /// Starts the sequencer thread. It ends by itself once every handle is dropped, after
-    /// finishing what was queued; [`Sequencer::barrier`] waits for that work.
+    /// Starts the sequencer thread, after reading back the dedupe window from the store
+    /// (a retry of a message acked just before a restart must still get its ack). It
+    /// ends by itself once every handle is dropped, after finishing what was queued;
+    /// [`Sequencer::barrier`] waits for that work.
     pub fn start(
         store: Arc<dyn Store>,
         hub: Arc<dyn FanOut>,
         retention: Retention,
         metrics: Arc<Metrics>,
-    ) -> Sequencer {
+    ) -> Result<Sequencer, StoreError> {
         let (requests, receiver) = std_mpsc::channel();
-        let worker = Worker {
-            store,
-            hub,
-            retention,
-            metrics,
-            heads: HashMap::new(),
-            recent: HashMap::new(),
-            recent_order: VecDeque::new(),
-            appended: HashMap::new(),
-        };
+        let mut worker =
+            Worker { store, hub, retention, metrics, rooms: HashMap::new(), dedupe: Dedupe::default() };
+        for published in worker.store.published_since(worker.window_start(now()))? {
+            let fingerprint = worker.dedupe.fingerprint(&published.user, &published.id);
+            let room = worker.known_room(&published.room);
+            worker.dedupe.remember(fingerprint, Receipt { room, seq: published.seq, ts: published.ts });
+        }
         std::thread::Builder::new()
             .name("tether-sequencer".into())
             .spawn(move || worker.run(receiver))
             .expect("spawn the sequencer thread");
-        Sequencer { requests }
+        Ok(Sequencer { requests })
     }
 
     /// Queues a publish; its ack or rejection arrives on `publish.reply`.
@@ -118,14 +118,23 @@ fn reject(publish: &Publish, code: RejectCode, message: &str) {
     publish.reply.push_reply(Utf8Bytes::from(frame.encode()));
 }
 
-fn ack_frame(message: &StoredMessage) -> Utf8Bytes {
+fn ack_frame(id: &str, receipt: &Receipt) -> Utf8Bytes {
     let frame = ServerFrame::Ack {
-        id: message.id.clone(),
-        room: message.room.clone(),
-        seq: message.seq,
-        ts: message.ts,
+        id: id.to_owned(),
+        room: receipt.room.to_string(),
+        seq: receipt.seq,
+        ts: receipt.ts,
     };
     Utf8Bytes::from(frame.encode())
+}
+
+fn reject_stored(message: &StoredMessage, reply: &Outbound) {
+    let frame = ServerFrame::Reject {
+        id: message.id.clone(),
+        code: RejectCode::Unavailable,
+        message: "storage is unavailable; retry later".into(),
+    };
+    reply.push_reply(Utf8Bytes::from(frame.encode()));
 }
 
 struct Worker {
@@ -133,11 +142,24 @@ struct Worker {
     hub: Arc<dyn FanOut>,
     retention: Retention,
     metrics: Arc<Metrics>,
-    heads: HashMap<String, u64>,
-    /// Recently stored messages by (user id, client id), for dedupe without a lookup.
-    recent: HashMap<(String, String), StoredMessage>,
-    recent_order: VecDeque<(Millis, (String, String))>,
-    appended: HashMap<String, u64>,
+    /// Every room published to since startup, by name (shared with the receipts).
+    rooms: HashMap<Arc<str>, RoomState>,
+    dedupe: Dedupe,
+}
+
+/// What the sequencer knows about one room.
+struct RoomState {
+    /// The latest seq handed out; `None` until read from the store.
+    head: Option<u64>,
+    /// Appends since startup, to prune every [`PRUNE_EVERY`].
+    appended: u64,
+}
+
+/// A publish that got a seq in this batch and waits for the commit.
+struct Pending {
+    reply: Outbound,
+    fingerprint: Fingerprint,
+    room: Arc<str>,
 }
 
 impl Worker {
@@ -156,11 +178,14 @@ impl Worker {
 
     fn process(&mut self, batch: Vec<Request>) {
         let now = now();
-        self.forget_before(Millis(now.0.saturating_sub(self.retention.dedupe_window.as_millis() as u64)));
+        self.dedupe.forget_before(self.window_start(now));
         let mut barriers = Vec::new();
-        let mut fresh: Vec<(StoredMessage, Outbound)> = Vec::new();
-        // Duplicates of messages in this same batch are answered after the commit.
-        let mut pending_dupes: Vec<(usize, Outbound)> = Vec::new();
+        let mut messages: Vec<StoredMessage> = Vec::new();
+        let mut pending: Vec<Pending> = Vec::new();
+        // Fingerprints given a seq in this batch, and the duplicates of them that
+        // arrived in the same batch: those are answered once the original commits.
+        let mut in_batch: HashMap<Fingerprint, usize> = HashMap::new();
+        let mut batch_dupes: Vec<(usize, Outbound)> = Vec::new();
         for request in batch {
             let publish = match request {
                 Request::Publish(publish) => publish,
@@ -169,131 +194,121 @@ impl Worker {
                     continue;
                 }
             };
-            let key = (publish.user.id.clone(), publish.id.clone());
-            if let Some(index) = fresh.iter().position(|(m, _)| m.user.id == key.0 && m.id == key.1) {
-                pending_dupes.push((index, publish.reply));
+            let fingerprint = self.dedupe.fingerprint(&publish.user.id, &publish.id);
+            if let Some(&index) = in_batch.get(&fingerprint) {
+                batch_dupes.push((index, publish.reply));
                 continue;
             }
-            match self.original(&key, now) {
-                Ok(Some(original)) => {
-                    self.metrics.duplicates.inc();
-                    publish.reply.push_reply(ack_frame(&original));
-                    continue;
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::error!(%error, "dedupe lookup failed");
-                    reject(&publish, RejectCode::Unavailable, "storage is unavailable; retry later");
-                    continue;
-                }
+            if let Some(original) = self.dedupe.get(fingerprint) {
+                self.metrics.duplicates.inc();
+                publish.reply.push_reply(ack_frame(&publish.id, original));
+                continue;
             }
-            let head = match self.head(&publish.room) {
-                Ok(head) => head,
+            let (room, seq) = match self.room(&publish.room) {
+                Ok((room, state)) => {
+                    let seq = state.head.unwrap_or(0) + 1;
+                    state.head = Some(seq);
+                    (room, seq)
+                }
                 Err(error) => {
                     tracing::error!(%error, "reading a room head failed");
                     reject(&publish, RejectCode::Unavailable, "storage is unavailable; retry later");
                     continue;
                 }
             };
-            let seq = head + 1;
-            self.heads.insert(publish.room.clone(), seq);
-            let message = StoredMessage {
+            in_batch.insert(fingerprint, messages.len());
+            messages.push(StoredMessage {
                 room: publish.room,
                 seq,
                 id: publish.id,
                 user: publish.user,
                 body: publish.body,
                 ts: now,
-            };
-            fresh.push((message, publish.reply));
+            });
+            pending.push(Pending { reply: publish.reply, fingerprint, room });
         }
 
-        if !fresh.is_empty() {
-            let messages: Vec<StoredMessage> = fresh.iter().map(|(m, _)| m.clone()).collect();
+        if !messages.is_empty() {
             let started = Instant::now();
             let stored = self.store.append(&messages);
             self.metrics.store_seconds.observe(started.elapsed().as_secs_f64());
             match stored {
-                Ok(()) => {
-                    for (message, reply) in &fresh {
-                        let text = Utf8Bytes::from(message.frame_text());
-                        self.hub.deliver(message, &text, Some(reply.conn()));
-                        reply.push_reply(ack_frame(message));
-                        self.metrics.acks.inc();
-                        self.remember(message.clone());
-                    }
-                    for (index, reply) in pending_dupes {
-                        self.metrics.duplicates.inc();
-                        reply.push_reply(ack_frame(&fresh[index].0));
-                    }
-                    let rooms: Vec<String> = fresh.iter().map(|(m, _)| m.room.clone()).collect();
-                    for room in rooms {
-                        self.maybe_prune(&room, now);
-                    }
-                }
+                Ok(()) => self.deliver(&messages, pending, batch_dupes),
                 Err(error) => {
                     tracing::error!(%error, "storing a batch failed");
-                    for (message, reply) in fresh.iter() {
+                    for (message, waiting) in messages.iter().zip(pending) {
                         // Forget the optimistic head so it is read again from the store.
-                        self.heads.remove(&message.room);
-                        let frame = ServerFrame::Reject {
-                            id: message.id.clone(),
-                            code: RejectCode::Unavailable,
-                            message: "storage is unavailable; retry later".into(),
-                        };
-                        reply.push_reply(Utf8Bytes::from(frame.encode()));
+                        if let Some(state) = self.rooms.get_mut(&waiting.room) {
+                            state.head = None;
+                        }
+                        reject_stored(message, &waiting.reply);
+                    }
+                    for (index, reply) in batch_dupes {
+                        reject_stored(&messages[index], &reply);
                     }
                 }
             }
         }
+        self.metrics.dedupe_entries.set(self.dedupe.len() as i64);
         for done in barriers {
             let _ = done.send(());
         }
     }
 
-    /// The first stored copy of a (user, id) within the dedupe window.
-    fn original(
-        &self,
-        key: &(String, String),
-        now: Millis,
-    ) -> Result<Option<StoredMessage>, crate::store::StoreError> {
-        if let Some(found) = self.recent.get(key) {
-            return Ok(Some(found.clone()));
+    /// After a commit: fan each message out, ack it, and remember it for dedupe.
+    fn deliver(
+        &mut self,
+        messages: &[StoredMessage],
+        pending: Vec<Pending>,
+        batch_dupes: Vec<(usize, Outbound)>,
+    ) {
+        let mut receipts = Vec::with_capacity(messages.len());
+        for (message, waiting) in messages.iter().zip(pending) {
+            let text = Utf8Bytes::from(message.frame_text());
+            self.hub.deliver(message, &text, Some(waiting.reply.conn()));
+            let receipt = Receipt { room: waiting.room, seq: message.seq, ts: message.ts };
+            waiting.reply.push_reply(ack_frame(&message.id, &receipt));
+            self.metrics.acks.inc();
+            receipts.push((waiting.fingerprint, receipt));
         }
-        if self.store.durable() {
-            let since = Millis(now.0.saturating_sub(self.retention.dedupe_window.as_millis() as u64));
-            return self.store.find(&key.0, &key.1, since);
+        for (index, reply) in batch_dupes {
+            self.metrics.duplicates.inc();
+            reply.push_reply(ack_frame(&messages[index].id, &receipts[index].1));
         }
-        Ok(None)
+        for (fingerprint, receipt) in receipts {
+            self.maybe_prune(&receipt.room, receipt.ts);
+            self.dedupe.remember(fingerprint, receipt);
+        }
     }
 
-    fn head(&mut self, room: &str) -> Result<u64, crate::store::StoreError> {
-        if let Some(head) = self.heads.get(room) {
-            return Ok(*head);
-        }
-        let head = self.store.head(room)?;
-        self.heads.insert(room.to_owned(), head);
-        Ok(head)
+    fn window_start(&self, now: Millis) -> Millis {
+        Millis(now.0.saturating_sub(self.retention.dedupe_window.as_millis() as u64))
     }
 
-    fn remember(&mut self, message: StoredMessage) {
-        let key = (message.user.id.clone(), message.id.clone());
-        self.recent_order.push_back((message.ts, key.clone()));
-        self.recent.insert(key, message);
+    /// The shared name of a room seen in the store; its head is read on first publish.
+    fn known_room(&mut self, name: &str) -> Arc<str> {
+        if let Some((name, _)) = self.rooms.get_key_value(name) {
+            return name.clone();
+        }
+        let name: Arc<str> = Arc::from(name);
+        self.rooms.insert(name.clone(), RoomState { head: None, appended: 0 });
+        name
     }
 
-    fn forget_before(&mut self, cutoff: Millis) {
-        while self.recent_order.front().is_some_and(|(ts, _)| *ts < cutoff) {
-            if let Some((_, key)) = self.recent_order.pop_front() {
-                self.recent.remove(&key);
-            }
+    /// The room's shared name and its latest seq, read from the store on first use.
+    fn room(&mut self, name: &str) -> Result<(Arc<str>, &mut RoomState), StoreError> {
+        let name = self.known_room(name);
+        let state = self.rooms.get_mut(&name).expect("just interned");
+        if state.head.is_none() {
+            state.head = Some(self.store.head(&name)?);
         }
+        Ok((name, state))
     }
 
     fn maybe_prune(&mut self, room: &str, now: Millis) {
-        let count = self.appended.entry(room.to_owned()).or_default();
-        *count += 1;
-        if *count % PRUNE_EVERY == 0 {
+        let Some(state) = self.rooms.get_mut(room) else { return };
+        state.appended += 1;
+        if state.appended % PRUNE_EVERY == 0 {
             let before = Millis(now.0.saturating_sub(self.retention.max_age.as_millis() as u64));
             if let Err(error) = self.store.prune(room, self.retention.max_messages, before) {
                 tracing::warn!(%error, room, "pruning history failed");

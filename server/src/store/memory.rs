@@ -5,7 +5,7 @@ use std::sync::RwLock;
 
 use tether_shared::Millis;
 
-use super::{Store, StoreError, StoredMessage};
+use super::{Published, Store, StoreError, StoredMessage};
 
 /// All rooms' history in a map, behind one lock (fine for what it is for).
 pub struct MemoryStore {
@@ -65,13 +65,22 @@ impl Store for MemoryStore {
             .unwrap_or_default())
     }
 
-    fn find(&self, user: &str, id: &str, since: Millis) -> Result<Option<StoredMessage>, StoreError> {
+    fn published_since(&self, since: Millis) -> Result<Vec<Published>, StoreError> {
         let rooms = self.rooms.read().expect("store lock");
-        Ok(rooms
+        let mut found: Vec<Published> = rooms
             .values()
             .flat_map(|r| r.messages.iter())
-            .find(|m| m.user.id == user && m.id == id && m.ts >= since)
-            .cloned())
+            .filter(|m| m.ts >= since)
+            .map(|m| Published {
+                user: m.user.id.clone(),
+                id: m.id.clone(),
+                room: m.room.clone(),
+                seq: m.seq,
+                ts: m.ts,
+            })
+            .collect();
+        found.sort_by_key(|p| p.ts);
+        Ok(found)
     }
 
     fn prune(&self, room: &str, keep: u64, before: Millis) -> Result<(), StoreError> {
@@ -84,10 +93,6 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
-    }
-
-    fn durable(&self) -> bool {
-        false
     }
 
     fn epoch(&self) -> String {

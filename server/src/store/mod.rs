@@ -1,7 +1,7 @@
 //! Where acknowledged messages live.
 //!
 //! The [`Store`] trait is small on purpose: append a batch durably, read a room's
-//! history, look up a message for dedupe, prune. Two implementations ship: SQLite (the
+//! history, list what was published recently (to refill dedupe after a restart), prune. Two implementations ship: SQLite (the
 //! durable default) and memory (tests and demos). A Redis-backed or replicated store
 //! slots in behind the same trait; sequencing and fan-out live in
 //! [`crate::sequencer`], not here.
@@ -31,6 +31,21 @@ pub struct StoredMessage {
     /// The body as JSON text, stored and replayed without re-parsing.
     pub body: Arc<RawValue>,
     /// When it was first stored.
+    pub ts: Millis,
+}
+
+/// Who published what where: the part of a stored message that dedupe needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    /// The sender's user id.
+    pub user: String,
+    /// The sender's client message id.
+    pub id: String,
+    /// Room name.
+    pub room: String,
+    /// Seq within the room.
+    pub seq: u64,
+    /// When it was stored.
     pub ts: Millis,
 }
 
@@ -113,14 +128,13 @@ pub trait Store: Send + Sync + 'static {
     fn oldest(&self, room: &str) -> Result<u64, StoreError>;
     /// Messages of `room` with `after < seq <= upto`, in order.
     fn read(&self, room: &str, after: u64, upto: u64) -> Result<Vec<StoredMessage>, StoreError>;
-    /// The message `user` published with client id `id`, if stored at or after `since`.
-    fn find(&self, user: &str, id: &str, since: Millis) -> Result<Option<StoredMessage>, StoreError>;
-    /// Drops history beyond `keep` messages per room, and messages older than `before`,
-    /// always keeping each room's latest message so its seq is never reused.
+    /// Every publish stored at or after `since`, oldest first: read once at startup,
+    /// so that a retry of a message acked before a restart is still recognised.
+    fn published_since(&self, since: Millis) -> Result<Vec<Published>, StoreError>;
+    /// Drops history beyond `keep` messages per room, and messages older than `before`
+    /// (the oldest first, possibly a bounded batch per call), always keeping each room's
+    /// latest message so its seq is never reused.
     fn prune(&self, room: &str, keep: u64, before: Millis) -> Result<(), StoreError>;
-    /// Whether history survives a restart. Only then can a message from a previous run
-    /// need deduping, so only then does the sequencer consult [`Store::find`].
-    fn durable(&self) -> bool;
     /// Identifies this store's history; changes only when history is wiped.
     fn epoch(&self) -> String;
     /// A secret for signing dev-mode and resume tokens, stable as long as the history is.
