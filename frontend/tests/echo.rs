@@ -15,7 +15,8 @@ use yew::prelude::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-const PATIENCE: Duration = Duration::from_secs(10);
+/// Only a guard against hanging: every wait below ends on an event long before this.
+const PATIENCE: Duration = Duration::from_secs(30);
 
 #[wasm_bindgen_test]
 async fn a_browser_socket_echoes_through_the_server() {

@@ -24,15 +24,63 @@ pub fn mount_point() -> Element {
     element
 }
 
-/// Resolves once `condition` holds, re-checking whenever the browser has run its
-/// pending work; panics with `what` after `limit`.
+/// Resolves once `condition` holds, re-checking after every animation frame: the link
+/// hands out its events once per frame and Yew renders right after, so a frame is the
+/// event that can change what the page shows. `limit` only keeps a broken test from
+/// hanging; it is far above what any check needs.
 pub async fn until(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
     let start = js_sys::Date::now();
     while !condition() {
         if js_sys::Date::now() - start > limit.as_millis() as f64 {
-            panic!("timed out after {limit:?} waiting for {what}");
+            panic!("gave up after {limit:?} waiting for {what}");
         }
-        yew::platform::time::sleep(Duration::from_millis(10)).await;
+        next_frame().await;
+    }
+}
+
+/// Resolves at the next animation frame.
+pub async fn next_frame() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        web_sys::window().unwrap().request_animation_frame(&resolve).unwrap();
+    });
+    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
+}
+
+/// Counts animation frames from creation until dropped.
+pub struct FrameCounter {
+    frames: std::rc::Rc<std::cell::Cell<usize>>,
+    _next: std::rc::Rc<std::cell::RefCell<Option<gloo_render::AnimationFrame>>>,
+}
+
+impl FrameCounter {
+    /// Starts counting.
+    pub fn start() -> Self {
+        let frames = std::rc::Rc::new(std::cell::Cell::new(0));
+        let next = std::rc::Rc::new(std::cell::RefCell::new(None));
+        fn arm(
+            frames: std::rc::Rc<std::cell::Cell<usize>>,
+            next: std::rc::Rc<std::cell::RefCell<Option<gloo_render::AnimationFrame>>>,
+        ) {
+            let again = next.clone();
+            *next.borrow_mut() = Some(gloo_render::request_animation_frame(move |_| {
+                frames.set(frames.get() + 1);
+                arm(frames, again);
+            }));
+        }
+        arm(frames.clone(), next.clone());
+        FrameCounter { frames, _next: next }
+    }
+
+    /// Frames so far.
+    pub fn frames(&self) -> usize {
+        self.frames.get()
+    }
+}
+
+impl Drop for FrameCounter {
+    fn drop(&mut self) {
+        // Cancels the pending frame and breaks the closure's cycle back to the slot.
+        self._next.borrow_mut().take();
     }
 }
 
