@@ -1,5 +1,6 @@
 //! Fan-out: one room, many subscribers, a publisher on an open-loop schedule. The rate
-//! doubles until fewer than 99.9 % of deliveries arrive or p99 latency reaches 100 ms.
+//! doubles until fewer than 99.9 % of deliveries arrive or p99 latency reaches 100 ms,
+//! then bisects between the last pass and that failure.
 //!
 //! Latency is measured from when each message was *due* to be sent, not from when the
 //! publisher got round to it, so a server that makes the publisher wait is charged for
@@ -13,7 +14,8 @@ use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::latency;
-use crate::peer::{Mode, Peer, stamp};
+use crate::peer::{Mode, Peer};
+use crate::raw::stamp;
 
 /// The pass mark of one step.
 pub const MIN_DELIVERED: f64 = 0.999;
@@ -33,6 +35,8 @@ pub struct Step {
     pub p50: Duration,
     /// Publish-to-delivery latency.
     pub p99: Duration,
+    /// Server CPU time per delivery, over the whole step.
+    pub cpu_per_delivery: Duration,
 }
 
 impl Step {
@@ -42,7 +46,13 @@ impl Step {
     }
 }
 
-/// Runs the ramp for `peer` from `start_rate`, doubling, for `seconds` per step.
+/// Bisections between the last passing and the first failing rate: each halves the
+/// gap (geometrically), so three pin the limit to within 2^(1/8), about 9 %.
+const BISECTIONS: usize = 3;
+
+/// Runs the ramp for `peer` from `start_rate`, doubling, for `seconds` per step, then
+/// narrows down between the last rate that passed and the first that failed. Steps
+/// come back sorted by rate.
 pub async fn ramp(
     peer: Peer,
     subscribers: usize,
@@ -52,24 +62,46 @@ pub async fn ramp(
 ) -> Result<Vec<Step>, String> {
     let mut steps = Vec::new();
     let mut rate = start_rate;
+    let (mut passing, mut failing) = (None, None);
     for _ in 0..max_steps {
-        let step = run(peer, subscribers, rate, seconds).await?;
-        println!(
-            "  fan-out {:<24} {:>6} msg/s: {:>6.2} % delivered, p50 {:>7.1?} p99 {:>7.1?}",
-            peer.name(),
-            rate,
-            step.delivered * 100.0,
-            step.p50,
-            step.p99,
-        );
-        let passed = step.passed();
-        steps.push(step);
-        if !passed {
+        let step = measure(peer, subscribers, rate, seconds).await?;
+        if !step.passed() {
+            failing = Some(rate);
+            steps.push(step);
             break;
         }
+        passing = Some(rate);
+        steps.push(step);
         rate *= 2;
     }
+    if let (Some(mut low), Some(mut high)) = (passing, failing) {
+        for _ in 0..BISECTIONS {
+            let rate = ((low * high) as f64).sqrt().round() as u64;
+            let step = measure(peer, subscribers, rate, seconds).await?;
+            if step.passed() {
+                low = rate;
+            } else {
+                high = rate;
+            }
+            steps.push(step);
+        }
+    }
+    steps.sort_by_key(|s| s.rate);
     Ok(steps)
+}
+
+async fn measure(peer: Peer, subscribers: usize, rate: u64, seconds: u64) -> Result<Step, String> {
+    let step = run(peer, subscribers, rate, seconds).await?;
+    println!(
+        "  fan-out {:<24} {:>6} msg/s: {:>6.2} % delivered, p50 {:>7.1?} p99 {:>7.1?}, server CPU {:.2} µs per delivery",
+        peer.name(),
+        rate,
+        step.delivered * 100.0,
+        step.p50,
+        step.p99,
+        step.cpu_per_delivery.as_secs_f64() * 1e6,
+    );
+    Ok(step)
 }
 
 /// One step: a fresh server, `subscribers` members, `rate` messages per second.
@@ -89,27 +121,30 @@ pub async fn run(peer: Peer, subscribers: usize, rate: u64, seconds: u64) -> Res
             ready_rx,
             tokio::spawn(async move {
                 let permit = gate.acquire_owned().await.expect("open");
-                let mut client = peer.subscriber(addr, "fan").await;
+                let mut client = peer.raw_subscriber(addr, "fan").await;
                 drop(permit);
                 let _ = ready_tx.send(());
                 let mut latencies = latency::histogram();
                 let mut received = 0u64;
                 while received < total {
-                    tokio::select! {
+                    let ping = tokio::select! {
                         _ = stop.changed() => break,
                         next = client.next() => match next {
-                            Some(Ok(Message::Text(text))) => {
-                                if let Some(t) = stamp(&text) {
+                            Some(payload) => match stamp(payload) {
+                                Some(t) => {
                                     let now = epoch.elapsed().as_micros() as u64;
                                     latencies.saturating_record(now.saturating_sub(t).max(1));
                                     received += 1;
-                                } else {
-                                    peer.keepalive(&mut client, &text).await;
+                                    false
                                 }
-                            }
-                            Some(Ok(_)) => {}
-                            _ => break,
+                                // Socket.IO's ping, which a client must answer.
+                                None => peer == Peer::SocketIo && payload == b"2",
+                            },
+                            None => break,
                         }
+                    };
+                    if ping && client.send_text("3").await.is_err() {
+                        break;
                     }
                 }
                 (received, latencies)
@@ -122,6 +157,7 @@ pub async fn run(peer: Peer, subscribers: usize, rate: u64, seconds: u64) -> Res
         tasks.push(task);
     }
 
+    let cpu_before = server.cpu();
     // The publisher writes on schedule; its own copies are read and dropped.
     let publisher = peer.subscriber(addr, "fan").await;
     let (mut sink, mut source) = publisher.split();
@@ -153,6 +189,7 @@ pub async fn run(peer: Peer, subscribers: usize, rate: u64, seconds: u64) -> Res
         results.push(result.expect("subscriber task"));
     }
     let elapsed = epoch.elapsed() - begin;
+    let cpu = server.cpu().saturating_sub(cpu_before);
     drain.abort();
     let mut latencies = latency::histogram();
     let mut received = 0;
@@ -167,5 +204,6 @@ pub async fn run(peer: Peer, subscribers: usize, rate: u64, seconds: u64) -> Res
         deliveries_per_sec: received as f64 / elapsed.as_secs_f64().max(seconds as f64),
         p50: Duration::from_micros(latencies.value_at_quantile(0.50)),
         p99: Duration::from_micros(latencies.value_at_quantile(0.99)),
+        cpu_per_delivery: cpu / received.max(1) as u32,
     })
 }

@@ -3,9 +3,9 @@
 //! load generator (this process, single-threaded) to CPU 1, so each figure is compared
 //! with the peers' figures from the same run on the same machine.
 //!
-//! `cargo xtask bench [--quick] [storm] [idle] [fanout] [echo] [durable]` runs the
-//! named workloads (all by default), prints a markdown report and writes it, with
-//! plots, to `docs/bench/`.
+//! `cargo xtask bench [--quick] [--peers=tether,bare] [storm] [idle] [fanout] [echo] [durable] [stream]`
+//! runs the named workloads (all by default) against the named servers (all by
+//! default), prints a markdown report and writes it, with plots, to `docs/bench/`.
 
 mod durable;
 mod echo;
@@ -15,8 +15,10 @@ mod latency;
 mod peer;
 mod plot;
 mod process;
+mod raw;
 mod report;
 mod storm;
+mod stream;
 
 use std::time::Duration;
 
@@ -33,6 +35,7 @@ struct Sizes {
     echo_clients: usize,
     echo_seconds: u64,
     durable_seconds: u64,
+    stream_seconds: u64,
 }
 
 impl Sizes {
@@ -46,6 +49,7 @@ impl Sizes {
             echo_clients: 100,
             echo_seconds: 5,
             durable_seconds: 10,
+            stream_seconds: 5,
         }
     }
 
@@ -59,6 +63,7 @@ impl Sizes {
             echo_clients: 50,
             echo_seconds: 2,
             durable_seconds: 3,
+            stream_seconds: 2,
         }
     }
 }
@@ -69,9 +74,17 @@ fn main() {
     let quick = args.iter().any(|a| a == "--quick");
     let mut wanted: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with("--")).collect();
     if wanted.is_empty() {
-        wanted = vec!["storm", "idle", "fanout", "echo", "durable"];
+        wanted = vec!["storm", "idle", "fanout", "echo", "durable", "stream"];
     }
     let sizes = if quick { Sizes::quick() } else { Sizes::full() };
+    // `--peers=tether,bare`: only the servers whose names contain one of these words.
+    let peers: Vec<Peer> = match args.iter().find_map(|a| a.strip_prefix("--peers=")) {
+        Some(list) => Peer::ALL
+            .into_iter()
+            .filter(|p| list.split(',').any(|w| p.name().to_lowercase().contains(&w.to_lowercase())))
+            .collect(),
+        None => Peer::ALL.to_vec(),
+    };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let mut report = Report::new(quick);
     runtime.block_on(async {
@@ -80,7 +93,7 @@ fn main() {
             match workload {
                 "storm" => report.storm(storm::run(sizes.storm_clients).await),
                 "idle" => {
-                    for peer in Peer::ALL {
+                    for &peer in &peers {
                         if peer == Peer::SocketIo {
                             continue; // Socket.IO pings every 25 s; idle sockets are measured on ws.
                         }
@@ -97,14 +110,21 @@ fn main() {
                     }
                 }
                 "fanout" => {
-                    for peer in Peer::ALL {
+                    for &peer in &peers {
+                        // `--fanout-rate=N`: one step at N messages/s instead of the ramp.
+                        let (start, steps) = match args.iter().find_map(|a| a.strip_prefix("--fanout-rate="))
+                        {
+                            Some(rate) => (rate.parse().expect("--fanout-rate=N"), 1),
+                            None => (250, 10),
+                        };
                         let steps =
-                            fanout::ramp(peer, sizes.fanout_subscribers, 250, sizes.fanout_seconds, 10).await;
+                            fanout::ramp(peer, sizes.fanout_subscribers, start, sizes.fanout_seconds, steps)
+                                .await;
                         report.fanout(peer, sizes.fanout_subscribers, steps);
                     }
                 }
                 "echo" => {
-                    for peer in Peer::ALL {
+                    for &peer in &peers {
                         let result = echo::run(peer, sizes.echo_clients, sizes.echo_seconds).await;
                         if let Ok(echo) = &result {
                             println!(
@@ -127,7 +147,22 @@ fn main() {
                         report.durable(20, result);
                     }
                 }
-                other => eprintln!("unknown workload `{other}` (storm, idle, fanout, echo, durable)"),
+                "stream" => {
+                    let result = stream::run(sizes.stream_seconds).await;
+                    match &result {
+                        Ok(rates) => {
+                            for r in rates {
+                                println!(
+                                    "  stream {} msgs/s: frame p50 {:?}, p95 {:?}, max {:?} ({} frames)",
+                                    r.rate, r.p50, r.p95, r.max, r.frames
+                                );
+                            }
+                        }
+                        Err(why) => println!("  stream: {why}"),
+                    }
+                    report.stream(result);
+                }
+                other => eprintln!("unknown workload `{other}` (storm, idle, fanout, echo, durable, stream)"),
             }
             // Let sockets of the previous workload leave TIME_WAIT behind them.
             tokio::time::sleep(Duration::from_millis(300)).await;

@@ -11,6 +11,7 @@ use futures::{SinkExt, StreamExt};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::process::Process;
+use crate::raw::RawClient;
 
 /// A WebSocket client of the load generator.
 pub type Client =
@@ -137,6 +138,35 @@ impl Peer {
         client
     }
 
+    /// Like [`Peer::subscriber`], on the light [`RawClient`] the fan-out readers use.
+    pub async fn raw_subscriber(self, addr: std::net::SocketAddr, room: &str) -> RawClient {
+        let path = if self == Peer::SocketIo { "/socket.io/?EIO=4&transport=websocket" } else { "/ws" };
+        let mut client = RawClient::connect(addr, path)
+            .await
+            .unwrap_or_else(|e| panic!("{}: connect failed: {e}", self.name()));
+        let step = async {
+            match self {
+                Peer::Tether => {
+                    client.send_text(r#"{"type":"hello","v":1,"name":"bench"}"#).await?;
+                    client.wait_for(r#""type":"welcome""#).await?;
+                    client.send_text(&format!(r#"{{"type":"join","room":"{room}"}}"#)).await?;
+                    client.wait_for(r#""type":"joined""#).await?;
+                }
+                Peer::SocketIo => {
+                    client.wait_for("0{").await?;
+                    client.send_text("40").await?;
+                    client.wait_for("40{").await?;
+                    client.send_text(&format!(r#"42["join","{room}"]"#)).await?;
+                    client.wait_for(r#"42["joined""#).await?;
+                }
+                Peer::Tungstenite | Peer::NodeWs => {}
+            }
+            std::io::Result::Ok(())
+        };
+        step.await.unwrap_or_else(|e| panic!("{}: joining failed: {e}", self.name()));
+        client
+    }
+
     /// A frame asking for `body` (a JSON string) back.
     pub fn echo_frame(self, body: &str) -> String {
         match self {
@@ -163,14 +193,6 @@ impl Peer {
             send(client, "3").await;
         }
     }
-}
-
-/// The stamp `"t":N` in a delivered message, if it is one.
-pub fn stamp(text: &str) -> Option<u64> {
-    let at = text.find(r#""t":"#)? + 4;
-    let digits = &text[at..];
-    let end = digits.find(|c: char| !c.is_ascii_digit()).unwrap_or(digits.len());
-    digits[..end].parse().ok()
 }
 
 /// Sends one text frame.

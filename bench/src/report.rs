@@ -10,6 +10,7 @@ use crate::echo::Echo;
 use crate::fanout::{self, Step};
 use crate::peer::Peer;
 use crate::storm::Storm;
+use crate::stream::FrameTimes;
 
 /// A fan-out ramp: the peer, subscribers, and its steps (or why it could not run).
 pub type Ramp = (Peer, usize, Result<Vec<Step>, String>);
@@ -26,6 +27,7 @@ pub struct Report {
     fanout: Vec<Ramp>,
     echo: Vec<EchoRun>,
     durable: Vec<(usize, Durable)>,
+    stream: Option<Result<Vec<FrameTimes>, String>>,
 }
 
 fn micros(d: Duration) -> String {
@@ -46,7 +48,13 @@ impl Report {
             fanout: Vec::new(),
             echo: Vec::new(),
             durable: Vec::new(),
+            stream: None,
         }
+    }
+
+    /// Records the browser's frame times under a stream.
+    pub fn stream(&mut self, stream: Result<Vec<FrameTimes>, String>) {
+        self.stream = Some(stream);
     }
 
     /// Records a join storm.
@@ -164,9 +172,11 @@ impl Report {
             let subscribers = self.fanout[0].1;
             let _ = writeln!(
                 md,
-                "## Fan-out: 1 room × {subscribers} subscribers, open loop, rate doubling\n\n\
+                "## Fan-out: 1 room × {subscribers} subscribers, open loop, rate doubling, then bisected\n\n\
                  A step passes with ≥ {:.1} % delivered and p99 < {} ms. Latency is from when a \
-                 message was due to be sent to when a subscriber had it.\n",
+                 message was due to be sent to when a subscriber had it. The subscribers read raw \
+                 WebSocket frames from one buffer each (`bench/src/raw.rs`), so the load generator \
+                 keeps up with the fastest server. Server CPU covers the whole step, grace period included.\n",
                 fanout::MIN_DELIVERED * 100.0,
                 fanout::MAX_P99.as_millis()
             );
@@ -190,37 +200,39 @@ impl Report {
                             });
                             let _ = writeln!(
                                 md,
-                                "| {} | {} msg/s | {:.0} | {} | {} | {} |",
+                                "| {} | {} msg/s | {:.0} | {} | {} | {} | {} |",
                                 peer.name(),
                                 step.rate,
                                 step.deliveries_per_sec,
                                 millis(step.p50),
                                 millis(step.p99),
+                                micros(step.cpu_per_delivery),
                                 ratio
                             );
                         }
                         None => {
-                            let _ = writeln!(md, "| {} | none passed | | | | |", peer.name());
+                            let _ = writeln!(md, "| {} | none passed | | | | | |", peer.name());
                         }
                     },
                     Err(why) => {
-                        let _ = writeln!(md, "| {} | n/a ({why}) | | | | |", peer.name());
+                        let _ = writeln!(md, "| {} | n/a ({why}) | | | | | |", peer.name());
                     }
                 }
             }
             let _ = writeln!(md, "\nEvery step:\n");
-            let _ = writeln!(md, "| server | rate | delivered | p50 | p99 |");
-            let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+            let _ = writeln!(md, "| server | rate | delivered | p50 | p99 | server CPU per delivery |");
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
             for (peer, _, steps) in &self.fanout {
                 for step in steps.iter().flatten() {
                     let _ = writeln!(
                         md,
-                        "| {} | {} | {:.2} % | {} | {} |",
+                        "| {} | {} | {:.2} % | {} | {} | {} |",
                         peer.name(),
                         step.rate,
                         step.delivered * 100.0,
                         millis(step.p50),
-                        millis(step.p99)
+                        millis(step.p99),
+                        micros(step.cpu_per_delivery)
                     );
                 }
             }
@@ -277,6 +289,35 @@ impl Report {
                     millis(durable.p50),
                     millis(durable.p99)
                 );
+            }
+            let _ = writeln!(md);
+        }
+        if let Some(stream) = &self.stream {
+            let _ = writeln!(
+                md,
+                "## The demo app in headless Chromium under a stream into its open room\n\n\
+                 Intervals between `requestAnimationFrame` callbacks while a native publisher streams \
+                 into `#general` and until the page shows the last message (one frame at 60 Hz is 16.7 ms).\n"
+            );
+            let _ = writeln!(md, "| messages/s | frames | frame p50 | frame p95 | longest frame |");
+            let _ = writeln!(md, "|---:|---:|---:|---:|---:|");
+            match stream {
+                Ok(rates) => {
+                    for r in rates {
+                        let _ = writeln!(
+                            md,
+                            "| {} | {} | {} | {} | {} |",
+                            r.rate,
+                            r.frames,
+                            millis(r.p50),
+                            millis(r.p95),
+                            millis(r.max)
+                        );
+                    }
+                }
+                Err(why) => {
+                    let _ = writeln!(md, "| n/a ({why}) | | | | |");
+                }
             }
             let _ = writeln!(md);
         }

@@ -151,6 +151,12 @@ fn test() -> Result<(), String> {
 /// generator is pinned to CPU 1; it pins every server it starts to CPU 0.
 fn bench(args: &[String]) -> Result<(), String> {
     let root = root();
+    let workloads: Vec<&String> = args.iter().filter(|a| !a.starts_with("--")).collect();
+    if workloads.is_empty() || workloads.iter().any(|w| *w == "stream") {
+        // The stream workload opens the release bundle in Chromium.
+        setup::all(true)?;
+        dist()?;
+    }
     sh::step("building release binaries");
     Cmd::new("cargo")
         .args(["build", "--release", "-p", "tether-server", "-p", "tether-bench"])
