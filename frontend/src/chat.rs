@@ -1,5 +1,7 @@
 //! The demo chat: rooms, messages with delivery ticks, presence and typing.
 
+use std::rc::Rc;
+
 use serde_json::json;
 use tether_shared::PresenceMode;
 use web_sys::HtmlInputElement;
@@ -71,6 +73,14 @@ pub fn ChatRoom(props: &ChatRoomProps) -> Html {
         let room = room.clone();
         Callback::from(move |_: InputEvent| room.typing())
     };
+    // One callback for every message, kept across renders so that unchanged messages
+    // compare equal and are not rendered again.
+    let on_retry = {
+        let room = room.clone();
+        use_callback(props.room.clone(), move |body: serde_json::Value, _| {
+            room.send(body);
+        })
+    };
     let me = room.link.status().user.map(|u| u.id);
     let typing: Vec<String> = view
         .typing
@@ -101,25 +111,8 @@ pub fn ChatRoom(props: &ChatRoomProps) -> Html {
                     <p class="gap" role="alert">{ "Some older messages are no longer available." }</p>
                 }
                 <ol class="messages" aria-live="polite">
-                    { for view.messages[start..].iter().map(|m| {
-                        let (class, label) = ticks(&m.delivery);
-                        let failed = if let Delivery::Failed(why) = &m.delivery { Some(why.clone()) } else { None };
-                        let retry = {
-                            let room = room.clone();
-                            let body = m.body.clone();
-                            Callback::from(move |_| { room.send(body.clone()); })
-                        };
-                        html! {
-                            <li class={classes!("message", m.mine.then_some("mine"))} data-id={m.id.clone()}>
-                                <span class="from" style={format!("color:{}", m.from.color)}>{ &m.from.name }</span>
-                                <span class="text">{ text_of(m) }</span>
-                                if m.mine { <span class={class}>{ label }</span> }
-                                if let Some(why) = failed {
-                                    <span class="why">{ why }</span>
-                                    <button class="retry" onclick={retry}>{ "Retry" }</button>
-                                }
-                            </li>
-                        }
+                    { for view.messages[start..].iter().map(|m| html! {
+                        <MessageItem key={m.id.as_str()} message={m.clone()} on_retry={on_retry.clone()} />
                     }) }
                 </ol>
                 <p class="typing" aria-live="polite">
@@ -135,6 +128,45 @@ pub fn ChatRoom(props: &ChatRoomProps) -> Html {
                 </form>
             </section>
         </div>
+    }
+}
+
+/// Properties of [`MessageItem`].
+#[derive(Properties)]
+pub struct MessageItemProps {
+    /// The message; the same `Rc` until the message changes.
+    pub message: Rc<ChatMessage>,
+    /// Sends a failed message's body again.
+    pub on_retry: Callback<serde_json::Value>,
+}
+
+impl PartialEq for MessageItemProps {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.message, &other.message) && self.on_retry == other.on_retry
+    }
+}
+
+/// One message with its sender and, for ours, the delivery ticks. A component of its
+/// own so that a new message renders one item, not the whole list.
+#[component]
+pub fn MessageItem(props: &MessageItemProps) -> Html {
+    let m = &props.message;
+    let (class, label) = ticks(&m.delivery);
+    let failed = if let Delivery::Failed(why) = &m.delivery { Some(why.clone()) } else { None };
+    let retry = {
+        let (on_retry, body) = (props.on_retry.clone(), m.body.clone());
+        Callback::from(move |_| on_retry.emit(body.clone()))
+    };
+    html! {
+        <li class={classes!("message", m.mine.then_some("mine"))} data-id={m.id.clone()}>
+            <span class="from" style={format!("color:{}", m.from.color)}>{ &m.from.name }</span>
+            <span class="text">{ text_of(m) }</span>
+            if m.mine { <span class={class}>{ label }</span> }
+            if let Some(why) = failed {
+                <span class="why">{ why }</span>
+                <button class="retry" onclick={retry}>{ "Retry" }</button>
+            }
+        </li>
     }
 }
 

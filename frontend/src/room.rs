@@ -50,10 +50,15 @@ pub struct ChatMessage {
 pub const MAX_KEPT: usize = 1_000;
 
 /// A room's state as the hooks see it.
+///
+/// Each message sits behind its own `Rc`: a render takes a snapshot of the view, and
+/// that costs a pointer per message instead of a deep copy, while a message that
+/// changes (an ack, a receipt) is copied alone ([`Rc::make_mut`]) and so is the only
+/// one whose component renders again.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct RoomView {
     /// Messages in order.
-    pub messages: Vec<ChatMessage>,
+    pub messages: Vec<Rc<ChatMessage>>,
     /// After a resume: whether the replay covered everything (`Some(false)` means a gap).
     pub replay_complete: Option<bool>,
     /// Members present, one per user. In a big room ([`PresenceMode::Count`]) this is
@@ -82,7 +87,9 @@ impl RoomView {
                     }
                     self.last_seq = self.last_seq.max(*seq);
                     let mine = me == Some(from.id.as_str());
-                    match self.messages.iter_mut().find(|m| m.mine && m.id == *id && mine) {
+                    // Only our own messages can already be here (shown while sending).
+                    let existing = if mine { self.mine_mut(id) } else { None };
+                    match existing {
                         Some(existing) => {
                             existing.seq = Some(*seq);
                             existing.ts = Some(*ts);
@@ -90,7 +97,7 @@ impl RoomView {
                                 existing.delivery = Delivery::Sent;
                             }
                         }
-                        None => self.messages.push(ChatMessage {
+                        None => self.messages.push(Rc::new(ChatMessage {
                             id: id.clone(),
                             seq: Some(*seq),
                             from: from.clone(),
@@ -98,12 +105,12 @@ impl RoomView {
                             ts: Some(*ts),
                             mine,
                             delivery: Delivery::Sent,
-                        }),
+                        })),
                     }
                     self.typing.remove(&from.id);
                 }
                 Event::Acked { envelope, seq, ts } if envelope.room == room => {
-                    if let Some(message) = self.messages.iter_mut().find(|m| m.mine && m.id == envelope.id) {
+                    if let Some(message) = self.mine_mut(&envelope.id) {
                         message.seq = Some(*seq);
                         message.ts = Some(*ts);
                         if message.delivery == Delivery::Sending {
@@ -129,13 +136,13 @@ impl RoomView {
                         ReceiptKind::Delivered => Delivery::Delivered,
                         ReceiptKind::Read => Delivery::Read,
                     };
-                    for message in
-                        self.messages.iter_mut().filter(|m| m.mine && m.seq.is_some_and(|s| s <= *seq))
-                    {
-                        if matches!(message.delivery, Delivery::Sent | Delivery::Delivered)
-                            && message.delivery < reached
-                        {
-                            message.delivery = reached.clone();
+                    for message in self.messages.iter_mut() {
+                        let behind = message.mine
+                            && message.seq.is_some_and(|s| s <= *seq)
+                            && matches!(message.delivery, Delivery::Sent | Delivery::Delivered)
+                            && message.delivery < reached;
+                        if behind {
+                            Rc::make_mut(message).delivery = reached.clone();
                         }
                     }
                 }
@@ -194,9 +201,15 @@ impl RoomView {
     }
 
     fn fail(&mut self, id: &str, why: String) {
-        if let Some(message) = self.messages.iter_mut().find(|m| m.mine && m.id == id) {
+        if let Some(message) = self.mine_mut(id) {
             message.delivery = Delivery::Failed(why);
         }
+    }
+
+    /// Our own message `id`, to change (copied first if a render still holds it).
+    /// Searched from the newest: acks and echoes are for recent messages.
+    fn mine_mut(&mut self, id: &str) -> Option<&mut ChatMessage> {
+        self.messages.iter_mut().rev().find(|m| m.mine && m.id == id).map(Rc::make_mut)
     }
 }
 
@@ -229,7 +242,7 @@ impl UseRoom {
     /// Sends a message; it shows at once as "sending" and moves on with acks and receipts.
     pub fn send(&self, body: Value) -> String {
         let id = self.link.publish(&self.room, body.clone());
-        self.cell.borrow_mut().messages.push(ChatMessage {
+        self.cell.borrow_mut().messages.push(Rc::new(ChatMessage {
             id: id.clone(),
             seq: None,
             from: placeholder_me(&self.link),
@@ -237,7 +250,7 @@ impl UseRoom {
             ts: None,
             mine: true,
             delivery: Delivery::Sending,
-        });
+        }));
         self.rerender.emit(());
         self.stopped_typing();
         id
@@ -281,7 +294,7 @@ pub fn use_room(room: AttrValue) -> UseRoom {
         use_effect_with((link.clone(), room.clone()), move |(link, room)| {
             *view.borrow_mut() = RoomView::default();
             // Messages still queued from before a reload show as sending.
-            let pending: Vec<ChatMessage> = link
+            let pending: Vec<Rc<ChatMessage>> = link
                 .queued_in(room)
                 .into_iter()
                 .map(|envelope| ChatMessage {
@@ -293,6 +306,7 @@ pub fn use_room(room: AttrValue) -> UseRoom {
                     mine: true,
                     delivery: Delivery::Sending,
                 })
+                .map(Rc::new)
                 .collect();
             view.borrow_mut().messages = pending;
             version.set(*version + 1);
