@@ -23,7 +23,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use crate::auth;
 use crate::handshake::{self, Identity};
 use crate::metrics::{CodeLabel, OutcomeLabel};
-use crate::outbound::{Next, Outbound};
+use crate::outbound::{Next, Outbound, Queue};
 use crate::presence;
 use crate::routes::Context;
 use crate::sequencer::Publish;
@@ -52,6 +52,29 @@ enum Ending {
     Shutdown,
     Close(u16, &'static str),
     Transport(String),
+}
+
+/// What the connection loop does after handling one frame. Deciding is synchronous
+/// and the loop does the writing: a write future is small, and a join's (with its
+/// replay) is boxed, so a connection's task stays small for as long as it lives.
+enum After {
+    /// Nothing to write now (a publish's ack comes through the queue).
+    Nothing,
+    /// Write this answer (encoded, so that only its text waits in the task).
+    Answer(String),
+    /// Join these rooms: snapshot and replay, written in order.
+    Join(Vec<RoomCursor>),
+    /// End the connection.
+    End(Ending),
+}
+
+impl From<Result<ServerFrame, Ending>> for After {
+    fn from(answer: Result<ServerFrame, Ending>) -> Self {
+        match answer {
+            Ok(frame) => After::Answer(frame.encode()),
+            Err(ending) => After::End(ending),
+        }
+    }
 }
 
 struct Conn {
@@ -153,10 +176,17 @@ pub async fn serve(mut socket: Socket, context: Arc<Context>, id: u64) {
                     Some(Err(WsError::Utf8(_))) => break Ending::Close(close::INVALID_PAYLOAD, "text message was not valid UTF-8"),
                     Some(Err(error)) => break Ending::Transport(error.to_string()),
                     Some(Ok(Message::Close(_))) => break Ending::ClientClosed,
-                    Some(Ok(message)) => match conn.received(&mut socket, message).await {
-                        Ok(Some(ending)) => break ending,
-                        Ok(None) => socket.flush().await,
-                        Err(error) => Err(error),
+                    Some(Ok(message)) => match conn.received(message) {
+                        After::End(ending) => break ending,
+                        After::Nothing => socket.flush().await,
+                        After::Answer(text) => match socket.feed(Message::text(text)).await {
+                            Ok(()) => socket.flush().await,
+                            Err(error) => Err(error),
+                        },
+                        After::Join(rooms) => match Box::pin(conn.join_all(&mut socket, rooms)).await {
+                            Ok(()) => socket.flush().await,
+                            Err(error) => Err(error),
+                        },
                     },
                 }
             }
@@ -169,7 +199,18 @@ pub async fn serve(mut socket: Socket, context: Arc<Context>, id: u64) {
     for room in &conn.rooms {
         context.hub.leave(room, id);
     }
-    let close = match &ending {
+    goodbye(&mut socket, &context, &mut queue, &ending).await;
+    context.metrics.connections.dec();
+    match ending {
+        Ending::Transport(error) => tracing::info!(%error, "connection failed"),
+        ending => tracing::info!(?ending, "connection ended"),
+    }
+}
+
+/// Ends the connection as `ending` says: on shutdown, acks still due first; then the
+/// close frame, unless the client already left.
+async fn goodbye(socket: &mut Socket, context: &Context, queue: &mut Queue, ending: &Ending) {
+    let close = match ending {
         Ending::Shutdown => {
             // Acks for publishes already handed to the sequencer go out before the goodbye.
             let _ = tokio::time::timeout(SHUTDOWN_FLUSH, context.sequencer.barrier()).await;
@@ -193,11 +234,6 @@ pub async fn serve(mut socket: Socket, context: Arc<Context>, id: u64) {
         let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
         // A client that never reads would hold the goodbye forever.
         let _ = tokio::time::timeout(CLOSE_PATIENCE, socket.close(Some(frame))).await;
-    }
-    context.metrics.connections.dec();
-    match ending {
-        Ending::Transport(error) => tracing::info!(%error, "connection failed"),
-        ending => tracing::info!(?ending, "connection ended"),
     }
 }
 
@@ -232,34 +268,27 @@ impl Conn {
         ServerFrame::Reject { id: id.into(), code, message: message.into() }
     }
 
-    /// Handles one message; `Some(ending)` closes the connection.
-    async fn received(&mut self, socket: &mut Socket, message: Message) -> Result<Option<Ending>, WsError> {
+    /// Handles one message and says what to write.
+    fn received(&mut self, message: Message) -> After {
         self.context.metrics.frames_in.inc();
-        let answer = if self.frames.check().is_err() {
+        if self.frames.check().is_err() {
             self.context.metrics.rate_limited.inc();
-            self.strike(ErrorCode::RateLimited, "too many frames; slow down")
-        } else {
-            match message {
-                Message::Text(text) => match ClientFrame::decode(&text) {
-                    Ok(frame) => return self.frame(socket, frame).await,
-                    Err((code, detail)) => self.strike(code, detail),
-                },
-                Message::Binary(_) => {
-                    self.strike(ErrorCode::BinaryNotSupported, "Tether frames are JSON text messages")
-                }
-                // Tungstenite answers pings itself; the next flush writes the pong.
-                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => {
-                    return Ok(None);
-                }
+            return self.strike(ErrorCode::RateLimited, "too many frames; slow down").into();
+        }
+        match message {
+            Message::Text(text) => match ClientFrame::decode(&text) {
+                Ok(frame) => self.frame(frame),
+                Err((code, detail)) => self.strike(code, detail).into(),
+            },
+            Message::Binary(_) => {
+                self.strike(ErrorCode::BinaryNotSupported, "Tether frames are JSON text messages").into()
             }
-        };
-        match answer {
-            Ok(frame) => write(socket, &frame).await.map(|()| None),
-            Err(ending) => Ok(Some(ending)),
+            // Tungstenite answers pings itself; the next flush writes the pong.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => After::Nothing,
         }
     }
 
-    async fn frame(&mut self, socket: &mut Socket, frame: ClientFrame) -> Result<Option<Ending>, WsError> {
+    fn frame(&mut self, frame: ClientFrame) -> After {
         let answer = match frame {
             ClientFrame::Echo { body } => ServerFrame::Echo { body },
             ClientFrame::Ping { nonce } => ServerFrame::Pong { nonce },
@@ -283,22 +312,16 @@ impl Conn {
                         self.identity = Some(identity);
                         welcome
                     }
-                    Err((code, reason)) => return Ok(Some(Ending::Close(code, reason))),
+                    Err((code, reason)) => return After::End(Ending::Close(code, reason)),
                 }
             }
-            _ if self.identity.is_none() => match self.strike(ErrorCode::HelloRequired, "send hello first") {
-                Ok(frame) => frame,
-                Err(ending) => return Ok(Some(ending)),
-            },
+            _ if self.identity.is_none() => {
+                return self.strike(ErrorCode::HelloRequired, "send hello first").into();
+            }
             ClientFrame::Join { room, since, history } => {
-                return self.join(socket, room, since, history).await.map(|()| None);
+                return After::Join(vec![RoomCursor { room, since, history }]);
             }
-            ClientFrame::Resume { rooms } => {
-                for RoomCursor { room, since, history } in rooms {
-                    self.join(socket, room, since, history).await?;
-                }
-                return Ok(None);
-            }
+            ClientFrame::Resume { rooms } => return After::Join(rooms),
             ClientFrame::Leave { room } => {
                 if self.rooms.remove(&room) {
                     self.context.hub.leave(&room, self.out.conn());
@@ -307,7 +330,7 @@ impl Conn {
             }
             ClientFrame::Publish { id, room, body, priority: _ } => match self.publish(id, room, body) {
                 Some(answer) => answer,
-                None => return Ok(None),
+                None => return After::Nothing,
             },
             ClientFrame::Typing { room, active } => {
                 if !self.rooms.contains(&room) {
@@ -316,7 +339,7 @@ impl Conn {
                     let user = User::clone(&self.identity.as_ref().expect("after hello").user);
                     let typing = ServerFrame::Typing { room: room.clone(), user, active };
                     self.context.hub.broadcast(&room, &typing, Some(self.out.conn()));
-                    return Ok(None);
+                    return After::Nothing;
                 }
             }
             ClientFrame::Members { room, after, limit } => {
@@ -345,11 +368,11 @@ impl Conn {
                         &ServerFrame::Receipt { room: room.clone(), user, kind, seq },
                         None,
                     );
-                    return Ok(None);
+                    return After::Nothing;
                 }
             }
         };
-        write(socket, &answer).await.map(|()| None)
+        After::Answer(answer.encode())
     }
 
     /// Validates a publish and hands it to the sequencer; `Some` is an immediate answer.
@@ -381,6 +404,14 @@ impl Conn {
             reply: self.out.clone(),
         });
         None
+    }
+
+    /// Joins each room in turn (one for `join`, several for `resume`).
+    async fn join_all(&mut self, socket: &mut Socket, rooms: Vec<RoomCursor>) -> Result<(), WsError> {
+        for RoomCursor { room, since, history } in rooms {
+            self.join(socket, room, since, history).await?;
+        }
+        Ok(())
     }
 
     /// Joins a room: snapshot, then (with `since`) the replay, written before any live
