@@ -15,8 +15,8 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::peer::{Mode, Peer};
 
-/// Stream rates, messages per second.
-pub const RATES: [u32; 3] = [1_000, 2_000, 5_000];
+/// Stream rates, messages per second; 0 measures the idle page, for comparison.
+pub const RATES: [u32; 4] = [0, 1_000, 2_000, 5_000];
 
 /// Frame times at one stream rate.
 pub struct FrameTimes {
@@ -74,10 +74,14 @@ async fn measure(page: &Page, addr: std::net::SocketAddr, seconds: u64) -> Resul
     let mut results = Vec::new();
     for rate in RATES {
         page.js("window.__frames = [];").await;
-        let last = stream(&mut publisher, rate, seconds).await;
-        let shown =
-            format!("[...document.querySelectorAll('.message .text')].some(e => e.textContent === '{last}')");
-        page.until(&format!("the last message at {rate}/s"), patience, &shown).await;
+        if rate == 0 {
+            tokio::time::sleep(Duration::from_secs(seconds)).await;
+        } else {
+            let last = stream(&mut publisher, rate, seconds).await;
+            let shown =
+                format!("[...document.querySelectorAll('.message .text')].some(e => e.textContent === '{last}')");
+            page.until(&format!("the last message at {rate}/s"), patience, &shown).await;
+        }
         let stamps = page.js("const f = window.__frames; window.__frames = null; return f;").await;
         let stamps: Vec<f64> = match stamps {
             Value::Array(items) => items.iter().filter_map(Value::as_f64).collect(),
