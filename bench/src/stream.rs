@@ -78,8 +78,9 @@ async fn measure(page: &Page, addr: std::net::SocketAddr, seconds: u64) -> Resul
             tokio::time::sleep(Duration::from_secs(seconds)).await;
         } else {
             let last = stream(&mut publisher, rate, seconds).await;
-            let shown =
-                format!("[...document.querySelectorAll('.message .text')].some(e => e.textContent === '{last}')");
+            let shown = format!(
+                "[...document.querySelectorAll('.message .text')].some(e => e.textContent === '{last}')"
+            );
             page.until(&format!("the last message at {rate}/s"), patience, &shown).await;
         }
         let stamps = page.js("const f = window.__frames; window.__frames = null; return f;").await;

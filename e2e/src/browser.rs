@@ -1,5 +1,6 @@
 //! Headless Chromium over WebDriver (Debian's chromedriver), one session per user.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -13,13 +14,16 @@ pub struct Browser {
 }
 
 impl Browser {
-    /// Starts chromedriver on a free port and waits until it answers.
+    /// Starts chromedriver on a free port and waits until it answers. It leads a
+    /// process group of its own, and every Chromium it starts joins that group, so
+    /// dropping the `Browser` can end them all, even if a session was never closed.
     pub async fn start() -> Browser {
         let port = crate::free_port();
         let driver = Command::new("/usr/bin/chromedriver")
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .expect("chromedriver (apt install chromium-driver; `cargo xtask test` does)");
         let url = format!("http://127.0.0.1:{port}");
@@ -54,10 +58,42 @@ impl Browser {
 }
 
 impl Drop for Browser {
+    /// Kills chromedriver's whole process group (the browsers it started included) and
+    /// checks that nothing of it is left: a test that leaks a browser fails here.
     fn drop(&mut self) {
-        let _ = self.driver.kill();
+        let group = self.driver.id();
+        let kill_group = || {
+            let _ = Command::new("kill").args(["-KILL", "--", &format!("-{group}")]).status();
+        };
+        kill_group();
         let _ = self.driver.wait();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut left = processes_in_group(group);
+        while !left.is_empty() && Instant::now() < deadline {
+            kill_group();
+            std::thread::sleep(Duration::from_millis(50));
+            left = processes_in_group(group);
+        }
+        if !left.is_empty() && !std::thread::panicking() {
+            panic!("browser processes still running after chromedriver was stopped: {left:?}");
+        }
     }
+}
+
+/// Live (not zombie) processes whose process group is `group`, from `/proc`.
+fn processes_in_group(group: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+            // Fields after the parenthesised command: state, ppid, pgrp, ...
+            let Some((_, rest)) = stat.rsplit_once(") ") else { return false };
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            fields.first().is_some_and(|state| *state != "Z")
+                && fields.get(2) == Some(&group.to_string().as_str())
+        })
+        .collect()
 }
 
 /// One user's browser tab.

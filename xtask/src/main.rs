@@ -26,7 +26,8 @@ commands:
   lint                    cargo fmt --check and clippy (native and wasm32), warnings denied
   dist                    install tools and build the release bundle into dist/ (prints sizes)
   bench [--quick] [W..]   Tether beside bare tokio-tungstenite, Node ws and Socket.IO: join storm,
-                          idle memory, fan-out, echo, durable publishes; report in docs/bench/
+                          idle memory, fan-out, echo, durable publishes, the app's frame times
+                          under a stream; report in docs/bench/
   setup [--browser] [--bench]  only install what is missing
 ";
 
