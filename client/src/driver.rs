@@ -1,10 +1,9 @@
 //! The tokio driver: performs the core's actions and feeds it what happens.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures::{SinkExt, StreamExt};
-use tether_shared::{Action, Connection, ConnectionConfig, Event, Input, Millis, SocketId, Timer};
+use tether_shared::{Action, Connection, ConnectionConfig, Event, Input, Millis, SocketId};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -34,7 +33,6 @@ pub async fn run(
     let mut core = Connection::new(config, seed);
     let mut current: Option<(SocketId, Socket)> = None;
     let mut close_seen: Option<(u16, String)> = None;
-    let mut timers: BTreeMap<Timer, Millis> = BTreeMap::new();
     let (dial_tx, mut dialed) = mpsc::unbounded_channel::<Dialed>();
 
     loop {
@@ -75,22 +73,16 @@ pub async fn run(
                         });
                     }
                 }
-                Action::SetTimer(timer, at) => {
-                    timers.insert(timer, at);
-                }
-                Action::CancelTimer(timer) => {
-                    timers.remove(&timer);
-                }
             }
         }
         while let Some(event) = core.poll_event() {
             let _ = events.send(event);
         }
 
-        let next_timer = timers.iter().min_by_key(|(_, at)| **at).map(|(t, at)| (*t, *at));
+        let wake_at = core.poll_timeout();
         let sleep = async {
-            match next_timer {
-                Some((_, at)) => tokio::time::sleep(now().until(at)).await,
+            match wake_at {
+                Some(at) => tokio::time::sleep(now().until(at)).await,
                 None => std::future::pending().await,
             }
         };
@@ -137,11 +129,7 @@ pub async fn run(
                     }
                 }
             },
-            () = sleep => {
-                let (timer, _) = next_timer.expect("sleep implies a timer");
-                timers.remove(&timer);
-                core.handle(Input::TimerFired(timer), now());
-            },
+            () = sleep => core.handle_timeout(now()),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The browser driver: one shared [`Connection`] core per server URL.
 //!
-//! A `Link` owns the core, the browser socket, the timers the core asks for, and the
+//! A `Link` owns the core, the browser socket, one timeout for the core's next deadline,
+//! and the
 //! window's `online`/`offline`/`visibilitychange` listeners, and does what the core's
 //! actions say. Events for the UI are collected and handed to subscribers once per
 //! animation frame, so a burst of 5,000 messages costs a handful of renders, not 5,000.
@@ -8,7 +9,7 @@
 //! reload keeps unsent messages.
 //!
 //! Closures hold only weak references: when the last strong `Link` goes, everything
-//! (socket, timers, listeners) is dropped with it.
+//! (socket, timeout, listeners) is dropped with it.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -20,7 +21,7 @@ use gloo_render::AnimationFrame;
 use gloo_timers::callback::Timeout;
 use serde_json::Value;
 use tether_shared::{
-    Action, Connection, ConnectionConfig, Event, Input, Millis, Outbox, SocketId, State, Timer, User,
+    Action, Connection, ConnectionConfig, Event, Input, Millis, Outbox, SocketId, State, User,
 };
 
 use crate::socket::{BrowserSocket, SocketEvent};
@@ -70,7 +71,8 @@ struct Inner {
     url: String,
     core: Connection,
     socket: Option<(SocketId, BrowserSocket)>,
-    timers: HashMap<Timer, Timeout>,
+    /// The core's next deadline and the timeout armed for it.
+    wake: Option<(Millis, Timeout)>,
     subscribers: Vec<(u64, Subscriber)>,
     next_subscriber: u64,
     pending: Vec<Event>,
@@ -155,7 +157,7 @@ impl Link {
             url: url.to_owned(),
             core,
             socket: None,
-            timers: HashMap::new(),
+            wake: None,
             subscribers: Vec::new(),
             next_subscriber: 0,
             pending: Vec::new(),
@@ -282,11 +284,6 @@ impl Link {
         self.inner.borrow().subscribers.len()
     }
 
-    /// Armed timers, for leak checks.
-    pub fn timer_count(&self) -> usize {
-        self.inner.borrow().timers.len()
-    }
-
     /// Whether a socket is open or opening.
     pub fn has_socket(&self) -> bool {
         self.inner.borrow().socket.is_some()
@@ -321,20 +318,6 @@ impl Link {
                         }
                     }
                 }
-                Action::SetTimer(timer, at) => {
-                    let delay = now().until(at).as_millis().min(u32::MAX as u128) as u32;
-                    let weak = self.weak();
-                    let timeout = Timeout::new(delay, move || {
-                        if let Some(link) = Link::upgrade(&weak) {
-                            link.inner.borrow_mut().timers.remove(&timer);
-                            link.handle(Input::TimerFired(timer));
-                        }
-                    });
-                    self.inner.borrow_mut().timers.insert(timer, timeout);
-                }
-                Action::CancelTimer(timer) => {
-                    self.inner.borrow_mut().timers.remove(&timer);
-                }
             }
         }
         let mut queue_changed = false;
@@ -354,6 +337,28 @@ impl Link {
             self.schedule_save();
         }
         self.schedule_flush();
+        self.schedule_wake();
+    }
+
+    /// Keeps one timeout armed for the core's next deadline (quinn's `poll_timeout`).
+    fn schedule_wake(&self) {
+        let deadline = self.inner.borrow().core.poll_timeout();
+        let mut inner = self.inner.borrow_mut();
+        if inner.wake.as_ref().map(|(at, _)| *at) == deadline {
+            return;
+        }
+        inner.wake = deadline.map(|at| {
+            let delay = now().until(at).as_millis().min(u32::MAX as u128) as u32;
+            let weak = self.weak();
+            let timeout = Timeout::new(delay, move || {
+                if let Some(link) = Link::upgrade(&weak) {
+                    link.inner.borrow_mut().wake = None;
+                    link.inner.borrow_mut().core.handle_timeout(now());
+                    link.pump();
+                }
+            });
+            (at, timeout)
+        });
     }
 
     fn open(&self, id: SocketId) {

@@ -1,6 +1,5 @@
 //! The connection state machine, scenario by scenario, with time under the test's control.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::json;
@@ -11,7 +10,8 @@ use tether_shared::{
     RejectCode, ServerFrame, SocketId, State, Timer, User,
 };
 
-/// Plays the driver: remembers armed timers and which socket is current.
+/// Plays the driver: carries out actions, remembers which socket is current, and moves
+/// time forward to the core's own deadlines.
 struct Harness {
     core: Connection,
     now: Millis,
@@ -20,7 +20,6 @@ struct Harness {
     closed: Vec<(SocketId, u16)>,
     opened: u32,
     events: Vec<Event>,
-    timers: BTreeMap<Timer, Millis>,
 }
 
 fn config() -> ConnectionConfig {
@@ -62,12 +61,16 @@ impl Harness {
             closed: Vec::new(),
             opened: 0,
             events: Vec::new(),
-            timers: BTreeMap::new(),
         }
     }
 
     fn input(&mut self, input: Input) {
         self.core.handle(input, self.now);
+        self.carry_out();
+    }
+
+    /// What a driver does after every call into the core.
+    fn carry_out(&mut self) {
         for action in self.core.drain_actions() {
             match action {
                 Action::Open(socket) => {
@@ -83,12 +86,6 @@ impl Harness {
                     assert_eq!(Some(socket), self.socket);
                     self.socket = None;
                     self.closed.push((socket, code));
-                }
-                Action::SetTimer(timer, at) => {
-                    self.timers.insert(timer, at);
-                }
-                Action::CancelTimer(timer) => {
-                    self.timers.remove(&timer);
                 }
             }
         }
@@ -118,15 +115,25 @@ impl Harness {
         self.input(Input::SocketClosed { socket, code, reason: String::new() });
     }
 
+    /// Moves time to `timer`'s deadline and wakes the core, as a driver's one timer would.
     fn advance_to_timer(&mut self, timer: Timer) {
         let due = self.due(timer).unwrap_or_else(|| panic!("{timer:?} is not armed"));
+        assert!(
+            self.core.poll_timeout().is_some_and(|next| next <= due),
+            "poll_timeout is the earliest deadline"
+        );
         self.now = due;
-        self.timers.remove(&timer);
-        self.input(Input::TimerFired(timer));
+        self.wake();
+    }
+
+    /// The driver's timer fires at `now`.
+    fn wake(&mut self) {
+        self.core.handle_timeout(self.now);
+        self.carry_out();
     }
 
     fn due(&self, timer: Timer) -> Option<Millis> {
-        self.timers.get(&timer).copied()
+        self.core.deadline(timer)
     }
 
     fn states(&self) -> Vec<State> {
@@ -372,10 +379,11 @@ fn disconnect_is_final_until_connect() {
     h.input(Input::Disconnect);
     assert_eq!(h.closed, [(socket, close::NORMAL)]);
     assert_eq!(h.core.state(), &State::Closed);
-    assert!(h.timers.is_empty(), "every timer disarmed: {:?}", h.timers);
+    assert_eq!(h.core.poll_timeout(), None, "every deadline disarmed");
     // Late events from the old socket, and stray timers, change nothing.
     h.input(Input::SocketClosed { socket, code: close::ABNORMAL, reason: String::new() });
-    h.input(Input::TimerFired(Timer::Reconnect));
+    h.now = h.now.after(Duration::from_secs(60));
+    h.wake();
     h.input(Input::NetworkOnline);
     assert_eq!((h.core.state(), h.opened), (&State::Closed, 1));
     h.input(Input::Connect);

@@ -1,0 +1,278 @@
+//! What a driver and the core say to each other: the [`Input`]s it feeds in, the
+//! [`Action`]s it carries out, the [`Event`]s the UI hears, the [`State`] a connection
+//! is in, and its settings. Kept apart so that `connection/mod.rs` reads as the state
+//! machine alone.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::backoff::BackoffConfig;
+use crate::frame::{ReceiptKind, RejectCode, ServerFrame, User};
+use crate::outbox::{Dropped, Envelope, OutboxConfig, OutboxError};
+use crate::time::Millis;
+
+/// Identifies one socket the driver opened, so that late events from an old socket are
+/// never mistaken for the current one's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SocketId(pub u64);
+
+/// The deadlines the core keeps, one of each kind at most. Drivers never see them one
+/// by one: [`Connection::poll_timeout`](super::Connection::poll_timeout) says when the
+/// earliest is due; tests name them to ask for a deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Timer {
+    /// The socket must open and the server must welcome us before this.
+    Connect,
+    /// Time to try connecting again.
+    Reconnect,
+    /// Time to send the next ping.
+    Heartbeat,
+    /// The pong (or any frame) must arrive before this, or the connection is dead.
+    PongDeadline,
+    /// The oldest unacked message is overdue and is to be sent again.
+    AckTimeout,
+    /// The next queued message runs out of TTL.
+    Expiry,
+}
+
+impl Timer {
+    /// Every timer kind.
+    pub const ALL: [Timer; 6] = [
+        Timer::Connect,
+        Timer::Reconnect,
+        Timer::Heartbeat,
+        Timer::PongDeadline,
+        Timer::AckTimeout,
+        Timer::Expiry,
+    ];
+}
+
+/// Where the connection is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Never connected.
+    Idle,
+    /// Opening a socket and waiting for the server's welcome. `attempt` is 0 for a first
+    /// connect and counts retries otherwise.
+    Connecting {
+        /// Retries so far.
+        attempt: u32,
+    },
+    /// Welcomed: messages flow.
+    Open,
+    /// Waiting to try again.
+    Reconnecting {
+        /// The retry that comes next (1 for the first).
+        attempt: u32,
+        /// When it will be made.
+        retry_at: Millis,
+    },
+    /// The browser says there is no network; nothing is tried until it comes back.
+    Offline,
+    /// The person disconnected.
+    Closed,
+    /// Given up: attempts exhausted, or the server said retrying cannot help.
+    Failed {
+        /// A sentence for a person.
+        reason: String,
+    },
+}
+
+/// Something that happened, told to the core.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// The app wants to be connected (also "retry now" from a failed or waiting state).
+    Connect,
+    /// The person wants to be disconnected. No reconnect follows.
+    Disconnect,
+    /// The socket finished its handshake.
+    SocketOpened(SocketId),
+    /// A text message arrived.
+    Received(SocketId, String),
+    /// The socket closed (1006 when it died without a close frame).
+    SocketClosed {
+        /// Which socket.
+        socket: SocketId,
+        /// Close code.
+        code: u16,
+        /// Close reason.
+        reason: String,
+    },
+    /// The socket reported an error; a `SocketClosed` follows.
+    SocketErrored(SocketId),
+    /// The browser reports the network is back.
+    NetworkOnline,
+    /// The browser reports the network is gone.
+    NetworkOffline,
+    /// The page became visible again (the person came back to the tab).
+    PageVisible,
+    /// Queue a message for a room; it is sent when open and kept until acked.
+    Publish {
+        /// Client message id; see [`Connection::new_message_id`].
+        id: String,
+        /// Room.
+        room: String,
+        /// Body.
+        body: Value,
+        /// Higher goes first.
+        priority: u8,
+    },
+    /// Be in a room, now and after every reconnect.
+    Join(String),
+    /// Stop being in a room.
+    Leave(String),
+    /// Typing indicator; dropped when not open (it is ephemeral).
+    Typing {
+        /// Room.
+        room: String,
+        /// Typing or not.
+        active: bool,
+    },
+    /// A receipt; the latest per room and kind is kept and sent once open.
+    Receipt {
+        /// Room.
+        room: String,
+        /// Delivered or read.
+        kind: ReceiptKind,
+        /// Up to this seq.
+        seq: u64,
+    },
+    /// An echo request (diagnostics); dropped when not open.
+    Echo(Value),
+    /// Ask for a page of a room's members (answered by a `members` frame); dropped when
+    /// not open, like any request whose answer only matters now.
+    Members {
+        /// Room.
+        room: String,
+        /// Start after this user id.
+        after: Option<String>,
+        /// Page size.
+        limit: Option<u32>,
+    },
+}
+
+/// What the driver must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Open a new socket to the server under this id.
+    Open(SocketId),
+    /// Write one text message on the socket.
+    Send(SocketId, String),
+    /// Close the socket and forget it; its later events are ignored anyway.
+    Close {
+        /// Which socket.
+        socket: SocketId,
+        /// Close code (1000 or 4000–4999, as browsers require).
+        code: u16,
+        /// Close reason.
+        reason: String,
+    },
+}
+
+/// What the UI may want to know.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The state changed.
+    State(State),
+    /// The server welcomed us as this user.
+    Welcome {
+        /// Who the server says we are.
+        user: User,
+    },
+    /// A frame for the app: `message`, `joined`, `left`, `replayed`, `presence`,
+    /// `typing`, `receipt`, `echo` or `error`.
+    Frame(ServerFrame),
+    /// The server stored a message of ours.
+    Acked {
+        /// The message.
+        envelope: Envelope,
+        /// Its seq in the room.
+        seq: u64,
+        /// When it was stored.
+        ts: Millis,
+    },
+    /// The server refused a message.
+    Rejected {
+        /// The message.
+        envelope: Envelope,
+        /// Why.
+        code: RejectCode,
+        /// Detail.
+        message: String,
+        /// Whether it stays queued and will be sent again.
+        will_retry: bool,
+    },
+    /// The outbox could not take a message.
+    Refused {
+        /// The message id.
+        id: String,
+        /// Why.
+        error: OutboxError,
+    },
+    /// The outbox let go of a message without an ack (overflow or TTL).
+    Dropped(Dropped),
+    /// The outbox's size changed; persist it now if you persist it.
+    Queue {
+        /// Messages waiting for an ack.
+        messages: usize,
+        /// Their bytes.
+        bytes: usize,
+    },
+}
+
+/// Connection settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionConfig {
+    /// Socket open plus welcome must take less than this.
+    pub connect_timeout: Duration,
+    /// Ping interval until the server's welcome says otherwise.
+    pub heartbeat: Duration,
+    /// A ping unanswered (no frame at all) for this long means the connection is dead.
+    pub pong_timeout: Duration,
+    /// A sent message unacked for this long is sent again.
+    pub ack_timeout: Duration,
+    /// Messages sent but unacked at once.
+    pub max_in_flight: usize,
+    /// Reconnect automatically after an unexpected close.
+    pub auto_reconnect: bool,
+    /// Reconnect delays.
+    pub backoff: BackoffConfig,
+    /// Outbox bounds and policy.
+    pub outbox: OutboxConfig,
+    /// Token for `hello`.
+    pub token: Option<String>,
+    /// Display name for `hello` (dev mode).
+    pub name: Option<String>,
+    /// Recent messages to ask for when joining a room the client has seen nothing of.
+    pub join_history: u32,
+}
+
+impl Default for ConnectionConfig {
+    fn default() -> Self {
+        ConnectionConfig {
+            connect_timeout: Duration::from_secs(10),
+            heartbeat: Duration::from_secs(5),
+            pong_timeout: Duration::from_secs(5),
+            ack_timeout: Duration::from_secs(10),
+            max_in_flight: 64,
+            auto_reconnect: true,
+            backoff: BackoffConfig::default(),
+            outbox: OutboxConfig::default(),
+            token: None,
+            name: None,
+            join_history: 50,
+        }
+    }
+}
+
+/// What the core remembers about a room the app wants to be in.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RoomState {
+    /// The highest seq received; resume asks for what comes after it.
+    pub last_seq: Option<u64>,
+    /// The history epoch the seqs belong to.
+    pub epoch: Option<String>,
+    /// Whether the server confirmed the join on the current connection.
+    pub joined: bool,
+}
