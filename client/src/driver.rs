@@ -1,9 +1,11 @@
 //! The tokio driver: performs the core's actions and feeds it what happens.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use tether_shared::{Action, Connection, ConnectionConfig, Event, Input, Millis, SocketId};
+use tether_shared::{
+    Action, Connection, ConnectionConfig, CurrentSocket, Event, Input, Millis, SocketId, close,
+};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -18,10 +20,6 @@ enum Dialed {
     Failed(SocketId, String),
 }
 
-fn now() -> Millis {
-    Millis(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
-}
-
 /// Runs until the handle is dropped.
 pub async fn run(
     url: String,
@@ -31,7 +29,7 @@ pub async fn run(
     events: mpsc::UnboundedSender<Event>,
 ) {
     let mut core = Connection::new(config, seed);
-    let mut current: Option<(SocketId, Socket)> = None;
+    let mut current: CurrentSocket<Socket> = CurrentSocket::default();
     let mut close_seen: Option<(u16, String)> = None;
     let (dial_tx, mut dialed) = mpsc::unbounded_channel::<Dialed>();
 
@@ -51,21 +49,23 @@ pub async fn run(
                     });
                 }
                 Action::Send(socket, text) => {
-                    if let Some((id, ws)) = current.as_mut().filter(|(id, _)| *id == socket) {
+                    if let Some(ws) = current.get(socket) {
                         if let Err(error) = ws.send(Message::text(text)).await {
                             tracing::debug!(%error, "send failed");
-                            let id = *id;
-                            current = None;
+                            current.take(socket);
                             core.handle(
-                                Input::SocketClosed { socket: id, code: 1006, reason: error.to_string() },
-                                now(),
+                                Input::SocketClosed {
+                                    socket,
+                                    code: close::ABNORMAL,
+                                    reason: error.to_string(),
+                                },
+                                Millis::now(),
                             );
                         }
                     }
                 }
                 Action::Close { socket, code, reason } => {
-                    if current.as_ref().is_some_and(|(id, _)| *id == socket) {
-                        let (_, mut ws) = current.take().expect("checked");
+                    if let Some(mut ws) = current.take(socket) {
                         let frame = CloseFrame { code: code.into(), reason: reason.into() };
                         // Best effort: the core has already moved on.
                         tokio::spawn(async move {
@@ -82,12 +82,12 @@ pub async fn run(
         let wake_at = core.poll_timeout();
         let sleep = async {
             match wake_at {
-                Some(at) => tokio::time::sleep(now().until(at)).await,
+                Some(at) => tokio::time::sleep(Millis::now().until(at)).await,
                 None => std::future::pending().await,
             }
         };
         let incoming = async {
-            match current.as_mut() {
+            match current.current() {
                 Some((_, ws)) => ws.next().await,
                 None => std::future::pending().await,
             }
@@ -95,10 +95,10 @@ pub async fn run(
 
         tokio::select! {
             input = inputs.recv() => match input {
-                Some(input) => core.handle(input, now()),
+                Some(input) => core.handle(input, Millis::now()),
                 None => {
-                    core.handle(Input::Disconnect, now());
-                    if let Some((_, mut ws)) = current.take() {
+                    core.handle(Input::Disconnect, Millis::now());
+                    if let Some((_, mut ws)) = current.take_any() {
                         let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
                     }
                     return;
@@ -106,30 +106,30 @@ pub async fn run(
             },
             Some(dial) = dialed.recv() => match dial {
                 Dialed::Opened(socket, ws) => {
-                    current = Some((socket, *ws));
+                    current.replace(socket, *ws);
                     close_seen = None;
-                    core.handle(Input::SocketOpened(socket), now());
+                    core.handle(Input::SocketOpened(socket), Millis::now());
                 }
                 Dialed::Failed(socket, reason) => {
-                    core.handle(Input::SocketClosed { socket, code: 1006, reason }, now());
+                    core.handle(Input::SocketClosed { socket, code: close::ABNORMAL, reason }, Millis::now());
                 }
             },
             message = incoming => {
-                let socket = current.as_ref().map(|(id, _)| *id).expect("incoming implies a socket");
+                let socket = current.id().expect("incoming implies a socket");
                 match message {
-                    Some(Ok(Message::Text(text))) => core.handle(Input::Received(socket, text.to_string()), now()),
+                    Some(Ok(Message::Text(text))) => core.handle(Input::Received(socket, text.to_string()), Millis::now()),
                     Some(Ok(Message::Close(frame))) => {
                         close_seen = Some(frame.map_or((1005, String::new()), |f| (f.code.into(), f.reason.to_string())));
                     }
                     Some(Ok(_)) => {}
                     Some(Err(_)) | None => {
-                        current = None;
-                        let (code, reason) = close_seen.take().unwrap_or((1006, String::new()));
-                        core.handle(Input::SocketClosed { socket, code, reason }, now());
+                        current.take(socket);
+                        let (code, reason) = close_seen.take().unwrap_or((close::ABNORMAL, String::new()));
+                        core.handle(Input::SocketClosed { socket, code, reason }, Millis::now());
                     }
                 }
             },
-            () = sleep => core.handle_timeout(now()),
+            () = sleep => core.handle_timeout(Millis::now()),
         }
     }
 }

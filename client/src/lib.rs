@@ -30,7 +30,7 @@ mod driver;
 use std::time::Duration;
 
 use serde_json::Value;
-use tether_shared::{ConnectionConfig, Event, Input};
+use tether_shared::{ConnectionConfig, Event, Input, MessageIds};
 use tokio::sync::mpsc;
 
 pub use tether_shared;
@@ -40,7 +40,7 @@ pub use tether_shared;
 pub struct Client {
     inputs: mpsc::UnboundedSender<Input>,
     events: mpsc::UnboundedReceiver<Event>,
-    ids: fastrand::Rng,
+    ids: MessageIds,
 }
 
 impl Client {
@@ -51,7 +51,7 @@ impl Client {
         let (event_tx, events) = mpsc::unbounded_channel();
         let seed = fastrand::u64(..);
         tokio::spawn(driver::run(url.into(), config, seed, input_rx, event_tx));
-        Client { inputs, events, ids: fastrand::Rng::with_seed(seed.rotate_left(17)) }
+        Client { inputs, events, ids: MessageIds::new(seed.rotate_left(17)) }
     }
 
     /// Feeds an input to the core (connect, join, publish, network changes, …).
@@ -62,7 +62,7 @@ impl Client {
 
     /// Queues a message for `room` and returns its client message id.
     pub fn publish(&mut self, room: &str, body: Value) -> String {
-        let id = format!("{:016x}", self.ids.u64(..));
+        let id = self.ids.next_id();
         self.input(Input::Publish { id: id.clone(), room: room.into(), body, priority: 0 });
         id
     }

@@ -87,7 +87,7 @@ pub fn ChatRoom(props: &ChatRoomProps) -> Html {
         .values()
         .filter(|(user, at)| {
             Some(&user.id) != me.as_ref()
-                && crate::link::now().0.saturating_sub(at.0) < crate::room::TYPING_TTL_MS
+                && tether_shared::Millis::now().0.saturating_sub(at.0) < crate::room::TYPING_TTL_MS
         })
         .map(|(user, _)| user.name.clone())
         .collect();

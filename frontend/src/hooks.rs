@@ -6,10 +6,10 @@ use std::rc::Rc;
 
 use gloo_timers::callback::Interval;
 use serde_json::Value;
-use tether_shared::{Event, Input, ServerFrame, State};
+use tether_shared::{Event, Input, Millis, ServerFrame, State};
 use yew::prelude::*;
 
-use crate::link::{Link, LinkOptions, Status, now};
+use crate::link::{Link, LinkOptions, Status};
 use crate::provider::TetherContext;
 
 /// The shared link for `url` (the provider's default when `None`), kept alive while the
@@ -187,7 +187,7 @@ pub fn use_connection(url: Option<AttrValue>) -> (ConnectionView, Callback<()>) 
     }
     let (retry_in_secs, attempt) = match status.state {
         State::Reconnecting { attempt, retry_at } => (
-            Some(now().until(retry_at).as_millis().div_ceil(1000) as u64),
+            Some(Millis::now().until(retry_at).as_millis().div_ceil(1000) as u64),
             Some((attempt, status.max_attempts)),
         ),
         _ => (None, None),

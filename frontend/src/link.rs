@@ -21,7 +21,8 @@ use gloo_render::AnimationFrame;
 use gloo_timers::callback::Timeout;
 use serde_json::Value;
 use tether_shared::{
-    Action, Connection, ConnectionConfig, Event, Input, Millis, Outbox, SocketId, State, User,
+    Action, Connection, ConnectionConfig, CurrentSocket, Event, Input, Millis, Outbox, SocketId, State, User,
+    close,
 };
 
 use crate::socket::{BrowserSocket, SocketEvent};
@@ -39,11 +40,6 @@ impl Drop for Inner {
     fn drop(&mut self) {
         LIVE_LINKS.with(|live| live.set(live.get() - 1));
     }
-}
-
-/// Milliseconds since the epoch, from the browser's clock.
-pub fn now() -> Millis {
-    Millis(js_sys::Date::now() as u64)
 }
 
 /// What a UI shows about a connection.
@@ -70,7 +66,7 @@ type Subscriber = Rc<dyn Fn(&Rc<[Event]>, &Status)>;
 struct Inner {
     url: String,
     core: Connection,
-    socket: Option<(SocketId, BrowserSocket)>,
+    socket: CurrentSocket<BrowserSocket>,
     /// The core's next deadline and the timeout armed for it.
     wake: Option<(Millis, Timeout)>,
     subscribers: Vec<(u64, Subscriber)>,
@@ -156,7 +152,7 @@ impl Link {
         let inner = Rc::new(RefCell::new(Inner {
             url: url.to_owned(),
             core,
-            socket: None,
+            socket: CurrentSocket::default(),
             wake: None,
             subscribers: Vec::new(),
             next_subscriber: 0,
@@ -219,7 +215,7 @@ impl Link {
 
     /// Feeds an input to the core and carries out what it says.
     pub fn handle(&self, input: Input) {
-        self.inner.borrow_mut().core.handle(input, now());
+        self.inner.borrow_mut().core.handle(input, Millis::now());
         self.pump();
     }
 
@@ -286,7 +282,7 @@ impl Link {
 
     /// Whether a socket is open or opening.
     pub fn has_socket(&self) -> bool {
-        self.inner.borrow().socket.is_some()
+        self.inner.borrow().socket.id().is_some()
     }
 
     /// Carries out the core's actions and collects its events.
@@ -297,13 +293,13 @@ impl Link {
             match action {
                 Action::Open(id) => self.open(id),
                 Action::Send(id, text) => {
-                    let inner = self.inner.borrow();
-                    if let Some((_, socket)) = inner.socket.as_ref().filter(|(current, _)| *current == id) {
+                    let mut inner = self.inner.borrow_mut();
+                    if let Some(socket) = inner.socket.get(id) {
                         if socket.send(&text).is_err() {
                             drop(inner);
                             self.handle(Input::SocketClosed {
                                 socket: id,
-                                code: 1006,
+                                code: close::ABNORMAL,
                                 reason: "send failed".into(),
                             });
                             return;
@@ -312,10 +308,8 @@ impl Link {
                 }
                 Action::Close { socket, code, reason } => {
                     let mut inner = self.inner.borrow_mut();
-                    if inner.socket.as_ref().is_some_and(|(current, _)| *current == socket) {
-                        if let Some((_, socket)) = inner.socket.take() {
-                            socket.close(code, &reason);
-                        }
+                    if let Some(socket) = inner.socket.take(socket) {
+                        socket.close(code, &reason);
                     }
                 }
             }
@@ -348,12 +342,12 @@ impl Link {
             return;
         }
         inner.wake = deadline.map(|at| {
-            let delay = now().until(at).as_millis().min(u32::MAX as u128) as u32;
+            let delay = Millis::now().until(at).as_millis().min(u32::MAX as u128) as u32;
             let weak = self.weak();
             let timeout = Timeout::new(delay, move || {
                 if let Some(link) = Link::upgrade(&weak) {
                     link.inner.borrow_mut().wake = None;
-                    link.inner.borrow_mut().core.handle_timeout(now());
+                    link.inner.borrow_mut().core.handle_timeout(Millis::now());
                     link.pump();
                 }
             });
@@ -365,7 +359,7 @@ impl Link {
         let url = self.url();
         match BrowserSocket::open(&url) {
             Ok((socket, mut events)) => {
-                self.inner.borrow_mut().socket = Some((id, socket));
+                self.inner.borrow_mut().socket.replace(id, socket);
                 let weak = self.weak();
                 wasm_bindgen_futures::spawn_local(async move {
                     while let Some(event) = events.next().await {
@@ -375,9 +369,7 @@ impl Link {
                             SocketEvent::Text(text) => Input::Received(id, text),
                             SocketEvent::Closed { code, reason, .. } => {
                                 let mut inner = link.inner.borrow_mut();
-                                if inner.socket.as_ref().is_some_and(|(current, _)| *current == id) {
-                                    inner.socket = None;
-                                }
+                                inner.socket.take(id);
                                 drop(inner);
                                 Input::SocketClosed { socket: id, code, reason }
                             }
@@ -393,7 +385,7 @@ impl Link {
                 // Report asynchronously, as a browser would, so the core sees a normal close.
                 wasm_bindgen_futures::spawn_local(async move {
                     if let Some(link) = Link::upgrade(&weak) {
-                        link.handle(Input::SocketClosed { socket: id, code: 1006, reason });
+                        link.handle(Input::SocketClosed { socket: id, code: close::ABNORMAL, reason });
                     }
                 });
             }

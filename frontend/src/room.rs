@@ -10,7 +10,7 @@ use tether_shared::{DropReason, Event, Input, Millis, PresenceMode, ReceiptKind,
 use yew::prelude::*;
 
 use crate::hooks::use_link;
-use crate::link::{Link, RoomLease, now};
+use crate::link::{Link, RoomLease};
 
 /// Where a message is on its way.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -186,7 +186,7 @@ impl RoomView {
                 }
                 Event::Frame(ServerFrame::Typing { room: r, user, active }) if r == room => {
                     if *active {
-                        self.typing.insert(user.id.clone(), (user.clone(), now()));
+                        self.typing.insert(user.id.clone(), (user.clone(), Millis::now()));
                     } else {
                         self.typing.remove(&user.id);
                     }
@@ -263,7 +263,7 @@ impl UseRoom {
 
     /// Call on every keystroke: announces typing at most every few seconds.
     pub fn typing(&self) {
-        let at = now().0;
+        let at = Millis::now().0;
         let last = *self.last_typing.borrow();
         if at.saturating_sub(last) >= TYPING_REFRESH_MS {
             *self.last_typing.borrow_mut() = at;
@@ -385,7 +385,7 @@ pub fn use_typing(room: AttrValue) -> Vec<User> {
             move || drop(interval)
         });
     }
-    let cutoff = now().0.saturating_sub(TYPING_TTL_MS);
+    let cutoff = Millis::now().0.saturating_sub(TYPING_TTL_MS);
     state.view.typing.values().filter(|(_, at)| at.0 >= cutoff).map(|(user, _)| user.clone()).collect()
 }
 

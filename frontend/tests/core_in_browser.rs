@@ -11,15 +11,11 @@ use wasm_bindgen_test::*;
 
 wasm_bindgen_test_configure!(run_in_browser);
 
-fn now() -> Millis {
-    Millis(js_sys::Date::now() as u64)
-}
-
 #[wasm_bindgen_test]
 async fn the_core_reaches_open_through_a_browser_socket() {
     let config = ConnectionConfig { name: Some("chromium".into()), ..ConnectionConfig::default() };
     let mut core = Connection::new(config, js_sys::Math::random().to_bits());
-    core.handle(Input::Connect, now());
+    core.handle(Input::Connect, Millis::now());
 
     let mut socket = None;
     let mut events = None;
@@ -46,8 +42,8 @@ async fn the_core_reaches_open_through_a_browser_socket() {
         }
         let id = socket.as_ref().expect("the core asked for a socket").0;
         match events.as_mut().unwrap().next().await {
-            Some(SocketEvent::Opened) => core.handle(Input::SocketOpened(id), now()),
-            Some(SocketEvent::Text(text)) => core.handle(Input::Received(id, text), now()),
+            Some(SocketEvent::Opened) => core.handle(Input::SocketOpened(id), Millis::now()),
+            Some(SocketEvent::Text(text)) => core.handle(Input::Received(id, text), Millis::now()),
             other => panic!("unexpected {other:?}"),
         }
     }

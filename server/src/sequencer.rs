@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
 use tether_shared::{Millis, RejectCode, ServerFrame, User};
@@ -65,10 +65,6 @@ pub struct Sequencer {
     requests: std_mpsc::Sender<Request>,
 }
 
-fn now() -> Millis {
-    Millis(SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64))
-}
-
 impl Sequencer {
     /// Starts the sequencer thread, after reading back the dedupe window from the store
     /// (a retry of a message acked just before a restart must still get its ack). It
@@ -83,7 +79,7 @@ impl Sequencer {
         let (requests, receiver) = std_mpsc::channel();
         let mut worker =
             Worker { store, hub, retention, metrics, rooms: HashMap::new(), dedupe: Dedupe::default() };
-        for published in worker.store.published_since(worker.window_start(now()))? {
+        for published in worker.store.published_since(worker.window_start(Millis::now()))? {
             let fingerprint = worker.dedupe.fingerprint(&published.user, &published.id);
             let room = worker.known_room(&published.room);
             worker.dedupe.remember(fingerprint, Receipt { room, seq: published.seq, ts: published.ts });
@@ -177,7 +173,7 @@ impl Worker {
     }
 
     fn process(&mut self, batch: Vec<Request>) {
-        let now = now();
+        let now = Millis::now();
         self.dedupe.forget_before(self.window_start(now));
         let mut barriers = Vec::new();
         let mut messages: Vec<StoredMessage> = Vec::new();

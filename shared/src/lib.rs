@@ -20,10 +20,12 @@ pub mod outbox;
 pub mod time;
 
 pub use backoff::{Backoff, BackoffConfig, Jitter};
-pub use connection::{Action, Connection, ConnectionConfig, Event, Input, SocketId, State, Timer};
+pub use connection::{
+    Action, Connection, ConnectionConfig, CurrentSocket, Event, Input, SocketId, State, Timer,
+};
 pub use frame::{
     ClientFrame, ErrorCode, Limits, PROTOCOL_VERSION, PresenceMode, ReceiptKind, RejectCode, RoomCursor,
     ServerFrame, User,
 };
-pub use outbox::{DropReason, Dropped, Envelope, Outbox, OutboxConfig, OutboxError, Overflow};
+pub use outbox::{DropReason, Dropped, Envelope, MessageIds, Outbox, OutboxConfig, OutboxError, Overflow};
 pub use time::Millis;

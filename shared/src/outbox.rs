@@ -405,6 +405,24 @@ impl Outbox {
     }
 }
 
+/// Client message ids: 16 random hex digits from a seeded generator. Ids only need to
+/// be unique per user (they are the server's dedupe key), so a seed that differs per
+/// page load or process is enough; the seed keeps tests deterministic.
+#[derive(Debug, Clone)]
+pub struct MessageIds(fastrand::Rng);
+
+impl MessageIds {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        MessageIds(fastrand::Rng::with_seed(seed))
+    }
+
+    /// The next id.
+    pub fn next_id(&mut self) -> String {
+        format!("{:016x}", self.0.u64(..))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

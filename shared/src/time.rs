@@ -1,8 +1,8 @@
 //! Time as the core sees it: a number handed in by the driver.
 //!
-//! The core never reads a clock. Drivers pass wall-clock milliseconds (`Date.now()` in
-//! the browser, `SystemTime` natively), which also survive a page reload, so a message's
-//! TTL in a restored outbox still means what it meant before the reload.
+//! The core never reads a clock. Drivers pass wall-clock milliseconds ([`Millis::now`]:
+//! `Date.now()` in the browser, `SystemTime` natively), which also survive a page
+//! reload, so a message's TTL in a restored outbox still means what it meant before.
 
 use std::time::Duration;
 
@@ -14,6 +14,12 @@ use serde::{Deserialize, Serialize};
 pub struct Millis(pub u64);
 
 impl Millis {
+    /// The wall clock, for drivers and servers; the core only ever uses the time it is
+    /// given, which is what makes it testable with time under a test's control.
+    pub fn now() -> Millis {
+        wall_clock()
+    }
+
     /// `self + duration`, saturating.
     pub fn after(self, duration: Duration) -> Millis {
         Millis(self.0.saturating_add(duration.as_millis().min(u64::MAX as u128) as u64))
@@ -28,4 +34,15 @@ impl Millis {
     pub fn until(self, later: Millis) -> Duration {
         later.since(self)
     }
+}
+
+#[cfg(target_arch = "wasm32")]
+fn wall_clock() -> Millis {
+    Millis(js_sys::Date::now() as u64)
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+fn wall_clock() -> Millis {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Millis(since_epoch.as_millis() as u64)
 }

@@ -13,6 +13,7 @@
 //! - never a send before the server's `welcome` (the `hello` itself excepted);
 //! - never a reconnect after [`Input::Disconnect`] until the next [`Input::Connect`].
 
+mod current;
 mod vocabulary;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -23,9 +24,10 @@ use serde_json::Value;
 use crate::backoff::Backoff;
 use crate::close;
 use crate::frame::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ReceiptKind, RoomCursor, ServerFrame, User};
-use crate::outbox::{Envelope, Outbox};
+use crate::outbox::{Envelope, MessageIds, Outbox};
 use crate::time::Millis;
 
+pub use current::CurrentSocket;
 pub use vocabulary::{Action, ConnectionConfig, Event, Input, RoomState, SocketId, State, Timer};
 
 /// The client's brain. See the module docs.
@@ -49,7 +51,7 @@ pub struct Connection {
     state: State,
     backoff: Backoff,
     outbox: Outbox,
-    rng: fastrand::Rng,
+    ids: MessageIds,
     socket: Option<SocketId>,
     next_socket: u64,
     online: bool,
@@ -79,7 +81,7 @@ impl Connection {
         let reported_queue = (outbox.len(), outbox.bytes());
         Connection {
             backoff: Backoff::new(config.backoff.clone(), seed),
-            rng: fastrand::Rng::with_seed(seed ^ 0x9E37_79B9_7F4A_7C15),
+            ids: MessageIds::new(seed ^ 0x9E37_79B9_7F4A_7C15),
             heartbeat: config.heartbeat,
             config,
             state: State::Idle,
@@ -145,10 +147,10 @@ impl Connection {
         self.config.token = token;
     }
 
-    /// A fresh client message id: 16 random hex digits from the seeded generator. Ids
-    /// only need to be unique per user; the seed should differ per page load.
+    /// A fresh client message id (see [`MessageIds`]); the seed should differ per page
+    /// load.
     pub fn new_message_id(&mut self) -> String {
-        format!("{:016x}", self.rng.u64(..))
+        self.ids.next_id()
     }
 
     /// Queues `body` for `room` and returns its id. Shorthand for [`Input::Publish`].
