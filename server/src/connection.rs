@@ -16,22 +16,17 @@ use serde_json::Value;
 use tether_shared::frame::valid_room_name;
 use tether_shared::{ClientFrame, ErrorCode, RejectCode, RoomCursor, ServerFrame, User, close};
 use tokio_tungstenite::tungstenite::error::CapacityError;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 use crate::auth;
+use crate::close::Close;
+use crate::context::Context;
 use crate::handshake::{self, Identity};
 use crate::metrics::{CodeLabel, OutcomeLabel};
 use crate::outbound::{Next, Outbound, Queue};
 use crate::presence;
-use crate::routes::Context;
 use crate::sequencer::Publish;
 use crate::upgrade::Socket;
-
-/// Close code and reason sent to every client when the server shuts down. Clients
-/// treat 1001 as "come back soon" and reconnect with backoff.
-pub const SHUTDOWN_CLOSE: (u16, &str) = (close::GOING_AWAY, "server restarting");
 
 /// Invalid frames tolerated before the connection is closed with 1008.
 const MAX_STRIKES: u32 = 10;
@@ -50,7 +45,7 @@ const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
 enum Ending {
     ClientClosed,
     Shutdown,
-    Close(u16, &'static str),
+    Close(Close),
     Transport(String),
 }
 
@@ -97,12 +92,6 @@ async fn write(socket: &mut Socket, frame: &ServerFrame) -> Result<(), WsError> 
     socket.feed(Message::text(frame.encode())).await
 }
 
-/// Closes the connection at the door with `code`, for refusals decided at the upgrade.
-pub async fn refuse(mut socket: Socket, code: u16, reason: &'static str) {
-    let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
-    let _ = socket.close(Some(frame)).await;
-}
-
 /// Serves one upgraded socket until the client leaves, it goes silent, it misbehaves,
 /// or the server shuts down.
 pub async fn serve(mut socket: Socket, context: Arc<Context>, id: u64) {
@@ -139,9 +128,9 @@ pub async fn serve(mut socket: Socket, context: Arc<Context>, id: u64) {
         let result = tokio::select! {
             biased;
             () = &mut shutdown => break Ending::Shutdown,
-            Ok(()) = dropped.changed() => break Ending::Close(close::SERVICE_RESTART, "dropped by the test endpoint"),
+            Ok(()) = dropped.changed() => break Ending::Close(DROPPED),
             next = queue.next() => match next {
-                Next::Slow => break Ending::Close(close::SLOW_CONSUMER, SLOW_REASON),
+                Next::Slow => break Ending::Close(SLOW_CONSUMER),
                 // A client that stops reading blocks this write; slowness and shutdown must
                 // still get through. Dropping a half-done write is safe: tungstenite keeps
                 // unwritten bytes in its buffer and the closing handshake flushes them.
@@ -150,7 +139,7 @@ pub async fn serve(mut socket: Socket, context: Arc<Context>, id: u64) {
                         queue.recycle(batch);
                         written
                     }
-                    () = queue.slow() => break Ending::Close(close::SLOW_CONSUMER, SLOW_REASON),
+                    () = queue.slow() => break Ending::Close(SLOW_CONSUMER),
                     () = &mut shutdown => break Ending::Shutdown,
                 },
             },
@@ -164,16 +153,16 @@ pub async fn serve(mut socket: Socket, context: Arc<Context>, id: u64) {
                     idle.as_mut().reset(last_heard + idle_timeout);
                     continue;
                 }
-                break Ending::Close(close::IDLE_TIMEOUT, "idle timeout");
+                break Ending::Close(Close::new(close::IDLE_TIMEOUT, "idle timeout"));
             }
             next = socket.next(), if reading => {
                 last_heard = tokio::time::Instant::now();
                 match next {
                     None => break Ending::ClientClosed,
                     Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
-                        break Ending::Close(close::TOO_BIG, "message too large");
+                        break Ending::Close(Close::new(close::TOO_BIG, "message too large"));
                     }
-                    Some(Err(WsError::Utf8(_))) => break Ending::Close(close::INVALID_PAYLOAD, "text message was not valid UTF-8"),
+                    Some(Err(WsError::Utf8(_))) => break Ending::Close(Close::new(close::INVALID_PAYLOAD, "text message was not valid UTF-8")),
                     Some(Err(error)) => break Ending::Transport(error.to_string()),
                     Some(Ok(Message::Close(_))) => break Ending::ClientClosed,
                     Some(Ok(message)) => match conn.received(message) {
@@ -222,23 +211,24 @@ async fn goodbye(socket: &mut Socket, context: &Context, queue: &mut Queue, endi
                 }
             };
             let _ = tokio::time::timeout(SHUTDOWN_FLUSH, pending).await;
-            Some(SHUTDOWN_CLOSE)
+            Some(crate::close::SHUTDOWN)
         }
-        Ending::Close(code, reason) => Some((*code, *reason)),
+        Ending::Close(close) => Some(*close),
         Ending::ClientClosed | Ending::Transport(_) => None,
     };
-    if let Some((code, reason)) = close {
-        if code != SHUTDOWN_CLOSE.0 {
-            context.metrics.refused.get_or_create(&CodeLabel { code: code.to_string() }).inc();
+    if let Some(close) = close {
+        if close != crate::close::SHUTDOWN {
+            context.metrics.refused.get_or_create(&CodeLabel { code: close.code.to_string() }).inc();
         }
-        let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
         // A client that never reads would hold the goodbye forever.
-        let _ = tokio::time::timeout(CLOSE_PATIENCE, socket.close(Some(frame))).await;
+        let _ = tokio::time::timeout(CLOSE_PATIENCE, socket.close(Some(close.frame()))).await;
     }
 }
 
-/// The reason sent with 4001.
-const SLOW_REASON: &str = "slow consumer: too many frames queued";
+/// Sent to a subscriber whose queue overflowed; it resumes from history when it returns.
+const SLOW_CONSUMER: Close = Close::new(close::SLOW_CONSUMER, "slow consumer: too many frames queued");
+/// Sent to every connection by the test endpoint.
+const DROPPED: Close = Close::new(close::SERVICE_RESTART, "dropped by the test endpoint");
 
 /// Writes a batch of queued frames, then flushes once.
 async fn drain(socket: &mut Socket, batch: &mut VecDeque<Utf8Bytes>) -> Result<(), WsError> {
@@ -258,7 +248,7 @@ impl Conn {
     fn strike(&mut self, code: ErrorCode, message: impl Into<String>) -> Result<ServerFrame, Ending> {
         self.strikes += 1;
         if self.strikes > MAX_STRIKES {
-            return Err(Ending::Close(close::POLICY, "too many invalid frames"));
+            return Err(Ending::Close(Close::new(close::POLICY, "too many invalid frames")));
         }
         Ok(self.error(code, message, None))
     }
@@ -312,7 +302,7 @@ impl Conn {
                         self.identity = Some(identity);
                         welcome
                     }
-                    Err((code, reason)) => return After::End(Ending::Close(code, reason)),
+                    Err(refusal) => return After::End(Ending::Close(refusal)),
                 }
             }
             _ if self.identity.is_none() => {

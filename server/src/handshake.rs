@@ -5,6 +5,7 @@ use std::sync::Arc;
 use tether_shared::{Limits, PROTOCOL_VERSION, ServerFrame, User, close};
 
 use crate::auth::{self, Claims, TokenError};
+use crate::close::Close;
 use crate::config::Config;
 use crate::identity;
 
@@ -22,9 +23,6 @@ pub struct Identity {
     pub expires: u64,
 }
 
-/// Why a hello was refused: the close code and reason to send.
-pub type Refusal = (u16, &'static str);
-
 /// Checks a `hello`. With an auth secret, a valid token is required. In dev mode a token
 /// is optional, a valid resume token keeps the previous identity, and otherwise the
 /// display name is taken at its word.
@@ -35,9 +33,9 @@ pub fn authenticate(
     token: Option<&str>,
     name: Option<&str>,
     resume_token: Option<&str>,
-) -> Result<Identity, Refusal> {
+) -> Result<Identity, Close> {
     if v != PROTOCOL_VERSION {
-        return Err((close::BAD_HELLO, "unsupported protocol version"));
+        return Err(Close::new(close::BAD_HELLO, "unsupported protocol version"));
     }
     let now = auth::unix_now();
     let from_claims = |claims: Claims| Identity {
@@ -52,12 +50,14 @@ pub fn authenticate(
     if let Some(token) = token {
         return match auth::verify(signing_secret, token, now) {
             Ok(claims) => Ok(from_claims(claims)),
-            Err(TokenError::Expired) => Err((close::TOKEN_EXPIRED, "token expired")),
-            Err(TokenError::Forged | TokenError::Malformed) => Err((close::UNAUTHORIZED, "invalid token")),
+            Err(TokenError::Expired) => Err(Close::new(close::TOKEN_EXPIRED, "token expired")),
+            Err(TokenError::Forged | TokenError::Malformed) => {
+                Err(Close::new(close::UNAUTHORIZED, "invalid token"))
+            }
         };
     }
     if config.auth_secret.is_some() {
-        return Err((close::UNAUTHORIZED, "a token is required"));
+        return Err(Close::new(close::UNAUTHORIZED, "a token is required"));
     }
     if let Some(Ok(claims)) = resume_token.map(|t| auth::verify(signing_secret, t, now)) {
         let mut identity = from_claims(claims);

@@ -10,8 +10,10 @@
 //! connection drains its own `outbound` queue to its socket.
 
 mod auth;
+mod close;
 pub mod config;
 mod connection;
+mod context;
 mod dedupe;
 mod handshake;
 mod hub;
@@ -30,8 +32,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 pub use auth::{Claims, sign as sign_token};
+pub use close::{Close, SHUTDOWN as SHUTDOWN_CLOSE};
 pub use config::Config;
-pub use connection::SHUTDOWN_CLOSE;
 pub use routes::RESERVED;
 
 use shutdown::Shutdown;
@@ -92,7 +94,7 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let shutdown = Shutdown::default();
     let context =
-        Arc::new(routes::Context::new(config, shutdown.clone(), hub, sequencer.clone(), store, metrics));
+        Arc::new(context::Context::new(config, shutdown.clone(), hub, sequencer.clone(), store, metrics));
     let signal = {
         let shutdown = shutdown.clone();
         async move { shutdown.triggered().await }

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use tether_shared::close;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
@@ -13,15 +12,11 @@ use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
 use crate::auth;
-use crate::config::Config;
+use crate::close::Close;
 use crate::connection;
-use crate::hub::RoomHub;
+use crate::context::Context;
 use crate::identity;
-use crate::limits::IpSlots;
-use crate::metrics::{CodeLabel, Metrics};
-use crate::sequencer::Sequencer;
-use crate::shutdown::Shutdown;
-use crate::store::Store;
+use crate::metrics::CodeLabel;
 use crate::upgrade::{self, UpgradeRequest};
 
 /// Path prefixes owned by the server. The SPA fallback never answers under them, so a
@@ -35,58 +30,6 @@ const READ_BUFFER_BYTES: usize = 4 * 1024;
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
 /// Lifetime of a dev-mode token from `/api/token`.
 const DEV_TOKEN_SECS: u64 = 24 * 3600;
-
-/// Everything the routes and connections share.
-pub struct Context {
-    pub(crate) config: Config,
-    pub(crate) shutdown: Shutdown,
-    pub(crate) hub: Arc<RoomHub>,
-    pub(crate) sequencer: Sequencer,
-    pub(crate) store: Arc<dyn Store>,
-    pub(crate) metrics: Arc<Metrics>,
-    /// Verifies tokens: the auth secret, or in dev mode the store's own secret.
-    pub(crate) secret: Vec<u8>,
-    pub(crate) ip_slots: Arc<IpSlots>,
-    /// Tells every connection to close with 1012 (test endpoint only).
-    pub(crate) drop_all: tokio::sync::watch::Sender<u64>,
-    next_conn: AtomicU64,
-}
-
-impl Context {
-    /// Builds the shared context.
-    pub(crate) fn new(
-        config: Config,
-        shutdown: Shutdown,
-        hub: Arc<RoomHub>,
-        sequencer: Sequencer,
-        store: Arc<dyn Store>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        let secret = match &config.auth_secret {
-            Some(secret) => secret.as_bytes().to_vec(),
-            None => store.secret(),
-        };
-        let ip_slots = IpSlots::new(config.max_connections_per_ip);
-        let drop_all = tokio::sync::watch::Sender::new(0);
-        Context {
-            config,
-            shutdown,
-            hub,
-            sequencer,
-            store,
-            metrics,
-            secret,
-            ip_slots,
-            drop_all,
-            next_conn: AtomicU64::new(1),
-        }
-    }
-
-    /// A fresh connection id.
-    pub(crate) fn next_conn(&self) -> u64 {
-        self.next_conn.fetch_add(1, Ordering::Relaxed)
-    }
-}
 
 /// All routes, in the order they are tried.
 pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
@@ -236,9 +179,9 @@ fn websocket(context: &Arc<Context>, request: UpgradeRequest) -> Response {
     };
     let slot = peer.and_then(|peer| context.ip_slots.acquire(peer.ip()));
     let refusal = if !origin_ok {
-        Some((close::ORIGIN_FORBIDDEN, "origin not allowed"))
+        Some(Close::new(close::ORIGIN_FORBIDDEN, "origin not allowed"))
     } else if slot.is_none() {
-        Some((close::TRY_AGAIN_LATER, "too many connections from this address"))
+        Some(Close::new(close::TRY_AGAIN_LATER, "too many connections from this address"))
     } else {
         None
     };
@@ -252,10 +195,10 @@ fn websocket(context: &Arc<Context>, request: UpgradeRequest) -> Response {
     tracker.spawn(async move {
         let Some(socket) = upgrade::finish(pending, socket_config).await else { return };
         match refusal {
-            Some((code, reason)) => {
-                context.metrics.refused.get_or_create(&CodeLabel { code: code.to_string() }).inc();
-                tracing::info!(?peer, code, reason, "connection refused");
-                connection::refuse(socket, code, reason).await;
+            Some(close) => {
+                context.metrics.refused.get_or_create(&CodeLabel { code: close.code.to_string() }).inc();
+                tracing::info!(?peer, code = close.code, reason = close.reason, "connection refused");
+                upgrade::refuse(socket, close).await;
             }
             None => {
                 let _slot = slot;

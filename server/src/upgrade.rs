@@ -18,6 +18,8 @@ use warp::reply::{Reply, Response};
 
 use warp::Filter;
 
+use crate::close::Close;
+
 /// The server's side of an upgraded connection.
 pub type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
@@ -95,4 +97,9 @@ pub async fn finish(on_upgrade: OnUpgrade, config: WebSocketConfig) -> Option<So
             None
         }
     }
+}
+
+/// Closes the connection at the door with `code`, for refusals decided at the upgrade.
+pub async fn refuse(mut socket: Socket, close: Close) {
+    let _ = socket.close(Some(close.frame())).await;
 }

@@ -80,7 +80,7 @@ async fn stop_closes_open_sockets_with_1001() {
     next_frame(&mut second).await;
 
     let stopping = tokio::spawn(server.stop());
-    let expected = (1001, tether_server::SHUTDOWN_CLOSE.1.to_owned());
+    let expected = (1001, tether_server::SHUTDOWN_CLOSE.reason.to_owned());
     assert_eq!(expect_close(&mut first).await, expected);
     assert_eq!(expect_close(&mut second).await, expected);
     tokio::time::timeout(PATIENCE, stopping).await.expect("stop returns").unwrap();

@@ -1,0 +1,66 @@
+//! The state every route and connection shares, in one type (axum's `AppState`).
+//!
+//! Handlers borrow it through an `Arc`; nothing in it is a global.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::config::Config;
+use crate::hub::RoomHub;
+use crate::limits::IpSlots;
+use crate::metrics::Metrics;
+use crate::sequencer::Sequencer;
+use crate::shutdown::Shutdown;
+use crate::store::Store;
+
+/// Everything the routes and connections share.
+pub struct Context {
+    pub(crate) config: Config,
+    pub(crate) shutdown: Shutdown,
+    pub(crate) hub: Arc<RoomHub>,
+    pub(crate) sequencer: Sequencer,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// Verifies tokens: the auth secret, or in dev mode the store's own secret.
+    pub(crate) secret: Vec<u8>,
+    pub(crate) ip_slots: Arc<IpSlots>,
+    /// Tells every connection to close with 1012 (test endpoint only).
+    pub(crate) drop_all: tokio::sync::watch::Sender<u64>,
+    next_conn: AtomicU64,
+}
+
+impl Context {
+    /// Builds the shared context.
+    pub(crate) fn new(
+        config: Config,
+        shutdown: Shutdown,
+        hub: Arc<RoomHub>,
+        sequencer: Sequencer,
+        store: Arc<dyn Store>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let secret = match &config.auth_secret {
+            Some(secret) => secret.as_bytes().to_vec(),
+            None => store.secret(),
+        };
+        let ip_slots = IpSlots::new(config.max_connections_per_ip);
+        let drop_all = tokio::sync::watch::Sender::new(0);
+        Context {
+            config,
+            shutdown,
+            hub,
+            sequencer,
+            store,
+            metrics,
+            secret,
+            ip_slots,
+            drop_all,
+            next_conn: AtomicU64::new(1),
+        }
+    }
+
+    /// A fresh connection id.
+    pub(crate) fn next_conn(&self) -> u64 {
+        self.next_conn.fetch_add(1, Ordering::Relaxed)
+    }
+}
