@@ -1,0 +1,167 @@
+//! Deciding what one frame means: decode it, check it against the connection's state
+//! and limits, and say what the loop should write ([`After`]). Nothing here awaits, so
+//! none of it takes room in the connection's task while it waits for the next frame.
+
+use tether_shared::{ClientFrame, ErrorCode, RejectCode, RoomCursor, ServerFrame, User, close};
+use tokio_tungstenite::tungstenite::Message;
+
+use super::{Conn, Ending, MAX_STRIKES};
+use crate::close::Close;
+use crate::handshake;
+use crate::presence;
+
+/// What the connection loop does after handling one frame. Deciding is synchronous
+/// and the loop does the writing: a write future is small, and a join's (with its
+/// replay) is boxed, so a connection's task stays small for as long as it lives.
+pub(super) enum After {
+    /// Nothing to write now (a publish's ack comes through the queue).
+    Nothing,
+    /// Write this answer (encoded, so that only its text waits in the task).
+    Answer(String),
+    /// Join these rooms: snapshot and replay, written in order.
+    Join(Vec<RoomCursor>),
+    /// End the connection.
+    End(Ending),
+}
+
+impl From<Result<ServerFrame, Ending>> for After {
+    fn from(answer: Result<ServerFrame, Ending>) -> Self {
+        match answer {
+            Ok(frame) => After::Answer(frame.encode()),
+            Err(ending) => After::End(ending),
+        }
+    }
+}
+
+impl Conn {
+    pub(super) fn error(
+        &mut self,
+        code: ErrorCode,
+        message: impl Into<String>,
+        about: Option<&str>,
+    ) -> ServerFrame {
+        self.context.metrics.error(code);
+        ServerFrame::Error { code, message: message.into(), about: about.map(str::to_owned) }
+    }
+
+    /// An answer to input that should not have been sent; too many end the connection.
+    fn strike(&mut self, code: ErrorCode, message: impl Into<String>) -> Result<ServerFrame, Ending> {
+        self.strikes += 1;
+        if self.strikes > MAX_STRIKES {
+            return Err(Ending::Close(Close::new(close::POLICY, "too many invalid frames")));
+        }
+        Ok(self.error(code, message, None))
+    }
+
+    pub(super) fn reject(&self, id: &str, code: RejectCode, message: &str) -> ServerFrame {
+        self.context.metrics.rejection(code);
+        ServerFrame::Reject { id: id.into(), code, message: message.into() }
+    }
+
+    /// Handles one message and says what to write.
+    pub(super) fn received(&mut self, message: Message) -> After {
+        self.context.metrics.frames_in.inc();
+        if self.frames.check().is_err() {
+            self.context.metrics.rate_limited.inc();
+            return self.strike(ErrorCode::RateLimited, "too many frames; slow down").into();
+        }
+        match message {
+            Message::Text(text) => match ClientFrame::decode(&text) {
+                Ok(frame) => self.frame(frame),
+                Err((code, detail)) => self.strike(code, detail).into(),
+            },
+            Message::Binary(_) => {
+                self.strike(ErrorCode::BinaryNotSupported, "Tether frames are JSON text messages").into()
+            }
+            // Tungstenite answers pings itself; the next flush writes the pong.
+            Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => After::Nothing,
+        }
+    }
+
+    fn frame(&mut self, frame: ClientFrame) -> After {
+        let answer = match frame {
+            ClientFrame::Echo { body } => ServerFrame::Echo { body },
+            ClientFrame::Ping { nonce } => ServerFrame::Pong { nonce },
+            ClientFrame::Hello { .. } if self.identity.is_some() => {
+                self.error(ErrorCode::AlreadyHello, "this connection already said hello", None)
+            }
+            ClientFrame::Hello { v, token, name, resume_token } => {
+                let context = self.context.clone();
+                match handshake::authenticate(
+                    &context.config,
+                    &context.secret,
+                    v,
+                    token.as_deref(),
+                    name.as_deref(),
+                    resume_token.as_deref(),
+                ) {
+                    Ok(identity) => {
+                        let welcome = handshake::welcome(&context.config, &context.secret, &identity);
+                        tracing::Span::current().record("user", identity.user.id.as_str());
+                        tracing::info!(name = %identity.user.name, "welcomed");
+                        self.identity = Some(identity);
+                        welcome
+                    }
+                    Err(refusal) => return After::End(Ending::Close(refusal)),
+                }
+            }
+            _ if self.identity.is_none() => {
+                return self.strike(ErrorCode::HelloRequired, "send hello first").into();
+            }
+            ClientFrame::Join { room, since, history } => {
+                return After::Join(vec![RoomCursor { room, since, history }]);
+            }
+            ClientFrame::Resume { rooms } => return After::Join(rooms),
+            ClientFrame::Leave { room } => {
+                if self.rooms.remove(&room) {
+                    self.context.hub.leave(&room, self.out.conn());
+                }
+                ServerFrame::Left { room }
+            }
+            ClientFrame::Publish { id, room, body, priority: _ } => match self.publish(id, room, body) {
+                Some(answer) => answer,
+                None => return After::Nothing,
+            },
+            ClientFrame::Typing { room, active } => {
+                if !self.rooms.contains(&room) {
+                    self.error(ErrorCode::NotJoined, "join the room first", Some(&room))
+                } else {
+                    let user = User::clone(&self.identity.as_ref().expect("after hello").user);
+                    let typing = ServerFrame::Typing { room: room.clone(), user, active };
+                    self.context.hub.broadcast(&room, &typing, Some(self.out.conn()));
+                    return After::Nothing;
+                }
+            }
+            ClientFrame::Members { room, after, limit } => {
+                let page = self.rooms.contains(&room).then(|| {
+                    let limit =
+                        limit.map_or(presence::DEFAULT_PAGE, |l| (l as usize).min(presence::MAX_PAGE));
+                    self.context.hub.members(&room, after.as_deref(), limit)
+                });
+                match page.flatten() {
+                    Some(page) => ServerFrame::Members {
+                        room,
+                        members: page.members,
+                        next: page.next,
+                        count: page.count,
+                    },
+                    None => self.error(ErrorCode::NotJoined, "join the room first", Some(&room)),
+                }
+            }
+            ClientFrame::Receipt { room, kind, seq } => {
+                if !self.rooms.contains(&room) {
+                    self.error(ErrorCode::NotJoined, "join the room first", Some(&room))
+                } else {
+                    let user = self.identity.as_ref().expect("after hello").user.id.clone();
+                    self.context.hub.broadcast(
+                        &room,
+                        &ServerFrame::Receipt { room: room.clone(), user, kind, seq },
+                        None,
+                    );
+                    return After::Nothing;
+                }
+            }
+        };
+        After::Answer(answer.encode())
+    }
+}

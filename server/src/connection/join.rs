@@ -1,0 +1,117 @@
+//! Joining a room: checks, the `joined` snapshot, then (with a cursor or a history
+//! request) the replay, all written straight to the socket before the queue is drained
+//! again. That order is what puts history strictly before live messages.
+
+use futures::SinkExt;
+use tether_shared::frame::valid_room_name;
+use tether_shared::{ErrorCode, RoomCursor, ServerFrame};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+use super::{Conn, write};
+use crate::auth;
+use crate::metrics::OutcomeLabel;
+use crate::upgrade::Socket;
+
+/// Most recent messages a join without a cursor may ask for.
+const MAX_JOIN_HISTORY: u32 = 1_000;
+
+impl Conn {
+    /// Joins each room in turn (one for `join`, several for `resume`).
+    pub(super) async fn join_all(
+        &mut self,
+        socket: &mut Socket,
+        rooms: Vec<RoomCursor>,
+    ) -> Result<(), WsError> {
+        for RoomCursor { room, since, history } in rooms {
+            self.join(socket, room, since, history).await?;
+        }
+        Ok(())
+    }
+
+    /// Joins a room: snapshot, then (with `since`) the replay, written before any live
+    /// frame queued after the join.
+    async fn join(
+        &mut self,
+        socket: &mut Socket,
+        room: String,
+        since: Option<u64>,
+        history: Option<u32>,
+    ) -> Result<(), WsError> {
+        let identity = self.identity.as_ref().expect("after hello");
+        let refusal = if !valid_room_name(&room) {
+            Some((ErrorCode::InvalidRoom, "room names are 1-64 characters from [A-Za-z0-9._:-]"))
+        } else if !auth::room_allowed(&identity.rooms, &room) {
+            Some((ErrorCode::Forbidden, "your token does not allow this room"))
+        } else if !self.rooms.contains(&room) && self.rooms.len() >= self.context.config.max_rooms {
+            Some((ErrorCode::TooManyRooms, "leave a room before joining another"))
+        } else {
+            None
+        };
+        if let Some((code, message)) = refusal {
+            let about: String = room.chars().take(64).collect();
+            let frame = self.error(code, message, Some(&about));
+            return write(socket, &frame).await;
+        }
+        let user = identity.user.clone();
+        let joined = match self.context.hub.join(&room, &user, &self.out) {
+            Ok(joined) => joined,
+            Err(error) => {
+                if let crate::hub::JoinError::Store(cause) = &error {
+                    tracing::error!(%cause, room, "join failed");
+                }
+                let message = if error.code() == ErrorCode::RoomFull {
+                    "the room is full"
+                } else {
+                    "could not join the room"
+                };
+                let frame = self.error(error.code(), message, Some(&room));
+                return write(socket, &frame).await;
+            }
+        };
+        self.rooms.insert(room.clone());
+        let epoch = self.context.store.epoch();
+        let head = joined.head;
+        let presence = joined.presence;
+        let frame = ServerFrame::Joined {
+            room: room.clone(),
+            seq: head,
+            epoch,
+            members: presence.members,
+            count: presence.count,
+            presence: presence.mode,
+        };
+        write(socket, &frame).await?;
+        // Without a cursor, `history` asks for the latest messages: a cursor that far back.
+        let since = match (since, history) {
+            (Some(since), _) => since,
+            (None, Some(count)) if count > 0 => head.saturating_sub(u64::from(count.min(MAX_JOIN_HISTORY))),
+            (None, _) => return Ok(()),
+        };
+
+        // A cursor past the head comes from a history that no longer exists: replay all.
+        let after = if since > head { 0 } else { since };
+        let store = self.context.store.clone();
+        let name = room.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            Ok::<_, crate::store::StoreError>((store.read(&name, after, head)?, store.oldest(&name)?))
+        })
+        .await
+        .expect("history read does not panic");
+        let (messages, oldest) = match read {
+            Ok(found) => found,
+            Err(error) => {
+                tracing::error!(%error, room, "reading history failed");
+                let frame =
+                    self.error(ErrorCode::Internal, "history is unavailable; rejoin later", Some(&room));
+                return write(socket, &frame).await;
+            }
+        };
+        for message in &messages {
+            socket.feed(Message::text(message.frame_text())).await?;
+        }
+        let complete = since <= head && (after == head || (oldest != 0 && oldest <= after + 1));
+        let outcome = if complete { "complete" } else { "incomplete" };
+        self.context.metrics.resumes.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
+        write(socket, &ServerFrame::Replayed { room, to: head, complete, oldest }).await
+    }
+}

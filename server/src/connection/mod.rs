@@ -1,0 +1,217 @@
+//! One client's connection: reads frames, answers them, and says goodbye properly.
+//!
+//! The task owns the socket. Everything else reaches the client through its
+//! [`Outbound`] queue, which this task drains, writing every queued frame before one
+//! flush. A join's snapshot and replay are written directly, before the queue is
+//! drained again, which is what puts history strictly before live messages.
+//!
+//! This file is the read/write loop and the goodbye; what a frame means is decided in
+//! `decide.rs`, a publish is checked in `publish.rs`, and a join runs in `join.rs`.
+
+mod decide;
+mod join;
+mod publish;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{SinkExt, StreamExt};
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tether_shared::{ServerFrame, close};
+use tokio_tungstenite::tungstenite::error::CapacityError;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+
+use crate::close::Close;
+use crate::context::Context;
+use crate::handshake::Identity;
+use crate::metrics::CodeLabel;
+use crate::outbound::{Next, Outbound, Queue};
+use crate::upgrade::Socket;
+use decide::After;
+
+/// Invalid frames tolerated before the connection is closed with 1008.
+const MAX_STRIKES: u32 = 10;
+/// Frames per second per connection, of any kind; raised to twice the publish rate when
+/// that is higher.
+const FRAMES_PER_SEC: u32 = 100;
+/// Longest wait for a closing handshake to be written.
+const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
+/// Longest wait for in-flight publishes to be acked during shutdown.
+const SHUTDOWN_FLUSH: Duration = Duration::from_secs(2);
+
+/// Why a connection ended.
+#[derive(Debug)]
+enum Ending {
+    ClientClosed,
+    Shutdown,
+    Close(Close),
+    Transport(String),
+}
+
+struct Conn {
+    context: Arc<Context>,
+    out: Outbound,
+    identity: Option<Identity>,
+    rooms: BTreeSet<String>,
+    strikes: u32,
+    publishes: DefaultDirectRateLimiter,
+    frames: DefaultDirectRateLimiter,
+}
+
+fn quota(per_sec: u32, burst: u32) -> Quota {
+    let per_sec = NonZeroU32::new(per_sec.max(1)).expect("at least one");
+    Quota::per_second(per_sec).allow_burst(NonZeroU32::new(burst.max(1)).expect("at least one"))
+}
+
+/// Sends a frame straight to the socket, bypassing the queue (used before draining it).
+async fn write(socket: &mut Socket, frame: &ServerFrame) -> Result<(), WsError> {
+    socket.feed(Message::text(frame.encode())).await
+}
+
+/// Serves one upgraded socket until the client leaves, it goes silent, it misbehaves,
+/// or the server shuts down.
+pub async fn serve(mut socket: Socket, context: Arc<Context>, id: u64) {
+    let (out, mut queue) = Outbound::new(id, context.config.send_queue, context.metrics.clone());
+    context.metrics.connections.inc();
+    let mut conn = Conn {
+        publishes: RateLimiter::direct(quota(context.config.publish_rate, context.config.publish_burst)),
+        // Every publish is a frame, so the frame limit never undercuts the publish limit.
+        frames: RateLimiter::direct(quota(
+            FRAMES_PER_SEC.max(context.config.publish_rate.saturating_mul(2)),
+            (FRAMES_PER_SEC * 2).max(context.config.publish_burst.saturating_mul(2)),
+        )),
+        context: context.clone(),
+        out,
+        identity: None,
+        rooms: BTreeSet::new(),
+        strikes: 0,
+    };
+    // Made once and polled in place: a fresh future per loop turn would register and
+    // unregister a waiter on every frame.
+    let shutdown = context.shutdown.triggered();
+    tokio::pin!(shutdown);
+    let mut dropped = context.drop_all.subscribe();
+    let idle_timeout = context.config.idle_timeout;
+    // The idle timer is moved only when it fires, not on every frame: it then checks
+    // when the client was last heard from.
+    let mut last_heard = tokio::time::Instant::now();
+    let idle = tokio::time::sleep_until(last_heard + idle_timeout);
+    tokio::pin!(idle);
+
+    let ending = loop {
+        // Backpressure: while replies pile up, the client's next frames wait in the kernel.
+        let reading = queue.may_read();
+        let result = tokio::select! {
+            biased;
+            () = &mut shutdown => break Ending::Shutdown,
+            Ok(()) = dropped.changed() => break Ending::Close(DROPPED),
+            next = queue.next() => match next {
+                Next::Slow => break Ending::Close(SLOW_CONSUMER),
+                // A client that stops reading blocks this write; slowness and shutdown must
+                // still get through. Dropping a half-done write is safe: tungstenite keeps
+                // unwritten bytes in its buffer and the closing handshake flushes them.
+                Next::Frames(mut batch) => tokio::select! {
+                    written = drain(&mut socket, &mut batch) => {
+                        queue.recycle(batch);
+                        written
+                    }
+                    () = queue.slow() => break Ending::Close(SLOW_CONSUMER),
+                    () = &mut shutdown => break Ending::Shutdown,
+                },
+            },
+            () = &mut idle => {
+                let now = tokio::time::Instant::now();
+                if !reading {
+                    // Not reading is our choice, not the client's silence.
+                    last_heard = now;
+                }
+                if now < last_heard + idle_timeout {
+                    idle.as_mut().reset(last_heard + idle_timeout);
+                    continue;
+                }
+                break Ending::Close(Close::new(close::IDLE_TIMEOUT, "idle timeout"));
+            }
+            next = socket.next(), if reading => {
+                last_heard = tokio::time::Instant::now();
+                match next {
+                    None => break Ending::ClientClosed,
+                    Some(Err(WsError::Capacity(CapacityError::MessageTooLong { .. }))) => {
+                        break Ending::Close(Close::new(close::TOO_BIG, "message too large"));
+                    }
+                    Some(Err(WsError::Utf8(_))) => break Ending::Close(Close::new(close::INVALID_PAYLOAD, "text message was not valid UTF-8")),
+                    Some(Err(error)) => break Ending::Transport(error.to_string()),
+                    Some(Ok(Message::Close(_))) => break Ending::ClientClosed,
+                    Some(Ok(message)) => match conn.received(message) {
+                        After::End(ending) => break ending,
+                        After::Nothing => socket.flush().await,
+                        After::Answer(text) => match socket.feed(Message::text(text)).await {
+                            Ok(()) => socket.flush().await,
+                            Err(error) => Err(error),
+                        },
+                        After::Join(rooms) => match Box::pin(conn.join_all(&mut socket, rooms)).await {
+                            Ok(()) => socket.flush().await,
+                            Err(error) => Err(error),
+                        },
+                    },
+                }
+            }
+        };
+        if let Err(error) = result {
+            break Ending::Transport(error.to_string());
+        }
+    };
+
+    for room in &conn.rooms {
+        context.hub.leave(room, id);
+    }
+    goodbye(&mut socket, &context, &mut queue, &ending).await;
+    context.metrics.connections.dec();
+    match ending {
+        Ending::Transport(error) => tracing::info!(%error, "connection failed"),
+        ending => tracing::info!(?ending, "connection ended"),
+    }
+}
+
+/// Ends the connection as `ending` says: on shutdown, acks still due first; then the
+/// close frame, unless the client already left.
+async fn goodbye(socket: &mut Socket, context: &Context, queue: &mut Queue, ending: &Ending) {
+    let close = match ending {
+        Ending::Shutdown => {
+            // Acks for publishes already handed to the sequencer go out before the goodbye.
+            let _ = tokio::time::timeout(SHUTDOWN_FLUSH, context.sequencer.barrier()).await;
+            let pending = async {
+                for frame in queue.take_now() {
+                    if socket.feed(Message::Text(frame)).await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(SHUTDOWN_FLUSH, pending).await;
+            Some(crate::close::SHUTDOWN)
+        }
+        Ending::Close(close) => Some(*close),
+        Ending::ClientClosed | Ending::Transport(_) => None,
+    };
+    if let Some(close) = close {
+        if close != crate::close::SHUTDOWN {
+            context.metrics.refused.get_or_create(&CodeLabel { code: close.code.to_string() }).inc();
+        }
+        // A client that never reads would hold the goodbye forever.
+        let _ = tokio::time::timeout(CLOSE_PATIENCE, socket.close(Some(close.frame()))).await;
+    }
+}
+
+/// Sent to a subscriber whose queue overflowed; it resumes from history when it returns.
+const SLOW_CONSUMER: Close = Close::new(close::SLOW_CONSUMER, "slow consumer: too many frames queued");
+/// Sent to every connection by the test endpoint.
+const DROPPED: Close = Close::new(close::SERVICE_RESTART, "dropped by the test endpoint");
+
+/// Writes a batch of queued frames, then flushes once.
+async fn drain(socket: &mut Socket, batch: &mut VecDeque<Utf8Bytes>) -> Result<(), WsError> {
+    while let Some(frame) = batch.pop_front() {
+        socket.feed(Message::Text(frame)).await?;
+    }
+    socket.flush().await
+}

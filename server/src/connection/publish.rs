@@ -1,0 +1,43 @@
+//! Checking a publish before it goes to the sequencer: the id, the room, the body's
+//! size and the rate limit. Its ack (or rejection) comes back through the queue.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tether_shared::{RejectCode, ServerFrame, User};
+
+use super::Conn;
+use crate::sequencer::Publish;
+
+impl Conn {
+    /// Validates a publish and hands it to the sequencer; `Some` is an immediate answer.
+    pub(super) fn publish(&mut self, id: String, room: String, body: Value) -> Option<ServerFrame> {
+        self.context.metrics.publishes.inc();
+        if id.is_empty() || id.len() > 64 {
+            return Some(self.reject(&id, RejectCode::InvalidId, "message ids are 1-64 characters"));
+        }
+        if !self.rooms.contains(&room) {
+            return Some(self.reject(&id, RejectCode::NotJoined, "join the room before publishing to it"));
+        }
+        let body = serde_json::value::to_raw_value(&body).expect("a JSON value serialises");
+        if body.get().len() > self.context.config.max_body_bytes {
+            let message = format!("bodies are at most {} bytes", self.context.config.max_body_bytes);
+            return Some(self.reject(&id, RejectCode::TooLarge, &message));
+        }
+        if self.publishes.check().is_err() {
+            self.context.metrics.rate_limited.inc();
+            let message = format!("at most {} publishes per second", self.context.config.publish_rate);
+            return Some(self.reject(&id, RejectCode::RateLimited, &message));
+        }
+        let user = User::clone(&self.identity.as_ref().expect("after hello").user);
+        self.out.begin_publish();
+        self.context.sequencer.publish(Publish {
+            room,
+            id,
+            user,
+            body: Arc::from(body),
+            reply: self.out.clone(),
+        });
+        None
+    }
+}
