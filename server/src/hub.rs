@@ -75,8 +75,9 @@ struct Member {
 }
 
 struct Room {
-    /// Seqs up to here have been delivered live (or were history at join time).
-    head: u64,
+    /// Seqs up to here have been delivered live (or were history at join time); `None`
+    /// until the first join has read it from the store.
+    head: Option<u64>,
     members: HashMap<ConnId, Member>,
     presence: Presence,
 }
@@ -120,22 +121,32 @@ impl RoomHub {
             Some(room) => room,
             None => {
                 let mut rooms = self.rooms.write().expect("rooms lock");
-                match rooms.get(name) {
-                    Some(room) => room.clone(),
-                    None => {
-                        // Everything the store holds counts as delivered: a message committed
-                        // but not yet handed to `deliver` is history to this joiner, not live.
-                        let head = self.store.head(name).map_err(JoinError::Store)?;
-                        let room =
-                            Room { head, members: HashMap::new(), presence: Presence::new(self.presence) };
-                        let room = Arc::new(Mutex::new(room));
-                        rooms.insert(name.to_owned(), room.clone());
-                        room
+                let room = rooms.entry(name.to_owned()).or_insert_with(|| {
+                    let room =
+                        Room { head: None, members: HashMap::new(), presence: Presence::new(self.presence) };
+                    Arc::new(Mutex::new(room))
+                });
+                room.clone()
+            }
+        };
+        let mut room = room.lock().expect("room lock");
+        let head = match room.head {
+            Some(head) => head,
+            None => {
+                // Read under this room's lock only, never the map's: other rooms go on, and
+                // this room's deliveries wait for the head. Everything the store holds
+                // counts as delivered: a message committed but not yet handed to `deliver`
+                // is history to this joiner (its replay), not live.
+                match self.store.head(name) {
+                    Ok(head) => *room.head.insert(head),
+                    Err(error) => {
+                        drop(room);
+                        self.remove_if_empty(name);
+                        return Err(JoinError::Store(error));
                     }
                 }
             }
         };
-        let mut room = room.lock().expect("room lock");
         if !room.members.contains_key(&out.conn()) {
             if room.members.len() >= self.max_members {
                 drop(room);
@@ -148,7 +159,7 @@ impl RoomHub {
                 self.presence_changed(name, &mut room, Some(out.conn()));
             }
         }
-        Ok(Joined { head: room.head, presence: room.presence.snapshot() })
+        Ok(Joined { head, presence: room.presence.snapshot() })
     }
 
     /// Removes a connection from a room; its user's last connection makes them gone.
@@ -223,10 +234,11 @@ impl FanOut for RoomHub {
     fn deliver(&self, message: &StoredMessage, text: &Utf8Bytes, sender: Option<ConnId>) -> usize {
         let Some(room) = self.existing(&message.room) else { return 0 };
         let mut room = room.lock().expect("room lock");
-        if message.seq <= room.head {
+        // Not yet known (a join is reading it) or already past: history, not live.
+        if room.head.is_none_or(|head| message.seq <= head) {
             return 0;
         }
-        room.head = message.seq;
+        room.head = Some(message.seq);
         for (conn, member) in &room.members {
             if Some(*conn) == sender {
                 member.out.push_own(text.clone());
