@@ -27,6 +27,7 @@ mod sequencer;
 mod shutdown;
 pub mod store;
 mod upgrade;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

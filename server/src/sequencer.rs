@@ -12,7 +12,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::value::RawValue;
-use tether_shared::{Millis, RejectCode, ServerFrame, User};
+use tether_shared::{Millis, RejectCode, User};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -21,6 +21,7 @@ use crate::hub::FanOut;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::store::{Store, StoreError, StoredMessage};
+use crate::wire;
 
 /// Most publishes committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -63,6 +64,7 @@ enum Request {
 #[derive(Clone)]
 pub struct Sequencer {
     requests: std_mpsc::Sender<Request>,
+    metrics: Arc<Metrics>,
 }
 
 impl Sequencer {
@@ -77,8 +79,14 @@ impl Sequencer {
         metrics: Arc<Metrics>,
     ) -> Result<Sequencer, StoreError> {
         let (requests, receiver) = std_mpsc::channel();
-        let mut worker =
-            Worker { store, hub, retention, metrics, rooms: HashMap::new(), dedupe: Dedupe::default() };
+        let mut worker = Worker {
+            store,
+            hub,
+            retention,
+            metrics: metrics.clone(),
+            rooms: HashMap::new(),
+            dedupe: Dedupe::default(),
+        };
         for published in worker.store.published_since(worker.window_start(Millis::now()))? {
             let fingerprint = worker.dedupe.fingerprint(&published.user, &published.id);
             let room = worker.known_room(&published.room);
@@ -88,7 +96,7 @@ impl Sequencer {
             .name("tether-sequencer".into())
             .spawn(move || worker.run(receiver))
             .expect("spawn the sequencer thread");
-        Ok(Sequencer { requests })
+        Ok(Sequencer { requests, metrics })
     }
 
     /// Queues a publish; its ack or rejection arrives on `publish.reply`.
@@ -96,7 +104,8 @@ impl Sequencer {
         if let Err(std_mpsc::SendError(Request::Publish(publish))) =
             self.requests.send(Request::Publish(publish))
         {
-            reject(&publish, RejectCode::Unavailable, "the server is shutting down");
+            let (reply, id) = (&publish.reply, &publish.id);
+            reject(&self.metrics, reply, id, RejectCode::Unavailable, "the server is shutting down");
         }
     }
 
@@ -109,28 +118,14 @@ impl Sequencer {
     }
 }
 
-fn reject(publish: &Publish, code: RejectCode, message: &str) {
-    let frame = ServerFrame::Reject { id: publish.id.clone(), code, message: message.into() };
-    publish.reply.push_reply(Utf8Bytes::from(frame.encode()));
+/// Answers publish `id` with a rejection, counted in the metrics like every other.
+fn reject(metrics: &Metrics, reply: &Outbound, id: &str, code: RejectCode, message: &str) {
+    metrics.rejection(code);
+    reply.push_reply(wire::reject(id, code, message));
 }
 
-fn ack_frame(id: &str, receipt: &Receipt) -> Utf8Bytes {
-    let frame = ServerFrame::Ack {
-        id: id.to_owned(),
-        room: receipt.room.to_string(),
-        seq: receipt.seq,
-        ts: receipt.ts,
-    };
-    Utf8Bytes::from(frame.encode())
-}
-
-fn reject_stored(message: &StoredMessage, reply: &Outbound) {
-    let frame = ServerFrame::Reject {
-        id: message.id.clone(),
-        code: RejectCode::Unavailable,
-        message: "storage is unavailable; retry later".into(),
-    };
-    reply.push_reply(Utf8Bytes::from(frame.encode()));
+fn ack(id: &str, receipt: &Receipt) -> Utf8Bytes {
+    wire::ack(id, &receipt.room, receipt.seq, receipt.ts)
 }
 
 struct Worker {
@@ -197,7 +192,7 @@ impl Worker {
             }
             if let Some(original) = self.dedupe.get(fingerprint) {
                 self.metrics.duplicates.inc();
-                publish.reply.push_reply(ack_frame(&publish.id, original));
+                publish.reply.push_reply(ack(&publish.id, original));
                 continue;
             }
             let (room, seq) = match self.room(&publish.room) {
@@ -208,7 +203,8 @@ impl Worker {
                 }
                 Err(error) => {
                     tracing::error!(%error, "reading a room head failed");
-                    reject(&publish, RejectCode::Unavailable, "storage is unavailable; retry later");
+                    let (reply, id) = (&publish.reply, &publish.id);
+                    reject(&self.metrics, reply, id, RejectCode::Unavailable, wire::STORE_UNAVAILABLE);
                     continue;
                 }
             };
@@ -237,10 +233,12 @@ impl Worker {
                         if let Some(state) = self.rooms.get_mut(&waiting.room) {
                             state.head = None;
                         }
-                        reject_stored(message, &waiting.reply);
+                        let code = RejectCode::Unavailable;
+                        reject(&self.metrics, &waiting.reply, &message.id, code, wire::STORE_UNAVAILABLE);
                     }
                     for (index, reply) in batch_dupes {
-                        reject_stored(&messages[index], &reply);
+                        let (id, code) = (&messages[index].id, RejectCode::Unavailable);
+                        reject(&self.metrics, &reply, id, code, wire::STORE_UNAVAILABLE);
                     }
                 }
             }
@@ -260,16 +258,16 @@ impl Worker {
     ) {
         let mut receipts = Vec::with_capacity(messages.len());
         for (message, waiting) in messages.iter().zip(pending) {
-            let text = Utf8Bytes::from(message.frame_text());
+            let text = wire::message(message);
             self.hub.deliver(message, &text, Some(waiting.reply.conn()));
             let receipt = Receipt { room: waiting.room, seq: message.seq, ts: message.ts };
-            waiting.reply.push_reply(ack_frame(&message.id, &receipt));
+            waiting.reply.push_reply(ack(&message.id, &receipt));
             self.metrics.acks.inc();
             receipts.push((waiting.fingerprint, receipt));
         }
         for (index, reply) in batch_dupes {
             self.metrics.duplicates.inc();
-            reply.push_reply(ack_frame(&messages[index].id, &receipts[index].1));
+            reply.push_reply(ack(&messages[index].id, &receipts[index].1));
         }
         for (fingerprint, receipt) in receipts {
             self.maybe_prune(&receipt.room, receipt.ts);

@@ -11,6 +11,7 @@ use super::{Conn, write};
 use crate::auth;
 use crate::metrics::OutcomeLabel;
 use crate::upgrade::Socket;
+use crate::wire;
 
 /// Most recent messages a join without a cursor may ask for.
 const MAX_JOIN_HISTORY: u32 = 1_000;
@@ -107,7 +108,7 @@ impl Conn {
             }
         };
         for message in &messages {
-            socket.feed(Message::text(message.frame_text())).await?;
+            socket.feed(Message::Text(wire::message(message))).await?;
         }
         let complete = since <= head && (after == head || (oldest != 0 && oldest <= after + 1));
         let outcome = if complete { "complete" } else { "incomplete" };

@@ -49,64 +49,6 @@ pub struct Published {
     pub ts: Millis,
 }
 
-/// The wire shape of [`ServerFrame::Message`], borrowing the stored raw body so that a
-/// broadcast never parses or copies the body to encode it.
-#[derive(serde::Serialize)]
-struct MessageFrame<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    room: &'a str,
-    seq: u64,
-    id: &'a str,
-    from: &'a User,
-    body: &'a RawValue,
-    ts: Millis,
-}
-
-impl StoredMessage {
-    /// The `message` frame that delivers it: encoded once, then shared by every recipient.
-    pub fn frame_text(&self) -> String {
-        let frame = MessageFrame {
-            kind: "message",
-            room: &self.room,
-            seq: self.seq,
-            id: &self.id,
-            from: &self.user,
-            body: &self.body,
-            ts: self.ts,
-        };
-        serde_json::to_string(&frame).expect("frames always serialise")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tether_shared::ServerFrame;
-
-    #[test]
-    fn the_borrowed_encoding_is_a_message_frame() {
-        let message = StoredMessage {
-            room: "r".into(),
-            seq: 3,
-            id: "m".into(),
-            user: User { id: "u".into(), name: "U".into(), color: "#000".into() },
-            body: Arc::from(RawValue::from_string(r#"{"text":"hi"}"#.into()).unwrap()),
-            ts: Millis(9),
-        };
-        let decoded = ServerFrame::decode(&message.frame_text()).unwrap();
-        let expected = ServerFrame::Message {
-            room: "r".into(),
-            seq: 3,
-            id: "m".into(),
-            from: message.user.clone(),
-            body: serde_json::json!({"text": "hi"}),
-            ts: Millis(9),
-        };
-        assert_eq!(decoded, expected);
-    }
-}
-
 /// A store failure; the publish is rejected as `unavailable` and may be retried.
 #[derive(Debug, thiserror::Error)]
 #[error("store: {0}")]
