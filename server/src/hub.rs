@@ -42,11 +42,14 @@ pub struct Joined {
 }
 
 /// Why a join failed.
+#[derive(Debug, thiserror::Error)]
 pub enum JoinError {
     /// The room is full.
+    #[error("the room is full")]
     Full,
     /// The store could not tell the room's head.
-    Store(StoreError),
+    #[error("reading the room's head")]
+    Store(#[source] StoreError),
 }
 
 impl JoinError {

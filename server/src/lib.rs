@@ -59,13 +59,38 @@ fn listen(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.listen(1024)
 }
 
+/// Why the server could not start, with the failure that stopped it as its source.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The listening socket could not be bound.
+    #[error("could not listen on {addr}")]
+    Listen {
+        /// The configured address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The store could not be opened.
+    #[error("could not open the history store at {path}")]
+    Store {
+        /// The database file.
+        path: std::path::PathBuf,
+        /// Why.
+        source: store::StoreError,
+    },
+    /// The dedupe window could not be read back from the store.
+    #[error("could not read recent publishes back from the store")]
+    Dedupe(#[source] store::StoreError),
+}
+
 /// Opens the configured store.
-fn open_store(config: &Config) -> std::io::Result<Arc<dyn store::Store>> {
+fn open_store(config: &Config) -> Result<Arc<dyn store::Store>, StartError> {
     match config.store.as_str() {
         "memory" => Ok(Arc::new(store::MemoryStore::new())),
         _ => {
             let path = config.data_dir.join("tether.db");
-            let opened = store::SqliteStore::open(&path).map_err(|e| std::io::Error::other(e.to_string()))?;
+            let opened = store::SqliteStore::open(&path)
+                .map_err(|source| StartError::Store { path: path.clone(), source })?;
             tracing::info!(path = %path.display(), "history stored in SQLite");
             Ok(Arc::new(opened))
         }
@@ -73,9 +98,11 @@ fn open_store(config: &Config) -> std::io::Result<Arc<dyn store::Store>> {
 }
 
 /// Binds the configured address, opens the store, and starts serving in the background.
-pub async fn start(config: Config) -> std::io::Result<Running> {
-    let listener = listen(config.listen)?;
-    let addr = listener.local_addr()?;
+pub async fn start(config: Config) -> Result<Running, StartError> {
+    let bind = config.listen;
+    let listen_error = |source| StartError::Listen { addr: bind, source };
+    let listener = listen(bind).map_err(listen_error)?;
+    let addr = listener.local_addr().map_err(listen_error)?;
     if !config.static_dir.join("index.html").is_file() {
         tracing::warn!(
             dir = %config.static_dir.display(),
@@ -92,7 +119,7 @@ pub async fn start(config: Config) -> std::io::Result<Running> {
         dedupe_window: config.dedupe_window,
     };
     let sequencer = sequencer::Sequencer::start(store.clone(), hub.clone(), retention, metrics.clone())
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+        .map_err(StartError::Dedupe)?;
     let shutdown = Shutdown::default();
     let context =
         Arc::new(context::Context::new(config, shutdown.clone(), hub, sequencer.clone(), store, metrics));

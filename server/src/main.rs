@@ -21,7 +21,18 @@ async fn main() -> std::process::ExitCode {
     let running = match tether_server::start(config).await {
         Ok(running) => running,
         Err(error) => {
-            tracing::error!(%error, "could not start listening");
+            // The whole chain: "could not open the history store at …: sqlite: …".
+            let mut message = error.to_string();
+            let mut source = std::error::Error::source(&error);
+            while let Some(cause) = source {
+                // Some causes already say their own cause; say each thing once.
+                let said = cause.to_string();
+                if !message.contains(&said) {
+                    message.push_str(&format!(": {said}"));
+                }
+                source = cause.source();
+            }
+            tracing::error!("{message}");
             return std::process::ExitCode::FAILURE;
         }
     };

@@ -173,3 +173,20 @@ async fn acked_messages_survive_sigkill_and_a_restart() {
     child.wait().unwrap();
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn a_store_that_cannot_open_is_named_as_the_reason_for_not_starting() {
+    // A file where the data folder should be: SQLite cannot create its database there.
+    let blocker = std::env::temp_dir().join(format!("tether-not-a-dir-{}", std::process::id()));
+    std::fs::write(&blocker, b"in the way").unwrap();
+    let output = Command::new(BINARY)
+        .args(["--listen", "127.0.0.1:0", "--store", "sqlite", "--data-dir"])
+        .arg(&blocker)
+        .output()
+        .unwrap();
+    std::fs::remove_file(&blocker).ok();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("could not open the history store at"), "{stderr}");
+    assert!(!stderr.contains("could not start listening"), "{stderr}");
+}

@@ -419,22 +419,33 @@ fn is_false(value: &bool) -> bool {
     !*value
 }
 
+/// Why a client frame could not be decoded: the code to answer with, and serde's error
+/// (with line and column) as the detail.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct DecodeError {
+    /// [`ErrorCode::MalformedJson`] or [`ErrorCode::InvalidFrame`].
+    pub code: ErrorCode,
+    /// What the parser found.
+    pub source: serde_json::Error,
+}
+
 impl ClientFrame {
     /// Decodes a client frame, telling malformed JSON from a well-formed but unknown or
     /// incomplete frame, so that a server can answer each with its own [`ErrorCode`].
     ///
     /// One pass on the hot path; only a failed decode checks the text again, because
     /// serde stops at an unknown `type` before it has seen the rest of the JSON.
-    pub fn decode(text: &str) -> Result<Self, (ErrorCode, String)> {
+    pub fn decode(text: &str) -> Result<Self, DecodeError> {
         serde_json::from_str(text).map_err(|error| {
             let code = match error.classify() {
                 Category::Data => match serde_json::from_str::<IgnoredAny>(text) {
-                    Err(syntax) => return (ErrorCode::MalformedJson, syntax.to_string()),
+                    Err(syntax) => return DecodeError { code: ErrorCode::MalformedJson, source: syntax },
                     Ok(_) => ErrorCode::InvalidFrame,
                 },
                 _ => ErrorCode::MalformedJson,
             };
-            (code, error.to_string())
+            DecodeError { code, source: error }
         })
     }
 
@@ -538,15 +549,15 @@ mod tests {
 
     #[test]
     fn decode_tells_malformed_from_unknown() {
-        assert_eq!(ClientFrame::decode("{nope").unwrap_err().0, ErrorCode::MalformedJson);
-        assert_eq!(ClientFrame::decode(r#"{"type":"launch"}"#).unwrap_err().0, ErrorCode::InvalidFrame);
-        assert_eq!(ClientFrame::decode(r#"{"type":"ping"}"#).unwrap_err().0, ErrorCode::InvalidFrame);
-        assert_eq!(ClientFrame::decode(r#"[1,2]"#).unwrap_err().0, ErrorCode::InvalidFrame);
+        assert_eq!(ClientFrame::decode("{nope").unwrap_err().code, ErrorCode::MalformedJson);
+        assert_eq!(ClientFrame::decode(r#"{"type":"launch"}"#).unwrap_err().code, ErrorCode::InvalidFrame);
+        assert_eq!(ClientFrame::decode(r#"{"type":"ping"}"#).unwrap_err().code, ErrorCode::InvalidFrame);
+        assert_eq!(ClientFrame::decode(r#"[1,2]"#).unwrap_err().code, ErrorCode::InvalidFrame);
         let extra = r#"{"type":"ping","nonce":1,"extra":true}"#;
-        assert_eq!(ClientFrame::decode(extra).unwrap_err().0, ErrorCode::InvalidFrame);
+        assert_eq!(ClientFrame::decode(extra).unwrap_err().code, ErrorCode::InvalidFrame);
         let broken_after_an_unknown_type = r#"{"type":"launch","x":"#;
         assert_eq!(
-            ClientFrame::decode(broken_after_an_unknown_type).unwrap_err().0,
+            ClientFrame::decode(broken_after_an_unknown_type).unwrap_err().code,
             ErrorCode::MalformedJson
         );
     }

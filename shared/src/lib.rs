@@ -24,8 +24,8 @@ pub use connection::{
     Action, Connection, ConnectionConfig, CurrentSocket, Event, Input, SocketId, State, Timer,
 };
 pub use frame::{
-    ClientFrame, ErrorCode, Limits, PROTOCOL_VERSION, PresenceMode, ReceiptKind, RejectCode, RoomCursor,
-    ServerFrame, User,
+    ClientFrame, DecodeError, ErrorCode, Limits, PROTOCOL_VERSION, PresenceMode, ReceiptKind, RejectCode,
+    RoomCursor, ServerFrame, User,
 };
 pub use outbox::{DropReason, Dropped, Envelope, MessageIds, Outbox, OutboxConfig, OutboxError, Overflow};
 pub use time::Millis;

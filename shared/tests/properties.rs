@@ -377,9 +377,9 @@ proptest! {
                 // Whatever decodes re-encodes to something that decodes to the same frame.
                 prop_assert_eq!(ClientFrame::decode(&frame.encode()).unwrap(), frame);
             }
-            Err((code, message)) => {
-                prop_assert!(matches!(code, tether_shared::ErrorCode::MalformedJson | tether_shared::ErrorCode::InvalidFrame));
-                prop_assert!(!message.is_empty());
+            Err(error) => {
+                prop_assert!(matches!(error.code, tether_shared::ErrorCode::MalformedJson | tether_shared::ErrorCode::InvalidFrame));
+                prop_assert!(!error.to_string().is_empty());
             }
         }
         let _ = ServerFrame::decode(&text);

@@ -68,7 +68,7 @@ impl Conn {
         match message {
             Message::Text(text) => match ClientFrame::decode(&text) {
                 Ok(frame) => self.frame(frame),
-                Err((code, detail)) => self.strike(code, detail).into(),
+                Err(error) => self.strike(error.code, error.to_string()).into(),
             },
             Message::Binary(_) => {
                 self.strike(ErrorCode::BinaryNotSupported, "Tether frames are JSON text messages").into()

@@ -49,15 +49,20 @@ pub struct Published {
     pub ts: Millis,
 }
 
-/// A store failure; the publish is rejected as `unavailable` and may be retried.
+/// A store failure; a publish it stops is rejected as `unavailable` and may be retried.
 #[derive(Debug, thiserror::Error)]
-#[error("store: {0}")]
-pub struct StoreError(pub String);
-
-impl From<rusqlite::Error> for StoreError {
-    fn from(error: rusqlite::Error) -> Self {
-        StoreError(error.to_string())
-    }
+pub enum StoreError {
+    /// SQLite refused or failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The database's folder could not be made.
+    #[error("creating {path}: {source}")]
+    Folder {
+        /// The folder.
+        path: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
 /// Durable storage for room history.

@@ -55,7 +55,8 @@ impl SqliteStore {
     /// Opens (or creates) the database at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError(format!("{}: {e}", dir.display())))?;
+            std::fs::create_dir_all(dir)
+                .map_err(|source| StoreError::Folder { path: dir.to_path_buf(), source })?;
         }
         let writer = open(path)?;
         writer.execute_batch(SCHEMA)?;
