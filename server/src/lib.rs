@@ -24,6 +24,7 @@ mod outbound;
 mod presence;
 mod routes;
 mod sequencer;
+mod serve;
 mod shutdown;
 pub mod store;
 mod upgrade;
@@ -123,12 +124,8 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let shutdown = Shutdown::default();
     let context =
         Arc::new(context::Context::new(config, shutdown.clone(), hub, sequencer.clone(), store, metrics));
-    let signal = {
-        let shutdown = shutdown.clone();
-        async move { shutdown.triggered().await }
-    };
-    let server = warp::serve(routes::routes(context)).incoming(listener).graceful(signal);
-    let listener = tokio::spawn(server.run());
+    let door = serve::Door::new(context.ip_slots.clone());
+    let listener = tokio::spawn(serve::run(listener, routes::routes(context), door, shutdown.clone()));
     Ok(Running { addr, shutdown, listener, sequencer })
 }
 

@@ -165,7 +165,7 @@ fn spa(dir: &std::path::Path) -> BoxedFilter<(Response,)> {
 /// Accepts an upgrade and hands the socket to a tracked connection task. Refusals
 /// decided here (origin, per-IP cap) still complete the upgrade, so the browser sees a
 /// close code it can act on instead of an opaque failed handshake.
-fn websocket(context: &Arc<Context>, request: UpgradeRequest) -> Response {
+fn websocket(context: &Arc<Context>, mut request: UpgradeRequest) -> Response {
     if context.shutdown.is_triggered() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "server restarting");
     }
@@ -173,11 +173,12 @@ fn websocket(context: &Arc<Context>, request: UpgradeRequest) -> Response {
     let origin_ok =
         allowed.is_empty() || request.origin.as_ref().is_some_and(|origin| allowed.contains(origin));
     let peer = request.peer;
+    let admission = request.admission.take();
     let (response, pending) = match request.accept() {
         Ok(accepted) => accepted,
         Err(refusal) => return *refusal,
     };
-    let slot = peer.and_then(|peer| context.ip_slots.acquire(peer.ip()));
+    let slot = admission.and_then(|admission| admission.take());
     let refusal = if !origin_ok {
         Some(Close::new(close::ORIGIN_FORBIDDEN, "origin not allowed"))
     } else if slot.is_none() {

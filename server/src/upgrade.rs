@@ -19,6 +19,7 @@ use warp::reply::{Reply, Response};
 use warp::Filter;
 
 use crate::close::Close;
+use crate::serve::{Admission, Peer};
 
 /// The server's side of an upgraded connection.
 pub type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
@@ -27,8 +28,10 @@ pub type Socket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 pub struct UpgradeRequest {
     accept_key: Option<String>,
     on_upgrade: Option<OnUpgrade>,
-    /// The peer's address, for logs and per-IP limits.
+    /// The peer's address, for logs.
     pub peer: Option<SocketAddr>,
+    /// The connection's claim on its address's quota (see [`crate::serve`]).
+    pub admission: Option<Admission>,
     /// The page's origin, as the browser reported it.
     pub origin: Option<String>,
 }
@@ -36,14 +39,17 @@ pub struct UpgradeRequest {
 /// Extracts an [`UpgradeRequest`] from any request; whether it is a valid upgrade is
 /// decided by [`UpgradeRequest::accept`], so that a plain GET gets a clear 400.
 pub fn request() -> impl Filter<Extract = (UpgradeRequest,), Error = Infallible> + Clone {
-    warp::header::headers_cloned().and(warp::ext::optional::<OnUpgrade>()).and(warp::addr::remote()).map(
-        |headers: HeaderMap, on_upgrade, peer| UpgradeRequest {
+    warp::header::headers_cloned()
+        .and(warp::ext::optional::<OnUpgrade>())
+        .and(warp::ext::optional::<Peer>())
+        .and(warp::ext::optional::<Admission>())
+        .map(|headers: HeaderMap, on_upgrade, peer: Option<Peer>, admission| UpgradeRequest {
             accept_key: websocket_key(&headers).map(|key| derive_accept_key(key.as_bytes())),
             on_upgrade,
-            peer,
+            peer: peer.map(|Peer(addr)| addr),
+            admission,
             origin: headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()).map(str::to_owned),
-        },
-    )
+        })
 }
 
 /// The `Sec-WebSocket-Key` of a well-formed version-13 upgrade request.

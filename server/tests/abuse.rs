@@ -252,3 +252,82 @@ async fn random_bytes_never_hurt_the_server() {
     assert_eq!(seq, 1);
     server.stop().await;
 }
+
+/// Opens a TCP connection from `source` (any 127.x address works on loopback).
+async fn tcp_from(source: &str, server: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(server).await.unwrap()
+}
+
+/// Resolves when the server closes `stream` (EOF or reset).
+async fn closed_by_server(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 1024];
+    loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => continue,
+        }
+    }
+}
+
+#[tokio::test]
+async fn half_sent_upgrades_count_against_the_quota_and_time_out() {
+    use tokio::io::AsyncWriteExt;
+    let mut config = tether_server::Config::for_tests();
+    config.max_connections_per_ip = 20;
+    let server = server_with(config).await;
+    let addr = server.addr();
+    // One address opens far more connections than its quota, each sending half an
+    // upgrade request and then nothing.
+    let mut attack = Vec::new();
+    for _ in 0..200 {
+        let mut stream = tcp_from("127.0.0.1", addr).await;
+        let _ = stream.write_all(b"GET /ws HTTP/1.1\r\nHost: tether\r\n").await;
+        attack.push(stream);
+    }
+    // The quota (20) and a few connections that are only to be told they are refused (8)
+    // are held; beyond them the server closes connections at once.
+    let held = 20 + 8;
+    for stream in attack.iter_mut().skip(held) {
+        tokio::time::timeout(PATIENCE, closed_by_server(stream)).await.expect("closed at the door");
+    }
+    for stream in &attack[..held] {
+        let mut byte = [0u8; 1];
+        let pending = stream.try_read(&mut byte);
+        assert!(
+            matches!(&pending, Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+            "held until its headers are late: {pending:?}"
+        );
+    }
+    // Meanwhile a well-behaved client from another address gets in and is served.
+    let socket = tcp_from("127.0.0.2", addr).await;
+    let (mut client, _) = tokio_tungstenite::client_async(
+        format!("ws://{addr}/ws"),
+        tokio_tungstenite::MaybeTlsStream::Plain(socket),
+    )
+    .await
+    .unwrap();
+    send(&mut client, &ClientFrame::Ping { nonce: 7 }).await;
+    assert!(matches!(next_message(&mut client).await, Some(Message::Text(_))), "served while attacked");
+    // The attacker's own address is full: its next connection is not served.
+    let mut more = tcp_from("127.0.0.1", addr).await;
+    let _ = more.write_all(b"GET /healthz HTTP/1.1\r\nHost: tether\r\n\r\n").await;
+    tokio::time::timeout(PATIENCE, closed_by_server(&mut more)).await.expect("closed at the door");
+    // The half-sent requests the server did hold are closed once their headers are late,
+    // and the address can connect again.
+    for stream in attack.iter_mut().take(held) {
+        tokio::time::timeout(PATIENCE, closed_by_server(stream)).await.expect("headers timed out");
+    }
+    let socket = tcp_from("127.0.0.1", addr).await;
+    let (mut client, _) = tokio_tungstenite::client_async(
+        format!("ws://{addr}/ws"),
+        tokio_tungstenite::MaybeTlsStream::Plain(socket),
+    )
+    .await
+    .unwrap();
+    send(&mut client, &ClientFrame::Ping { nonce: 8 }).await;
+    assert!(matches!(next_message(&mut client).await, Some(Message::Text(_))), "the quota came back");
+    server.stop().await;
+}
