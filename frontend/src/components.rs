@@ -90,7 +90,7 @@ pub fn QueueStatus(props: &ConnectionProps) -> Html {
     html! {
         <div class="queue-status" aria-live="polite">
             if let Some(waiting) = waiting { <span class="queue-count">{ waiting }</span> }
-            if let Some(warning) = status.warning { <span class="queue-warning" role="alert">{ warning }</span> }
+            if let Some(warning) = status.warning { <span class="queue-warning" role="alert">{ warning.to_string() }</span> }
         </div>
     }
 }

@@ -5,7 +5,7 @@
 //! window's `online`/`offline`/`visibilitychange` listeners, and does what the core's
 //! actions say. Events for the UI are collected and handed to subscribers once per
 //! animation frame, so a burst of 5,000 messages costs a handful of renders, not 5,000.
-//! The outbox is saved to `localStorage` after it changes (at most once per tick), so a
+//! The outbox is saved to `localStorage` ([`crate::persist`]) after it changes (at most once per tick), so a
 //! reload keeps unsent messages.
 //!
 //! Closures hold only weak references: when the last strong `Link` goes, everything
@@ -25,13 +25,15 @@ use tether_shared::{
     close,
 };
 
+use crate::persist::{self, StorageWarning};
 use crate::socket::{BrowserSocket, SocketEvent};
 
 thread_local! {
     static LIVE_LINKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Links that exist right now. For leak checks.
+/// Links that exist right now: the library's own leak tests count them.
+#[doc(hidden)]
 pub fn live_links() -> usize {
     LIVE_LINKS.with(|live| live.get())
 }
@@ -53,8 +55,9 @@ pub struct Status {
     pub queued_bytes: usize,
     /// The last reason a connection ended, in words.
     pub last_error: Option<String>,
-    /// A problem with local storage (quota, damaged snapshot), in words.
-    pub warning: Option<String>,
+    /// A problem with saved messages (quota, damaged snapshot); shown in words by its
+    /// `Display`.
+    pub warning: Option<StorageWarning>,
     /// Who the server says we are.
     pub user: Option<User>,
     /// The retry limit, for "attempt k of N".
@@ -74,8 +77,9 @@ struct Inner {
     pending: Vec<Event>,
     frame: Option<AnimationFrame>,
     save: Option<Timeout>,
-    storage_key: Option<String>,
-    warning: Option<String>,
+    /// Whether the outbox and session are kept in `localStorage` ([`persist`]).
+    persist: bool,
+    warning: Option<StorageWarning>,
     rooms: HashMap<String, usize>,
     _listeners: Vec<EventListener>,
 }
@@ -110,44 +114,18 @@ impl Default for LinkOptions {
     }
 }
 
-/// The `localStorage` key for a URL's outbox.
-pub fn storage_key(url: &str) -> String {
-    format!("tether.outbox.{url}")
-}
-
-/// The `localStorage` key for a URL's resume token: a reload keeps the same identity, so
-/// the server's dedupe recognises a message re-sent after the reload.
-fn session_key(url: &str) -> String {
-    format!("tether.session.{url}")
-}
-
-fn local_storage() -> Option<web_sys::Storage> {
-    web_sys::window()?.local_storage().ok()?
-}
-
 impl Link {
     /// Creates the link for `url`, restoring a persisted outbox if there is one.
     pub fn new(url: &str, options: LinkOptions) -> Link {
-        let storage_key = options.persist.then(|| storage_key(url));
-        let mut warning = None;
-        let outbox = match storage_key.as_deref().and_then(|key| local_storage()?.get_item(key).ok()?) {
-            Some(saved) => {
-                let (outbox, dropped, error) =
-                    Outbox::restore_or_empty(options.connection.outbox.clone(), &saved);
-                if let Some(error) = error {
-                    warning = Some(format!("Unsent messages could not be restored: {error}"));
-                } else if !dropped.is_empty() {
-                    warning = Some(format!("{} unsent messages no longer fit the queue", dropped.len()));
-                }
-                outbox
-            }
-            None => Outbox::new(options.connection.outbox.clone()),
+        let (outbox, warning) = match options.persist {
+            true => persist::restore(url, &options.connection.outbox),
+            false => (Outbox::new(options.connection.outbox.clone()), None),
         };
         let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
         LIVE_LINKS.with(|live| live.set(live.get() + 1));
         let mut core = Connection::with_outbox(options.connection.clone(), outbox, seed);
         if options.persist {
-            core.set_resume_token(local_storage().and_then(|s| s.get_item(&session_key(url)).ok().flatten()));
+            core.set_resume_token(persist::resume_token(url));
         }
         let inner = Rc::new(RefCell::new(Inner {
             url: url.to_owned(),
@@ -159,7 +137,7 @@ impl Link {
             pending: Vec::new(),
             frame: None,
             save: None,
-            storage_key,
+            persist: options.persist,
             warning,
             rooms: HashMap::new(),
             _listeners: Vec::new(),
@@ -275,11 +253,6 @@ impl Link {
         Subscription { link: self.weak(), id }
     }
 
-    /// Live subscriptions, for leak checks.
-    pub fn subscriber_count(&self) -> usize {
-        self.inner.borrow().subscribers.len()
-    }
-
     /// Whether a socket is open or opening.
     pub fn has_socket(&self) -> bool {
         self.inner.borrow().socket.id().is_some()
@@ -319,9 +292,9 @@ impl Link {
             let mut inner = self.inner.borrow_mut();
             while let Some(event) = inner.core.poll_event() {
                 queue_changed |= matches!(event, Event::Queue { .. });
-                if matches!(event, Event::Welcome { .. }) && inner.storage_key.is_some() {
-                    if let (Some(storage), Some(token)) = (local_storage(), inner.core.resume_token()) {
-                        let _ = storage.set_item(&session_key(&inner.url), token);
+                if matches!(event, Event::Welcome { .. }) && inner.persist {
+                    if let Some(token) = inner.core.resume_token() {
+                        persist::save_resume_token(&inner.url, token);
                     }
                 }
                 inner.pending.push(event);
@@ -422,7 +395,7 @@ impl Link {
 
     fn schedule_save(&self) {
         let mut inner = self.inner.borrow_mut();
-        if inner.storage_key.is_none() || inner.save.is_some() {
+        if !inner.persist || inner.save.is_some() {
             return;
         }
         let weak = self.weak();
@@ -436,16 +409,9 @@ impl Link {
     fn save(&self) {
         let mut inner = self.inner.borrow_mut();
         inner.save = None;
-        let Some(key) = inner.storage_key.clone() else { return };
-        let Some(storage) = local_storage() else { return };
-        let result = if inner.core.outbox().is_empty() {
-            storage.remove_item(&key)
-        } else {
-            storage.set_item(&key, &inner.core.outbox().snapshot())
-        };
-        inner.warning = match result {
-            Ok(()) => inner.warning.take().filter(|w| !w.starts_with("Could not save")),
-            Err(_) => Some("Could not save unsent messages: browser storage is full or unavailable".into()),
+        inner.warning = match persist::save(&inner.url, inner.core.outbox()) {
+            Ok(()) => inner.warning.take().filter(|w| *w != StorageWarning::SaveFailed),
+            Err(warning) => Some(warning),
         };
     }
 }

@@ -1,7 +1,7 @@
 //! Room hooks: messages with delivery ticks, presence, and typing.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::rc::Rc;
 
 use gloo_timers::callback::Interval;
@@ -387,9 +387,4 @@ pub fn use_typing(room: AttrValue) -> Vec<User> {
     }
     let cutoff = Millis::now().0.saturating_sub(TYPING_TTL_MS);
     state.view.typing.values().filter(|(_, at)| at.0 >= cutoff).map(|(user, _)| user.clone()).collect()
-}
-
-/// Ids of users, for quick membership checks.
-pub fn ids(users: &[User]) -> HashMap<&str, &User> {
-    users.iter().map(|u| (u.id.as_str(), u)).collect()
 }

@@ -36,7 +36,9 @@ thread_local! {
     static LIVE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
-/// Browser sockets that exist right now, opening or open. For leak checks.
+/// Browser sockets that exist right now, opening or open: the library's own leak tests
+/// count them.
+#[doc(hidden)]
 pub fn live_sockets() -> usize {
     LIVE.with(|live| live.get())
 }
@@ -105,12 +107,6 @@ impl BrowserSocket {
     /// Sends a text message. Fails if the socket is not open.
     pub fn send(&self, text: &str) -> Result<(), String> {
         self.socket.send_with_str(text).map_err(describe)
-    }
-
-    /// Bytes queued by the browser but not yet sent: the only backpressure signal a
-    /// browser socket gives.
-    pub fn buffered_amount(&self) -> u32 {
-        self.socket.buffered_amount()
     }
 
     /// Closes with a code and reason. Codes must be 1000 or 3000–4999 (browser rule).

@@ -11,7 +11,8 @@ use std::time::Duration;
 use serde_json::json;
 use support::*;
 use tether_shared::{BackoffConfig, ConnectionConfig, Event, Input, Jitter, ServerFrame, State};
-use tether_yew::link::{live_links, storage_key};
+use tether_yew::link::live_links;
+use tether_yew::persist::storage_key;
 use tether_yew::socket::live_sockets;
 use tether_yew::*;
 use wasm_bindgen_test::*;
@@ -264,7 +265,8 @@ async fn a_damaged_saved_queue_gives_a_warning_not_a_crash() {
     storage.set_item(&storage_key(&url), "{not a snapshot").unwrap();
     let link = Link::new(&url, LinkOptions { persist: true, auto_connect: false, ..fast_options() });
     let warning = link.status().warning.expect("a visible warning");
-    assert!(warning.contains("could not be restored"), "{warning}");
+    assert!(matches!(warning, StorageWarning::Unreadable(_)), "{warning:?}");
+    assert!(warning.to_string().contains("could not be restored"), "{warning}");
     assert_eq!(link.status().queued, 0);
 }
 

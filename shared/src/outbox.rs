@@ -307,13 +307,6 @@ impl Outbox {
         self.ack(id)
     }
 
-    /// Puts a sent message back in line, keeping its place, to be sent again.
-    pub fn unsend(&mut self, id: &str) {
-        if let Some(entry) = self.by_id.get(id).and_then(|key| self.entries.get_mut(key)) {
-            entry.sent_at = None;
-        }
-    }
-
     /// After a disconnect: every unacked message is to be sent again, in order.
     pub fn requeue_all(&mut self) {
         for entry in self.entries.values_mut() {
