@@ -1,9 +1,7 @@
 //! Tether for Yew: components and hooks that keep a browser app connected to a Tether
-//! server, and the pages of the demo app built on them.
+//! server. The demo app built on them is the `tether-demo` crate (`demo/`).
 
-pub mod chat;
 pub mod components;
-pub mod echo;
 pub mod endpoint;
 pub mod hooks;
 pub mod link;
@@ -13,7 +11,6 @@ pub mod room;
 pub mod socket;
 
 pub use components::{ConnectionIndicator, OfflineBanner, QueueStatus};
-pub use echo::EchoPage;
 pub use endpoint::default_socket_url;
 pub use hooks::{UseWebSocket, UseWebSocketOptions, use_connection, use_link, use_status, use_websocket};
 pub use link::{Link, LinkOptions, Status};

@@ -114,7 +114,16 @@ fn test() -> Result<(), String> {
     let root = root();
     sh::step("native tests (cargo test --workspace)");
     Cmd::new("cargo")
-        .args(["test", "--workspace", "--exclude", "tether-yew", "--exclude", "tether-e2e"])
+        .args([
+            "test",
+            "--workspace",
+            "--exclude",
+            "tether-yew",
+            "--exclude",
+            "tether-demo",
+            "--exclude",
+            "tether-e2e",
+        ])
         .dir(&root)
         .run()?;
 
@@ -125,7 +134,7 @@ fn test() -> Result<(), String> {
         &["--store", "memory", "--test-endpoints", "--publish-rate", "100000", "--publish-burst", "100000"],
     )?;
     let output = Cmd::new("cargo")
-        .args(["test", "-p", "tether-yew", "--target", "wasm32-unknown-unknown"])
+        .args(["test", "-p", "tether-yew", "-p", "tether-demo", "--target", "wasm32-unknown-unknown"])
         .dir(&root)
         .env("CHROMEDRIVER", setup::CHROMEDRIVER)
         .env("WASM_BINDGEN_TEST_TIMEOUT", "120")
@@ -193,6 +202,8 @@ fn lint() -> Result<(), String> {
             "tether-shared",
             "-p",
             "tether-yew",
+            "-p",
+            "tether-demo",
             "--all-targets",
             "--target",
             "wasm32-unknown-unknown",

@@ -10,7 +10,7 @@ use tether_shared::{ClientFrame, ServerFrame};
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use crate::socket::{BrowserSocket, SocketEvent};
+use tether_yew::socket::{BrowserSocket, SocketEvent};
 
 /// The connection as the echo page shows it.
 #[derive(Clone, Debug, PartialEq)]

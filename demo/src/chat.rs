@@ -7,7 +7,7 @@ use tether_shared::PresenceMode;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use crate::room::{ChatMessage, Delivery, use_room};
+use tether_yew::room::{ChatMessage, Delivery, TYPING_TTL_MS, use_room};
 
 /// Messages rendered at once; older ones stay in memory up to the room's cap.
 const RENDERED: usize = 200;
@@ -87,7 +87,7 @@ pub fn ChatRoom(props: &ChatRoomProps) -> Html {
         .values()
         .filter(|(user, at)| {
             Some(&user.id) != me.as_ref()
-                && tether_shared::Millis::now().0.saturating_sub(at.0) < crate::room::TYPING_TTL_MS
+                && tether_shared::Millis::now().0.saturating_sub(at.0) < TYPING_TTL_MS
         })
         .map(|(user, _)| user.name.clone())
         .collect();

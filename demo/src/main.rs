@@ -1,11 +1,11 @@
 //! The Tether demo app, built by trunk and served by `tether-server`.
 
 use gloo_storage::{LocalStorage, Storage};
+use tether_demo::EchoPage;
+use tether_demo::chat::{ChatRoom, RoomPicker};
 use tether_shared::ConnectionConfig;
-use tether_yew::chat::{ChatRoom, RoomPicker};
 use tether_yew::{
-    ConnectionIndicator, EchoPage, LinkOptions, OfflineBanner, QueueStatus, WebSocketProvider,
-    default_socket_url,
+    ConnectionIndicator, LinkOptions, OfflineBanner, QueueStatus, WebSocketProvider, default_socket_url,
 };
 use web_sys::HtmlInputElement;
 use yew::prelude::*;

@@ -1,14 +1,16 @@
 //! The echo round trip in a real browser against the real server.
 #![cfg(target_arch = "wasm32")]
 
+// The browser-test helpers of the library, shared rather than copied.
+#[path = "../../frontend/tests/support/mod.rs"]
 mod support;
 
 use std::time::Duration;
 
 use futures::StreamExt;
 use support::*;
+use tether_demo::EchoPage;
 use tether_shared::{ClientFrame, ServerFrame};
-use tether_yew::EchoPage;
 use tether_yew::socket::{BrowserSocket, SocketEvent};
 use wasm_bindgen_test::*;
 use yew::prelude::*;
@@ -39,7 +41,7 @@ async fn a_browser_socket_echoes_through_the_server() {
 #[wasm_bindgen_test]
 async fn the_echo_page_shows_connected_and_echoes_typed_text() {
     let root = mount_point();
-    let props = yew::props!(tether_yew::echo::EchoPageProps { url: AttrValue::from(server_url()) });
+    let props = yew::props!(tether_demo::echo::EchoPageProps { url: AttrValue::from(server_url()) });
     let app = yew::Renderer::<EchoPage>::with_root_and_props(root.clone(), props).render();
 
     until("the page to say Connected", PATIENCE, || {
@@ -61,7 +63,7 @@ async fn the_echo_page_shows_connected_and_echoes_typed_text() {
 async fn the_echo_page_reports_a_refused_connection() {
     let root = mount_point();
     // Port 9 (discard) is closed on loopback: the browser reports 1006.
-    let props = yew::props!(tether_yew::echo::EchoPageProps { url: AttrValue::from("ws://127.0.0.1:9/ws") });
+    let props = yew::props!(tether_demo::echo::EchoPageProps { url: AttrValue::from("ws://127.0.0.1:9/ws") });
     let app = yew::Renderer::<EchoPage>::with_root_and_props(root.clone(), props).render();
     until("the page to say Disconnected", PATIENCE, || {
         text_of(&root, ".status").is_some_and(|text| text.starts_with("Disconnected"))

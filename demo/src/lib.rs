@@ -1,0 +1,7 @@
+//! The demo app's pages, built only on `tether-yew`'s public API: what an integrator
+//! writes. `main.rs` is the entry point trunk builds into the bundle.
+
+pub mod chat;
+pub mod echo;
+
+pub use echo::EchoPage;
