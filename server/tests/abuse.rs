@@ -260,6 +260,14 @@ async fn tcp_from(source: &str, server: std::net::SocketAddr) -> tokio::net::Tcp
     socket.connect(server).await.unwrap()
 }
 
+/// Whether a WebSocket client connecting from `source` gets an answer to a ping.
+async fn pinged_from(source: &str, server: std::net::SocketAddr) -> bool {
+    let socket = tokio_tungstenite::MaybeTlsStream::Plain(tcp_from(source, server).await);
+    let (mut client, _) = tokio_tungstenite::client_async(format!("ws://{server}/ws"), socket).await.unwrap();
+    send(&mut client, &ClientFrame::Ping { nonce: 7 }).await;
+    matches!(next_message(&mut client).await, Some(Message::Text(_)))
+}
+
 /// Resolves when the server closes `stream` (EOF or reset).
 async fn closed_by_server(stream: &mut tokio::net::TcpStream) {
     use tokio::io::AsyncReadExt;
@@ -302,15 +310,7 @@ async fn half_sent_upgrades_count_against_the_quota_and_time_out() {
         );
     }
     // Meanwhile a well-behaved client from another address gets in and is served.
-    let socket = tcp_from("127.0.0.2", addr).await;
-    let (mut client, _) = tokio_tungstenite::client_async(
-        format!("ws://{addr}/ws"),
-        tokio_tungstenite::MaybeTlsStream::Plain(socket),
-    )
-    .await
-    .unwrap();
-    send(&mut client, &ClientFrame::Ping { nonce: 7 }).await;
-    assert!(matches!(next_message(&mut client).await, Some(Message::Text(_))), "served while attacked");
+    assert!(pinged_from("127.0.0.2", addr).await, "served while attacked");
     // The attacker's own address is full: its next connection is not served.
     let mut more = tcp_from("127.0.0.1", addr).await;
     let _ = more.write_all(b"GET /healthz HTTP/1.1\r\nHost: tether\r\n\r\n").await;
@@ -320,14 +320,6 @@ async fn half_sent_upgrades_count_against_the_quota_and_time_out() {
     for stream in attack.iter_mut().take(held) {
         tokio::time::timeout(PATIENCE, closed_by_server(stream)).await.expect("headers timed out");
     }
-    let socket = tcp_from("127.0.0.1", addr).await;
-    let (mut client, _) = tokio_tungstenite::client_async(
-        format!("ws://{addr}/ws"),
-        tokio_tungstenite::MaybeTlsStream::Plain(socket),
-    )
-    .await
-    .unwrap();
-    send(&mut client, &ClientFrame::Ping { nonce: 8 }).await;
-    assert!(matches!(next_message(&mut client).await, Some(Message::Text(_))), "the quota came back");
+    assert!(pinged_from("127.0.0.1", addr).await, "the quota came back");
     server.stop().await;
 }
