@@ -53,7 +53,7 @@ impl TetherContext {
 pub struct Lease {
     pool: Weak<Pool>,
     url: String,
-    /// The link.
+    /// The shared link; it lives as long as any lease of its URL does.
     pub link: Link,
 }
 
@@ -91,7 +91,7 @@ pub struct WebSocketProviderProps {
     /// Options for the links this provider creates.
     #[prop_or_default]
     pub options: LinkOptions,
-    /// The app.
+    /// The part of the app that may use the Tether hooks.
     pub children: Html,
 }
 

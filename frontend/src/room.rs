@@ -34,9 +34,9 @@ pub struct ChatMessage {
     pub id: String,
     /// Seq in the room, once known.
     pub seq: Option<u64>,
-    /// Sender.
+    /// Who sent it; for our own messages shown while sending, ourselves as we know us.
     pub from: User,
-    /// Body.
+    /// The message itself, any JSON value (the demo reads `text`).
     pub body: Value,
     /// Server time, once stored.
     pub ts: Option<Millis>,
@@ -226,7 +226,8 @@ const TYPING_REFRESH_MS: u64 = 3_000;
 pub struct UseRoom {
     /// The room's view as of this render.
     pub view: Rc<RoomView>,
-    /// The link.
+    /// The link the room is followed on, for its status (who we are, whether we are
+    /// connected).
     pub link: Link,
     room: AttrValue,
     cell: Rc<RefCell<RoomView>>,

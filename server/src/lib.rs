@@ -68,7 +68,7 @@ pub enum StartError {
     Listen {
         /// The configured address.
         addr: SocketAddr,
-        /// Why.
+        /// The operating system's refusal (address in use, not permitted, …).
         source: std::io::Error,
     },
     /// The store could not be opened.
@@ -76,7 +76,7 @@ pub enum StartError {
     Store {
         /// The database file.
         path: std::path::PathBuf,
-        /// Why.
+        /// SQLite's refusal, or the folder that could not be made.
         source: store::StoreError,
     },
     /// The dedupe window could not be read back from the store.

@@ -12,7 +12,7 @@ use prometheus_client::registry::Registry;
 /// A label holding a stable code (error, rejection, close).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CodeLabel {
-    /// The code.
+    /// The code as it appears on the wire (`rate_limited`, `4001`, …).
     pub code: String,
 }
 

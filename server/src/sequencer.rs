@@ -41,11 +41,11 @@ pub struct Retention {
 
 /// One publish on its way to being stored.
 pub struct Publish {
-    /// Room.
+    /// The room it goes to (the connection checked it is a member).
     pub room: String,
     /// Client message id.
     pub id: String,
-    /// Sender.
+    /// Who published it, as the handshake established.
     pub user: User,
     /// Body as JSON text.
     pub body: Arc<RawValue>,

@@ -59,7 +59,7 @@ impl Backoff {
         Backoff { config, rng: fastrand::Rng::with_seed(seed), attempt: 0 }
     }
 
-    /// The settings.
+    /// The settings it was made with (the retry limit is read from here for "attempt k of N").
     pub fn config(&self) -> &BackoffConfig {
         &self.config
     }

@@ -190,7 +190,7 @@ pub enum ServerFrame {
         seq: u64,
         /// The sender's client message id.
         id: String,
-        /// The sender.
+        /// Who published it, as the server knows them (id, display name, colour).
         from: User,
         /// The body, as published.
         body: Value,
@@ -255,7 +255,7 @@ pub enum ServerFrame {
     Typing {
         /// Room name.
         room: String,
-        /// Who.
+        /// Who is typing.
         user: User,
         /// `true` while typing.
         active: bool,

@@ -63,7 +63,7 @@ pub struct Envelope {
     pub id: String,
     /// Target room.
     pub room: String,
-    /// The body.
+    /// The message itself, any JSON value; its encoded size counts towards the outbox bounds.
     pub body: Value,
     /// Higher goes first.
     pub priority: u8,
@@ -102,9 +102,9 @@ pub enum DropReason {
 /// A message the outbox dropped, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Dropped {
-    /// The message.
+    /// The message let go, so the UI can mark it failed.
     pub envelope: Envelope,
-    /// Why.
+    /// Whether the queue was full or the message outlived its TTL.
     pub reason: DropReason,
 }
 
@@ -187,7 +187,7 @@ impl Outbox {
         Outbox { config, entries: BTreeMap::new(), by_id: HashMap::new(), next_order: 0, bytes: 0 }
     }
 
-    /// The settings.
+    /// The bounds and overflow policy it enforces.
     pub fn config(&self) -> &OutboxConfig {
         &self.config
     }

@@ -26,7 +26,7 @@ pub struct StoredMessage {
     pub seq: u64,
     /// The sender's client message id.
     pub id: String,
-    /// The sender.
+    /// Who published it, as the handshake established.
     pub user: User,
     /// The body as JSON text, stored and replayed without re-parsing.
     pub body: Arc<RawValue>,
@@ -58,9 +58,9 @@ pub enum StoreError {
     /// The database's folder could not be made.
     #[error("creating {path}: {source}")]
     Folder {
-        /// The folder.
+        /// The folder the database should live in.
         path: std::path::PathBuf,
-        /// Why.
+        /// The operating system's refusal.
         source: std::io::Error,
     },
 }

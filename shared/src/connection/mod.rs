@@ -127,7 +127,7 @@ impl Connection {
         self.user.as_ref()
     }
 
-    /// The settings.
+    /// The settings it was made with.
     pub fn config(&self) -> &ConnectionConfig {
         &self.config
     }

@@ -92,11 +92,11 @@ pub enum Input {
     Received(SocketId, String),
     /// The socket closed (1006 when it died without a close frame).
     SocketClosed {
-        /// Which socket.
+        /// The socket that closed; events of a socket the core replaced are ignored.
         socket: SocketId,
-        /// Close code.
+        /// Its close code (`tether_shared::close` says which allow a retry).
         code: u16,
-        /// Close reason.
+        /// Its close reason, shown to people when the core gives up.
         reason: String,
     },
     /// The socket reported an error; a `SocketClosed` follows.
@@ -111,9 +111,9 @@ pub enum Input {
     Publish {
         /// Client message id; see [`Connection::new_message_id`].
         id: String,
-        /// Room.
+        /// The room it goes to; it must be joined by the time it is sent.
         room: String,
-        /// Body.
+        /// The message itself, any JSON value.
         body: Value,
         /// Higher goes first.
         priority: u8,
@@ -124,14 +124,14 @@ pub enum Input {
     Leave(String),
     /// Typing indicator; dropped when not open (it is ephemeral).
     Typing {
-        /// Room.
+        /// The room the person is typing in.
         room: String,
         /// Typing or not.
         active: bool,
     },
     /// A receipt; the latest per room and kind is kept and sent once open.
     Receipt {
-        /// Room.
+        /// The room the receipt is for.
         room: String,
         /// Delivered or read.
         kind: ReceiptKind,
@@ -143,7 +143,7 @@ pub enum Input {
     /// Ask for a page of a room's members (answered by a `members` frame); dropped when
     /// not open, like any request whose answer only matters now.
     Members {
-        /// Room.
+        /// The room whose members to list (it must be joined).
         room: String,
         /// Start after this user id.
         after: Option<String>,
@@ -161,7 +161,7 @@ pub enum Action {
     Send(SocketId, String),
     /// Close the socket and forget it; its later events are ignored anyway.
     Close {
-        /// Which socket.
+        /// The socket to close; a driver closes it only if it is still the current one.
         socket: SocketId,
         /// Close code (1000 or 4000–4999, as browsers require).
         code: u16,
@@ -185,7 +185,7 @@ pub enum Event {
     Frame(ServerFrame),
     /// The server stored a message of ours.
     Acked {
-        /// The message.
+        /// The message, as it was queued.
         envelope: Envelope,
         /// Its seq in the room.
         seq: u64,
@@ -194,11 +194,11 @@ pub enum Event {
     },
     /// The server refused a message.
     Rejected {
-        /// The message.
+        /// The message, as it was queued.
         envelope: Envelope,
-        /// Why.
+        /// The server's reason; [`RejectCode::retryable`] says whether it is tried again.
         code: RejectCode,
-        /// Detail.
+        /// The server's explanation, for people.
         message: String,
         /// Whether it stays queued and will be sent again.
         will_retry: bool,
@@ -207,7 +207,7 @@ pub enum Event {
     Refused {
         /// The message id.
         id: String,
-        /// Why.
+        /// Why the outbox refused it (too big, or full with a reject-new policy).
         error: OutboxError,
     },
     /// The outbox let go of a message without an ack (overflow or TTL).
