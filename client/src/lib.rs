@@ -1,4 +1,4 @@
-//! A native Tether client: the shared [`Connection`] core driven by tokio.
+//! A native Tether client: the shared [`Connection`](tether_shared::Connection) core driven by tokio.
 //!
 //! The core decides everything (when to reconnect, what to resend, when a socket is
 //! dead); this crate only opens sockets, moves text, and runs the timers the core asks

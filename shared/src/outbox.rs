@@ -158,7 +158,7 @@ pub struct Outbox {
     bytes: usize,
 }
 
-/// The snapshot format's version. Bump it when [`Snapshot`]'s shape changes.
+/// The snapshot format's version. Bump it when the snapshot's shape changes.
 pub const SNAPSHOT_VERSION: u32 = 1;
 
 #[derive(Serialize, Deserialize)]

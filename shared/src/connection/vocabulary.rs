@@ -109,7 +109,7 @@ pub enum Input {
     PageVisible,
     /// Queue a message for a room; it is sent when open and kept until acked.
     Publish {
-        /// Client message id; see [`Connection::new_message_id`].
+        /// Client message id; see [`Connection::new_message_id`](super::Connection::new_message_id).
         id: String,
         /// The room it goes to; it must be joined by the time it is sent.
         room: String,
