@@ -23,7 +23,7 @@ usage: cargo xtask <command> [args]
 commands:
   run [-- server flags]   install tools, build the release bundle and server, serve on :8080
   test                    install tools and a browser, run every test suite
-  lint                    cargo fmt --check and clippy (native and wasm32), warnings denied
+  lint                    cargo fmt --check, clippy (native and wasm32) and cargo doc, warnings denied
   dist                    install tools and build the release bundle into dist/ (prints sizes)
   bench [--quick] [W..]   Tether beside bare tokio-tungstenite, Node ws and Socket.IO: join storm,
                           idle memory, fan-out, echo, durable publishes, the app's frame times
@@ -209,6 +209,26 @@ fn lint() -> Result<(), String> {
             "wasm32-unknown-unknown",
         ])
         .args(["--", "-D", "warnings"])
+        .dir(&root)
+        .run()?;
+    sh::step("docs (cargo doc, warnings denied: every link must resolve)");
+    Cmd::new("cargo")
+        .args(["doc", "--no-deps", "-p", "tether-shared", "-p", "tether-server", "-p", "tether-client"])
+        .env("RUSTDOCFLAGS", "-D warnings")
+        .dir(&root)
+        .run()?;
+    Cmd::new("cargo")
+        .args([
+            "doc",
+            "--no-deps",
+            "-p",
+            "tether-yew",
+            "-p",
+            "tether-demo",
+            "--target",
+            "wasm32-unknown-unknown",
+        ])
+        .env("RUSTDOCFLAGS", "-D warnings")
         .dir(&root)
         .run()
 }
