@@ -7,7 +7,7 @@ use tether_shared::PresenceMode;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use tether_yew::room::{ChatMessage, Delivery, TYPING_TTL_MS, use_room};
+use tether_yew::room::{ChatMessage, Delivery, use_room};
 
 /// Messages rendered at once; older ones stay in memory up to the room's cap.
 const RENDERED: usize = 200;
@@ -81,16 +81,7 @@ pub fn ChatRoom(props: &ChatRoomProps) -> Html {
             room.send(body);
         })
     };
-    let me = room.link.status().user.map(|u| u.id);
-    let typing: Vec<String> = view
-        .typing
-        .values()
-        .filter(|(user, at)| {
-            Some(&user.id) != me.as_ref()
-                && tether_shared::Millis::now().0.saturating_sub(at.0) < TYPING_TTL_MS
-        })
-        .map(|(user, _)| user.name.clone())
-        .collect();
+    let typing: Vec<String> = room.typists().into_iter().map(|user| user.name).collect();
     let start = view.messages.len().saturating_sub(RENDERED);
 
     html! {

@@ -21,8 +21,8 @@ use gloo_render::AnimationFrame;
 use gloo_timers::callback::Timeout;
 use serde_json::Value;
 use tether_shared::{
-    Action, Connection, ConnectionConfig, CurrentSocket, Event, Input, Millis, Outbox, SocketId, State, User,
-    close,
+    Action, Connection, ConnectionConfig, CurrentSocket, Event, Input, Millis, Outbox, ReceiptKind,
+    ServerFrame, SocketId, State, User, close,
 };
 
 use crate::persist::{self, StorageWarning};
@@ -390,6 +390,24 @@ impl Link {
         let status = self.status();
         for subscriber in subscribers {
             subscriber(&events, &status);
+        }
+        // This device has these messages now: one `delivered` receipt per room and batch,
+        // sent here once rather than by every hook that happens to watch the room.
+        let me = status.user.as_ref().map(|user| user.id.as_str());
+        let mut delivered: Vec<(&str, u64)> = Vec::new();
+        for event in events.iter() {
+            if let Event::Frame(ServerFrame::Message { room, seq, from, .. }) = event {
+                if Some(from.id.as_str()) == me {
+                    continue;
+                }
+                match delivered.iter_mut().find(|(r, _)| *r == room.as_str()) {
+                    Some((_, latest)) => *latest = (*latest).max(*seq),
+                    None => delivered.push((room, *seq)),
+                }
+            }
+        }
+        for (room, seq) in delivered {
+            self.handle(Input::Receipt { room: room.to_owned(), kind: ReceiptKind::Delivered, seq });
         }
     }
 

@@ -257,6 +257,19 @@ impl UseRoom {
         id
     }
 
+    /// Who else is typing right now: indicators older than [`TYPING_TTL_MS`] have
+    /// expired, and our own never shows.
+    pub fn typists(&self) -> Vec<User> {
+        let me = self.link.status().user.map(|user| user.id);
+        let cutoff = Millis::now().0.saturating_sub(TYPING_TTL_MS);
+        self.view
+            .typing
+            .values()
+            .filter(|(user, at)| at.0 >= cutoff && Some(&user.id) != me.as_ref())
+            .map(|(user, _)| user.clone())
+            .collect()
+    }
+
     /// Tells the room we have read everything up to `seq`.
     pub fn mark_read(&self, seq: u64) {
         self.link.handle(Input::Receipt { room: self.room.to_string(), kind: ReceiptKind::Read, seq });
@@ -313,13 +326,10 @@ pub fn use_room(room: AttrValue) -> UseRoom {
             version.set(*version + 1);
             let lease: RoomLease = link.join(room);
             let room_name = room.to_string();
-            let receipts = link.clone();
+            let requests = link.clone();
             let subscription = link.subscribe(move |events, status| {
                 let me = status.user.as_ref().map(|u| u.id.as_str());
-                let (before, counting_before) = {
-                    let view = view.borrow();
-                    (view.last_seq, view.presence == PresenceMode::Count)
-                };
+                let counting_before = view.borrow().presence == PresenceMode::Count;
                 view.borrow_mut().apply(&room_name, me, events);
                 let counting = view.borrow().presence == PresenceMode::Count;
                 let rejoined = events.iter().any(
@@ -327,18 +337,10 @@ pub fn use_room(room: AttrValue) -> UseRoom {
                 );
                 if counting && (!counting_before || rejoined) {
                     // A big room: fetch a first page so there are faces beside the count.
-                    receipts.handle(Input::Members {
+                    requests.handle(Input::Members {
                         room: room_name.clone(),
                         after: None,
                         limit: Some(PRESENCE_SAMPLE),
-                    });
-                }
-                let after = view.borrow().last_seq;
-                if after > before {
-                    receipts.handle(Input::Receipt {
-                        room: room_name.clone(),
-                        kind: ReceiptKind::Delivered,
-                        seq: after,
                     });
                 }
                 version.set(*version + 1);
@@ -373,7 +375,8 @@ pub fn use_presence(room: AttrValue) -> Presence {
     Presence { members: view.members.clone(), count: view.count, mode: view.presence }
 }
 
-/// Who is typing in `room` right now (indicators older than six seconds have expired).
+/// Who else is typing in `room` right now ([`UseRoom::typists`]), re-rendering as
+/// indicators expire.
 #[hook]
 pub fn use_typing(room: AttrValue) -> Vec<User> {
     let state = use_room(room);
@@ -386,6 +389,5 @@ pub fn use_typing(room: AttrValue) -> Vec<User> {
             move || drop(interval)
         });
     }
-    let cutoff = Millis::now().0.saturating_sub(TYPING_TTL_MS);
-    state.view.typing.values().filter(|(_, at)| at.0 >= cutoff).map(|(user, _)| user.clone()).collect()
+    state.typists()
 }
