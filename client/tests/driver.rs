@@ -143,6 +143,7 @@ async fn silent_server() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<u1
                                 publish_per_sec: 1,
                                 publish_burst: 1,
                                 max_rooms: 1,
+                                ..Limits::default()
                             },
                             user: User { id: "u".into(), name: "n".into(), color: "#000".into() },
                         };

@@ -8,6 +8,7 @@ use crate::auth::{self, Claims, TokenError};
 use crate::close::Close;
 use crate::config::Config;
 use crate::identity;
+use crate::limits;
 
 /// How long a resume token stays valid.
 const RESUME_TTL_SECS: u64 = 24 * 3600;
@@ -92,6 +93,13 @@ pub fn welcome(config: &Config, signing_secret: &[u8], identity: &Identity) -> S
             publish_per_sec: config.publish_rate,
             publish_burst: config.publish_burst,
             max_rooms: config.max_rooms,
+            max_message_bytes: config.max_message_bytes,
+            frames_per_sec: limits::frame_rate(config).0,
+            max_strikes: limits::MAX_STRIKES,
+            max_members: config.max_members,
+            send_queue: config.send_queue,
+            connections_per_address: config.max_connections_per_ip,
+            dedupe_window_ms: config.dedupe_window.as_millis() as u64,
         },
         user: User::clone(&identity.user),
     }

@@ -1,8 +1,25 @@
-//! Connections per IP address.
+//! The limits a connection lives within: connections per IP address, the frame rate,
+//! and how many invalid frames are tolerated. `welcome.limits` announces them all.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+
+/// Invalid frames tolerated before the connection is closed with 1008.
+pub const MAX_STRIKES: u32 = 10;
+
+/// Frames per second per connection, of any kind, at the least.
+const FRAMES_PER_SEC: u32 = 100;
+
+/// A connection's frame rate and burst: [`FRAMES_PER_SEC`], raised to twice the publish
+/// rate when that is higher, since every publish is a frame and the frame limit must
+/// never undercut the publish limit.
+pub fn frame_rate(config: &crate::Config) -> (u32, u32) {
+    (
+        FRAMES_PER_SEC.max(config.publish_rate.saturating_mul(2)),
+        (FRAMES_PER_SEC * 2).max(config.publish_burst.saturating_mul(2)),
+    )
+}
 
 /// Counts open connections per address.
 pub struct IpSlots {

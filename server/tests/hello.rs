@@ -23,7 +23,22 @@ async fn hello_is_welcomed_with_an_identity_heartbeat_and_limits() {
     assert_eq!(user.name, "Ada");
     assert!(user.id.starts_with("u_") && user.color.starts_with('#'));
     assert_eq!(heartbeat_ms, 5_000, "half the 10 s idle timeout");
-    assert!(limits.max_body_bytes > 0 && limits.max_rooms > 0);
+    // Every enforced limit is announced, with the value the server runs with.
+    let config = tether_server::Config::for_tests();
+    let expected = tether_shared::Limits {
+        max_body_bytes: config.max_body_bytes,
+        publish_per_sec: config.publish_rate,
+        publish_burst: config.publish_burst,
+        max_rooms: config.max_rooms,
+        max_message_bytes: config.max_message_bytes,
+        frames_per_sec: 100.max(config.publish_rate * 2),
+        max_strikes: 10,
+        max_members: config.max_members,
+        send_queue: config.send_queue,
+        connections_per_address: config.max_connections_per_ip,
+        dedupe_window_ms: config.dedupe_window.as_millis() as u64,
+    };
+    assert_eq!(limits, expected);
     assert_ne!(session, resume_token);
     server.stop().await;
 }

@@ -330,8 +330,9 @@ pub enum PresenceMode {
     Count,
 }
 
-/// Limits a server enforces, announced in [`ServerFrame::Welcome`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Limits a server enforces, announced in [`ServerFrame::Welcome`]. Fields after
+/// `max_rooms` came later and default to 0 (unknown) when a server leaves them out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Largest publish `body`, in bytes of JSON.
@@ -342,6 +343,28 @@ pub struct Limits {
     pub publish_burst: u32,
     /// Rooms one connection may be in at once.
     pub max_rooms: usize,
+    /// Largest WebSocket message; a bigger one closes the connection with 1009.
+    #[serde(default)]
+    pub max_message_bytes: usize,
+    /// Frames per second allowed on one connection, of any kind; above it frames are
+    /// answered with `error` `rate_limited`.
+    #[serde(default)]
+    pub frames_per_sec: u32,
+    /// Invalid frames answered with an `error` before the next closes with 1008.
+    #[serde(default)]
+    pub max_strikes: u32,
+    /// Members a room holds; the next join is answered `room_full`.
+    #[serde(default)]
+    pub max_members: usize,
+    /// Frames queued for a connection before it is closed as a slow consumer (4001).
+    #[serde(default)]
+    pub send_queue: usize,
+    /// Connections one address may hold at once; the next is closed with 1013.
+    #[serde(default)]
+    pub connections_per_address: usize,
+    /// How long a message id is remembered for dedupe, in milliseconds.
+    #[serde(default)]
+    pub dedupe_window_ms: u64,
 }
 
 /// Delivered or read.

@@ -45,7 +45,13 @@ fn welcome() -> String {
         session: "s".into(),
         resume_token: "rt-1".into(),
         heartbeat_ms: 5_000,
-        limits: Limits { max_body_bytes: 1024, publish_per_sec: 10, publish_burst: 20, max_rooms: 8 },
+        limits: Limits {
+            max_body_bytes: 1024,
+            publish_per_sec: 10,
+            publish_burst: 20,
+            max_rooms: 8,
+            ..Limits::default()
+        },
         user: user(),
     }
     .encode()

@@ -232,7 +232,13 @@ fn welcome_text() -> String {
         session: "s".into(),
         resume_token: "t".into(),
         heartbeat_ms: 5_000,
-        limits: Limits { max_body_bytes: 1024, publish_per_sec: 10, publish_burst: 10, max_rooms: 8 },
+        limits: Limits {
+            max_body_bytes: 1024,
+            publish_per_sec: 10,
+            publish_burst: 10,
+            max_rooms: 8,
+            ..Limits::default()
+        },
         user: User { id: "u".into(), name: "U".into(), color: "#000".into() },
     }
     .encode()

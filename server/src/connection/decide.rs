@@ -5,9 +5,10 @@
 use tether_shared::{ClientFrame, ErrorCode, RejectCode, RoomCursor, ServerFrame, User, close};
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Conn, Ending, MAX_STRIKES};
+use super::{Conn, Ending};
 use crate::close::Close;
 use crate::handshake;
+use crate::limits::MAX_STRIKES;
 use crate::presence;
 
 /// What the connection loop does after handling one frame. Deciding is synchronous

@@ -26,16 +26,12 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use crate::close::Close;
 use crate::context::Context;
 use crate::handshake::Identity;
+use crate::limits;
 use crate::metrics::CodeLabel;
 use crate::outbound::{Next, Outbound, Queue};
 use crate::upgrade::Socket;
 use decide::After;
 
-/// Invalid frames tolerated before the connection is closed with 1008.
-const MAX_STRIKES: u32 = 10;
-/// Frames per second per connection, of any kind; raised to twice the publish rate when
-/// that is higher.
-const FRAMES_PER_SEC: u32 = 100;
 /// Longest wait for a closing handshake to be written.
 const CLOSE_PATIENCE: Duration = Duration::from_secs(5);
 /// Longest wait for in-flight publishes to be acked during shutdown.
@@ -77,11 +73,10 @@ pub async fn serve(mut socket: Socket, context: Arc<Context>, id: u64) {
     context.metrics.connections.inc();
     let mut conn = Conn {
         publishes: RateLimiter::direct(quota(context.config.publish_rate, context.config.publish_burst)),
-        // Every publish is a frame, so the frame limit never undercuts the publish limit.
-        frames: RateLimiter::direct(quota(
-            FRAMES_PER_SEC.max(context.config.publish_rate.saturating_mul(2)),
-            (FRAMES_PER_SEC * 2).max(context.config.publish_burst.saturating_mul(2)),
-        )),
+        frames: {
+            let (per_sec, burst) = limits::frame_rate(&context.config);
+            RateLimiter::direct(quota(per_sec, burst))
+        },
         context: context.clone(),
         out,
         identity: None,
