@@ -127,6 +127,37 @@ async fn a_gap_older_than_the_history_is_reported_not_hidden() {
 }
 
 #[tokio::test]
+async fn a_cursor_beyond_the_head_is_named_then_everything_held_is_replayed() {
+    let server = server().await;
+    let (mut alice, _, _) = hello(server.addr(), "Alice").await;
+    join(&mut alice, "r", None).await;
+    for i in 0..2 {
+        publish(&mut alice, "r", &format!("m{i}"), json!(i)).await;
+    }
+    // A cursor from a history this room no longer has (say, before its store was wiped).
+    let (mut stale, _, _) = hello(server.addr(), "Stale").await;
+    send(&mut stale, &ClientFrame::Join { room: "r".into(), since: Some(50), history: None }).await;
+    let mut seen = Vec::new();
+    loop {
+        match next_frame(&mut stale).await {
+            ServerFrame::Joined { seq, .. } => seen.push(format!("joined {seq}")),
+            ServerFrame::Error { code, about, .. } => seen.push(format!("error {code:?} {about:?}")),
+            ServerFrame::Message { seq, .. } => seen.push(format!("message {seq}")),
+            ServerFrame::Replayed { complete, .. } => {
+                seen.push(format!("replayed complete={complete}"));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(
+        seen,
+        ["joined 2", "error CursorAhead Some(\"r\")", "message 1", "message 2", "replayed complete=false"]
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn presence_snapshot_diffs_and_tabs_of_one_user_count_once() {
     let server = server().await;
     let (mut alice, alice_user, alice_token) = hello(server.addr(), "Alice").await;

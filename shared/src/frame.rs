@@ -432,6 +432,10 @@ pub enum ErrorCode {
     TooLarge,
     /// The server failed; the frame may be retried.
     Internal,
+    /// A join's `since` is beyond the room's latest seq: the cursor belongs to a history
+    /// the room no longer has. The whole held history follows, ending in `replayed` with
+    /// `complete: false`; the client should drop its cursor for the room.
+    CursorAhead,
 }
 
 fn is_zero(value: &u8) -> bool {

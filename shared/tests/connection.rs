@@ -469,6 +469,17 @@ fn cursors_follow_messages_and_reset_with_the_epoch() {
     h.open();
     h.receive(&joined(2, "e2"));
     assert_eq!(h.core.rooms()["r"].last_seq, Some(2), "a new epoch starts a new cursor");
+    // A cursor the server says is beyond its head is dropped; the replay sets it anew.
+    h.receive(&message("r", 40));
+    let ahead = ServerFrame::Error {
+        code: tether_shared::ErrorCode::CursorAhead,
+        message: "since 40 is beyond the room's latest seq 3".into(),
+        about: Some("r".into()),
+    };
+    h.receive(&ahead.encode());
+    assert_eq!(h.core.rooms()["r"].last_seq, None);
+    h.receive(&message("r", 1));
+    assert_eq!(h.core.rooms()["r"].last_seq, Some(1));
 }
 
 #[test]

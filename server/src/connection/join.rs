@@ -89,8 +89,17 @@ impl Conn {
             (None, _) => return Ok(()),
         };
 
-        // A cursor past the head comes from a history that no longer exists: replay all.
-        let after = if since > head { 0 } else { since };
+        // A cursor past the head comes from a history that no longer exists: say so, then
+        // replay all that is held.
+        let after = if since > head {
+            let message =
+                format!("since {since} is beyond the room's latest seq {head}; replaying all history");
+            let frame = self.error(ErrorCode::CursorAhead, message, Some(&room));
+            write(socket, &frame).await?;
+            0
+        } else {
+            since
+        };
         let store = self.context.store.clone();
         let name = room.clone();
         let read = tokio::task::spawn_blocking(move || {

@@ -463,6 +463,14 @@ impl Connection {
                 }
                 self.events.push_back(Event::Frame(frame));
             }
+            ServerFrame::Error { code: ErrorCode::CursorAhead, about: Some(ref room), .. } => {
+                // The cursor is from a history the room no longer has: the replay that
+                // follows starts the room afresh.
+                if let Some(state) = self.rooms.get_mut(room) {
+                    state.last_seq = None;
+                }
+                self.events.push_back(Event::Frame(frame));
+            }
             other => self.events.push_back(Event::Frame(other)),
         }
     }
