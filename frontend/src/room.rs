@@ -1,6 +1,6 @@
 //! Room hooks: messages with delivery ticks, presence, and typing.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -221,17 +221,48 @@ pub const TYPING_TTL_MS: u64 = 6_000;
 /// How often an active typist re-announces.
 const TYPING_REFRESH_MS: u64 = 3_000;
 
+/// What changes a room's view: everything goes through [`RoomView`]'s reducer.
+pub enum RoomAction {
+    /// Start over (a new room or link), with our messages still queued from before a
+    /// reload shown as sending.
+    Reset(Vec<Rc<ChatMessage>>),
+    /// A batch of the link's events that concerns the room, and who we are.
+    Events {
+        /// The room's name.
+        room: Rc<str>,
+        /// Our user id, once welcomed.
+        me: Option<String>,
+        /// The batch, shared with the link's other subscribers.
+        events: Rc<[Event]>,
+    },
+    /// One of ours, shown at once as sending.
+    Sending(Rc<ChatMessage>),
+}
+
+impl Reducible for RoomView {
+    type Action = RoomAction;
+
+    fn reduce(self: Rc<Self>, action: RoomAction) -> Rc<Self> {
+        // Copies the view only if a render still holds it; messages are shared either way.
+        let mut view = Rc::unwrap_or_clone(self);
+        match action {
+            RoomAction::Reset(pending) => view = RoomView { messages: pending, ..RoomView::default() },
+            RoomAction::Events { room, me, events } => view.apply(&room, me.as_deref(), &events),
+            RoomAction::Sending(message) => view.messages.push(message),
+        }
+        Rc::new(view)
+    }
+}
+
 /// What [`use_room`] returns.
 #[derive(Clone)]
 pub struct UseRoom {
     /// The room's view as of this render.
-    pub view: Rc<RoomView>,
+    pub view: UseReducerHandle<RoomView>,
     /// The link the room is followed on, for its status (who we are, whether we are
     /// connected).
     pub link: Link,
     room: AttrValue,
-    cell: Rc<RefCell<RoomView>>,
-    rerender: Callback<()>,
     last_typing: Rc<RefCell<u64>>,
 }
 
@@ -243,7 +274,7 @@ impl UseRoom {
     /// Sends a message; it shows at once as "sending" and moves on with acks and receipts.
     pub fn send(&self, body: Value) -> String {
         let id = self.link.publish(&self.room, body.clone());
-        self.cell.borrow_mut().messages.push(Rc::new(ChatMessage {
+        self.view.dispatch(RoomAction::Sending(Rc::new(ChatMessage {
             id: id.clone(),
             seq: None,
             from: placeholder_me(&self.link),
@@ -251,8 +282,7 @@ impl UseRoom {
             ts: None,
             mine: true,
             delivery: Delivery::Sending,
-        }));
-        self.rerender.emit(());
+        })));
         self.stopped_typing();
         id
     }
@@ -299,14 +329,11 @@ impl UseRoom {
 #[hook]
 pub fn use_room(room: AttrValue) -> UseRoom {
     let link = use_link(None, None);
-    let view = use_mut_ref(RoomView::default);
-    let version = use_state(|| 0u64);
+    let view = use_reducer(RoomView::default);
     let last_typing = use_mut_ref(|| 0u64);
     {
-        let view = view.clone();
-        let version = version.clone();
+        let view = view.dispatcher();
         use_effect_with((link.clone(), room.clone()), move |(link, room)| {
-            *view.borrow_mut() = RoomView::default();
             // Messages still queued from before a reload show as sending.
             let pending: Vec<Rc<ChatMessage>> = link
                 .queued_in(room)
@@ -322,28 +349,28 @@ pub fn use_room(room: AttrValue) -> UseRoom {
                 })
                 .map(Rc::new)
                 .collect();
-            view.borrow_mut().messages = pending;
-            version.set(*version + 1);
+            view.dispatch(RoomAction::Reset(pending));
             let lease: RoomLease = link.join(room);
-            let room_name = room.to_string();
+            let room_name: Rc<str> = Rc::from(room.as_str());
             let requests = link.clone();
+            let counting = Cell::new(false);
             let subscription = link.subscribe(move |events, status| {
-                let me = status.user.as_ref().map(|u| u.id.as_str());
-                let counting_before = view.borrow().presence == PresenceMode::Count;
-                view.borrow_mut().apply(&room_name, me, events);
-                let counting = view.borrow().presence == PresenceMode::Count;
-                let rejoined = events.iter().any(
-                    |e| matches!(e, Event::Frame(ServerFrame::Joined { room: r, .. }) if *r == room_name),
-                );
-                if counting && (!counting_before || rejoined) {
+                if !events.iter().any(|event| concerns(event, &room_name)) {
+                    return;
+                }
+                let (mode, rejoined) = presence_mode(&room_name, events, counting.get());
+                let now_counting = mode == PresenceMode::Count;
+                if now_counting && (!counting.get() || rejoined) {
                     // A big room: fetch a first page so there are faces beside the count.
                     requests.handle(Input::Members {
-                        room: room_name.clone(),
+                        room: room_name.to_string(),
                         after: None,
                         limit: Some(PRESENCE_SAMPLE),
                     });
                 }
-                version.set(*version + 1);
+                counting.set(now_counting);
+                let me = status.user.as_ref().map(|user| user.id.clone());
+                view.dispatch(RoomAction::Events { room: room_name.clone(), me, events: events.clone() });
             });
             move || {
                 drop(subscription);
@@ -351,9 +378,56 @@ pub fn use_room(room: AttrValue) -> UseRoom {
             }
         });
     }
-    let snapshot = Rc::new(view.borrow().clone());
-    let rerender = Callback::from(move |()| version.set(*version + 1));
-    UseRoom { view: snapshot, link, room, cell: view, rerender, last_typing }
+    UseRoom { view, link, room, last_typing }
+}
+
+/// Whether `event` has anything to do with `room` (an outbox refusal names no room, so
+/// every room hears of it).
+fn concerns(event: &Event, room: &str) -> bool {
+    match event {
+        Event::Frame(frame) => frame_room(frame).is_none_or(|r| r == room),
+        Event::Acked { envelope, .. } | Event::Rejected { envelope, .. } => envelope.room == room,
+        Event::Dropped(dropped) => dropped.envelope.room == room,
+        Event::Refused { .. } => true,
+        Event::State(_) | Event::Welcome { .. } | Event::Queue { .. } => false,
+    }
+}
+
+/// The room a server frame is about, if it is about one.
+fn frame_room(frame: &ServerFrame) -> Option<&str> {
+    match frame {
+        ServerFrame::Joined { room, .. }
+        | ServerFrame::Left { room }
+        | ServerFrame::Message { room, .. }
+        | ServerFrame::Replayed { room, .. }
+        | ServerFrame::Presence { room, .. }
+        | ServerFrame::PresenceCount { room, .. }
+        | ServerFrame::Members { room, .. }
+        | ServerFrame::Typing { room, .. }
+        | ServerFrame::Receipt { room, .. } => Some(room),
+        _ => None,
+    }
+}
+
+/// The room's presence mode after `events` (starting from counting or not), and whether
+/// the batch held a fresh `joined` for it.
+fn presence_mode(room: &str, events: &[Event], counting: bool) -> (PresenceMode, bool) {
+    let mut mode = if counting { PresenceMode::Count } else { PresenceMode::Full };
+    let mut rejoined = false;
+    for event in events {
+        match event {
+            Event::Frame(ServerFrame::Joined { room: r, presence, .. }) if r == room => {
+                mode = *presence;
+                rejoined = true;
+            }
+            Event::Frame(ServerFrame::PresenceCount { room: r, .. }) if r == room => {
+                mode = PresenceMode::Count
+            }
+            Event::Frame(ServerFrame::Presence { room: r, .. }) if r == room => mode = PresenceMode::Full,
+            _ => {}
+        }
+    }
+    (mode, rejoined)
 }
 
 /// Who is in a room, as [`use_presence`] tells it.
