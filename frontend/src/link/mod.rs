@@ -1,12 +1,11 @@
 //! The browser driver: one shared [`Connection`] core per server URL.
 //!
-//! A `Link` owns the core, the browser socket, one timeout for the core's next deadline,
-//! and the
-//! window's `online`/`offline`/`visibilitychange` listeners, and does what the core's
-//! actions say. Events for the UI are collected and handed to subscribers once per
-//! animation frame, so a burst of 5,000 messages costs a handful of renders, not 5,000.
-//! The outbox is saved to `localStorage` ([`crate::persist`]) after it changes (at most once per tick), so a
-//! reload keeps unsent messages.
+//! A `Link` owns the core, the browser socket, one timeout for the core's next deadline
+//! and the window's listeners, and does what the core's actions say. This file is that
+//! driver loop; events reach subscribers once per animation frame (`batch.rs`), rooms
+//! are held by leases (`rooms.rs`), the browser's online, offline and visibility
+//! signals become inputs (`browser.rs`), and the outbox is saved to `localStorage`
+//! after it changes ([`crate::persist`]), so a reload keeps unsent messages.
 //!
 //! Closures hold only weak references: when the last strong `Link` goes, everything
 //! (socket, timeout, listeners) is dropped with it.
@@ -21,9 +20,16 @@ use gloo_render::AnimationFrame;
 use gloo_timers::callback::Timeout;
 use serde_json::Value;
 use tether_shared::{
-    Action, Connection, ConnectionConfig, CurrentSocket, Event, Input, Millis, Outbox, ReceiptKind,
-    ServerFrame, SocketId, State, User, close,
+    Action, Connection, ConnectionConfig, CurrentSocket, Event, Input, Millis, Outbox, SocketId, State, User,
+    close,
 };
+
+mod batch;
+mod browser;
+mod rooms;
+
+pub use batch::Subscription;
+pub use rooms::RoomLease;
 
 use crate::persist::{self, StorageWarning};
 use crate::socket::{BrowserSocket, SocketEvent};
@@ -158,34 +164,6 @@ impl Link {
         weak.upgrade().map(|inner| Link { inner })
     }
 
-    fn listen_to_the_browser(&self) {
-        let Some(window) = web_sys::window() else { return };
-        let mut listeners = Vec::new();
-        for (name, input) in [("online", Input::NetworkOnline), ("offline", Input::NetworkOffline)] {
-            let weak = self.weak();
-            listeners.push(EventListener::new(&window, name, move |_| {
-                if let Some(link) = Link::upgrade(&weak) {
-                    link.handle(input.clone());
-                }
-            }));
-        }
-        if let Some(document) = window.document() {
-            let weak = self.weak();
-            let doc = document.clone();
-            listeners.push(EventListener::new(&document, "visibilitychange", move |_| {
-                if doc.visibility_state() == web_sys::VisibilityState::Visible {
-                    if let Some(link) = Link::upgrade(&weak) {
-                        link.handle(Input::PageVisible);
-                    }
-                }
-            }));
-        }
-        self.inner.borrow_mut()._listeners = listeners;
-        if !window.navigator().on_line() {
-            self.handle(Input::NetworkOffline);
-        }
-    }
-
     /// The server URL.
     pub fn url(&self) -> String {
         self.inner.borrow().url.clone()
@@ -202,26 +180,6 @@ impl Link {
         let id = self.inner.borrow_mut().core.new_message_id();
         self.handle(Input::Publish { id: id.clone(), room: room.into(), body, priority: 0 });
         id
-    }
-
-    /// Joins `room` for as long as the returned guard lives. Several holders share one
-    /// join; the room is left when the last guard is dropped.
-    pub fn join(&self, room: &str) -> RoomLease {
-        let first = {
-            let mut inner = self.inner.borrow_mut();
-            let count = inner.rooms.entry(room.to_owned()).or_default();
-            *count += 1;
-            *count == 1
-        };
-        if first {
-            self.handle(Input::Join(room.to_owned()));
-        }
-        RoomLease { link: self.weak(), room: room.to_owned() }
-    }
-
-    /// Unsent messages for `room`, in send order (for showing them after a reload).
-    pub fn queued_in(&self, room: &str) -> Vec<tether_shared::Envelope> {
-        self.inner.borrow().core.outbox().iter().filter(|e| e.room == room).cloned().collect()
     }
 
     /// What a UI shows right now.
@@ -241,16 +199,6 @@ impl Link {
     /// Ids of the messages still waiting for an ack, in send order.
     pub fn queued_ids(&self) -> Vec<String> {
         self.inner.borrow().core.outbox().iter().map(|e| e.id.clone()).collect()
-    }
-
-    /// Calls `subscriber` with every batch of events (at most once per animation frame)
-    /// and the status after it, until the returned guard is dropped.
-    pub fn subscribe(&self, subscriber: impl Fn(&Rc<[Event]>, &Status) + 'static) -> Subscription {
-        let mut inner = self.inner.borrow_mut();
-        inner.next_subscriber += 1;
-        let id = inner.next_subscriber;
-        inner.subscribers.push((id, Rc::new(subscriber)));
-        Subscription { link: self.weak(), id }
     }
 
     /// Whether a socket is open or opening.
@@ -365,52 +313,6 @@ impl Link {
         }
     }
 
-    fn schedule_flush(&self) {
-        let mut inner = self.inner.borrow_mut();
-        if inner.pending.is_empty() || inner.frame.is_some() {
-            return;
-        }
-        let weak = self.weak();
-        inner.frame = Some(gloo_render::request_animation_frame(move |_| {
-            if let Some(link) = Link::upgrade(&weak) {
-                link.flush();
-            }
-        }));
-    }
-
-    /// Hands the collected events to every subscriber, as one batch.
-    fn flush(&self) {
-        let (events, subscribers) = {
-            let mut inner = self.inner.borrow_mut();
-            inner.frame = None;
-            let events: Rc<[Event]> = std::mem::take(&mut inner.pending).into();
-            let subscribers: Vec<Subscriber> = inner.subscribers.iter().map(|(_, s)| s.clone()).collect();
-            (events, subscribers)
-        };
-        let status = self.status();
-        for subscriber in subscribers {
-            subscriber(&events, &status);
-        }
-        // This device has these messages now: one `delivered` receipt per room and batch,
-        // sent here once rather than by every hook that happens to watch the room.
-        let me = status.user.as_ref().map(|user| user.id.as_str());
-        let mut delivered: Vec<(&str, u64)> = Vec::new();
-        for event in events.iter() {
-            if let Event::Frame(ServerFrame::Message { room, seq, from, .. }) = event {
-                if Some(from.id.as_str()) == me {
-                    continue;
-                }
-                match delivered.iter_mut().find(|(r, _)| *r == room.as_str()) {
-                    Some((_, latest)) => *latest = (*latest).max(*seq),
-                    None => delivered.push((room, *seq)),
-                }
-            }
-        }
-        for (room, seq) in delivered {
-            self.handle(Input::Receipt { room: room.to_owned(), kind: ReceiptKind::Delivered, seq });
-        }
-    }
-
     fn schedule_save(&self) {
         let mut inner = self.inner.borrow_mut();
         if !inner.persist || inner.save.is_some() {
@@ -431,50 +333,5 @@ impl Link {
             Ok(()) => inner.warning.take().filter(|w| *w != StorageWarning::SaveFailed),
             Err(warning) => Some(warning),
         };
-    }
-}
-
-/// Keeps a subscription alive; dropping it unsubscribes.
-pub struct Subscription {
-    link: Weak<RefCell<Inner>>,
-    id: u64,
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        if let Some(inner) = self.link.upgrade() {
-            if let Ok(mut inner) = inner.try_borrow_mut() {
-                inner.subscribers.retain(|(id, _)| *id != self.id);
-            }
-        }
-    }
-}
-
-/// Keeps a room joined; dropping the last one for a room leaves it.
-pub struct RoomLease {
-    link: Weak<RefCell<Inner>>,
-    room: String,
-}
-
-impl Drop for RoomLease {
-    fn drop(&mut self) {
-        let Some(link) = Link::upgrade(&self.link) else { return };
-        let last = {
-            let Ok(mut inner) = link.inner.try_borrow_mut() else { return };
-            match inner.rooms.get_mut(&self.room) {
-                Some(count) if *count > 1 => {
-                    *count -= 1;
-                    false
-                }
-                Some(_) => {
-                    inner.rooms.remove(&self.room);
-                    true
-                }
-                None => false,
-            }
-        };
-        if last {
-            link.handle(Input::Leave(self.room.clone()));
-        }
     }
 }
