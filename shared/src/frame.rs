@@ -117,9 +117,11 @@ pub enum ClientFrame {
     },
 }
 
-/// A frame sent by the server to a client.
+/// A frame sent by the server to a client. Unlike client frames, unknown fields are
+/// ignored when decoding: a server may add optional fields within a protocol version,
+/// and older clients must keep working.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerFrame {
     /// The answer to [`ClientFrame::Hello`]: the session is ready.
     Welcome {
@@ -309,7 +311,6 @@ pub struct RoomCursor {
 
 /// A user as others see them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct User {
     /// Stable id: from the token, or assigned in dev mode.
     pub id: String,
@@ -333,7 +334,6 @@ pub enum PresenceMode {
 /// Limits a server enforces, announced in [`ServerFrame::Welcome`]. Fields after
 /// `max_rooms` came later and default to 0 (unknown) when a server leaves them out.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Limits {
     /// Largest publish `body`, in bytes of JSON.
     pub max_body_bytes: usize,
@@ -565,6 +565,14 @@ pub fn valid_room_name(room: &str) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn server_frames_tolerate_fields_added_later() {
+        let text = r#"{"type":"left","room":"r","reason":"a field from a newer server"}"#;
+        assert_eq!(ServerFrame::decode(text).unwrap(), ServerFrame::Left { room: "r".into() });
+        let strict = r#"{"type":"leave","room":"r","reason":"a typo"}"#;
+        assert_eq!(ClientFrame::decode(strict).unwrap_err().code, ErrorCode::InvalidFrame);
+    }
 
     #[test]
     fn echo_encodes_with_an_inner_tag() {
