@@ -114,8 +114,7 @@ async fn the_publish_rate_limit_rejects_with_a_retryable_code() {
     config.publish_rate = 1;
     config.publish_burst = 2;
     let server = server_with(config).await;
-    let (mut client, _, _) = hello(server.addr(), "Eager").await;
-    join(&mut client, "r", None).await;
+    let mut client = member(server.addr(), "Eager", "r").await;
     for i in 0..3 {
         send(
             &mut client,
@@ -217,8 +216,7 @@ async fn a_slow_consumer_is_closed_with_4001_and_the_publisher_is_unaffected() {
 #[tokio::test]
 async fn random_bytes_never_hurt_the_server() {
     let server = server().await;
-    let (mut alice, _, _) = hello(server.addr(), "Alice").await;
-    join(&mut alice, "r", None).await;
+    let mut alice = member(server.addr(), "Alice", "r").await;
     let mut rng = fastrand::Rng::with_seed(7);
     for _round in 0..30 {
         let mut fuzzer = connect(server.addr()).await;

@@ -122,8 +122,7 @@ async fn dev_mode_hands_out_tokens_that_the_server_accepts() {
 #[tokio::test]
 async fn metrics_and_readiness() {
     let server = server().await;
-    let (mut alice, _, _) = hello(server.addr(), "Alice").await;
-    join(&mut alice, "r", None).await;
+    let mut alice = member(server.addr(), "Alice", "r").await;
     publish(&mut alice, "r", "m1", serde_json::json!(1)).await;
     publish(&mut alice, "r", "m1", serde_json::json!(1)).await;
     send(&mut alice, &ClientFrame::Join { room: "no way".into(), since: None, history: None }).await;

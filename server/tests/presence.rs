@@ -177,8 +177,7 @@ async fn a_publisher_is_slowed_down_never_cut_off_by_its_own_acks_and_echoes() {
     config.publish_rate = 100_000;
     config.publish_burst = 100_000;
     let server = server_with(config).await;
-    let (mut publisher, _, _) = hello(server.addr(), "Firehose").await;
-    join(&mut publisher, "r", None).await;
+    let mut publisher = member(server.addr(), "Firehose", "r").await;
     // Two thousand publishes in one write, read only afterwards.
     for i in 0..2_000 {
         let frame =

@@ -103,13 +103,10 @@ async fn resume_replays_exactly_what_was_missed_then_goes_live() {
 
 #[tokio::test]
 async fn a_gap_older_than_the_history_is_reported_not_hidden() {
-    let mut config = tether_server::Config::for_tests();
+    let mut config = unthrottled();
     config.history_messages = 10;
-    config.publish_rate = 10_000;
-    config.publish_burst = 10_000;
     let server = server_with(config).await;
-    let (mut alice, _, _) = hello(server.addr(), "Alice").await;
-    join(&mut alice, "r", None).await;
+    let mut alice = member(server.addr(), "Alice", "r").await;
     for i in 0..130 {
         publish(&mut alice, "r", &format!("m{i}"), json!(i)).await;
     }
@@ -129,8 +126,7 @@ async fn a_gap_older_than_the_history_is_reported_not_hidden() {
 #[tokio::test]
 async fn a_cursor_beyond_the_head_is_named_then_everything_held_is_replayed() {
     let server = server().await;
-    let (mut alice, _, _) = hello(server.addr(), "Alice").await;
-    join(&mut alice, "r", None).await;
+    let mut alice = member(server.addr(), "Alice", "r").await;
     for i in 0..2 {
         publish(&mut alice, "r", &format!("m{i}"), json!(i)).await;
     }
@@ -264,12 +260,9 @@ async fn typing_reaches_others_and_receipts_reach_the_room() {
 
 #[tokio::test]
 async fn shutdown_acks_what_was_received_before_saying_goodbye() {
-    let mut config = tether_server::Config::for_tests();
-    config.publish_rate = 10_000;
-    config.publish_burst = 10_000;
+    let config = unthrottled();
     let server = server_with(config).await;
-    let (mut alice, _, _) = hello(server.addr(), "Alice").await;
-    join(&mut alice, "r", None).await;
+    let mut alice = member(server.addr(), "Alice", "r").await;
     for i in 0..50 {
         send(
             &mut alice,
@@ -311,8 +304,7 @@ async fn shutdown_acks_what_was_received_before_saying_goodbye() {
 #[tokio::test]
 async fn a_first_join_can_ask_for_recent_history() {
     let server = server().await;
-    let (mut alice, _, _) = hello(server.addr(), "Alice").await;
-    join(&mut alice, "r", None).await;
+    let mut alice = member(server.addr(), "Alice", "r").await;
     for i in 1..=5 {
         publish(&mut alice, "r", &format!("m{i}"), json!(i)).await;
     }

@@ -113,6 +113,21 @@ pub async fn until<T>(client: &mut Client, mut wanted: impl FnMut(ServerFrame) -
 
 /// Joins `room` (optionally from `since`) and returns the `joined` frame's head seq and
 /// members.
+/// A client that said hello as `name` and joined `room`.
+pub async fn member(addr: SocketAddr, name: &str, room: &str) -> Client {
+    let (mut client, _, _) = hello(addr, name).await;
+    join(&mut client, room, None).await;
+    client
+}
+
+/// The test config with publish limits high enough never to get in a test's way.
+pub fn unthrottled() -> Config {
+    let mut config = Config::for_tests();
+    config.publish_rate = 10_000;
+    config.publish_burst = 10_000;
+    config
+}
+
 pub async fn join(client: &mut Client, room: &str, since: Option<u64>) -> (u64, Vec<User>) {
     send(client, &ClientFrame::Join { room: room.into(), since, history: None }).await;
     until(client, |frame| match frame {
