@@ -73,6 +73,10 @@ async fn s1_chat_presence_typing_order_and_ticks() {
     let (seen_by_alice, seen_by_bob) = (c.alice.messages().await, c.bob.messages().await);
     assert_eq!(seen_by_alice, ["one", "two", "three"]);
     assert_eq!(seen_by_alice, seen_by_bob, "the same order for both");
+    // A user's colour is the same on every screen, their own included.
+    let colours = "return [...document.querySelectorAll('.message .from')].map(e => e.textContent + ' ' + e.style.color);";
+    let (colours_alice, colours_bob) = (c.alice.js(colours).await, c.bob.js(colours).await);
+    assert_eq!(colours_alice, colours_bob, "names drawn in the same colours on both screens");
 
     // Bob has the room open, so Alice's messages go sent → delivered → read.
     c.alice

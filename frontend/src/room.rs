@@ -93,6 +93,12 @@ impl RoomView {
                         Some(existing) => {
                             existing.seq = Some(*seq);
                             existing.ts = Some(*ts);
+                            // The server's word on who sent it (name and colour), so our
+                            // own messages look here as they look on everyone else's
+                            // screen, even those shown before we were welcomed.
+                            if existing.from != *from {
+                                existing.from = from.clone();
+                            }
                             if existing.delivery == Delivery::Sending {
                                 existing.delivery = Delivery::Sent;
                             }
