@@ -1,6 +1,6 @@
 //! Room hooks: messages with delivery ticks, presence, and typing.
 
-use std::cell::{Cell, RefCell};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -72,6 +72,8 @@ pub struct RoomView {
     pub typing: BTreeMap<String, (User, Millis)>,
     /// The highest seq received.
     pub last_seq: u64,
+    /// How many times the server has confirmed the join (once more after each reconnect).
+    pub joins: u64,
     /// Event batches applied, for render accounting.
     pub batches: u64,
 }
@@ -158,6 +160,7 @@ impl RoomView {
                 Event::Frame(ServerFrame::Joined { room: r, members, seq, count, presence, .. })
                     if r == room =>
                 {
+                    self.joins += 1;
                     self.members = members.clone();
                     self.count = *count;
                     self.presence = *presence;
@@ -358,29 +361,30 @@ pub fn use_room(room: AttrValue) -> UseRoom {
             view.dispatch(RoomAction::Reset(pending));
             let lease: RoomLease = link.join(room);
             let room_name: Rc<str> = Rc::from(room.as_str());
-            let requests = link.clone();
-            let counting = Cell::new(false);
             let subscription = link.subscribe(move |events, status| {
                 if !events.iter().any(|event| concerns(event, &room_name)) {
                     return;
                 }
-                let (mode, rejoined) = presence_mode(&room_name, events, counting.get());
-                let now_counting = mode == PresenceMode::Count;
-                if now_counting && (!counting.get() || rejoined) {
-                    // A big room: fetch a first page so there are faces beside the count.
-                    requests.handle(Input::Members {
-                        room: room_name.to_string(),
-                        after: None,
-                        limit: Some(PRESENCE_SAMPLE),
-                    });
-                }
-                counting.set(now_counting);
                 let me = status.user.as_ref().map(|user| user.id.clone());
                 view.dispatch(RoomAction::Events { room: room_name.clone(), me, events: events.clone() });
             });
             move || {
                 drop(subscription);
                 drop(lease);
+            }
+        });
+    }
+    {
+        // A big room: on entering count mode, and on every join confirmed in it, fetch a
+        // first page so there are faces beside the count.
+        let (link, room) = (link.clone(), room.clone());
+        use_effect_with((view.presence, view.joins), move |(presence, _)| {
+            if *presence == PresenceMode::Count {
+                link.handle(Input::Members {
+                    room: room.to_string(),
+                    after: None,
+                    limit: Some(PRESENCE_SAMPLE),
+                });
             }
         });
     }
@@ -391,49 +395,12 @@ pub fn use_room(room: AttrValue) -> UseRoom {
 /// every room hears of it).
 fn concerns(event: &Event, room: &str) -> bool {
     match event {
-        Event::Frame(frame) => frame_room(frame).is_none_or(|r| r == room),
+        Event::Frame(frame) => frame.room().is_none_or(|r| r == room),
         Event::Acked { envelope, .. } | Event::Rejected { envelope, .. } => envelope.room == room,
         Event::Dropped(dropped) => dropped.envelope.room == room,
         Event::Refused { .. } => true,
         Event::State(_) | Event::Welcome { .. } | Event::Queue { .. } => false,
     }
-}
-
-/// The room a server frame is about, if it is about one.
-fn frame_room(frame: &ServerFrame) -> Option<&str> {
-    match frame {
-        ServerFrame::Joined { room, .. }
-        | ServerFrame::Left { room }
-        | ServerFrame::Message { room, .. }
-        | ServerFrame::Replayed { room, .. }
-        | ServerFrame::Presence { room, .. }
-        | ServerFrame::PresenceCount { room, .. }
-        | ServerFrame::Members { room, .. }
-        | ServerFrame::Typing { room, .. }
-        | ServerFrame::Receipt { room, .. } => Some(room),
-        _ => None,
-    }
-}
-
-/// The room's presence mode after `events` (starting from counting or not), and whether
-/// the batch held a fresh `joined` for it.
-fn presence_mode(room: &str, events: &[Event], counting: bool) -> (PresenceMode, bool) {
-    let mut mode = if counting { PresenceMode::Count } else { PresenceMode::Full };
-    let mut rejoined = false;
-    for event in events {
-        match event {
-            Event::Frame(ServerFrame::Joined { room: r, presence, .. }) if r == room => {
-                mode = *presence;
-                rejoined = true;
-            }
-            Event::Frame(ServerFrame::PresenceCount { room: r, .. }) if r == room => {
-                mode = PresenceMode::Count
-            }
-            Event::Frame(ServerFrame::Presence { room: r, .. }) if r == room => mode = PresenceMode::Full,
-            _ => {}
-        }
-    }
-    (mode, rejoined)
 }
 
 /// Who is in a room, as [`use_presence`] tells it.

@@ -509,6 +509,27 @@ impl ServerFrame {
         serde_json::to_string(self).expect("frames always serialise")
     }
 
+    /// The room the frame is about, if it is about one.
+    pub fn room(&self) -> Option<&str> {
+        match self {
+            ServerFrame::Joined { room, .. }
+            | ServerFrame::Left { room }
+            | ServerFrame::Ack { room, .. }
+            | ServerFrame::Message { room, .. }
+            | ServerFrame::Replayed { room, .. }
+            | ServerFrame::Presence { room, .. }
+            | ServerFrame::PresenceCount { room, .. }
+            | ServerFrame::Members { room, .. }
+            | ServerFrame::Typing { room, .. }
+            | ServerFrame::Receipt { room, .. } => Some(room),
+            ServerFrame::Welcome { .. }
+            | ServerFrame::Reject { .. }
+            | ServerFrame::Pong { .. }
+            | ServerFrame::Echo { .. }
+            | ServerFrame::Error { .. } => None,
+        }
+    }
+
     /// The frame's `type` tag.
     pub fn kind(&self) -> &'static str {
         match self {
