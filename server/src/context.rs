@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::Config;
 use crate::hub::RoomHub;
-use crate::limits::IpSlots;
 use crate::metrics::Metrics;
 use crate::sequencer::Sequencer;
 use crate::shutdown::Shutdown;
@@ -23,7 +22,6 @@ pub struct Context {
     pub(crate) metrics: Arc<Metrics>,
     /// Verifies tokens: the auth secret, or in dev mode the store's own secret.
     pub(crate) secret: Vec<u8>,
-    pub(crate) ip_slots: Arc<IpSlots>,
     /// Tells every connection to close with 1012 (test endpoint only).
     pub(crate) drop_all: tokio::sync::watch::Sender<u64>,
     next_conn: AtomicU64,
@@ -43,7 +41,6 @@ impl Context {
             Some(secret) => secret.as_bytes().to_vec(),
             None => store.secret(),
         };
-        let ip_slots = IpSlots::new(config.max_connections_per_ip);
         let drop_all = tokio::sync::watch::Sender::new(0);
         Context {
             config,
@@ -53,7 +50,6 @@ impl Context {
             store,
             metrics,
             secret,
-            ip_slots,
             drop_all,
             next_conn: AtomicU64::new(1),
         }

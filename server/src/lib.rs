@@ -124,7 +124,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
     let shutdown = Shutdown::default();
     let context =
         Arc::new(context::Context::new(config, shutdown.clone(), hub, sequencer.clone(), store, metrics));
-    let door = serve::Door::new(context.ip_slots.clone());
+    let door = serve::Door::new(context.config.max_connections_per_ip);
     let listener = tokio::spawn(serve::run(listener, routes::routes(context), door, shutdown.clone()));
     Ok(Running { addr, shutdown, listener, sequencer })
 }

@@ -56,9 +56,9 @@ pub struct Door {
 }
 
 impl Door {
-    /// A door letting each address hold `slots`' quota of connections.
-    pub fn new(slots: Arc<IpSlots>) -> Door {
-        Door { slots, refusals: IpSlots::new(REFUSALS_IN_FLIGHT) }
+    /// A door letting each address hold `per_address` connections at once.
+    pub fn new(per_address: usize) -> Door {
+        Door { slots: IpSlots::new(per_address), refusals: IpSlots::new(REFUSALS_IN_FLIGHT) }
     }
 
     /// Admits a connection from `ip`, with a slot if it is within its quota; `None`
