@@ -53,6 +53,9 @@ async fn each_kind_of_bad_input_gets_its_typed_answer() {
     send(&mut client, &publish("p1", "nowhere", json!(1))).await;
     expect_reject(&mut client, "p1", RejectCode::NotJoined).await;
     join(&mut client, "a", None).await;
+    let said_twice = r#"{"type":"publish","id":"p0","room":"a","body":{"text":"hi","text":"bye"}}"#;
+    client.send(Message::text(said_twice)).await.unwrap();
+    expect_error(&mut client, ErrorCode::InvalidFrame).await;
     send(&mut client, &publish("p2", "a", json!("x".repeat(200)))).await;
     expect_reject(&mut client, "p2", RejectCode::TooLarge).await;
     send(&mut client, &publish("", "a", json!(1))).await;

@@ -69,7 +69,9 @@ pub enum ClientFrame {
         id: String,
         /// Room name.
         room: String,
-        /// Any JSON value.
+        /// Any JSON value. An object in it that names a key twice makes the frame
+        /// invalid, so every reader of the frame sees the same body.
+        #[serde(deserialize_with = "crate::strict_json::value")]
         body: Value,
         /// Higher is sent first from the client's outbox; the server does not reorder.
         #[serde(default, skip_serializing_if = "is_zero")]
@@ -112,7 +114,8 @@ pub enum ClientFrame {
     },
     /// Ask the server to send `body` straight back. Diagnostics only; needs no hello.
     Echo {
-        /// Any JSON value.
+        /// Any JSON value, without duplicate keys, like a publish body.
+        #[serde(deserialize_with = "crate::strict_json::value")]
         body: Value,
     },
 }
@@ -616,6 +619,24 @@ mod tests {
             ClientFrame::decode(broken_after_an_unknown_type).unwrap_err().code,
             ErrorCode::MalformedJson
         );
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_at_any_depth() {
+        for twice in [
+            r#"{"type":"join","type":"leave","room":"a"}"#,
+            r#"{"type":"leave","room":"a","room":"b"}"#,
+            r#"{"type":"publish","id":"m","room":"r","body":{"text":"a","text":"b"}}"#,
+            r#"{"type":"publish","id":"m","room":"r","body":[1,{"x":{"k":1,"k":2}}]}"#,
+            r#"{"type":"echo","body":{"a":1,"a":1}}"#,
+        ] {
+            assert_eq!(ClientFrame::decode(twice).unwrap_err().code, ErrorCode::InvalidFrame, "{twice}");
+        }
+        let nested =
+            r#"{"type":"publish","id":"m","room":"r","body":{"a":{"a":[{"a":1.5,"b":null}]},"b":-2}}"#;
+        let parsed = ClientFrame::decode(nested).unwrap();
+        let ClientFrame::Publish { body, .. } = parsed else { panic!("{parsed:?}") };
+        assert_eq!(body, json!({"a": {"a": [{"a": 1.5, "b": null}]}, "b": -2}));
     }
 
     #[test]

@@ -17,6 +17,7 @@ pub mod close;
 pub mod connection;
 pub mod frame;
 pub mod outbox;
+mod strict_json;
 pub mod time;
 
 pub use backoff::{Backoff, BackoffConfig, Jitter};
