@@ -7,7 +7,7 @@ use tether_shared::PresenceMode;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use tether_yew::room::{ChatMessage, Delivery, use_room};
+use tether_yew::room::{ChatMessage, Delivery, use_room, use_typing};
 
 /// Messages rendered at once; older ones stay in memory up to the room's cap.
 const RENDERED: usize = 200;
@@ -81,20 +81,21 @@ pub fn ChatRoom(props: &ChatRoomProps) -> Html {
             room.send(body);
         })
     };
-    let typing: Vec<String> = room.typists().into_iter().map(|user| user.name).collect();
+    let typing: Vec<String> = use_typing(&room).into_iter().map(|user| user.name).collect();
+    let presence = room.presence();
     let start = view.messages.len().saturating_sub(RENDERED);
 
     html! {
         <div class="room">
             <aside class="presence" aria-label="People here">
-                <h3>{ format!("Here ({})", view.count.max(view.members.len())) }</h3>
+                <h3>{ format!("Here ({})", presence.count.max(presence.members.len())) }</h3>
                 <ul>
-                    { for view.members.iter().map(|m| html! {
+                    { for presence.members.iter().map(|m| html! {
                         <li class="member" key={m.id.clone()}><span class="avatar" style={format!("background:{}", m.color)}></span>{ &m.name }</li>
                     }) }
                 </ul>
-                if view.presence == PresenceMode::Count && view.count > view.members.len() {
-                    <p class="more-members">{ format!("and {} more", view.count - view.members.len()) }</p>
+                if presence.mode == PresenceMode::Count && presence.count > presence.members.len() {
+                    <p class="more-members">{ format!("and {} more", presence.count - presence.members.len()) }</p>
                 }
             </aside>
             <section class="conversation">

@@ -16,4 +16,4 @@ pub use hooks::{UseWebSocket, UseWebSocketOptions, use_connection, use_link, use
 pub use link::{Link, LinkOptions, Status};
 pub use persist::StorageWarning;
 pub use provider::{TetherContext, WebSocketProvider};
-pub use room::{ChatMessage, Delivery, Presence, UseRoom, use_presence, use_room, use_typing};
+pub use room::{ChatMessage, Delivery, Presence, UseRoom, use_room, use_typing};

@@ -297,7 +297,7 @@ impl UseRoom {
     }
 
     /// Who else is typing right now: indicators older than [`TYPING_TTL_MS`] have
-    /// expired, and our own never shows.
+    /// expired, and our own never shows. [`use_typing`] re-renders as they expire.
     pub fn typists(&self) -> Vec<User> {
         let me = self.link.status().user.map(|user| user.id);
         let cutoff = Millis::now().0.saturating_sub(TYPING_TTL_MS);
@@ -307,6 +307,12 @@ impl UseRoom {
             .filter(|(user, at)| at.0 >= cutoff && Some(&user.id) != me.as_ref())
             .map(|(user, _)| user.clone())
             .collect()
+    }
+
+    /// Who is here and how many. Big rooms tell only the count, and [`use_room`] fetches
+    /// a first page of faces to show beside it; small ones list everyone.
+    pub fn presence(&self) -> Presence {
+        Presence { members: self.view.members.clone(), count: self.view.count, mode: self.view.presence }
     }
 
     /// Tells the room we have read everything up to `seq`.
@@ -403,7 +409,7 @@ fn concerns(event: &Event, room: &str) -> bool {
     }
 }
 
-/// Who is in a room, as [`use_presence`] tells it.
+/// Who is in a room, as [`UseRoom::presence`] tells it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Presence {
     /// Everyone, one entry per user, in id order; in a big room only a first page.
@@ -414,27 +420,19 @@ pub struct Presence {
     pub mode: PresenceMode,
 }
 
-/// Presence in `room`: who is here and how many. Big rooms tell only the count (and
-/// the hook fetches a first page of faces); small ones list everyone.
+/// Who else is typing in a followed room right now ([`UseRoom::typists`]), re-rendering
+/// the component as indicators expire. A selector over the room's one subscription, so
+/// a component that shows typing beside messages joins and listens once.
 #[hook]
-pub fn use_presence(room: AttrValue) -> Presence {
-    let view = use_room(room).view;
-    Presence { members: view.members.clone(), count: view.count, mode: view.presence }
-}
-
-/// Who else is typing in `room` right now ([`UseRoom::typists`]), re-rendering as
-/// indicators expire.
-#[hook]
-pub fn use_typing(room: AttrValue) -> Vec<User> {
-    let state = use_room(room);
+pub fn use_typing(room: &UseRoom) -> Vec<User> {
     let tick = use_state(|| 0u32);
     {
         let tick = tick.clone();
-        let anyone = !state.view.typing.is_empty();
+        let anyone = !room.view.typing.is_empty();
         use_effect_with(anyone, move |anyone| {
             let interval = anyone.then(|| Interval::new(1_000, move || tick.set(tick.wrapping_add(1))));
             move || drop(interval)
         });
     }
-    state.typists()
+    room.typists()
 }
