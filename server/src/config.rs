@@ -107,6 +107,12 @@ pub struct Config {
     #[arg(long, env = "TETHER_SEND_QUEUE", default_value_t = 1024)]
     pub send_queue: usize,
 
+    /// Redis (or Valkey) URL, e.g. `redis://127.0.0.1:6379`. Makes this server one node
+    /// of a cluster: history, seqs, dedupe and presence live in Redis, and any number of
+    /// nodes pointing at the same Redis serve the same rooms. `--store` is then unused.
+    #[arg(long, env = "TETHER_REDIS_URL")]
+    pub redis: Option<String>,
+
     /// Enables `POST /api/test/drop`, which closes every WebSocket with 1012 so that
     /// browser tests can exercise reconnects. Never enable it in production.
     #[arg(long, env = "TETHER_TEST_ENDPOINTS")]
@@ -139,6 +145,7 @@ impl Config {
             presence_tick: Duration::from_millis(200),
             presence_limit: 200,
             send_queue: 1024,
+            redis: None,
             test_endpoints: false,
         }
     }

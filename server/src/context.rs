@@ -10,7 +10,7 @@ use crate::hub::RoomHub;
 use crate::metrics::Metrics;
 use crate::sequencer::Sequencer;
 use crate::shutdown::Shutdown;
-use crate::store::Store;
+use crate::store::History;
 
 /// Everything the routes and connections share.
 pub struct Context {
@@ -18,7 +18,7 @@ pub struct Context {
     pub(crate) shutdown: Shutdown,
     pub(crate) hub: Arc<RoomHub>,
     pub(crate) sequencer: Sequencer,
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) store: Arc<dyn History>,
     pub(crate) metrics: Arc<Metrics>,
     /// Verifies tokens: the auth secret, or in dev mode the store's own secret.
     pub(crate) secret: Vec<u8>,
@@ -34,7 +34,7 @@ impl Context {
         shutdown: Shutdown,
         hub: Arc<RoomHub>,
         sequencer: Sequencer,
-        store: Arc<dyn Store>,
+        store: Arc<dyn History>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let secret = match &config.auth_secret {

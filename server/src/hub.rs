@@ -10,17 +10,19 @@
 //! by the presence limit.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
-use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Instant;
 
 use tether_shared::{ErrorCode, ServerFrame, User};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::cluster::NodeId;
+use crate::cluster::backplane::{Backplane, Command};
 use crate::outbound::{ConnId, Outbound};
 use crate::presence::{Due, Presence, PresenceConfig, Snapshot};
-use crate::store::{Store, StoreError, StoredMessage};
+use crate::store::{History, StoreError, StoredMessage};
 
 /// Where committed messages go to reach subscribers. The in-process [`RoomHub`] is the
 /// one implementation today; a backplane that relays to other server nodes (Redis
@@ -39,6 +41,10 @@ pub struct Joined {
     pub head: u64,
     /// Who is there, as far as this joiner is told.
     pub presence: Snapshot,
+    /// Cluster mode: resolves once the other nodes can see this user here. Waiting for
+    /// it before confirming the join means that whoever joins next, on any node, finds
+    /// this user in their snapshot.
+    pub announced: Option<tokio::sync::oneshot::Receiver<()>>,
 }
 
 /// Why a join failed.
@@ -82,7 +88,13 @@ struct Room {
     /// until the first join has read it from the store.
     head: Option<u64>,
     members: HashMap<ConnId, Member>,
+    /// Counts local connections and one per other node where a user is present.
     presence: Presence,
+    /// Cluster mode: local connections per user, to tell the other nodes when a user
+    /// arrives on or leaves this node.
+    local: HashMap<String, usize>,
+    /// Cluster mode: who is present through each other node.
+    remote: HashMap<NodeId, HashMap<String, Arc<User>>>,
 }
 
 /// A room whose presence announcement is due at an instant.
@@ -91,7 +103,9 @@ type Wake = (Instant, String);
 /// Every room with at least one member.
 pub struct RoomHub {
     rooms: RwLock<HashMap<String, Arc<Mutex<Room>>>>,
-    store: Arc<dyn Store>,
+    store: Arc<dyn History>,
+    /// Cluster mode: the other nodes, set once at start-up.
+    backplane: OnceLock<Arc<Backplane>>,
     max_members: usize,
     presence: PresenceConfig,
     wakes: mpsc::UnboundedSender<Wake>,
@@ -100,12 +114,24 @@ pub struct RoomHub {
 impl RoomHub {
     /// An empty hub over `store`, with the task that wakes rooms for their presence
     /// ticks. The task ends when the hub is dropped.
-    pub fn start(store: Arc<dyn Store>, max_members: usize, presence: PresenceConfig) -> Arc<RoomHub> {
+    pub fn start(store: Arc<dyn History>, max_members: usize, presence: PresenceConfig) -> Arc<RoomHub> {
         let (wakes, receiver) = mpsc::unbounded_channel();
-        let hub =
-            Arc::new(RoomHub { rooms: RwLock::new(HashMap::new()), store, max_members, presence, wakes });
+        let rooms = RwLock::new(HashMap::new());
+        let backplane = OnceLock::new();
+        let hub = Arc::new(RoomHub { rooms, store, backplane, max_members, presence, wakes });
         tokio::spawn(presence_ticks(Arc::downgrade(&hub), receiver));
         hub
+    }
+
+    /// Makes this hub one node of a cluster.
+    pub fn set_backplane(&self, backplane: Arc<Backplane>) {
+        let _ = self.backplane.set(backplane);
+    }
+
+    fn tell(&self, command: Command) {
+        if let Some(backplane) = self.backplane.get() {
+            backplane.send(command);
+        }
     }
 
     /// Rooms with members.
@@ -125,8 +151,16 @@ impl RoomHub {
             None => {
                 let mut rooms = self.rooms.write().expect("rooms lock");
                 let room = rooms.entry(name.to_owned()).or_insert_with(|| {
-                    let room =
-                        Room { head: None, members: HashMap::new(), presence: Presence::new(self.presence) };
+                    // Told under the map's lock, so the other nodes' events for this room
+                    // start and stop in the order the room comes and goes here.
+                    self.tell(Command::Watch(name.to_owned()));
+                    let room = Room {
+                        head: None,
+                        members: HashMap::new(),
+                        presence: Presence::new(self.presence),
+                        local: HashMap::new(),
+                        remote: HashMap::new(),
+                    };
                     Arc::new(Mutex::new(room))
                 });
                 room.clone()
@@ -141,7 +175,10 @@ impl RoomHub {
                 // counts as delivered: a message committed but not yet handed to `deliver`
                 // is history to this joiner (its replay), not live.
                 match self.store.head(name) {
-                    Ok(head) => *room.head.insert(head),
+                    Ok(head) => {
+                        self.load_remote_presence(name, &mut room);
+                        *room.head.insert(head)
+                    }
                     Err(error) => {
                         drop(room);
                         self.remove_if_empty(name);
@@ -150,6 +187,7 @@ impl RoomHub {
                 }
             }
         };
+        let mut announced = None;
         if !room.members.contains_key(&out.conn()) {
             if room.members.len() >= self.max_members {
                 drop(room);
@@ -157,12 +195,22 @@ impl RoomHub {
                 return Err(JoinError::Full);
             }
             room.members.insert(out.conn(), Member { user: user.clone(), out: out.clone() });
+            if let Some(backplane) = self.backplane.get() {
+                let here = room.local.entry(user.id.clone()).or_default();
+                *here += 1;
+                if *here == 1 {
+                    let (done, told) = tokio::sync::oneshot::channel();
+                    announced = Some(told);
+                    let (room, user) = (name.to_owned(), user.clone());
+                    backplane.send(Command::Presence { room, user, present: true, done: Some(done) });
+                }
+            }
             if room.presence.add(user) {
                 // The joiner learns of itself from its snapshot.
                 self.presence_changed(name, &mut room, Some(out.conn()));
             }
         }
-        Ok(Joined { head, presence: room.presence.snapshot() })
+        Ok(Joined { head, presence: room.presence.snapshot(), announced })
     }
 
     /// Removes a connection from a room; its user's last connection makes them gone.
@@ -170,10 +218,19 @@ impl RoomHub {
         let Some(room) = self.existing(name) else { return };
         let empty = {
             let mut room = room.lock().expect("room lock");
-            if let Some(member) = room.members.remove(&conn)
-                && room.presence.remove(&member.user.id)
-            {
-                self.presence_changed(name, &mut room, None);
+            if let Some(member) = room.members.remove(&conn) {
+                if let Some(here) = room.local.get_mut(&member.user.id) {
+                    *here -= 1;
+                    if *here == 0 {
+                        room.local.remove(&member.user.id);
+                        let user = member.user.clone();
+                        let room = name.to_owned();
+                        self.tell(Command::Presence { room, user, present: false, done: None });
+                    }
+                }
+                if room.presence.remove(&member.user.id) {
+                    self.presence_changed(name, &mut room, None);
+                }
             }
             room.members.is_empty()
         };
@@ -194,6 +251,7 @@ impl RoomHub {
         let mut rooms = self.rooms.write().expect("rooms lock");
         if rooms.get(name).is_some_and(|room| room.lock().expect("room lock").members.is_empty()) {
             rooms.remove(name);
+            self.tell(Command::Unwatch(name.to_owned()));
         }
     }
 
@@ -227,10 +285,148 @@ impl RoomHub {
     /// Sends an ephemeral frame (typing, receipt) to a room, optionally not to its sender.
     pub fn broadcast(&self, name: &str, frame: &ServerFrame, except: Option<ConnId>) {
         if let Some(room) = self.existing(name) {
+            let text = frame.encode();
+            self.tell(Command::Ephemeral { room: name.to_owned(), frame: text.clone() });
             let room = room.lock().expect("room lock");
-            send_all(&room, Utf8Bytes::from(frame.encode()), except);
+            send_all(&room, Utf8Bytes::from(text), except);
         }
     }
+}
+
+/// What the backplane does to the hub: another node's messages, presence and frames.
+impl RoomHub {
+    /// The seq delivered last in `name`, if the room is here and its head is known.
+    pub fn live_head(&self, name: &str) -> Option<u64> {
+        self.existing(name)?.lock().expect("room lock").head
+    }
+
+    /// An ephemeral frame another node relayed, for every member here.
+    pub fn relay(&self, name: &str, frame: &str) {
+        if let Some(room) = self.existing(name) {
+            send_all(&room.lock().expect("room lock"), Utf8Bytes::from(frame.to_owned()), None);
+        }
+    }
+
+    /// Users present through this node in `name`.
+    pub fn local_users(&self, name: &str) -> Vec<Arc<User>> {
+        let Some(room) = self.existing(name) else { return Vec::new() };
+        let room = room.lock().expect("room lock");
+        let mut seen = HashSet::new();
+        room.members
+            .values()
+            .filter(|member| seen.insert(&member.user.id))
+            .map(|member| member.user.clone())
+            .collect()
+    }
+
+    /// Another node's presence diff for `name`.
+    pub fn remote_presence(&self, name: &str, node: &NodeId, joined: Vec<User>, left: &[String]) {
+        let Some(room) = self.existing(name) else { return };
+        let mut room = room.lock().expect("room lock");
+        let mut changed = false;
+        for user in joined {
+            changed |= add_remote(&mut room, node, Arc::new(user));
+        }
+        for id in left {
+            changed |= remove_remote(&mut room, node, id);
+        }
+        if changed {
+            self.presence_changed(name, &mut room, None);
+        }
+    }
+
+    /// Everyone present through other nodes in `name`, as Redis tells it after a
+    /// (re)subscription: what this hub believed of them is replaced.
+    pub fn remote_snapshot(&self, name: &str, mut elsewhere: HashMap<NodeId, Vec<User>>) {
+        let Some(room) = self.existing(name) else { return };
+        let mut room = room.lock().expect("room lock");
+        let mut changed = false;
+        let known: Vec<NodeId> = room.remote.keys().cloned().collect();
+        for node in known {
+            let now: HashSet<String> = elsewhere
+                .get(&node)
+                .map(|users| users.iter().map(|user| user.id.clone()).collect())
+                .unwrap_or_default();
+            let before: Vec<String> =
+                room.remote[&node].keys().filter(|id| !now.contains(*id)).cloned().collect();
+            for id in before {
+                changed |= remove_remote(&mut room, &node, &id);
+            }
+        }
+        for (node, users) in elsewhere.drain() {
+            for user in users {
+                changed |= add_remote(&mut room, &node, Arc::new(user));
+            }
+        }
+        if changed {
+            self.presence_changed(name, &mut room, None);
+        }
+    }
+
+    /// The other nodes this hub has members from.
+    pub fn remote_nodes(&self) -> HashSet<NodeId> {
+        let rooms: Vec<_> = self.rooms.read().expect("rooms lock").values().cloned().collect();
+        rooms
+            .iter()
+            .flat_map(|room| room.lock().expect("room lock").remote.keys().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// A node died: everyone present through it leaves every room here.
+    pub fn node_gone(&self, node: &NodeId) {
+        let rooms: Vec<_> =
+            self.rooms.read().expect("rooms lock").iter().map(|(n, r)| (n.clone(), r.clone())).collect();
+        for (name, room) in rooms {
+            let mut room = room.lock().expect("room lock");
+            let Some(users) = room.remote.get(node) else { continue };
+            let ids: Vec<String> = users.keys().cloned().collect();
+            let mut changed = false;
+            for id in ids {
+                changed |= remove_remote(&mut room, node, &id);
+            }
+            room.remote.remove(node);
+            if changed {
+                self.presence_changed(&name, &mut room, None);
+            }
+        }
+    }
+
+    /// At a room's first local join: who is present through other nodes, so that the
+    /// joiner's snapshot lists every node's members. A failure leaves it to the
+    /// backplane's catch-up after subscribing.
+    fn load_remote_presence(&self, name: &str, room: &mut Room) {
+        let Some(backplane) = self.backplane.get() else { return };
+        match backplane.present_elsewhere(name) {
+            Ok(elsewhere) => {
+                for (node, user) in elsewhere {
+                    add_remote(room, &node, Arc::new(user));
+                }
+            }
+            Err(error) => tracing::warn!(%error, room = name, "reading presence from Redis failed"),
+        }
+    }
+}
+
+/// Counts `user` as present through `node`; true if that made them present.
+fn add_remote(room: &mut Room, node: &NodeId, user: Arc<User>) -> bool {
+    let users = room.remote.entry(node.clone()).or_default();
+    if users.contains_key(&user.id) {
+        return false;
+    }
+    users.insert(user.id.clone(), user.clone());
+    room.presence.add(&user)
+}
+
+/// No longer counts user `id` as present through `node`; true if that made them gone.
+fn remove_remote(room: &mut Room, node: &NodeId, id: &str) -> bool {
+    let Some(users) = room.remote.get_mut(node) else { return false };
+    if users.remove(id).is_none() {
+        return false;
+    }
+    if users.is_empty() {
+        room.remote.remove(node);
+    }
+    room.presence.remove(id)
 }
 
 impl FanOut for RoomHub {

@@ -11,6 +11,7 @@
 
 mod auth;
 mod close;
+mod cluster;
 pub mod config;
 mod connection;
 mod context;
@@ -82,6 +83,14 @@ pub enum StartError {
     /// The dedupe window could not be read back from the store.
     #[error("could not read recent publishes back from the store")]
     Dedupe(#[source] store::StoreError),
+    /// Cluster mode: Redis could not be reached or refused.
+    #[error("could not join the cluster through Redis at {url}")]
+    Redis {
+        /// The configured URL.
+        url: String,
+        /// Why.
+        source: store::StoreError,
+    },
 }
 
 /// Opens the configured store.
@@ -110,17 +119,39 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             "no index.html in the static folder; build the app with `cargo xtask dist` or pass --static-dir"
         );
     }
-    let store = open_store(&config)?;
     let metrics = Arc::new(metrics::Metrics::default());
     let presence = presence::PresenceConfig { tick: config.presence_tick, limit: config.presence_limit };
-    let hub = hub::RoomHub::start(store.clone(), config.max_members, presence);
-    let retention = sequencer::Retention {
-        max_messages: config.history_messages,
-        max_age: config.history_age,
-        dedupe_window: config.dedupe_window,
+    let (store, hub, sequencer): (Arc<dyn store::History>, _, _) = match &config.redis {
+        Some(url) => {
+            let redis_error = |source| StartError::Redis { url: url.clone(), source };
+            let cluster = cluster::Cluster::connect(url).await.map_err(redis_error)?;
+            let hub = hub::RoomHub::start(cluster.history.clone(), config.max_members, presence);
+            let sequencer = cluster
+                .start(
+                    &hub,
+                    metrics.clone(),
+                    config.presence_tick,
+                    config.history_messages,
+                    config.dedupe_window,
+                )
+                .await
+                .map_err(redis_error)?;
+            (cluster.history.clone(), hub, sequencer)
+        }
+        None => {
+            let store = open_store(&config)?;
+            let hub = hub::RoomHub::start(store.clone(), config.max_members, presence);
+            let retention = sequencer::Retention {
+                max_messages: config.history_messages,
+                max_age: config.history_age,
+                dedupe_window: config.dedupe_window,
+            };
+            let sequencer =
+                sequencer::Sequencer::start(store.clone(), hub.clone(), retention, metrics.clone())
+                    .map_err(StartError::Dedupe)?;
+            (store, hub, sequencer)
+        }
     };
-    let sequencer = sequencer::Sequencer::start(store.clone(), hub.clone(), retention, metrics.clone())
-        .map_err(StartError::Dedupe)?;
     let shutdown = Shutdown::default();
     let context =
         Arc::new(context::Context::new(config, shutdown.clone(), hub, sequencer.clone(), store, metrics));

@@ -56,6 +56,14 @@ pub struct Metrics {
     pub store_seconds: Histogram,
     /// Publishes remembered for dedupe (about 80 bytes each).
     pub dedupe_entries: Gauge,
+    /// Cluster mode: seconds per round trip of a publish pipeline to Redis.
+    pub backplane_seconds: Histogram,
+    /// Cluster mode: times the backplane's pub/sub connection was re-established.
+    pub backplane_reconnects: Counter,
+    /// Cluster mode: gaps in a room's live stream filled from history.
+    pub backplane_gap_fills: Counter,
+    /// Cluster mode: pub/sub messages received from Redis.
+    pub backplane_messages: Counter,
 }
 
 impl Default for Metrics {
@@ -77,6 +85,10 @@ impl Default for Metrics {
             refused: Family::default(),
             store_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             dedupe_entries: Gauge::default(),
+            backplane_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            backplane_reconnects: Counter::default(),
+            backplane_gap_fills: Counter::default(),
+            backplane_messages: Counter::default(),
             registry: Registry::default(),
         };
         registry.register("connections", "Open WebSocket connections", metrics.connections.clone());
@@ -109,6 +121,26 @@ impl Default for Metrics {
             "dedupe_entries",
             "Publishes remembered for dedupe within the window",
             metrics.dedupe_entries.clone(),
+        );
+        registry.register(
+            "redis_round_trip_seconds",
+            "Cluster mode: seconds per publish pipeline to Redis",
+            metrics.backplane_seconds.clone(),
+        );
+        registry.register(
+            "backplane_reconnects",
+            "Cluster mode: pub/sub connections to Redis re-established",
+            metrics.backplane_reconnects.clone(),
+        );
+        registry.register(
+            "backplane_gap_fills",
+            "Cluster mode: gaps in a room's live stream filled from history",
+            metrics.backplane_gap_fills.clone(),
+        );
+        registry.register(
+            "backplane_messages",
+            "Cluster mode: pub/sub messages received from Redis",
+            metrics.backplane_messages.clone(),
         );
         Metrics { registry, ..metrics }
     }

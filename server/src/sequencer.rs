@@ -54,16 +54,36 @@ pub struct Publish {
     pub reply: Outbound,
 }
 
-enum Request {
+/// What a sequencer's queue carries.
+pub(crate) enum Request {
+    /// A publish to number, store, deliver and ack.
     Publish(Publish),
     /// Answered once everything queued before it has been committed and acked.
     Barrier(oneshot::Sender<()>),
 }
 
+/// Who drains the queue: the local thread, or in cluster mode the task that publishes
+/// through Redis ([`crate::cluster::publish`]).
+#[derive(Clone)]
+enum Queue {
+    Local(std_mpsc::Sender<Request>),
+    Cluster(tokio::sync::mpsc::UnboundedSender<Request>),
+}
+
+impl Queue {
+    /// Queues a request; gives it back if the queue's owner is gone.
+    fn send(&self, request: Request) -> Option<Request> {
+        match self {
+            Queue::Local(sender) => sender.send(request).err().map(|std_mpsc::SendError(request)| request),
+            Queue::Cluster(sender) => sender.send(request).err().map(|error| error.0),
+        }
+    }
+}
+
 /// The handle connections use to publish. Cloning is cheap.
 #[derive(Clone)]
 pub struct Sequencer {
-    requests: std_mpsc::Sender<Request>,
+    requests: Queue,
     metrics: Arc<Metrics>,
 }
 
@@ -96,14 +116,20 @@ impl Sequencer {
             .name("tether-sequencer".into())
             .spawn(move || worker.run(receiver))
             .expect("spawn the sequencer thread");
-        Ok(Sequencer { requests, metrics })
+        Ok(Sequencer { requests: Queue::Local(requests), metrics })
+    }
+
+    /// The handle on a cluster node's publish task, which drains `requests`.
+    pub(crate) fn clustered(
+        requests: tokio::sync::mpsc::UnboundedSender<Request>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Sequencer { requests: Queue::Cluster(requests), metrics }
     }
 
     /// Queues a publish; its ack or rejection arrives on `publish.reply`.
     pub fn publish(&self, publish: Publish) {
-        if let Err(std_mpsc::SendError(Request::Publish(publish))) =
-            self.requests.send(Request::Publish(publish))
-        {
+        if let Some(Request::Publish(publish)) = self.requests.send(Request::Publish(publish)) {
             let (reply, id) = (&publish.reply, &publish.id);
             reject(&self.metrics, reply, id, RejectCode::Unavailable, "the server is shutting down");
         }
@@ -112,14 +138,14 @@ impl Sequencer {
     /// Resolves once everything published before this call is committed and acked.
     pub async fn barrier(&self) {
         let (done, wait) = oneshot::channel();
-        if self.requests.send(Request::Barrier(done)).is_ok() {
+        if self.requests.send(Request::Barrier(done)).is_none() {
             let _ = wait.await;
         }
     }
 }
 
 /// Answers publish `id` with a rejection, counted in the metrics like every other.
-fn reject(metrics: &Metrics, reply: &Outbound, id: &str, code: RejectCode, message: &str) {
+pub(crate) fn reject(metrics: &Metrics, reply: &Outbound, id: &str, code: RejectCode, message: &str) {
     metrics.rejection(code);
     reply.push_reply(wire::reject(id, code, message));
 }

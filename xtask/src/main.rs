@@ -28,7 +28,7 @@ commands:
   bench [--quick] [W..]   Tether beside bare tokio-tungstenite, Node ws and Socket.IO: join storm,
                           idle memory, fan-out, echo, durable publishes, the app's frame times
                           under a stream; report in docs/bench/
-  setup [--browser] [--bench]  only install what is missing
+  setup [--browser] [--bench]  only install what is missing (--browser: also what the tests need: chromium, redis-server)
 ";
 
 fn main() -> ExitCode {

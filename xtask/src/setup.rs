@@ -16,17 +16,34 @@ const BENCH_PEERS: &[&str] = &["ws@8.18.3", "socket.io@4.8.1"];
 /// Debian's ChromeDriver, matched to Debian's Chromium.
 pub const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
+/// Debian's Redis server (7.0 on bookworm).
+pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
 
-/// Everything the build needs, plus a browser when `browser` is set.
-pub fn all(browser: bool) -> Result<(), String> {
+/// Everything the build needs, plus what the tests need (a browser, Redis) when
+/// `for_tests` is set.
+pub fn all(for_tests: bool) -> Result<(), String> {
     wasm_target()?;
     cargo_tool("wasm-bindgen", "wasm-bindgen-cli", WASM_BINDGEN, false)?;
     cargo_tool("trunk", "trunk", TRUNK, true)?;
     wasm_opt()?;
-    if browser {
+    if for_tests {
         chromium()?;
+        redis_server()?;
     }
     Ok(())
+}
+
+/// Debian's `redis-server`, which the cluster tests and `cargo xtask cluster` start on
+/// free ports of their own (the package's own service is not used).
+pub fn redis_server() -> Result<(), String> {
+    if Cmd::new(REDIS_SERVER).arg_version().output().is_some() {
+        return Ok(());
+    }
+    apt(&["redis-server"])?;
+    match Cmd::new(REDIS_SERVER).arg_version().output() {
+        Some(_) => Ok(()),
+        None => fail(format!("{REDIS_SERVER} is still missing after installing it")),
+    }
 }
 
 /// The wasm32 target for rustc.

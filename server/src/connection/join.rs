@@ -13,6 +13,9 @@ use crate::metrics::OutcomeLabel;
 use crate::upgrade::Socket;
 use crate::wire;
 
+/// Longest a join waits for the other nodes to be told of its user (cluster mode).
+const ANNOUNCE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Most recent messages a join without a cursor may ask for.
 const MAX_JOIN_HISTORY: u32 = 1_000;
 
@@ -73,6 +76,10 @@ impl Conn {
         let epoch = self.context.store.epoch();
         let head = joined.head;
         let presence = joined.presence;
+        if let Some(announced) = joined.announced {
+            // Bounded, so that a slow Redis delays a join instead of holding it.
+            let _ = tokio::time::timeout(ANNOUNCE_PATIENCE, announced).await;
+        }
         let frame = ServerFrame::Joined {
             room: room.clone(),
             seq: head,

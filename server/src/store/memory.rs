@@ -5,7 +5,7 @@ use std::sync::RwLock;
 
 use tether_shared::Millis;
 
-use super::{Published, Store, StoreError, StoredMessage};
+use super::{History, Published, Store, StoreError, StoredMessage};
 
 /// All rooms' history in a map, behind one lock (fine for what it is for).
 pub struct MemoryStore {
@@ -37,17 +37,7 @@ impl Default for MemoryStore {
     }
 }
 
-impl Store for MemoryStore {
-    fn append(&self, batch: &[StoredMessage]) -> Result<(), StoreError> {
-        let mut rooms = self.rooms.write().expect("store lock");
-        for message in batch {
-            let room = rooms.entry(message.room.clone()).or_default();
-            room.head = room.head.max(message.seq);
-            room.messages.push_back(message.clone());
-        }
-        Ok(())
-    }
-
+impl History for MemoryStore {
     fn head(&self, room: &str) -> Result<u64, StoreError> {
         Ok(self.rooms.read().expect("store lock").get(room).map_or(0, |r| r.head))
     }
@@ -63,6 +53,26 @@ impl Store for MemoryStore {
             .get(room)
             .map(|r| r.messages.iter().filter(|m| m.seq > after && m.seq <= upto).cloned().collect())
             .unwrap_or_default())
+    }
+
+    fn epoch(&self) -> String {
+        self.epoch.clone()
+    }
+
+    fn secret(&self) -> Vec<u8> {
+        self.secret.clone()
+    }
+}
+
+impl Store for MemoryStore {
+    fn append(&self, batch: &[StoredMessage]) -> Result<(), StoreError> {
+        let mut rooms = self.rooms.write().expect("store lock");
+        for message in batch {
+            let room = rooms.entry(message.room.clone()).or_default();
+            room.head = room.head.max(message.seq);
+            room.messages.push_back(message.clone());
+        }
+        Ok(())
     }
 
     fn published_since(&self, since: Millis) -> Result<Vec<Published>, StoreError> {
@@ -93,13 +103,5 @@ impl Store for MemoryStore {
             }
         }
         Ok(())
-    }
-
-    fn epoch(&self) -> String {
-        self.epoch.clone()
-    }
-
-    fn secret(&self) -> Vec<u8> {
-        self.secret.clone()
     }
 }

@@ -55,6 +55,12 @@ pub enum StoreError {
     /// SQLite refused or failed.
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// Redis refused, failed or could not be reached (cluster mode).
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// What the store holds could not be read back.
+    #[error("unreadable history: {0}")]
+    Corrupt(String),
     /// The database's folder could not be made.
     #[error("creating {path}: {source}")]
     Folder {
@@ -65,16 +71,25 @@ pub enum StoreError {
     },
 }
 
-/// Durable storage for room history.
-pub trait Store: Send + Sync + 'static {
-    /// Stores a batch atomically. When this returns `Ok`, every message survives a crash.
-    fn append(&self, batch: &[StoredMessage]) -> Result<(), StoreError>;
+/// Reading room history: what joins, replays and health checks need. In cluster mode
+/// it is read from Redis, where the cluster's publish script writes it.
+pub trait History: Send + Sync + 'static {
     /// The latest seq of `room` (0 if it has none).
     fn head(&self, room: &str) -> Result<u64, StoreError>;
     /// The oldest seq still held for `room` (0 if none).
     fn oldest(&self, room: &str) -> Result<u64, StoreError>;
     /// Messages of `room` with `after < seq <= upto`, in order.
     fn read(&self, room: &str, after: u64, upto: u64) -> Result<Vec<StoredMessage>, StoreError>;
+    /// Identifies this store's history; changes only when history is wiped.
+    fn epoch(&self) -> String;
+    /// A secret for signing dev-mode and resume tokens, stable as long as the history is.
+    fn secret(&self) -> Vec<u8>;
+}
+
+/// Durable storage that the single node's sequencer writes: history, plus appending.
+pub trait Store: History {
+    /// Stores a batch atomically. When this returns `Ok`, every message survives a crash.
+    fn append(&self, batch: &[StoredMessage]) -> Result<(), StoreError>;
     /// Every publish stored at or after `since`, oldest first: read once at startup,
     /// so that a retry of a message acked before a restart is still recognised.
     fn published_since(&self, since: Millis) -> Result<Vec<Published>, StoreError>;
@@ -82,8 +97,4 @@ pub trait Store: Send + Sync + 'static {
     /// (the oldest first, possibly a bounded batch per call), always keeping each room's
     /// latest message so its seq is never reused.
     fn prune(&self, room: &str, keep: u64, before: Millis) -> Result<(), StoreError>;
-    /// Identifies this store's history; changes only when history is wiped.
-    fn epoch(&self) -> String;
-    /// A secret for signing dev-mode and resume tokens, stable as long as the history is.
-    fn secret(&self) -> Vec<u8>;
 }

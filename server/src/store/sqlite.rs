@@ -13,7 +13,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::value::RawValue;
 use tether_shared::{Millis, User};
 
-use super::{Published, Store, StoreError, StoredMessage};
+use super::{History, Published, Store, StoreError, StoredMessage};
 
 /// A SQLite database file holding every room's history.
 pub struct SqliteStore {
@@ -105,31 +105,7 @@ const AGE_PRUNE_ROWS: i64 = 1024;
 
 const COLUMNS: &str = "room, seq, client_id, user_id, user_name, user_color, body, ts";
 
-impl Store for SqliteStore {
-    fn append(&self, batch: &[StoredMessage]) -> Result<(), StoreError> {
-        let mut connection = self.writer.lock().expect("writer lock");
-        let transaction = connection.transaction()?;
-        {
-            let mut insert = transaction.prepare_cached(&format!(
-                "INSERT INTO messages ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
-            ))?;
-            for m in batch {
-                insert.execute(params![
-                    m.room,
-                    m.seq as i64,
-                    m.id,
-                    m.user.id,
-                    m.user.name,
-                    m.user.color,
-                    m.body.get(),
-                    m.ts.0 as i64
-                ])?;
-            }
-        }
-        transaction.commit()?;
-        Ok(())
-    }
-
+impl History for SqliteStore {
     fn head(&self, room: &str) -> Result<u64, StoreError> {
         let connection = self.reader.lock().expect("reader lock");
         let head: Option<i64> =
@@ -153,6 +129,40 @@ impl Store for SqliteStore {
         ))?;
         let rows = select.query_map(params![room, after as i64, upto as i64], row_to_message)?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn epoch(&self) -> String {
+        self.epoch.clone()
+    }
+
+    fn secret(&self) -> Vec<u8> {
+        self.secret.clone()
+    }
+}
+
+impl Store for SqliteStore {
+    fn append(&self, batch: &[StoredMessage]) -> Result<(), StoreError> {
+        let mut connection = self.writer.lock().expect("writer lock");
+        let transaction = connection.transaction()?;
+        {
+            let mut insert = transaction.prepare_cached(&format!(
+                "INSERT INTO messages ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)"
+            ))?;
+            for m in batch {
+                insert.execute(params![
+                    m.room,
+                    m.seq as i64,
+                    m.id,
+                    m.user.id,
+                    m.user.name,
+                    m.user.color,
+                    m.body.get(),
+                    m.ts.0 as i64
+                ])?;
+            }
+        }
+        transaction.commit()?;
+        Ok(())
     }
 
     fn published_since(&self, since: Millis) -> Result<Vec<Published>, StoreError> {
@@ -195,14 +205,6 @@ impl Store for SqliteStore {
             by_age.execute(params![room, before.0 as i64, AGE_PRUNE_ROWS])?;
         }
         Ok(())
-    }
-
-    fn epoch(&self) -> String {
-        self.epoch.clone()
-    }
-
-    fn secret(&self) -> Vec<u8> {
-        self.secret.clone()
     }
 }
 

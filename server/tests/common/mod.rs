@@ -12,6 +12,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+pub mod redis;
+
 pub type Client = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// Upper bound on any single wait, so a broken server fails a test instead of hanging it.

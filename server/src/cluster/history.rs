@@ -1,0 +1,163 @@
+//! Reading a room's history and head from Redis, for joins and replays.
+//!
+//! These reads sit behind the same synchronous [`History`] trait as SQLite's, and are
+//! called from the same places (a join's head under the room's lock, a replay on the
+//! blocking pool), so they use a blocking connection with short timeouts: while Redis
+//! is away a join fails within a second or two with a typed error instead of hanging.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::{Commands, Connection, Value};
+use serde_json::value::RawValue;
+use tether_shared::{Millis, User};
+
+use super::{NodeId, keys};
+use crate::store::{History, StoreError, StoredMessage};
+
+/// How long a blocking read may take before it counts as a failure.
+const TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Room history kept in Redis by the cluster's publish script.
+pub struct RedisHistory {
+    client: redis::Client,
+    connection: Mutex<Option<Connection>>,
+    epoch: String,
+    secret: Vec<u8>,
+}
+
+impl RedisHistory {
+    /// Connects, and reads (or on first use, sets) the epoch and the token secret that
+    /// every node shares.
+    pub fn open(client: redis::Client) -> Result<RedisHistory, StoreError> {
+        let history =
+            RedisHistory { client, connection: Mutex::new(None), epoch: String::new(), secret: Vec::new() };
+        let fresh = format!("{:016x}", fastrand::u64(..));
+        let epoch: String = history.with(|c| {
+            let _: bool = c.set_nx(keys::EPOCH, &fresh)?;
+            c.get(keys::EPOCH)
+        })?;
+        let fresh_secret: String = (0..4).map(|_| format!("{:016x}", fastrand::u64(..))).collect();
+        let secret: String = history.with(|c| {
+            let _: bool = c.set_nx(keys::SECRET, &fresh_secret)?;
+            c.get(keys::SECRET)
+        })?;
+        Ok(RedisHistory { epoch, secret: secret.into_bytes(), ..history })
+    }
+
+    /// Runs `read` on the shared blocking connection, connecting first if needed. A
+    /// failure drops the connection so that the next call starts afresh.
+    fn with<T>(&self, read: impl FnOnce(&mut Connection) -> redis::RedisResult<T>) -> Result<T, StoreError> {
+        let mut slot = self.connection.lock().expect("redis connection lock");
+        if slot.is_none() {
+            let connection = self.client.get_connection_with_timeout(TIMEOUT)?;
+            connection.set_read_timeout(Some(TIMEOUT))?;
+            connection.set_write_timeout(Some(TIMEOUT))?;
+            *slot = Some(connection);
+        }
+        let result = read(slot.as_mut().expect("just connected"));
+        if result.is_err() {
+            *slot = None;
+        }
+        Ok(result?)
+    }
+}
+
+impl RedisHistory {
+    /// Who is present in `room` through nodes other than `except` whose heartbeat is
+    /// alive: what a room's first local join reads, under the room's lock.
+    pub fn present_elsewhere(&self, room: &str, except: &str) -> Result<Vec<(NodeId, User)>, StoreError> {
+        let fields: Vec<(String, String)> = self.with(|c| c.hgetall(keys::present(room)))?;
+        let mut alive: HashMap<String, bool> = HashMap::new();
+        let mut present = Vec::new();
+        for (field, user) in fields {
+            let Some((node, _)) = field.split_once('/') else { continue };
+            if node == except {
+                continue;
+            }
+            let Ok(user) = serde_json::from_str::<User>(&user) else { continue };
+            if !alive.contains_key(node) {
+                let exists: bool = self.with(|c| c.exists(keys::node(node)))?;
+                alive.insert(node.to_owned(), exists);
+            }
+            if alive[node] {
+                present.push((NodeId::from(node), user));
+            }
+        }
+        Ok(present)
+    }
+}
+
+impl History for RedisHistory {
+    fn head(&self, room: &str) -> Result<u64, StoreError> {
+        self.with(|c| c.get::<_, Option<u64>>(keys::seq(room)).map(Option::unwrap_or_default))
+    }
+
+    fn oldest(&self, room: &str) -> Result<u64, StoreError> {
+        let first: Value = self.with(|c| {
+            redis::cmd("XRANGE").arg(keys::log(room)).arg("-").arg("+").arg("COUNT").arg(1).query(c)
+        })?;
+        Ok(entries(room, first)?.first().map_or(0, |message| message.seq))
+    }
+
+    fn read(&self, room: &str, after: u64, upto: u64) -> Result<Vec<StoredMessage>, StoreError> {
+        if upto <= after {
+            return Ok(Vec::new());
+        }
+        let found: Value = self.with(|c| {
+            redis::cmd("XRANGE")
+                .arg(keys::log(room))
+                .arg(format!("{}-0", after + 1))
+                .arg(format!("{upto}-0"))
+                .query(c)
+        })?;
+        entries(room, found)
+    }
+
+    fn epoch(&self) -> String {
+        self.epoch.clone()
+    }
+
+    fn secret(&self) -> Vec<u8> {
+        self.secret.clone()
+    }
+}
+
+/// Decodes an `XRANGE` reply of the history stream.
+pub(super) fn entries(room: &str, reply: Value) -> Result<Vec<StoredMessage>, StoreError> {
+    let Value::Array(items) = reply else {
+        return Err(StoreError::Corrupt("XRANGE did not answer an array".into()));
+    };
+    items.into_iter().map(|item| entry(room, item)).collect()
+}
+
+fn entry(room: &str, item: Value) -> Result<StoredMessage, StoreError> {
+    let corrupt = |what: &str| StoreError::Corrupt(format!("history entry of {room}: {what}"));
+    let Value::Array(mut parts) = item else { return Err(corrupt("not an [id, fields] pair")) };
+    let (Some(fields), Some(id)) = (parts.pop(), parts.pop()) else {
+        return Err(corrupt("not an [id, fields] pair"));
+    };
+    let entry_id: String = redis::from_redis_value(id).map_err(|_| corrupt("id is not text"))?;
+    let seq = entry_id
+        .split_once('-')
+        .and_then(|(seq, _)| seq.parse().ok())
+        .ok_or_else(|| corrupt("id is not <seq>-0"))?;
+    let fields: Vec<(String, String)> =
+        redis::from_redis_value(fields).map_err(|_| corrupt("fields are not text"))?;
+    let field = |name: &str| fields.iter().find(|(key, _)| key == name).map(|(_, value)| value.as_str());
+    let (Some(id), Some(user), Some(body), Some(ts)) = (field("i"), field("u"), field("b"), field("t"))
+    else {
+        return Err(corrupt("a field is missing"));
+    };
+    Ok(StoredMessage {
+        room: room.to_owned(),
+        seq,
+        id: id.to_owned(),
+        user: serde_json::from_str::<User>(user).map_err(|_| corrupt("the sender is not a user"))?,
+        body: RawValue::from_string(body.to_owned())
+            .map(Arc::from)
+            .map_err(|_| corrupt("the body is not JSON"))?,
+        ts: Millis(ts.parse().map_err(|_| corrupt("the time is not a number"))?),
+    })
+}

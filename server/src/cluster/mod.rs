@@ -1,0 +1,96 @@
+//! Cluster mode: many stateless nodes over one Redis (or Valkey) server.
+//!
+//! A node started with `--redis` keeps nothing of its own that another node needs:
+//! history, seqs, dedupe markers and presence live in Redis ([`keys`]), and the nodes
+//! hear of each other's messages and presence through one pub/sub channel per room.
+//! The single-node parts plug in at their seams, so one node pays nothing for this:
+//!
+//! - the sequencer's queue is drained by [`publish::Publisher`], whose Lua script is
+//!   the one owner of a room's seq, instead of the local sequencer thread;
+//! - joins and replays read [`history::RedisHistory`] through the `History` trait;
+//! - the hub tells the [`backplane::Backplane`] when a room gains or loses its last
+//!   local member, and of local presence and ephemeral frames; the backplane's task
+//!   delivers what other nodes publish back into the hub, in seq order.
+
+pub mod backplane;
+pub mod history;
+mod keys;
+pub mod publish;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+
+pub use history::RedisHistory;
+
+use crate::hub::RoomHub;
+use crate::metrics::Metrics;
+use crate::sequencer::Sequencer;
+use crate::store::StoreError;
+
+/// A node's id in the cluster: random per start, so a restarted node is a new node
+/// and the old one's presence expires with its heartbeat.
+pub type NodeId = Arc<str>;
+
+/// How long one Redis command may take before it counts as failed.
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What a cluster member runs besides the single node's parts.
+pub struct Cluster {
+    /// Joins' and replays' view of history.
+    pub history: Arc<RedisHistory>,
+    client: redis::Client,
+    node: NodeId,
+}
+
+impl Cluster {
+    /// Connects to Redis at `url` and reads the shared epoch and secret.
+    pub async fn connect(url: &str) -> Result<Cluster, StoreError> {
+        let client = redis::Client::open(url)?;
+        let opening = client.clone();
+        let history = tokio::task::spawn_blocking(move || RedisHistory::open(opening))
+            .await
+            .expect("opening Redis does not panic")?;
+        let node = NodeId::from(format!("{:012x}", fastrand::u64(..) >> 16));
+        tracing::info!(node = %node, "cluster node; state in Redis");
+        Ok(Cluster { history: Arc::new(history), client, node })
+    }
+
+    /// Starts the publish task and the backplane, and hands the hub its backplane.
+    pub async fn start(
+        &self,
+        hub: &Arc<RoomHub>,
+        metrics: Arc<Metrics>,
+        tick: Duration,
+        history_messages: u64,
+        dedupe_window: Duration,
+    ) -> Result<Sequencer, StoreError> {
+        let config = ConnectionManagerConfig::new()
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_connection_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let redis = ConnectionManager::new_with_config(self.client.clone(), config).await?;
+        let backplane = backplane::start(backplane::RelayParts {
+            client: self.client.clone(),
+            redis: redis.clone(),
+            node: self.node.clone(),
+            hub: Arc::downgrade(hub),
+            metrics: metrics.clone(),
+            tick,
+            history: self.history.clone(),
+        });
+        hub.set_backplane(backplane);
+        let (requests, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let publisher = publish::Publisher {
+            redis,
+            node: self.node.clone(),
+            metrics: metrics.clone(),
+            history_messages,
+            dedupe_window_ms: dedupe_window.as_millis() as u64,
+        };
+        tokio::spawn(publisher.run(receiver));
+        Ok(Sequencer::clustered(requests, metrics))
+    }
+}
