@@ -10,7 +10,7 @@
 //! by the presence limit.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Instant;
 
@@ -95,6 +95,8 @@ struct Room {
     local: HashMap<String, usize>,
     /// Cluster mode: who is present through each other node.
     remote: HashMap<NodeId, HashMap<String, Arc<User>>>,
+    /// Cluster mode: acks held until their message has been delivered here, by seq.
+    acks: BTreeMap<u64, Vec<(Outbound, Utf8Bytes)>>,
 }
 
 /// A room whose presence announcement is due at an instant.
@@ -160,6 +162,7 @@ impl RoomHub {
                         presence: Presence::new(self.presence),
                         local: HashMap::new(),
                         remote: HashMap::new(),
+                        acks: BTreeMap::new(),
                     };
                     Arc::new(Mutex::new(room))
                 });
@@ -218,6 +221,17 @@ impl RoomHub {
         let Some(room) = self.existing(name) else { return };
         let empty = {
             let mut room = room.lock().expect("room lock");
+            // A held ack goes now: the connection no longer waits for the message.
+            for held in room.acks.values_mut() {
+                held.retain(|(out, ack)| {
+                    let theirs = out.conn() == conn;
+                    if theirs {
+                        out.push_reply(ack.clone());
+                    }
+                    !theirs
+                });
+            }
+            room.acks.retain(|_, held| !held.is_empty());
             if let Some(member) = room.members.remove(&conn) {
                 if let Some(here) = room.local.get_mut(&member.user.id) {
                     *here -= 1;
@@ -298,6 +312,21 @@ impl RoomHub {
     /// The seq delivered last in `name`, if the room is here and its head is known.
     pub fn live_head(&self, name: &str) -> Option<u64> {
         self.existing(name)?.lock().expect("room lock").head
+    }
+
+    /// Cluster mode: sends a publisher its `ack` of `seq` once the message has been
+    /// delivered here, so that it gets its own message first and then the ack, as on one
+    /// node, although the two travel separately (the ack from the publish script's
+    /// reply, the message through the room's channel).
+    pub fn ack_after(&self, name: &str, seq: u64, out: &Outbound, ack: Utf8Bytes) {
+        if let Some(room) = self.existing(name) {
+            let mut room = room.lock().expect("room lock");
+            if room.head.is_some_and(|head| head < seq) && room.members.contains_key(&out.conn()) {
+                room.acks.entry(seq).or_default().push((out.clone(), ack));
+                return;
+            }
+        }
+        out.push_reply(ack);
     }
 
     /// An ephemeral frame another node relayed, for every member here.
@@ -443,6 +472,13 @@ impl FanOut for RoomHub {
                 member.out.push_own(text.clone());
             } else {
                 member.out.push(text.clone());
+            }
+        }
+        while let Some(held) = room.acks.first_entry()
+            && *held.key() <= message.seq
+        {
+            for (out, ack) in held.remove() {
+                out.push_reply(ack);
             }
         }
         room.members.len()

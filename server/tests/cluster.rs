@@ -63,10 +63,17 @@ async fn one_order_per_room_across_three_nodes() {
                 )
                 .await;
             }
+            // Its own message first, then the ack, as on one node.
+            let mut echoed = HashSet::new();
             let mut acked = 0;
             while acked < EACH {
-                if let ServerFrame::Ack { .. } = next_frame(&mut client).await {
-                    acked += 1;
+                match next_frame(&mut client).await {
+                    ServerFrame::Message { id, .. } => drop(echoed.insert(id)),
+                    ServerFrame::Ack { id, .. } => {
+                        assert!(echoed.contains(&id), "the ack of {id} came before its message");
+                        acked += 1;
+                    }
+                    _ => {}
                 }
             }
             client
@@ -208,4 +215,191 @@ async fn presence_spans_nodes_and_two_tabs_are_one_member() {
     for node in nodes {
         node.stop().await;
     }
+}
+
+/// A blocking connection to the test's Redis, for looking behind the nodes' backs.
+fn redis_connection(redis: &Redis) -> ::redis::Connection {
+    ::redis::Client::open(redis.url()).unwrap().get_connection().unwrap()
+}
+
+/// The value of a counter in a node's `/metrics`.
+async fn counter(node: &Running, name: &str) -> u64 {
+    let (status, _, body) = http_get(node.addr(), "/metrics").await;
+    assert_eq!(status, 200);
+    let line = body.lines().find(|line| line.starts_with(name)).unwrap_or_else(|| panic!("{name} in {body}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_node_that_misses_live_messages_fills_the_gap_before_going_on() {
+    let redis = Redis::start();
+    let nodes = nodes(&redis, 2).await;
+    let mut reader = member(nodes[0].addr(), "Reader", "r").await;
+    let mut writer = member(nodes[1].addr(), "Writer", "r").await;
+    publish(&mut writer, "r", "m1", json!(1)).await;
+    assert_eq!(next_message_in(&mut reader, "r").await.0, 1);
+
+    // A message stored without its pub/sub announcement, as when a node's subscription
+    // was down at the moment it was published.
+    let mut behind = redis_connection(&redis);
+    let seq: u64 = ::redis::cmd("INCR").arg("tether:{r}:seq").query(&mut behind).unwrap();
+    let user = r##"{"id":"u-lost","name":"Lost","color":"#123456"}"##;
+    let _: String = ::redis::cmd("XADD")
+        .arg("tether:{r}:log")
+        .arg(format!("{seq}-0"))
+        .arg(&["i", "lost", "u", user, "b", "\"unannounced\"", "t", "1"])
+        .query(&mut behind)
+        .unwrap();
+    publish(&mut writer, "r", "m3", json!(3)).await;
+    let (seq2, id2, _) = next_message_in(&mut reader, "r").await;
+    assert_eq!((seq2, id2.as_str()), (2, "lost"), "the missed message, filled from history");
+    assert_eq!(next_message_in(&mut reader, "r").await.0, 3, "then the one that revealed the gap");
+    assert!(counter(&nodes[0], "tether_backplane_gap_fills_total").await >= 1);
+
+    // The subscription itself dropped: the node reconnects by itself, and nothing
+    // published meanwhile goes missing.
+    let _: () = ::redis::cmd("CLIENT").arg(&["KILL", "TYPE", "pubsub"]).query(&mut behind).unwrap();
+    for n in 4..=10 {
+        publish(&mut writer, "r", &format!("m{n}"), json!(n)).await;
+    }
+    for expected in 4..=10 {
+        assert_eq!(next_message_in(&mut reader, "r").await.0, expected, "no hole, no duplicate");
+    }
+    assert!(counter(&nodes[0], "tether_backplane_reconnects_total").await >= 1);
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+/// Publishes until acked, retrying on `unavailable` the way a client's outbox does.
+async fn publish_retrying(client: &mut Client, room: &str, id: &str, body: serde_json::Value) -> u64 {
+    for _ in 0..100 {
+        send(
+            client,
+            &ClientFrame::Publish { id: id.into(), room: room.into(), body: body.clone(), priority: 0 },
+        )
+        .await;
+        let answer = until(client, |frame| match frame {
+            ServerFrame::Ack { id: acked, seq, .. } if acked == id => Some(Some(seq)),
+            ServerFrame::Reject { id: rejected, code, .. } if rejected == id => {
+                assert_eq!(code, tether_shared::RejectCode::Unavailable);
+                Some(None)
+            }
+            _ => None,
+        })
+        .await;
+        match answer {
+            Some(seq) => return seq,
+            None => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+    panic!("{id} was never acked");
+}
+
+#[tokio::test]
+async fn a_redis_outage_rejects_publishes_retryably_and_loses_nothing_acked() {
+    let mut redis = Redis::start();
+    let nodes = nodes(&redis, 2).await;
+    let mut reader = member(nodes[0].addr(), "Reader", "r").await;
+    let mut writer = member(nodes[1].addr(), "Writer", "r").await;
+    for n in 1..=3 {
+        publish(&mut writer, "r", &format!("m{n}"), json!(n)).await;
+    }
+
+    redis.stop();
+    send(
+        &mut writer,
+        &ClientFrame::Publish { id: "down".into(), room: "r".into(), body: json!(0), priority: 0 },
+    )
+    .await;
+    let code = until(&mut writer, |frame| match frame {
+        ServerFrame::Reject { id, code, .. } if id == "down" => Some(code),
+        ServerFrame::Ack { id, .. } if id == "down" => panic!("acked while Redis is down"),
+        _ => None,
+    })
+    .await;
+    assert_eq!(code, tether_shared::RejectCode::Unavailable);
+    assert!(code.retryable());
+    let (status, _, body) = http_get(nodes[0].addr(), "/readyz").await;
+    assert_eq!(status, 503, "{body}");
+
+    redis.resume();
+    let seq = publish_retrying(&mut writer, "r", "down", json!(0)).await;
+    assert_eq!(seq, 4, "the acked messages survived the restart");
+    let (status, _, _) = http_get(nodes[0].addr(), "/readyz").await;
+    assert_eq!(status, 200);
+    let mut seqs = Vec::new();
+    while seqs.len() < 4 {
+        seqs.push(next_message_in(&mut reader, "r").await.0);
+    }
+    assert_eq!(seqs, vec![1, 2, 3, 4], "live delivery came back across nodes, with no gap");
+    for node in nodes {
+        node.stop().await;
+    }
+}
+
+/// A node process, killed if the test ends early.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_killed_node_leaves_no_ghosts() {
+    let redis = Redis::start();
+    let mut config = unthrottled();
+    config.redis = Some(redis.url());
+    // Ada only listens while she waits for the ghost to go.
+    config.idle_timeout = std::time::Duration::from_secs(60);
+    let survivor = server_with(config).await;
+    let (mut ada, ada_user, _) = hello(survivor.addr(), "Ada").await;
+    join(&mut ada, "r", None).await;
+
+    let mut doomed = KillOnDrop(
+        std::process::Command::new(env!("CARGO_BIN_EXE_tether-server"))
+            .args(["--listen", "127.0.0.1:0", "--log-level", "warn", "--redis", &redis.url()])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn a node"),
+    );
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(doomed.0.stdout.take().unwrap()), &mut line)
+        .unwrap();
+    let addr: std::net::SocketAddr = line
+        .trim()
+        .strip_prefix("Tether is running at http://")
+        .expect(&line)
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let mut ghost = member(addr, "Ghost", "r").await;
+    send(&mut ghost, &ClientFrame::Typing { room: "r".into(), active: true }).await;
+    // Presence and typing travel separately (presence waits for its tick), in any order.
+    let mut present = HashMap::from([(ada_user.id.clone(), ada_user.name.clone())]);
+    let mut typist = None;
+    while typist.is_none() || !present.values().any(|name| name == "Ghost") {
+        match next_frame(&mut ada).await {
+            ServerFrame::Presence { joined, left, .. } => {
+                present.extend(joined.into_iter().map(|user| (user.id, user.name)));
+                left.iter().for_each(|id| drop(present.remove(id)));
+            }
+            ServerFrame::Typing { user, active: true, .. } => typist = Some(user.name),
+            _ => {}
+        }
+    }
+    assert_eq!(typist.as_deref(), Some("Ghost"), "typing crosses nodes");
+
+    doomed.0.kill().unwrap();
+    doomed.0.wait().unwrap();
+    let killed = std::time::Instant::now();
+    let present = presence_until(&mut ada, "r", present, |p| !p.contains("Ghost")).await;
+    let gone_after = killed.elapsed();
+    eprintln!("a SIGKILLed node's member left presence after {gone_after:?}");
+    assert!(gone_after < std::time::Duration::from_secs(10), "gone after {gone_after:?}");
+    assert_eq!(present, HashMap::from([(ada_user.id, ada_user.name)]));
+    survivor.stop().await;
 }

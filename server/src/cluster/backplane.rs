@@ -217,7 +217,7 @@ impl Relay {
                     }
                     () = flush_at(self.flush_due()) => self.flush_presence().await,
                     _ = heartbeats.tick() => {
-                        let alive = tokio::time::timeout(HEARTBEAT, sink.ping::<String>()).await;
+                        let alive = tokio::time::timeout(HEARTBEAT, sink.ping::<redis::Value>()).await;
                         if !matches!(alive, Ok(Ok(_))) {
                             tracing::warn!("the backplane's Redis connection stopped answering");
                             break;

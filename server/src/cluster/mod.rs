@@ -85,6 +85,7 @@ impl Cluster {
         let (requests, receiver) = tokio::sync::mpsc::unbounded_channel();
         let publisher = publish::Publisher {
             redis,
+            hub: Arc::downgrade(hub),
             node: self.node.clone(),
             metrics: metrics.clone(),
             history_messages,

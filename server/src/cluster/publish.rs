@@ -6,7 +6,8 @@
 //! room's channel, atomically, because Redis runs a script alone. Its keys all carry the
 //! room's hash tag. The ack goes out only once the script's reply is back, so an acked
 //! message is in Redis; delivery, also to the publisher's own node, comes through the
-//! channel, in seq order ([`super::backplane`]).
+//! channel, in seq order ([`super::backplane`]), and the hub holds the ack until the
+//! message is delivered, so the publisher sees its message first, as on one node.
 //!
 //! Publishes queue up while a batch is in flight and go out together as one pipeline:
 //! one round trip for many messages, like the single node's group commit.
@@ -19,6 +20,7 @@ use tether_shared::RejectCode;
 use tokio::sync::mpsc;
 
 use super::{NodeId, keys};
+use crate::hub::RoomHub;
 use crate::metrics::Metrics;
 use crate::sequencer::{Publish, Request, reject};
 use crate::wire;
@@ -45,6 +47,7 @@ return {1, receipt}
 /// What the publish task needs besides its queue.
 pub struct Publisher {
     pub(super) redis: ConnectionManager,
+    pub(super) hub: std::sync::Weak<RoomHub>,
     pub(super) node: NodeId,
     pub(super) metrics: std::sync::Arc<Metrics>,
     pub(super) history_messages: u64,
@@ -119,7 +122,11 @@ impl Publisher {
                     } else {
                         self.metrics.duplicates.inc();
                     }
-                    publish.reply.push_reply(wire::ack(&publish.id, &publish.room, seq, ts));
+                    let ack = wire::ack(&publish.id, &publish.room, seq, ts);
+                    match self.hub.upgrade() {
+                        Some(hub) => hub.ack_after(&publish.room, seq, &publish.reply, ack),
+                        None => publish.reply.push_reply(ack),
+                    }
                 }
                 None => reject(
                     &self.metrics,
