@@ -7,10 +7,14 @@
 
 pub mod browser;
 pub mod proxy;
+/// A real `redis-server` on a free port, shared with the server's cluster tests.
+#[path = "../../server/tests/common/redis.rs"]
+pub mod redis;
 pub mod server;
 
 pub use browser::{Browser, Page};
 pub use proxy::{Fault, FaultProxy};
+pub use redis::Redis;
 pub use server::Server;
 
 use std::net::SocketAddr;

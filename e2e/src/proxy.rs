@@ -28,7 +28,8 @@ pub enum Fault {
     DropEvery(usize),
 }
 
-/// A proxy in front of one upstream address.
+/// A proxy in front of one upstream address, or of several tried in order (a failover
+/// balancer: each new connection goes to the first that accepts it).
 pub struct FaultProxy {
     /// Where clients connect.
     pub addr: SocketAddr,
@@ -42,6 +43,13 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// Starts a proxy to `upstream` on a free loopback port.
     pub async fn start(upstream: SocketAddr) -> FaultProxy {
+        FaultProxy::failover(vec![upstream]).await
+    }
+
+    /// Starts a proxy that sends each new connection to the first of `upstreams` that
+    /// accepts it, as a load balancer does once a node is down.
+    pub async fn failover(upstreams: Vec<SocketAddr>) -> FaultProxy {
+        let upstreams = Arc::new(upstreams);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (fault, fault_rx) = watch::channel(Fault::Pass);
@@ -58,8 +66,9 @@ impl FaultProxy {
                 let fault = fault_rx.clone();
                 let mut resets = resets_rx.clone();
                 resets.mark_unchanged();
+                let upstreams = upstreams.clone();
                 connections.spawn(async move {
-                    let Ok(server) = TcpStream::connect(upstream).await else { return };
+                    let Some(server) = first_accepting(&upstreams).await else { return };
                     let _ = client.set_nodelay(true);
                     let _ = server.set_nodelay(true);
                     let (client_read, client_write) = client.into_split();
@@ -102,6 +111,16 @@ impl FaultProxy {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+}
+
+/// A connection to the first of `upstreams` that accepts one.
+async fn first_accepting(upstreams: &[SocketAddr]) -> Option<TcpStream> {
+    for upstream in upstreams {
+        if let Ok(stream) = TcpStream::connect(upstream).await {
+            return Some(stream);
+        }
+    }
+    None
 }
 
 impl Drop for FaultProxy {

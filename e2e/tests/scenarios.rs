@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
-use tether_e2e::{Browser, Fault, FaultProxy, Page, Server};
+use tether_e2e::{Browser, Fault, FaultProxy, Page, Redis, Server};
 use tokio_tungstenite::tungstenite::Message;
 
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -23,6 +23,13 @@ async fn chat(extra: &[&str]) -> Chat {
     let server = Server::start(extra);
     let alice_proxy = FaultProxy::start(server.addr).await;
     let bob_proxy = FaultProxy::start(server.addr).await;
+    let (browser, alice, bob) = alice_and_bob(&alice_proxy, &bob_proxy).await;
+    Chat { server, alice_proxy, bob_proxy, alice, bob, _browser: browser }
+}
+
+/// A browser with Alice's page behind `alice_proxy` and Bob's behind `bob_proxy`, both
+/// connected and each seeing the other present.
+async fn alice_and_bob(alice_proxy: &FaultProxy, bob_proxy: &FaultProxy) -> (Browser, Page, Page) {
     let browser = Browser::start().await;
     let alice = browser.page("Alice").await;
     let bob = browser.page("Bob").await;
@@ -35,7 +42,7 @@ async fn chat(extra: &[&str]) -> Chat {
         );
         page.until(&format!("{other} in presence"), PATIENCE, &sees).await;
     }
-    Chat { server, alice_proxy, bob_proxy, alice, bob, _browser: browser }
+    (browser, alice, bob)
 }
 
 fn report(scenario: &str, started: Instant) {
@@ -292,4 +299,50 @@ async fn s7_a_refused_sign_in_fails_visibly_and_offers_a_retry() {
     // A refused token is not retried blindly.
     assert!(!proxy.connection_within(Duration::from_secs(2)).await, "no automatic retries after 4401");
     report("7 (failed)", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s8_two_nodes_one_chat_and_a_node_dies() {
+    let started = Instant::now();
+    let redis = Redis::start();
+    let cluster = ["--redis", &redis.url()];
+    let mut node_a = Server::start(&cluster);
+    let node_b = Server::start(&cluster);
+    // Alice's balancer prefers node A and fails over to B; Bob is on B.
+    let alice_proxy = FaultProxy::failover(vec![node_a.addr, node_b.addr]).await;
+    let bob_proxy = FaultProxy::start(node_b.addr).await;
+    let (_browser, alice, bob) = alice_and_bob(&alice_proxy, &bob_proxy).await;
+    alice.say("from node A").await;
+    bob.say("from node B").await;
+    for page in [&alice, &bob] {
+        page.until("both messages", PATIENCE, "document.querySelectorAll('.message').length >= 2").await;
+    }
+    alice.screenshot("cluster-two-nodes").await;
+
+    node_a.kill();
+    alice.until("Alice notices", PATIENCE, "!document.querySelector('.indicator.connected')").await;
+    alice.say("while A is down").await;
+    alice.until("back, on node B", PATIENCE, "document.querySelector('.indicator.connected')").await;
+    alice.say("after failover").await;
+    bob.say("Bob again").await;
+    let expected = ["from node A", "from node B", "while A is down", "after failover", "Bob again"];
+    for page in [&alice, &bob] {
+        page.until("all five", PATIENCE, "document.querySelectorAll('.message').length >= 5").await;
+    }
+    alice.until("all acked", PATIENCE, "!document.querySelector('.message.mine .tick.sending')").await;
+    let (on_alice, on_bob) = (alice.messages().await, bob.messages().await);
+    assert_eq!(on_alice, on_bob, "both screens show the same messages in the same order");
+    let mut sorted = on_alice.clone();
+    sorted.sort();
+    let mut wanted: Vec<String> = expected.iter().map(|s| s.to_string()).collect();
+    wanted.sort();
+    assert_eq!(sorted, wanted, "each message once");
+    bob.until(
+        "Alice still present (her ghost on node A went, her session on B stayed)",
+        PATIENCE,
+        "Array.from(document.querySelectorAll('.presence .member')).some(e => e.textContent.includes('Alice'))",
+    )
+    .await;
+    alice.screenshot("cluster-after-failover").await;
+    report("8 (two nodes, one killed)", started);
 }

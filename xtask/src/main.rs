@@ -9,6 +9,7 @@
 //! second run costs seconds. Written with `std` alone so that it compiles in moments on
 //! a fresh machine.
 
+mod cluster;
 mod setup;
 mod sh;
 
@@ -28,6 +29,7 @@ commands:
   bench [--quick] [W..]   Tether beside bare tokio-tungstenite, Node ws and Socket.IO: join storm,
                           idle memory, fan-out, echo, durable publishes, the app's frame times
                           under a stream; report in docs/bench/
+  cluster [N]             a local Redis and N nodes (default 3) on ports 8080.. serving the app
   setup [--browser] [--bench]  only install what is missing (--browser: also what the tests need: chromium, redis-server)
 ";
 
@@ -42,6 +44,10 @@ fn main() -> ExitCode {
             .and_then(|()| if rest.iter().any(|a| a == "--bench") { setup::bench_peers() } else { Ok(()) }),
         "dist" => setup::all(false).and_then(|()| dist()),
         "run" => setup::all(false).and_then(|()| run(rest)),
+        "cluster" => setup::all(false)
+            .and_then(|()| setup::redis_server())
+            .and_then(|()| build_app_and_server())
+            .and_then(|()| cluster::run(&root(), rest)),
         "test" => setup::all(true).and_then(|()| test()),
         "lint" => setup::wasm_target().and_then(|()| lint()),
         "bench" => setup::bench_peers().and_then(|()| bench(rest)),
@@ -96,11 +102,16 @@ fn report_bundle_size(dist: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// Builds everything and runs the server in the foreground on the bundle.
-fn run(server_args: &[String]) -> Result<(), String> {
+/// Builds the bundle and the release server.
+fn build_app_and_server() -> Result<(), String> {
     dist()?;
     sh::step("building the server (cargo build --release -p tether-server)");
-    Cmd::new("cargo").args(["build", "--release", "-p", "tether-server"]).dir(root()).run()?;
+    Cmd::new("cargo").args(["build", "--release", "-p", "tether-server"]).dir(root()).run()
+}
+
+/// Builds everything and runs the server in the foreground on the bundle.
+fn run(server_args: &[String]) -> Result<(), String> {
+    build_app_and_server()?;
     let binary = root().join("target/release/tether-server");
     let dist = root().join("dist");
     let mut args = vec!["--static-dir".to_owned(), dist.display().to_string()];

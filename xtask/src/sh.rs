@@ -128,9 +128,17 @@ pub struct Server {
 impl Server {
     /// Starts `binary` on a free loopback port and waits for its start-up line.
     pub fn start(binary: &Path, extra: &[&str]) -> Result<Self, String> {
+        let mut args = vec!["--listen", "127.0.0.1:0", "--log-level", "warn"];
+        args.extend_from_slice(extra);
+        let server = Server::spawn(binary, &args)?;
+        println!("test server listening on {}", server.addr);
+        Ok(server)
+    }
+
+    /// Starts `binary` with exactly `args` and waits for its start-up line.
+    pub fn spawn(binary: &Path, args: &[&str]) -> Result<Self, String> {
         let mut child = Command::new(binary)
-            .args(["--listen", "127.0.0.1:0", "--log-level", "warn"])
-            .args(extra)
+            .args(args)
             .stdout(Stdio::piped())
             .spawn()
             .map_err(|e| format!("could not start {}: {e}", binary.display()))?;
@@ -143,15 +151,17 @@ impl Server {
             .strip_prefix("Tether is running at http://")
             .and_then(|rest| rest.trim_end_matches('/').parse().ok());
         match addr {
-            Some(addr) => {
-                println!("test server listening on {addr}");
-                Ok(Server { child, addr })
-            }
+            Some(addr) => Ok(Server { child, addr }),
             None => {
                 let _ = child.kill();
-                fail(format!("the test server did not report its address (said: {line:?})"))
+                fail(format!("the server did not report its address (said: {line:?})"))
             }
         }
+    }
+
+    /// Waits until the process exits by itself.
+    pub fn wait(&mut self) {
+        let _ = self.child.wait();
     }
 
     /// Where it listens.
