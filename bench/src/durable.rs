@@ -1,6 +1,7 @@
 //! Durable throughput: acked publishes per second into SQLite (`synchronous = FULL`),
 //! and how long each ack took.
 
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -29,11 +30,17 @@ pub struct Durable {
 pub async fn run(clients: usize, window: usize, seconds: u64) -> Durable {
     let server =
         Peer::Tether.start(Mode::Echo, &["--store", "sqlite", "--send-queue", "100000"]).expect("tether");
-    let addr = server.addr;
+    publish_load(&[server.addr], clients, window, seconds).await
+}
+
+/// `clients` publishers spread over `addrs` (round robin), each in its own room, keep
+/// `window` publishes in flight for `seconds`.
+pub async fn publish_load(addrs: &[SocketAddr], clients: usize, window: usize, seconds: u64) -> Durable {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
+        let addr = addrs[c % addrs.len()];
         tasks.push(tokio::spawn(async move {
             let room = format!("load-{c}");
             let mut client = Peer::Tether.subscriber(addr, &room).await;

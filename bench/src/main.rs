@@ -3,10 +3,11 @@
 //! load generator (this process, single-threaded) to CPU 1, so each figure is compared
 //! with the peers' figures from the same run on the same machine.
 //!
-//! `cargo xtask bench [--quick] [--peers=tether,bare] [storm] [idle] [fanout] [echo] [durable] [stream]`
+//! `cargo xtask bench [--quick] [--peers=tether,bare] [storm] [idle] [fanout] [echo] [durable] [cluster] [stream]`
 //! runs the named workloads (all by default) against the named servers (all by
 //! default), prints a markdown report and writes it, with plots, to `docs/bench/`.
 
+mod cluster;
 mod durable;
 mod echo;
 mod fanout;
@@ -73,8 +74,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|a| a == "--quick");
     let mut wanted: Vec<&str> = args.iter().map(String::as_str).filter(|a| !a.starts_with("--")).collect();
+    let file =
+        if wanted.is_empty() { "results.md".to_owned() } else { format!("results-{}.md", wanted.join("-")) };
     if wanted.is_empty() {
-        wanted = vec!["storm", "idle", "fanout", "echo", "durable", "stream"];
+        wanted = vec!["storm", "idle", "fanout", "echo", "durable", "cluster", "stream"];
     }
     let sizes = if quick { Sizes::quick() } else { Sizes::full() };
     // `--peers=tether,bare`: only the servers whose names contain one of these words.
@@ -86,7 +89,7 @@ fn main() {
         None => Peer::ALL.to_vec(),
     };
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    let mut report = Report::new(quick);
+    let mut report = Report::new(quick, file);
     runtime.block_on(async {
         for workload in wanted {
             println!("== {workload}");
@@ -147,6 +150,7 @@ fn main() {
                         report.durable(20, result);
                     }
                 }
+                "cluster" => report.cluster(cluster::run(sizes.durable_seconds, sizes.storm_clients).await),
                 "stream" => {
                     let result = stream::run(sizes.stream_seconds).await;
                     match &result {
@@ -162,7 +166,11 @@ fn main() {
                     }
                     report.stream(result);
                 }
-                other => eprintln!("unknown workload `{other}` (storm, idle, fanout, echo, durable, stream)"),
+                other => {
+                    eprintln!(
+                        "unknown workload `{other}` (storm, idle, fanout, echo, durable, cluster, stream)"
+                    )
+                }
             }
             // Let sockets of the previous workload leave TIME_WAIT behind them.
             tokio::time::sleep(Duration::from_millis(300)).await;

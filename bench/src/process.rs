@@ -59,12 +59,7 @@ impl Process {
 
     /// Resident set size in bytes.
     pub fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
+        rss_of(self.pid())
     }
 
     /// CPU time (user + system) the process has used so far.
@@ -92,6 +87,16 @@ impl Drop for Process {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
+}
+
+/// Resident set size of process `pid`, in bytes (0 once it is gone).
+pub fn rss_of(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kb| kb * 1024)
 }
 
 fn clock_ticks() -> u64 {

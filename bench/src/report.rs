@@ -5,6 +5,7 @@ use std::fmt::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::cluster::ClusterRun;
 use crate::durable::Durable;
 use crate::echo::Echo;
 use crate::fanout::{self, Step};
@@ -28,6 +29,10 @@ pub struct Report {
     echo: Vec<EchoRun>,
     durable: Vec<(usize, Durable)>,
     stream: Option<Result<Vec<FrameTimes>, String>>,
+    cluster: Option<ClusterRun>,
+    /// The file the report goes to: `results.md` for every workload, else named after
+    /// the ones that ran, so a partial run never replaces the full report.
+    file: String,
 }
 
 fn micros(d: Duration) -> String {
@@ -40,8 +45,10 @@ fn millis(d: Duration) -> String {
 
 impl Report {
     /// An empty report; `quick` runs are written beside the build, not into `docs/`.
-    pub fn new(quick: bool) -> Report {
+    pub fn new(quick: bool, file: String) -> Report {
         Report {
+            cluster: None,
+            file,
             quick,
             storm: None,
             idle: Vec::new(),
@@ -89,6 +96,29 @@ impl Report {
             println!("  echo {}: {why}", peer.name());
         }
         self.echo.push((peer, clients, echo));
+    }
+
+    /// Records the cluster workload.
+    pub fn cluster(&mut self, run: ClusterRun) {
+        let ((single, clustered), ((p50, p99), (cp50, cp99))) = (&run.acked, &run.deliver);
+        println!(
+            "  cluster: acked {:.0}/s on one node (SQLite), {:.0}/s through Redis ({:.2}×); deliver p50/p99 {:?}/{:?} on one node, {:?}/{:?} across nodes",
+            single.acked_per_sec,
+            clustered.acked_per_sec,
+            clustered.acked_per_sec / single.acked_per_sec,
+            p50,
+            p99,
+            cp50,
+            cp99
+        );
+        println!(
+            "  cluster storm: {} clients in {:.2?} on one node, {:.2?} over {} nodes",
+            run.storm.0.clients,
+            run.storm.0.elapsed,
+            run.storm.1.elapsed,
+            crate::cluster::NODES
+        );
+        self.cluster = Some(run);
     }
 
     /// Records one durable run.
@@ -292,6 +322,65 @@ impl Report {
             }
             let _ = writeln!(md);
         }
+        if let Some(run) = &self.cluster {
+            let nodes = crate::cluster::NODES;
+            let _ = writeln!(
+                md,
+                "## Cluster mode: {nodes} nodes over one Redis beside one node on SQLite\n\n\
+                 Redis 7 with `appendonly yes`, `appendfsync always` (acked means on disk, like SQLite's \
+                 `synchronous = FULL`). Every node and Redis share the server core, so the cluster's \
+                 figures are the whole cluster on one core.\n"
+            );
+            let _ = writeln!(md, "| | one node (SQLite) | {nodes} nodes (Redis) | ratio |");
+            let _ = writeln!(md, "|---|---:|---:|---:|");
+            let (single, clustered) = &run.acked;
+            let _ = writeln!(
+                md,
+                "| acked publishes/s ({} in flight per publisher) | {:.0} | {:.0} | {:.2}× |",
+                single.window,
+                single.acked_per_sec,
+                clustered.acked_per_sec,
+                clustered.acked_per_sec / single.acked_per_sec
+            );
+            let _ = writeln!(
+                md,
+                "| ack p50 / p99 | {} / {} | {} / {} | |",
+                millis(single.p50),
+                millis(single.p99),
+                millis(clustered.p50),
+                millis(clustered.p99)
+            );
+            let ((p50, p99), (cp50, cp99)) = run.deliver;
+            let _ = writeln!(
+                md,
+                "| publish→deliver p50 / p99 (publisher on node 1, subscribers on the others) | {} / {} | {} / {} | |",
+                millis(p50),
+                millis(p99),
+                millis(cp50),
+                millis(cp99)
+            );
+            let (one, spread) = &run.storm;
+            let _ = writeln!(
+                md,
+                "| {} clients join one room | {:.2} s | {:.2} s | {:.2}× |",
+                one.clients,
+                one.elapsed.as_secs_f64(),
+                spread.elapsed.as_secs_f64(),
+                one.elapsed.as_secs_f64() / spread.elapsed.as_secs_f64()
+            );
+            let _ = writeln!(
+                md,
+                "| server RSS after the storm | {:.1} MB | {:.1} MB (nodes) + {:.1} MB (Redis) | |",
+                one.rss as f64 / 1e6,
+                spread.rss as f64 / 1e6,
+                run.redis_rss as f64 / 1e6
+            );
+            let _ = writeln!(
+                md,
+                "| presence frames per member during the storm | {:.1} | {:.1} | |\n",
+                one.presence_frames_per_member, spread.presence_frames_per_member
+            );
+        }
         if let Some(stream) = &self.stream {
             let _ = writeln!(
                 md,
@@ -333,7 +422,7 @@ impl Report {
             eprintln!("cannot create {}: {error}", folder.display());
             return;
         }
-        let path = folder.join("results.md");
+        let path = folder.join(&self.file);
         match std::fs::write(&path, &md) {
             Ok(()) => println!("written to {}", path.display()),
             Err(error) => eprintln!("cannot write {}: {error}", path.display()),

@@ -1,6 +1,7 @@
 //! Join storm: many clients join one room at once. Before presence was coalesced, this
 //! cost N²/2 frames; now it is bounded by the presence tick.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -10,6 +11,7 @@ use tokio::sync::Semaphore;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::peer::{Mode, Peer};
+use crate::process::Process;
 
 /// Handshakes in flight at once, so the listen backlog never overflows.
 const CONCURRENT_CONNECTS: usize = 200;
@@ -31,14 +33,21 @@ pub struct Storm {
 /// `clients` connect, say hello and join one room; reports when the last one is in.
 pub async fn run(clients: usize) -> Storm {
     let server = Peer::Tether.start(Mode::Broadcast, &[]).expect("tether starts");
-    let addr = server.addr;
+    fill(&[&server], clients).await
+}
+
+/// `clients` join one room spread over `servers` (round robin); CPU and RSS are the
+/// servers' together.
+pub async fn fill(servers: &[&Process], clients: usize) -> Storm {
+    let addrs: Vec<SocketAddr> = servers.iter().map(|server| server.addr).collect();
     let joined = Arc::new(AtomicUsize::new(0));
     let presence = Arc::new(AtomicUsize::new(0));
     let gate = Arc::new(Semaphore::new(CONCURRENT_CONNECTS));
     let (stop, _) = tokio::sync::watch::channel(false);
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(clients);
-    for _ in 0..clients {
+    for index in 0..clients {
+        let addr = addrs[index % addrs.len()];
         let (joined, presence, gate) = (joined.clone(), presence.clone(), gate.clone());
         let mut stop = stop.subscribe();
         tasks.push(tokio::spawn(async move {
@@ -65,10 +74,10 @@ pub async fn run(clients: usize) -> Storm {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let elapsed = started.elapsed();
-    let server_cpu = server.cpu();
-    // Let the last presence tick reach everyone, then weigh the server.
+    let server_cpu = servers.iter().map(|server| server.cpu()).sum();
+    // Let the last presence tick reach everyone, then weigh the servers.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let rss = server.rss();
+    let rss = servers.iter().map(|server| server.rss()).sum();
     let _ = stop.send(true);
     for task in tasks {
         let _ = task.await;

@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, OnceLock, RwLock, Weak};
 use std::time::Instant;
 
-use tether_shared::{ErrorCode, ServerFrame, User};
+use tether_shared::{ErrorCode, PresenceMode, ServerFrame, User};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
@@ -213,7 +213,10 @@ impl RoomHub {
                 self.presence_changed(name, &mut room, Some(out.conn()));
             }
         }
-        Ok(Joined { head, presence: room.presence.snapshot(), announced })
+        let presence = room.presence.snapshot();
+        // A big room's snapshot lists nobody, so its joins have nothing to wait for.
+        let announced = announced.filter(|_| presence.mode == PresenceMode::Full);
+        Ok(Joined { head, presence, announced })
     }
 
     /// Removes a connection from a room; its user's last connection makes them gone.

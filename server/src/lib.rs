@@ -126,16 +126,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
             let redis_error = |source| StartError::Redis { url: url.clone(), source };
             let cluster = cluster::Cluster::connect(url).await.map_err(redis_error)?;
             let hub = hub::RoomHub::start(cluster.history.clone(), config.max_members, presence);
-            let sequencer = cluster
-                .start(
-                    &hub,
-                    metrics.clone(),
-                    config.presence_tick,
-                    config.history_messages,
-                    config.dedupe_window,
-                )
-                .await
-                .map_err(redis_error)?;
+            let sequencer = cluster.start(&hub, metrics.clone(), &config).await.map_err(redis_error)?;
             (cluster.history.clone(), hub, sequencer)
         }
         None => {

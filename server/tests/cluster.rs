@@ -403,3 +403,35 @@ async fn a_killed_node_leaves_no_ghosts() {
     assert_eq!(present, HashMap::from([(ada_user.id, ada_user.name)]));
     survivor.stop().await;
 }
+
+#[tokio::test]
+async fn history_older_than_its_age_is_trimmed() {
+    let redis = Redis::start();
+    let mut config = unthrottled();
+    config.redis = Some(redis.url());
+    config.history_age = std::time::Duration::ZERO;
+    let node = server_with(config).await;
+    let mut writer = member(node.addr(), "Writer", "r").await;
+    for n in 1..=64 {
+        publish(&mut writer, "r", &format!("m{n}"), json!(n)).await;
+    }
+    // The trim runs beside the publishes, once per 64 of them; nothing announces it.
+    let mut behind = redis_connection(&redis);
+    let started = std::time::Instant::now();
+    loop {
+        let left: u64 = ::redis::cmd("XLEN").arg("tether:{r}:log").query(&mut behind).unwrap();
+        if left <= 1 {
+            break;
+        }
+        assert!(started.elapsed() < PATIENCE, "{left} messages older than the history age are still held");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    send(&mut writer, &ClientFrame::Join { room: "r".into(), since: Some(0), history: None }).await;
+    let complete = until(&mut writer, |frame| match frame {
+        ServerFrame::Replayed { complete, .. } => Some(complete),
+        _ => None,
+    })
+    .await;
+    assert!(!complete, "a replay from 0 says that history was trimmed");
+    node.stop().await;
+}

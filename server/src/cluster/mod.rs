@@ -17,6 +17,7 @@ pub mod history;
 mod keys;
 pub mod publish;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,6 +25,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use history::RedisHistory;
 
+use crate::config::Config;
 use crate::hub::RoomHub;
 use crate::metrics::Metrics;
 use crate::sequencer::Sequencer;
@@ -62,23 +64,21 @@ impl Cluster {
         &self,
         hub: &Arc<RoomHub>,
         metrics: Arc<Metrics>,
-        tick: Duration,
-        history_messages: u64,
-        dedupe_window: Duration,
+        config: &Config,
     ) -> Result<Sequencer, StoreError> {
-        let config = ConnectionManagerConfig::new()
+        let connection = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let redis = ConnectionManager::new_with_config(self.client.clone(), config).await?;
+        let redis = ConnectionManager::new_with_config(self.client.clone(), connection).await?;
         let backplane = backplane::start(backplane::RelayParts {
             client: self.client.clone(),
             redis: redis.clone(),
             node: self.node.clone(),
             hub: Arc::downgrade(hub),
             metrics: metrics.clone(),
-            tick,
+            tick: config.presence_tick,
             history: self.history.clone(),
         });
         hub.set_backplane(backplane);
@@ -88,8 +88,10 @@ impl Cluster {
             hub: Arc::downgrade(hub),
             node: self.node.clone(),
             metrics: metrics.clone(),
-            history_messages,
-            dedupe_window_ms: dedupe_window.as_millis() as u64,
+            history_messages: config.history_messages,
+            history_age: config.history_age,
+            dedupe_window_ms: config.dedupe_window.as_millis() as u64,
+            since_trim: HashMap::new(),
         };
         tokio::spawn(publisher.run(receiver));
         Ok(Sequencer::clustered(requests, metrics))

@@ -12,6 +12,7 @@
 //! Publishes queue up while a batch is in flight and go out together as one pipeline:
 //! one round trip for many messages, like the single node's group commit.
 
+use std::collections::HashMap;
 use std::time::Instant;
 
 use redis::aio::ConnectionManager;
@@ -27,6 +28,10 @@ use crate::wire;
 
 /// Most publishes sent in one pipeline.
 const MAX_BATCH: usize = 256;
+/// Trim a room's history by age once per this many publishes to it from this node.
+const PRUNE_EVERY: u64 = 64;
+/// Entries looked at per pass of an age trim.
+const PRUNE_PAGE: usize = 100;
 
 /// KEYS: seq, log, seen marker. ARGV: id, sender (JSON), body, ts, origin, history
 /// length, dedupe window (ms), channel. Returns `{stored, "seq:ts"}`; `stored` is 0 for
@@ -51,7 +56,10 @@ pub struct Publisher {
     pub(super) node: NodeId,
     pub(super) metrics: std::sync::Arc<Metrics>,
     pub(super) history_messages: u64,
+    pub(super) history_age: std::time::Duration,
     pub(super) dedupe_window_ms: u64,
+    /// Publishes per room since the last age trim.
+    pub(super) since_trim: HashMap<String, u64>,
 }
 
 impl Publisher {
@@ -119,6 +127,7 @@ impl Publisher {
                 Some((stored, seq, ts)) => {
                     if stored {
                         self.metrics.acks.inc();
+                        self.maybe_trim(&publish.room);
                     } else {
                         self.metrics.duplicates.inc();
                     }
@@ -162,6 +171,56 @@ impl Publisher {
         }
         pipe.ignore_errors();
         pipe.query_async(&mut self.redis).await
+    }
+}
+
+impl Publisher {
+    /// Every [`PRUNE_EVERY`] publishes to a room, drops its messages older than the
+    /// history age, in the background. (Length is bounded by the script's `MAXLEN`.)
+    fn maybe_trim(&mut self, room: &str) {
+        let count = self.since_trim.entry(room.to_owned()).or_default();
+        *count += 1;
+        if *count < PRUNE_EVERY {
+            return;
+        }
+        *count = 0;
+        let before = tether_shared::Millis::now().0.saturating_sub(self.history_age.as_millis() as u64);
+        let (mut redis, room) = (self.redis.clone(), room.to_owned());
+        tokio::spawn(async move {
+            if let Err(error) = trim_older_than(&mut redis, &room, before).await {
+                tracing::warn!(%error, room, "trimming old history failed");
+            }
+        });
+    }
+}
+
+/// Drops `room`'s messages stored before `before` (ms), oldest first, a page at a time.
+async fn trim_older_than(
+    redis: &mut ConnectionManager,
+    room: &str,
+    before: u64,
+) -> Result<(), crate::store::StoreError> {
+    loop {
+        let page: Value = redis::cmd("XRANGE")
+            .arg(keys::log(room))
+            .arg("-")
+            .arg("+")
+            .arg("COUNT")
+            .arg(PRUNE_PAGE)
+            .query_async(redis)
+            .await?;
+        let page = super::history::entries(room, page)?;
+        let old = page.iter().take_while(|message| message.ts.0 < before).count();
+        let Some(last_old) = old.checked_sub(1).map(|index| &page[index]) else { return Ok(()) };
+        let _: u64 = redis::cmd("XTRIM")
+            .arg(keys::log(room))
+            .arg("MINID")
+            .arg(format!("{}-0", last_old.seq + 1))
+            .query_async(redis)
+            .await?;
+        if old < PRUNE_PAGE {
+            return Ok(());
+        }
     }
 }
 

@@ -26,6 +26,11 @@ impl Redis {
         redis
     }
 
+    /// The server's process id (while it runs).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("redis-server is running").id()
+    }
+
     /// `redis://127.0.0.1:<port>`, for `--redis`.
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
