@@ -130,6 +130,11 @@ impl RoomHub {
         let _ = self.backplane.set(backplane);
     }
 
+    /// The backplane, in cluster mode.
+    pub fn backplane(&self) -> Option<&Arc<Backplane>> {
+        self.backplane.get()
+    }
+
     fn tell(&self, command: Command) {
         if let Some(backplane) = self.backplane.get() {
             backplane.send(command);
@@ -303,7 +308,9 @@ impl RoomHub {
     pub fn broadcast(&self, name: &str, frame: &ServerFrame, except: Option<ConnId>) {
         if let Some(room) = self.existing(name) {
             let text = frame.encode();
-            self.tell(Command::Ephemeral { room: name.to_owned(), frame: text.clone() });
+            if let Some(backplane) = self.backplane.get() {
+                backplane.send(Command::Ephemeral { room: name.to_owned(), frame: text.clone() });
+            }
             let room = room.lock().expect("room lock");
             send_all(&room, Utf8Bytes::from(text), except);
         }

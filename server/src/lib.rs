@@ -47,6 +47,7 @@ pub struct Running {
     shutdown: Shutdown,
     listener: tokio::task::JoinHandle<()>,
     sequencer: sequencer::Sequencer,
+    hub: Arc<hub::RoomHub>,
 }
 
 /// Binds the listening socket. Nagle's algorithm is turned off here because accepted
@@ -144,11 +145,17 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         }
     };
     let shutdown = Shutdown::default();
-    let context =
-        Arc::new(context::Context::new(config, shutdown.clone(), hub, sequencer.clone(), store, metrics));
+    let context = Arc::new(context::Context::new(
+        config,
+        shutdown.clone(),
+        hub.clone(),
+        sequencer.clone(),
+        store,
+        metrics,
+    ));
     let door = serve::Door::new(context.config.max_connections_per_ip);
     let listener = tokio::spawn(serve::run(listener, routes::routes(context), door, shutdown.clone()));
-    Ok(Running { addr, shutdown, listener, sequencer })
+    Ok(Running { addr, shutdown, listener, sequencer, hub })
 }
 
 impl Running {
@@ -158,12 +165,16 @@ impl Running {
     }
 
     /// Stops accepting, lets in-flight publishes commit and their acks go out, closes
-    /// every WebSocket with 1001 "server restarting", and returns once all are closed.
+    /// every WebSocket with 1001 "server restarting", and returns once all are closed
+    /// (and, in cluster mode, once the other nodes have been told its members left).
     pub async fn stop(self) {
         self.shutdown.trigger();
         let _ = self.listener.await;
         self.shutdown.drained().await;
         self.sequencer.barrier().await;
+        if let Some(backplane) = self.hub.backplane() {
+            backplane.leave().await;
+        }
     }
 }
 

@@ -435,3 +435,24 @@ async fn history_older_than_its_age_is_trimmed() {
     assert!(!complete, "a replay from 0 says that history was trimmed");
     node.stop().await;
 }
+
+#[tokio::test]
+async fn a_node_that_stops_takes_its_members_with_it_at_once() {
+    let redis = Redis::start();
+    let nodes = nodes(&redis, 2).await;
+    let (mut ada, ada_user, _) = hello(nodes[0].addr(), "Ada").await;
+    join(&mut ada, "r", None).await;
+    let mut leaving = nodes.into_iter();
+    let (staying, stopping) = (leaving.next().unwrap(), leaving.next().unwrap());
+    let _bob = member(stopping.addr(), "Bob", "r").await;
+    let present = HashMap::from([(ada_user.id.clone(), ada_user.name.clone())]);
+    let present = presence_until(&mut ada, "r", present, |p| p.contains("Bob")).await;
+
+    stopping.stop().await;
+    let fields: Vec<String> =
+        ::redis::cmd("HKEYS").arg("tether:{r}:present").query(&mut redis_connection(&redis)).unwrap();
+    assert_eq!(fields.len(), 1, "only Ada's node is left in Redis: {fields:?}");
+    let present = presence_until(&mut ada, "r", present, |p| !p.contains("Bob")).await;
+    assert_eq!(present, HashMap::from([(ada_user.id, ada_user.name)]));
+    staying.stop().await;
+}

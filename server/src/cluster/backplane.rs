@@ -59,6 +59,9 @@ pub(crate) enum Command {
     Presence { room: String, user: Arc<User>, present: bool, done: Option<oneshot::Sender<()>> },
     /// An ephemeral frame for the room's members on the other nodes.
     Ephemeral { room: String, frame: String },
+    /// The node is stopping and its members have left: tell the others now instead of
+    /// letting them wait for the heartbeat to expire, then answer.
+    Leave(oneshot::Sender<()>),
 }
 
 /// A presence diff as it travels between nodes.
@@ -81,6 +84,14 @@ impl Backplane {
     /// Who is present in `room` through the other live nodes (a blocking read).
     pub fn present_elsewhere(&self, room: &str) -> Result<Vec<(NodeId, User)>, crate::store::StoreError> {
         self.history.present_elsewhere(room, &self.node)
+    }
+
+    /// Leaves the cluster cleanly: pending presence told, this node's presence and
+    /// heartbeat removed from Redis. Call once every connection has closed.
+    pub async fn leave(&self) {
+        let (done, left) = oneshot::channel();
+        self.send(Command::Leave(done));
+        let _ = tokio::time::timeout(HEARTBEAT_TTL, left).await;
     }
 
     pub(crate) fn send(&self, command: Command) {
@@ -197,6 +208,10 @@ impl Relay {
                             Command::Presence { room, user, present, done } => {
                                 self.note_presence(room, user, present, done);
                             }
+                            Command::Leave(done) => {
+                                self.leave().await;
+                                let _ = done.send(());
+                            }
                             Command::Ephemeral { room, frame } => {
                                 let payload = format!("e\n{}\n{frame}", self.node);
                                 let mut redis = self.redis.clone();
@@ -246,6 +261,8 @@ impl Relay {
                     }
                     // Typing and receipts are ephemeral: while Redis is away they go nowhere.
                     Some(Command::Ephemeral { .. }) => {}
+                    // Without Redis there is nobody to tell; the heartbeat expires by itself.
+                    Some(Command::Leave(done)) => { let _ = done.send(()); }
                 },
             }
         }
@@ -408,6 +425,17 @@ impl Relay {
                 }
             }
         }
+    }
+
+    /// Tells what is pending, then removes this node from Redis: its presence fields and
+    /// its heartbeat, so that the other nodes drop its members at once.
+    async fn leave(&mut self) {
+        self.flush_presence().await;
+        if let Err(error) = clean_up_after(&mut self.redis, &self.node).await {
+            tracing::warn!(%error, "removing this node's presence from Redis failed");
+        }
+        let _: redis::RedisResult<()> =
+            redis::cmd("DEL").arg(keys::node(&self.node)).query_async(&mut self.redis).await;
     }
 
     /// Refreshes this node's heartbeat and removes the members of nodes whose
