@@ -91,56 +91,63 @@ impl Default for Metrics {
             backplane_messages: Counter::default(),
             registry: Registry::default(),
         };
-        registry.register("connections", "Open WebSocket connections", metrics.connections.clone());
-        registry.register("rooms", "Rooms with members", metrics.rooms.clone());
-        registry.register("frames_in", "Frames received from clients", metrics.frames_in.clone());
-        registry.register("frames_out", "Frames queued to clients", metrics.frames_out.clone());
-        registry.register("publishes", "Publishes received", metrics.publishes.clone());
-        registry.register("acks", "Messages stored and acknowledged", metrics.acks.clone());
-        registry.register(
-            "duplicates_suppressed",
-            "Re-sent publishes answered with the original ack",
-            metrics.duplicates.clone(),
-        );
-        registry.register("rejections", "Publishes rejected, by code", metrics.rejections.clone());
-        registry.register("errors", "Error frames sent, by code", metrics.errors.clone());
-        registry.register("rate_limited", "Frames refused by a rate limit", metrics.rate_limited.clone());
-        registry.register(
-            "slow_consumer_drops",
-            "Connections closed for a full send queue",
-            metrics.slow_consumers.clone(),
-        );
+        let counters = [
+            ("frames_in", "Frames received from clients", &metrics.frames_in),
+            ("frames_out", "Frames queued to clients", &metrics.frames_out),
+            ("publishes", "Publishes received", &metrics.publishes),
+            ("acks", "Messages stored and acknowledged", &metrics.acks),
+            (
+                "duplicates_suppressed",
+                "Re-sent publishes answered with the original ack",
+                &metrics.duplicates,
+            ),
+            ("rate_limited", "Frames refused by a rate limit", &metrics.rate_limited),
+            ("slow_consumer_drops", "Connections closed for a full send queue", &metrics.slow_consumers),
+            (
+                "backplane_reconnects",
+                "Cluster mode: pub/sub connections to Redis re-established",
+                &metrics.backplane_reconnects,
+            ),
+            (
+                "backplane_gap_fills",
+                "Cluster mode: gaps in a room's live stream filled from history",
+                &metrics.backplane_gap_fills,
+            ),
+            (
+                "backplane_messages",
+                "Cluster mode: pub/sub messages received from Redis",
+                &metrics.backplane_messages,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            registry.register(name, help, counter.clone());
+        }
+        let gauges = [
+            ("connections", "Open WebSocket connections", &metrics.connections),
+            ("rooms", "Rooms with members", &metrics.rooms),
+            ("dedupe_entries", "Publishes remembered for dedupe within the window", &metrics.dedupe_entries),
+        ];
+        for (name, help, gauge) in gauges {
+            registry.register(name, help, gauge.clone());
+        }
+        let by_code = [
+            ("rejections", "Publishes rejected, by code", &metrics.rejections),
+            ("errors", "Error frames sent, by code", &metrics.errors),
+            (
+                "refused_connections",
+                "Connections refused or closed at the door, by close code",
+                &metrics.refused,
+            ),
+        ];
+        for (name, help, family) in by_code {
+            registry.register(name, help, family.clone());
+        }
         registry.register("resumes", "Replays after a join with since, by outcome", metrics.resumes.clone());
-        registry.register(
-            "refused_connections",
-            "Connections refused or closed at the door, by close code",
-            metrics.refused.clone(),
-        );
         registry.register("store_commit_seconds", "Seconds per store commit", metrics.store_seconds.clone());
-        registry.register(
-            "dedupe_entries",
-            "Publishes remembered for dedupe within the window",
-            metrics.dedupe_entries.clone(),
-        );
         registry.register(
             "redis_round_trip_seconds",
             "Cluster mode: seconds per publish pipeline to Redis",
             metrics.backplane_seconds.clone(),
-        );
-        registry.register(
-            "backplane_reconnects",
-            "Cluster mode: pub/sub connections to Redis re-established",
-            metrics.backplane_reconnects.clone(),
-        );
-        registry.register(
-            "backplane_gap_fills",
-            "Cluster mode: gaps in a room's live stream filled from history",
-            metrics.backplane_gap_fills.clone(),
-        );
-        registry.register(
-            "backplane_messages",
-            "Cluster mode: pub/sub messages received from Redis",
-            metrics.backplane_messages.clone(),
         );
         Metrics { registry, ..metrics }
     }

@@ -101,13 +101,9 @@ impl Backplane {
 }
 
 /// The task that keeps this node's side of the backplane.
-pub(super) struct Relay {
-    pub(super) client: redis::Client,
-    pub(super) redis: ConnectionManager,
-    pub(super) node: NodeId,
-    pub(super) hub: Weak<RoomHub>,
-    pub(super) metrics: Arc<Metrics>,
-    pub(super) tick: Duration,
+struct Relay {
+    /// Its connections and neighbours.
+    parts: RelayParts,
     /// Rooms with members here.
     watched: HashSet<String>,
     /// Local presence changes not yet told, per room: user id → present (with the user)
@@ -121,17 +117,11 @@ pub(super) struct Relay {
 }
 
 /// Starts the backplane's task and returns the hub's handle on it.
-pub(super) fn start(relay: RelayParts) -> Arc<Backplane> {
+pub(super) fn start(parts: RelayParts) -> Arc<Backplane> {
     let (commands, receiver) = mpsc::unbounded_channel();
-    let node = relay.node.clone();
-    let history = relay.history.clone();
+    let (node, history) = (parts.node.clone(), parts.history.clone());
     let relay = Relay {
-        client: relay.client,
-        redis: relay.redis,
-        node: relay.node,
-        hub: relay.hub,
-        metrics: relay.metrics,
-        tick: relay.tick,
+        parts,
         watched: HashSet::new(),
         pending: HashMap::new(),
         waiting: Vec::new(),
@@ -141,7 +131,8 @@ pub(super) fn start(relay: RelayParts) -> Arc<Backplane> {
     Arc::new(Backplane { node, commands, history })
 }
 
-/// What [`start`] needs.
+/// What [`start`] needs: Redis (a client for the pub/sub connection, a managed
+/// connection for everything else), this node, its hub and the presence tick.
 pub(super) struct RelayParts {
     pub(super) client: redis::Client,
     pub(super) redis: ConnectionManager,
@@ -157,7 +148,7 @@ impl Relay {
         let mut retry = Duration::from_millis(50);
         let mut first = true;
         loop {
-            let pubsub = match self.client.get_async_pubsub().await {
+            let pubsub = match self.parts.client.get_async_pubsub().await {
                 Ok(pubsub) => pubsub,
                 Err(error) => {
                     tracing::warn!(%error, "the backplane cannot reach Redis; retrying");
@@ -169,7 +160,7 @@ impl Relay {
                 }
             };
             if !first {
-                self.metrics.backplane_reconnects.inc();
+                self.parts.metrics.backplane_reconnects.inc();
             }
             first = false;
             retry = Duration::from_millis(50);
@@ -213,8 +204,8 @@ impl Relay {
                                 let _ = done.send(());
                             }
                             Command::Ephemeral { room, frame } => {
-                                let payload = format!("e\n{}\n{frame}", self.node);
-                                let mut redis = self.redis.clone();
+                                let payload = format!("e\n{}\n{frame}", self.parts.node);
+                                let mut redis = self.parts.redis.clone();
                                 tokio::spawn(async move {
                                     let _: redis::RedisResult<()> = redis::cmd("PUBLISH")
                                         .arg(keys::channel(&room)).arg(payload).query_async(&mut redis).await;
@@ -224,7 +215,7 @@ impl Relay {
                     }
                     message = stream.next() => {
                         let Some(message) = message else { break };
-                        self.metrics.backplane_messages.inc();
+                        self.parts.metrics.backplane_messages.inc();
                         let channel = message.get_channel_name().to_owned();
                         let Some(room) = keys::room_of_channel(&channel) else { continue };
                         let Ok(payload) = message.get_payload::<String>() else { continue };
@@ -284,12 +275,12 @@ impl Relay {
         if self.pending.is_empty() {
             return None;
         }
-        Some(self.last_flush.map_or_else(Instant::now, |last| last + self.tick))
+        Some(self.last_flush.map_or_else(Instant::now, |last| last + self.parts.tick))
     }
 
     /// One event from a room's channel.
     async fn event(&mut self, room: &str, payload: &str) {
-        let Some(hub) = self.hub.upgrade() else { return };
+        let Some(hub) = self.parts.hub.upgrade() else { return };
         let Some((kind, rest)) = payload.split_once('\n') else { return };
         match kind {
             "m" => {
@@ -302,12 +293,12 @@ impl Relay {
                 {
                     self.fill(&hub, room, live, message.seq - 1).await;
                 }
-                let sender = origin.and_then(|(node, conn)| (node == *self.node).then_some(conn));
+                let sender = origin.and_then(|(node, conn)| (node == *self.parts.node).then_some(conn));
                 hub.deliver(&message, &wire::message(&message), sender);
             }
             "p" => {
                 let Some((node, diff)) = rest.split_once('\n') else { return };
-                if node == &*self.node {
+                if node == &*self.parts.node {
                     return;
                 }
                 let Ok(diff) = serde_json::from_str::<Diff>(diff) else { return };
@@ -315,7 +306,7 @@ impl Relay {
             }
             "e" => {
                 let Some((node, frame)) = rest.split_once('\n') else { return };
-                if node != &*self.node {
+                if node != &*self.parts.node {
                     hub.relay(room, frame);
                 }
             }
@@ -325,12 +316,12 @@ impl Relay {
 
     /// Delivers `after < seq <= upto` of `room` from history.
     async fn fill(&mut self, hub: &RoomHub, room: &str, after: u64, upto: u64) {
-        self.metrics.backplane_gap_fills.inc();
+        self.parts.metrics.backplane_gap_fills.inc();
         let reply: redis::RedisResult<redis::Value> = redis::cmd("XRANGE")
             .arg(keys::log(room))
             .arg(format!("{}-0", after + 1))
             .arg(format!("{upto}-0"))
-            .query_async(&mut self.redis)
+            .query_async(&mut self.parts.redis)
             .await;
         match reply.map_err(crate::store::StoreError::from).and_then(|reply| entries(room, reply)) {
             Ok(messages) => {
@@ -345,20 +336,20 @@ impl Relay {
     /// After (re)subscribing to `room`: deliver what was published before the
     /// subscription took hold, and bring presence from other nodes up to date.
     async fn catch_up(&mut self, room: &str) {
-        let Some(hub) = self.hub.upgrade() else { return };
+        let Some(hub) = self.parts.hub.upgrade() else { return };
         let head: redis::RedisResult<Option<u64>> =
-            redis::cmd("GET").arg(keys::seq(room)).query_async(&mut self.redis).await;
+            redis::cmd("GET").arg(keys::seq(room)).query_async(&mut self.parts.redis).await;
         if let (Ok(Some(head)), Some(live)) = (head, hub.live_head(room))
             && head > live
         {
             self.fill(&hub, room, live, head).await;
         }
-        match present(&mut self.redis, room).await {
+        match present(&mut self.parts.redis, room).await {
             Ok(present) => {
                 let mut elsewhere: HashMap<NodeId, Vec<User>> = HashMap::new();
                 let mut mine = HashSet::new();
                 for (node, user) in present {
-                    if node == self.node {
+                    if node == self.parts.node {
                         mine.insert(user.id);
                     } else {
                         elsewhere.entry(node).or_default().push(user);
@@ -392,7 +383,7 @@ impl Relay {
         for (room, changes) in &pending {
             let mut diff = Diff::default();
             for (id, user) in changes {
-                let field = format!("{}/{id}", self.node);
+                let field = format!("{}/{id}", self.parts.node);
                 match user {
                     Some(user) => {
                         let json = serde_json::to_string(&**user).expect("users serialise");
@@ -405,12 +396,12 @@ impl Relay {
                     }
                 }
             }
-            pipe.sadd(keys::node_rooms(&self.node), room).ignore();
+            pipe.sadd(keys::node_rooms(&self.parts.node), room).ignore();
             let payload =
-                format!("p\n{}\n{}", self.node, serde_json::to_string(&diff).expect("diffs serialise"));
+                format!("p\n{}\n{}", self.parts.node, serde_json::to_string(&diff).expect("diffs serialise"));
             pipe.publish(keys::channel(room), payload).ignore();
         }
-        let told = pipe.query_async::<()>(&mut self.redis).await;
+        let told = pipe.query_async::<()>(&mut self.parts.redis).await;
         // A join waits for its announcement only as long as Redis answers; a failure
         // is retried at the next tick without holding the join back.
         for done in waiting {
@@ -431,35 +422,35 @@ impl Relay {
     /// its heartbeat, so that the other nodes drop its members at once.
     async fn leave(&mut self) {
         self.flush_presence().await;
-        if let Err(error) = clean_up_after(&mut self.redis, &self.node).await {
+        if let Err(error) = clean_up_after(&mut self.parts.redis, &self.parts.node).await {
             tracing::warn!(%error, "removing this node's presence from Redis failed");
         }
         let _: redis::RedisResult<()> =
-            redis::cmd("DEL").arg(keys::node(&self.node)).query_async(&mut self.redis).await;
+            redis::cmd("DEL").arg(keys::node(&self.parts.node)).query_async(&mut self.parts.redis).await;
     }
 
     /// Refreshes this node's heartbeat and removes the members of nodes whose
     /// heartbeat is gone.
     async fn heartbeat(&mut self) {
-        let Some(hub) = self.hub.upgrade() else { return };
+        let Some(hub) = self.parts.hub.upgrade() else { return };
         let ttl = HEARTBEAT_TTL.as_millis() as u64;
         let beat: redis::RedisResult<()> = redis::cmd("SET")
-            .arg(keys::node(&self.node))
+            .arg(keys::node(&self.parts.node))
             .arg(Millis::now().0)
             .arg("PX")
             .arg(ttl)
-            .query_async(&mut self.redis)
+            .query_async(&mut self.parts.redis)
             .await;
         if beat.is_err() {
             return;
         }
         for node in hub.remote_nodes() {
             let alive: redis::RedisResult<bool> =
-                redis::cmd("EXISTS").arg(keys::node(&node)).query_async(&mut self.redis).await;
+                redis::cmd("EXISTS").arg(keys::node(&node)).query_async(&mut self.parts.redis).await;
             if let Ok(false) = alive {
                 tracing::info!(node = %node, "a node's heartbeat is gone; removing its members");
                 hub.node_gone(&node);
-                if let Err(error) = clean_up_after(&mut self.redis, &node).await {
+                if let Err(error) = clean_up_after(&mut self.parts.redis, &node).await {
                     tracing::warn!(%error, node = %node, "cleaning up after a dead node failed");
                 }
             }
