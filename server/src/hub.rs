@@ -97,6 +97,9 @@ struct Room {
     remote: HashMap<NodeId, HashMap<String, Arc<User>>>,
     /// Cluster mode: acks held until their message has been delivered here, by seq.
     acks: BTreeMap<u64, Vec<(Outbound, Utf8Bytes)>>,
+    /// Taken out of the map (its last member left): a join that locked it too late
+    /// must find the room that replaced it.
+    removed: bool,
 }
 
 /// A room whose presence announcement is due at an instant.
@@ -153,7 +156,20 @@ impl RoomHub {
     /// Adds `out` (as `user`) to `name`. The first connection of a user makes them
     /// present. Joining twice is harmless.
     pub fn join(&self, name: &str, user: &Arc<User>, out: &Outbound) -> Result<Joined, JoinError> {
-        let room = match self.existing(name) {
+        loop {
+            let room = self.existing_or_new(name);
+            let room = room.lock().expect("room lock");
+            // The last member left between finding the room and locking it, and the room
+            // went from the map: join the one that replaces it instead.
+            if !room.removed {
+                return self.join_locked(name, room, user, out);
+            }
+        }
+    }
+
+    /// The room named `name`, created (and watched, in cluster mode) if it is new.
+    fn existing_or_new(&self, name: &str) -> Arc<Mutex<Room>> {
+        match self.existing(name) {
             Some(room) => room,
             None => {
                 let mut rooms = self.rooms.write().expect("rooms lock");
@@ -168,13 +184,22 @@ impl RoomHub {
                         local: HashMap::new(),
                         remote: HashMap::new(),
                         acks: BTreeMap::new(),
+                        removed: false,
                     };
                     Arc::new(Mutex::new(room))
                 });
                 room.clone()
             }
-        };
-        let mut room = room.lock().expect("room lock");
+        }
+    }
+
+    fn join_locked(
+        &self,
+        name: &str,
+        mut room: std::sync::MutexGuard<'_, Room>,
+        user: &Arc<User>,
+        out: &Outbound,
+    ) -> Result<Joined, JoinError> {
         let head = match room.head {
             Some(head) => head,
             None => {
@@ -271,7 +296,11 @@ impl RoomHub {
 
     fn remove_if_empty(&self, name: &str) {
         let mut rooms = self.rooms.write().expect("rooms lock");
-        if rooms.get(name).is_some_and(|room| room.lock().expect("room lock").members.is_empty()) {
+        let Some(room) = rooms.get(name) else { return };
+        let mut room = room.lock().expect("room lock");
+        if room.members.is_empty() {
+            room.removed = true;
+            drop(room);
             rooms.remove(name);
             self.tell(Command::Unwatch(name.to_owned()));
         }

@@ -121,6 +121,9 @@ async fn a_retry_on_another_node_gets_the_original_ack() {
 
     assert_eq!(next_message_in(&mut watcher, "r").await.1, "m1");
     assert_eq!(next_message_in(&mut watcher, "r").await.1, "m2", "m1 was not delivered twice");
+    // Any id travels between nodes, also one that could pass for a line break.
+    publish(&mut again, "r", "line\nbreak", json!("odd")).await;
+    assert_eq!(next_message_in(&mut watcher, "r").await.1, "line\nbreak");
     for node in nodes {
         node.stop().await;
     }
@@ -455,4 +458,38 @@ async fn a_node_that_stops_takes_its_members_with_it_at_once() {
     let present = presence_until(&mut ada, "r", present, |p| !p.contains("Bob")).await;
     assert_eq!(present, HashMap::from([(ada_user.id, ada_user.name)]));
     staying.stop().await;
+}
+
+#[tokio::test]
+async fn a_node_declared_dead_by_mistake_announces_its_members_again() {
+    let redis = Redis::start();
+    let nodes = nodes(&redis, 2).await;
+    let (mut bob, bob_user, _) = hello(nodes[1].addr(), "Bob").await;
+    join(&mut bob, "r", None).await;
+
+    // Bob's node stalls past its heartbeat's life, and another node cleans up after it.
+    let mut behind = redis_connection(&redis);
+    let present_fields = |behind: &mut ::redis::Connection| -> Vec<String> {
+        ::redis::cmd("HKEYS").arg("tether:{r}:present").query(behind).unwrap()
+    };
+    let field =
+        present_fields(&mut behind).into_iter().find(|f| f.ends_with(&format!("/{}", bob_user.id))).unwrap();
+    let bobs_node = field.split_once('/').unwrap().0.to_owned();
+    let _: () = ::redis::cmd("DEL").arg(format!("tether:node:{bobs_node}")).query(&mut behind).unwrap();
+    let _: () = ::redis::cmd("HDEL").arg("tether:{r}:present").arg(&field).query(&mut behind).unwrap();
+
+    // Its heartbeat finds its own key gone and announces Bob again; nothing tells the
+    // test when, so it looks.
+    let started = std::time::Instant::now();
+    while !present_fields(&mut behind).contains(&field) {
+        assert!(started.elapsed() < PATIENCE, "Bob was never announced again");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let (ada, _, _) = hello(nodes[0].addr(), "Ada").await;
+    let mut ada = ada;
+    let (_, members) = join(&mut ada, "r", None).await;
+    assert!(members.iter().any(|user| user.id == bob_user.id), "a newcomer on another node sees Bob");
+    for node in nodes {
+        node.stop().await;
+    }
 }

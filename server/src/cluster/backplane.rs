@@ -4,8 +4,9 @@
 //! those, so a node hears nothing of rooms it does not serve. A channel carries three
 //! kinds of event, one per pub/sub message, each a line-separated text:
 //!
-//! - `m` a stored message: seq, ts, origin (`<node>:<conn>`), id, sender, body. It is
-//!   published by the publish script itself, so channel order is seq order.
+//! - `m` a stored message: seq, ts, origin (`<node>:<conn>`), id (as a JSON string),
+//!   sender, body. It is published by the publish script itself, so channel order is
+//!   seq order.
 //! - `p` a presence diff of one node in one room, at most one per presence tick.
 //! - `e` an ephemeral frame (typing, receipt), relayed as is.
 //!
@@ -28,7 +29,7 @@ use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use tether_shared::{Millis, User};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::history::{RedisHistory, entries};
@@ -36,7 +37,7 @@ use super::{NodeId, keys};
 use crate::hub::{FanOut, RoomHub};
 use crate::metrics::Metrics;
 use crate::outbound::ConnId;
-use crate::store::StoredMessage;
+use crate::store::{StoreError, StoredMessage};
 use crate::wire;
 
 /// How often a node refreshes its heartbeat and checks the others'.
@@ -44,7 +45,8 @@ pub const HEARTBEAT: Duration = Duration::from_secs(2);
 /// How long a heartbeat lives: a node silent for this long counts as dead, so its
 /// members leave everyone's presence within this plus one [`HEARTBEAT`].
 pub const HEARTBEAT_TTL: Duration = Duration::from_secs(6);
-/// Longest wait between two attempts to reach Redis again.
+/// Shortest and longest wait between two attempts to reach Redis again.
+const MIN_RETRY: Duration = Duration::from_millis(50);
 const MAX_RETRY: Duration = Duration::from_secs(2);
 
 /// What the hub tells the backplane. Sent on an unbounded channel, so that the hub
@@ -62,6 +64,17 @@ pub(crate) enum Command {
     /// The node is stopping and its members have left: tell the others now instead of
     /// letting them wait for the heartbeat to expire, then answer.
     Leave(oneshot::Sender<()>),
+    /// This node's heartbeat had expired: announce every local member again.
+    Reannounce,
+}
+
+/// How a pub/sub session ended.
+enum Outcome {
+    /// The hub is gone: the server stopped.
+    HubGone,
+    /// Redis failed; `caught_up` if the session had got through its catch-up, which
+    /// resets the retry delay.
+    Lost { caught_up: bool },
 }
 
 /// A presence diff as it travels between nodes.
@@ -114,18 +127,26 @@ struct Relay {
     /// When presence was last told: the next diff goes at once after a quiet tick, or
     /// waits for the tick's end, so that a node sends at most one diff per room per tick.
     last_flush: Option<Instant>,
+    /// Whether a pub/sub session was ever established (the next one is a reconnect).
+    connected_before: bool,
+    /// Stops the heartbeat task when the node leaves.
+    stop_heartbeat: watch::Sender<bool>,
 }
 
 /// Starts the backplane's task and returns the hub's handle on it.
 pub(super) fn start(parts: RelayParts) -> Arc<Backplane> {
     let (commands, receiver) = mpsc::unbounded_channel();
     let (node, history) = (parts.node.clone(), parts.history.clone());
+    let (stop_heartbeat, stopped) = watch::channel(false);
+    tokio::spawn(beat(parts.redis.clone(), node.clone(), commands.downgrade(), stopped));
     let relay = Relay {
         parts,
         watched: HashSet::new(),
         pending: HashMap::new(),
         waiting: Vec::new(),
         last_flush: None,
+        connected_before: false,
+        stop_heartbeat,
     };
     tokio::spawn(relay.run(receiver));
     Arc::new(Backplane { node, commands, history })
@@ -145,94 +166,114 @@ pub(super) struct RelayParts {
 
 impl Relay {
     async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
-        let mut retry = Duration::from_millis(50);
-        let mut first = true;
+        let mut retry = MIN_RETRY;
         loop {
-            let pubsub = match self.parts.client.get_async_pubsub().await {
-                Ok(pubsub) => pubsub,
-                Err(error) => {
-                    tracing::warn!(%error, "the backplane cannot reach Redis; retrying");
-                    if !self.wait(&mut commands, retry).await {
-                        return;
-                    }
-                    retry = (retry * 2).min(MAX_RETRY);
-                    continue;
-                }
-            };
-            if !first {
-                self.parts.metrics.backplane_reconnects.inc();
+            match self.session(&mut commands).await {
+                Outcome::HubGone => return,
+                Outcome::Lost { caught_up: true } => retry = MIN_RETRY,
+                Outcome::Lost { caught_up: false } => {}
             }
-            first = false;
-            retry = Duration::from_millis(50);
-            let (mut sink, mut stream) = pubsub.split();
-            let rooms: Vec<String> = self.watched.iter().cloned().collect();
-            if !rooms.is_empty() {
-                let channels: Vec<String> = rooms.iter().map(|room| keys::channel(room)).collect();
-                if let Err(error) = sink.subscribe(channels).await {
-                    tracing::warn!(%error, "resubscribing failed");
-                    continue;
-                }
+            if !self.wait(&mut commands, retry).await {
+                return;
             }
-            for room in &rooms {
-                self.catch_up(room).await;
+            retry = (retry * 2).min(MAX_RETRY);
+        }
+    }
+
+    /// One pub/sub connection's life: subscribe to every watched room, catch each up,
+    /// then serve commands, events, presence flushes and checks until something fails.
+    async fn session(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>) -> Outcome {
+        let lost = |caught_up| Outcome::Lost { caught_up };
+        let pubsub = match self.parts.client.get_async_pubsub().await {
+            Ok(pubsub) => pubsub,
+            Err(error) => {
+                tracing::warn!(%error, "the backplane cannot reach Redis; retrying");
+                return lost(false);
             }
-            let mut heartbeats = tokio::time::interval(HEARTBEAT);
-            loop {
-                tokio::select! {
-                    command = commands.recv() => {
-                        let Some(command) = command else { return };
-                        match command {
-                            Command::Watch(room) => {
-                                if self.watched.insert(room.clone()) {
-                                    if let Err(error) = sink.subscribe(keys::channel(&room)).await {
-                                        tracing::warn!(%error, room, "subscribing failed");
-                                        break;
-                                    }
-                                    self.catch_up(&room).await;
+        };
+        if self.connected_before {
+            self.parts.metrics.backplane_reconnects.inc();
+        }
+        self.connected_before = true;
+        let (mut sink, mut stream) = pubsub.split();
+        let rooms: Vec<String> = self.watched.iter().cloned().collect();
+        if !rooms.is_empty() {
+            let channels: Vec<String> = rooms.iter().map(|room| keys::channel(room)).collect();
+            if let Err(error) = sink.subscribe(channels).await {
+                tracing::warn!(%error, "resubscribing failed");
+                return lost(false);
+            }
+        }
+        for room in &rooms {
+            if let Err(error) = self.catch_up(room).await {
+                tracing::warn!(%error, room, "catching up after subscribing failed; reconnecting");
+                return lost(false);
+            }
+        }
+        let mut checks = tokio::time::interval(HEARTBEAT);
+        loop {
+            tokio::select! {
+                command = commands.recv() => {
+                    let Some(command) = command else { return Outcome::HubGone };
+                    match command {
+                        Command::Watch(room) => {
+                            if self.watched.insert(room.clone()) {
+                                if let Err(error) = sink.subscribe(keys::channel(&room)).await {
+                                    tracing::warn!(%error, room, "subscribing failed");
+                                    return lost(true);
+                                }
+                                if let Err(error) = self.catch_up(&room).await {
+                                    tracing::warn!(%error, room, "catching up failed; reconnecting");
+                                    return lost(true);
                                 }
                             }
-                            Command::Unwatch(room) => {
-                                if self.watched.remove(&room) {
-                                    let _ = sink.unsubscribe(keys::channel(&room)).await;
-                                }
-                            }
-                            Command::Presence { room, user, present, done } => {
-                                self.note_presence(room, user, present, done);
-                            }
-                            Command::Leave(done) => {
-                                self.leave().await;
-                                let _ = done.send(());
-                            }
-                            Command::Ephemeral { room, frame } => {
-                                let payload = format!("e\n{}\n{frame}", self.parts.node);
-                                let mut redis = self.parts.redis.clone();
-                                tokio::spawn(async move {
-                                    let _: redis::RedisResult<()> = redis::cmd("PUBLISH")
-                                        .arg(keys::channel(&room)).arg(payload).query_async(&mut redis).await;
-                                });
+                        }
+                        Command::Unwatch(room) => {
+                            if self.watched.remove(&room) {
+                                let _ = sink.unsubscribe(keys::channel(&room)).await;
                             }
                         }
-                    }
-                    message = stream.next() => {
-                        let Some(message) = message else { break };
-                        self.parts.metrics.backplane_messages.inc();
-                        let channel = message.get_channel_name().to_owned();
-                        let Some(room) = keys::room_of_channel(&channel) else { continue };
-                        let Ok(payload) = message.get_payload::<String>() else { continue };
-                        self.event(room, &payload).await;
-                    }
-                    () = flush_at(self.flush_due()) => self.flush_presence().await,
-                    _ = heartbeats.tick() => {
-                        let alive = tokio::time::timeout(HEARTBEAT, sink.ping::<redis::Value>()).await;
-                        if !matches!(alive, Ok(Ok(_))) {
-                            tracing::warn!("the backplane's Redis connection stopped answering");
-                            break;
+                        Command::Presence { room, user, present, done } => {
+                            self.note_presence(room, user, present, done);
                         }
-                        self.heartbeat().await;
+                        Command::Reannounce => self.reannounce(),
+                        Command::Leave(done) => {
+                            self.leave().await;
+                            let _ = done.send(());
+                        }
+                        Command::Ephemeral { room, frame } => {
+                            let payload = format!("e\n{}\n{frame}", self.parts.node);
+                            let mut redis = self.parts.redis.clone();
+                            tokio::spawn(async move {
+                                let _: redis::RedisResult<()> = redis::cmd("PUBLISH")
+                                    .arg(keys::channel(&room)).arg(payload).query_async(&mut redis).await;
+                            });
+                        }
                     }
                 }
+                message = stream.next() => {
+                    let Some(message) = message else { return lost(true) };
+                    self.parts.metrics.backplane_messages.inc();
+                    let channel = message.get_channel_name().to_owned();
+                    let Some(room) = keys::room_of_channel(&channel) else { continue };
+                    let Ok(payload) = message.get_payload::<String>() else { continue };
+                    if let Err(error) = self.event(room, &payload).await {
+                        // Nothing past the gap is delivered: the next session's catch-up
+                        // fills it, then goes on.
+                        tracing::warn!(%error, room, "filling a gap failed; reconnecting");
+                        return lost(true);
+                    }
+                }
+                () = flush_at(self.flush_due()) => self.flush_presence().await,
+                _ = checks.tick() => {
+                    let alive = tokio::time::timeout(HEARTBEAT, sink.ping::<redis::Value>()).await;
+                    if !matches!(alive, Ok(Ok(_))) {
+                        tracing::warn!("the backplane's Redis connection stopped answering");
+                        return lost(true);
+                    }
+                    self.remove_dead_nodes().await;
+                }
             }
-            tracing::warn!("the backplane lost Redis; reconnecting");
         }
     }
 
@@ -250,10 +291,14 @@ impl Relay {
                     Some(Command::Presence { room, user, present, done }) => {
                         self.note_presence(room, user, present, done);
                     }
+                    Some(Command::Reannounce) => self.reannounce(),
                     // Typing and receipts are ephemeral: while Redis is away they go nowhere.
                     Some(Command::Ephemeral { .. }) => {}
                     // Without Redis there is nobody to tell; the heartbeat expires by itself.
-                    Some(Command::Leave(done)) => { let _ = done.send(()); }
+                    Some(Command::Leave(done)) => {
+                        let _ = self.stop_heartbeat.send(true);
+                        let _ = done.send(());
+                    }
                 },
             }
         }
@@ -278,96 +323,110 @@ impl Relay {
         Some(self.last_flush.map_or_else(Instant::now, |last| last + self.parts.tick))
     }
 
-    /// One event from a room's channel.
-    async fn event(&mut self, room: &str, payload: &str) {
-        let Some(hub) = self.parts.hub.upgrade() else { return };
-        let Some((kind, rest)) = payload.split_once('\n') else { return };
+    /// One event from a room's channel. Fails only if a gap before a message could not
+    /// be filled, in which case the message is not delivered either.
+    async fn event(&mut self, room: &str, payload: &str) -> Result<(), StoreError> {
+        let Some(hub) = self.parts.hub.upgrade() else { return Ok(()) };
+        let Some((kind, rest)) = payload.split_once('\n') else { return Ok(()) };
         match kind {
             "m" => {
                 let Some((message, origin)) = parse_message(room, rest) else {
                     tracing::warn!(room, "a message on the backplane could not be read");
-                    return;
+                    return Ok(());
                 };
                 if let Some(live) = hub.live_head(room)
                     && message.seq > live + 1
                 {
-                    self.fill(&hub, room, live, message.seq - 1).await;
+                    self.fill(&hub, room, live, message.seq - 1).await?;
                 }
                 let sender = origin.and_then(|(node, conn)| (node == *self.parts.node).then_some(conn));
                 hub.deliver(&message, &wire::message(&message), sender);
             }
             "p" => {
-                let Some((node, diff)) = rest.split_once('\n') else { return };
-                if node == &*self.parts.node {
-                    return;
+                let Some((node, diff)) = rest.split_once('\n') else { return Ok(()) };
+                if node != &*self.parts.node
+                    && let Ok(diff) = serde_json::from_str::<Diff>(diff)
+                {
+                    hub.remote_presence(room, &NodeId::from(node), diff.join, &diff.leave);
                 }
-                let Ok(diff) = serde_json::from_str::<Diff>(diff) else { return };
-                hub.remote_presence(room, &NodeId::from(node), diff.join, &diff.leave);
             }
             "e" => {
-                let Some((node, frame)) = rest.split_once('\n') else { return };
-                if node != &*self.parts.node {
+                if let Some((node, frame)) = rest.split_once('\n')
+                    && node != &*self.parts.node
+                {
                     hub.relay(room, frame);
                 }
             }
             _ => {}
         }
+        Ok(())
     }
 
     /// Delivers `after < seq <= upto` of `room` from history.
-    async fn fill(&mut self, hub: &RoomHub, room: &str, after: u64, upto: u64) {
+    async fn fill(&mut self, hub: &RoomHub, room: &str, after: u64, upto: u64) -> Result<(), StoreError> {
         self.parts.metrics.backplane_gap_fills.inc();
-        let reply: redis::RedisResult<redis::Value> = redis::cmd("XRANGE")
+        let reply: redis::Value = redis::cmd("XRANGE")
             .arg(keys::log(room))
             .arg(format!("{}-0", after + 1))
             .arg(format!("{upto}-0"))
             .query_async(&mut self.parts.redis)
-            .await;
-        match reply.map_err(crate::store::StoreError::from).and_then(|reply| entries(room, reply)) {
-            Ok(messages) => {
-                for message in messages {
-                    hub.deliver(&message, &wire::message(&message), None);
-                }
-            }
-            Err(error) => tracing::warn!(%error, room, "filling a gap from history failed"),
+            .await?;
+        let messages = entries(room, reply)?;
+        if messages.len() as u64 != upto - after {
+            // Trimmed from history before this node could read them: gone for everyone,
+            // as for a replay that reaches past what history keeps.
+            tracing::warn!(room, after, upto, found = messages.len(), "a gap reached past history");
         }
+        for message in messages {
+            hub.deliver(&message, &wire::message(&message), None);
+        }
+        Ok(())
     }
 
     /// After (re)subscribing to `room`: deliver what was published before the
     /// subscription took hold, and bring presence from other nodes up to date.
-    async fn catch_up(&mut self, room: &str) {
-        let Some(hub) = self.parts.hub.upgrade() else { return };
-        let head: redis::RedisResult<Option<u64>> =
-            redis::cmd("GET").arg(keys::seq(room)).query_async(&mut self.parts.redis).await;
-        if let (Ok(Some(head)), Some(live)) = (head, hub.live_head(room))
+    async fn catch_up(&mut self, room: &str) -> Result<(), StoreError> {
+        let Some(hub) = self.parts.hub.upgrade() else { return Ok(()) };
+        let head: Option<u64> =
+            redis::cmd("GET").arg(keys::seq(room)).query_async(&mut self.parts.redis).await?;
+        if let (Some(head), Some(live)) = (head, hub.live_head(room))
             && head > live
         {
-            self.fill(&hub, room, live, head).await;
+            self.fill(&hub, room, live, head).await?;
         }
-        match present(&mut self.parts.redis, room).await {
-            Ok(present) => {
-                let mut elsewhere: HashMap<NodeId, Vec<User>> = HashMap::new();
-                let mut mine = HashSet::new();
-                for (node, user) in present {
-                    if node == self.parts.node {
-                        mine.insert(user.id);
-                    } else {
-                        elsewhere.entry(node).or_default().push(user);
-                    }
-                }
-                hub.remote_snapshot(room, elsewhere);
-                // What Redis says of us must be what we have: announce every local user
-                // again (a ghost cleaner may have removed us while Redis was away), and
-                // take back the ones that left meanwhile.
-                let changes = self.pending.entry(room.to_owned()).or_default();
-                for user in hub.local_users(room) {
-                    changes.entry(user.id.clone()).or_insert(Some(user));
-                }
-                for id in mine {
-                    changes.entry(id).or_insert(None);
-                }
+        let present = present(&mut self.parts.redis, room).await?;
+        let mut elsewhere: HashMap<NodeId, Vec<User>> = HashMap::new();
+        let mut mine = HashSet::new();
+        for (node, user) in present {
+            if node == self.parts.node {
+                mine.insert(user.id);
+            } else {
+                elsewhere.entry(node).or_default().push(user);
             }
-            Err(error) => tracing::warn!(%error, room, "reading presence failed"),
+        }
+        hub.remote_snapshot(room, elsewhere);
+        // What Redis says of us must be what we have: announce every local user again (a
+        // ghost cleaner may have removed us while Redis was away), and take back the
+        // ones that left meanwhile.
+        let changes = self.pending.entry(room.to_owned()).or_default();
+        for user in hub.local_users(room) {
+            changes.entry(user.id.clone()).or_insert(Some(user));
+        }
+        for id in mine {
+            changes.entry(id).or_insert(None);
+        }
+        Ok(())
+    }
+
+    /// Puts every local user of every watched room back into the next presence diff:
+    /// after this node's heartbeat expired, the others may have removed them.
+    fn reannounce(&mut self) {
+        let Some(hub) = self.parts.hub.upgrade() else { return };
+        for room in &self.watched {
+            let changes = self.pending.entry(room.clone()).or_default();
+            for user in hub.local_users(room) {
+                changes.insert(user.id.clone(), Some(user));
+            }
         }
     }
 
@@ -418,32 +477,24 @@ impl Relay {
         }
     }
 
-    /// Tells what is pending, then removes this node from Redis: its presence fields and
-    /// its heartbeat, so that the other nodes drop its members at once.
+    /// Tells what is pending, then removes this node from Redis: its heartbeat, then its
+    /// presence fields, so that the other nodes drop its members at once.
     async fn leave(&mut self) {
+        let _ = self.stop_heartbeat.send(true);
         self.flush_presence().await;
+        let gone: redis::RedisResult<()> =
+            redis::cmd("DEL").arg(keys::node(&self.parts.node)).query_async(&mut self.parts.redis).await;
+        if let Err(error) = gone {
+            tracing::warn!(%error, "removing this node's heartbeat failed");
+        }
         if let Err(error) = clean_up_after(&mut self.parts.redis, &self.parts.node).await {
             tracing::warn!(%error, "removing this node's presence from Redis failed");
         }
-        let _: redis::RedisResult<()> =
-            redis::cmd("DEL").arg(keys::node(&self.parts.node)).query_async(&mut self.parts.redis).await;
     }
 
-    /// Refreshes this node's heartbeat and removes the members of nodes whose
-    /// heartbeat is gone.
-    async fn heartbeat(&mut self) {
+    /// Removes the members of nodes whose heartbeat is gone, here and in Redis.
+    async fn remove_dead_nodes(&mut self) {
         let Some(hub) = self.parts.hub.upgrade() else { return };
-        let ttl = HEARTBEAT_TTL.as_millis() as u64;
-        let beat: redis::RedisResult<()> = redis::cmd("SET")
-            .arg(keys::node(&self.parts.node))
-            .arg(Millis::now().0)
-            .arg("PX")
-            .arg(ttl)
-            .query_async(&mut self.parts.redis)
-            .await;
-        if beat.is_err() {
-            return;
-        }
         for node in hub.remote_nodes() {
             let alive: redis::RedisResult<bool> =
                 redis::cmd("EXISTS").arg(keys::node(&node)).query_async(&mut self.parts.redis).await;
@@ -454,6 +505,44 @@ impl Relay {
                     tracing::warn!(%error, node = %node, "cleaning up after a dead node failed");
                 }
             }
+        }
+    }
+}
+
+/// Refreshes this node's heartbeat every [`HEARTBEAT`], in a task of its own so that
+/// nothing the backplane waits for can delay it. Finding its own key gone (it expired
+/// while Redis or this node stalled) means the other nodes may have removed this
+/// node's members: it asks the backplane to announce them again.
+async fn beat(
+    mut redis: ConnectionManager,
+    node: NodeId,
+    commands: mpsc::WeakUnboundedSender<Command>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let ttl = HEARTBEAT_TTL.as_millis() as u64;
+    let mut ticks = tokio::time::interval(HEARTBEAT);
+    let mut first = true;
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => {}
+            _ = stop.changed() => return,
+        }
+        let Some(commands) = commands.upgrade() else { return };
+        let previous: redis::RedisResult<Option<String>> = redis::cmd("SET")
+            .arg(keys::node(&node))
+            .arg(Millis::now().0)
+            .arg("PX")
+            .arg(ttl)
+            .arg("GET")
+            .query_async(&mut redis)
+            .await;
+        match previous {
+            Ok(None) if !first => {
+                tracing::warn!("this node's heartbeat had expired; announcing its members again");
+                let _ = commands.send(Command::Reannounce);
+            }
+            Ok(_) => first = false,
+            Err(error) => tracing::debug!(%error, "refreshing the heartbeat failed"),
         }
     }
 }
@@ -479,18 +568,32 @@ async fn present(redis: &mut ConnectionManager, room: &str) -> redis::RedisResul
     Ok(present)
 }
 
-/// Removes a dead node's presence from every room it announced itself in.
+/// Removes a node's presence fields from every room it announced itself in, unless its
+/// heartbeat is back: one script, so that a node that returns between the check and the
+/// removal keeps what it announced again. It names the room hashes it touches from the
+/// node's set, which one Redis allows (a Redis Cluster would need one call per room).
+const CLEAN_UP: &str = r#"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+for _, room in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local present = 'tether:{' .. room .. '}:present'
+  for _, field in ipairs(redis.call('HKEYS', present)) do
+    if string.sub(field, 1, #ARGV[1]) == ARGV[1] then redis.call('HDEL', present, field) end
+  end
+end
+redis.call('DEL', KEYS[2])
+return 1
+"#;
+
+/// Runs [`CLEAN_UP`] for `node`.
 async fn clean_up_after(redis: &mut ConnectionManager, node: &str) -> redis::RedisResult<()> {
-    let rooms: Vec<String> = redis::cmd("SMEMBERS").arg(keys::node_rooms(node)).query_async(redis).await?;
-    let prefix = format!("{node}/");
-    for room in rooms {
-        let fields: Vec<String> = redis::cmd("HKEYS").arg(keys::present(&room)).query_async(redis).await?;
-        let theirs: Vec<&String> = fields.iter().filter(|field| field.starts_with(&prefix)).collect();
-        if !theirs.is_empty() {
-            let _: () = redis::cmd("HDEL").arg(keys::present(&room)).arg(theirs).query_async(redis).await?;
-        }
-    }
-    redis::cmd("DEL").arg(keys::node_rooms(node)).query_async(redis).await
+    redis::cmd("EVAL")
+        .arg(CLEAN_UP)
+        .arg(2)
+        .arg(keys::node(node))
+        .arg(keys::node_rooms(node))
+        .arg(format!("{node}/"))
+        .query_async(redis)
+        .await
 }
 
 /// Sleeps until `due`, or forever without one.
@@ -507,7 +610,7 @@ fn parse_message(room: &str, text: &str) -> Option<(StoredMessage, Option<(Strin
     let seq = parts.next()?.parse().ok()?;
     let ts = Millis(parts.next()?.parse().ok()?);
     let origin = parts.next()?;
-    let id = parts.next()?.to_owned();
+    let id: String = serde_json::from_str(parts.next()?).ok()?;
     let user: User = serde_json::from_str(parts.next()?).ok()?;
     let body = RawValue::from_string(parts.next()?.to_owned()).ok()?;
     let origin =

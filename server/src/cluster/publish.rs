@@ -15,8 +15,8 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
+use redis::Value;
 use redis::aio::ConnectionManager;
-use redis::{Script, Value};
 use tether_shared::RejectCode;
 use tokio::sync::mpsc;
 
@@ -33,19 +33,26 @@ const PRUNE_EVERY: u64 = 64;
 /// Entries looked at per pass of an age trim.
 const PRUNE_PAGE: usize = 100;
 
-/// KEYS: seq, log, seen marker. ARGV: id, sender (JSON), body, ts, origin, history
-/// length, dedupe window (ms), channel. Returns `{stored, "seq:ts"}`; `stored` is 0 for
-/// a duplicate, whose original receipt is returned.
+/// KEYS: seq, log, seen marker. ARGV: id, sender (JSON), body, origin, history length,
+/// dedupe window (ms, 0 for none), channel, id as a JSON string. Returns
+/// `{stored, "seq:ts"}`; `stored` is 0 for a duplicate, whose original receipt is returned.
+///
+/// Redis does not roll a script back, so nothing after `INCR` may fail on its inputs:
+/// they are numbers and text the node made. The time is Redis's own, so `ts` follows
+/// seq order whatever the nodes' clocks say. In the channel event the id travels as
+/// JSON, so that no id can add a line to it.
 const PUBLISH: &str = r#"
 local seen = redis.call('GET', KEYS[3])
 if seen then return {0, seen} end
+local now = redis.call('TIME')
+local ts = string.format('%.0f', now[1] * 1000 + math.floor(now[2] / 1000))
 local seq = redis.call('INCR', KEYS[1])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[6], seq .. '-0',
-  'i', ARGV[1], 'u', ARGV[2], 'b', ARGV[3], 't', ARGV[4])
-local receipt = seq .. ':' .. ARGV[4]
-redis.call('SET', KEYS[3], receipt, 'PX', ARGV[7])
-redis.call('PUBLISH', ARGV[8], 'm\n' .. seq .. '\n' .. ARGV[4] .. '\n' .. ARGV[5] .. '\n'
-  .. ARGV[1] .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], seq .. '-0',
+  'i', ARGV[1], 'u', ARGV[2], 'b', ARGV[3], 't', ts)
+local receipt = seq .. ':' .. ts
+if tonumber(ARGV[6]) > 0 then redis.call('SET', KEYS[3], receipt, 'PX', ARGV[6]) end
+redis.call('PUBLISH', ARGV[7], 'm\n' .. seq .. '\n' .. ts .. '\n' .. ARGV[4] .. '\n'
+  .. ARGV[8] .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
 return {1, receipt}
 "#;
 
@@ -65,7 +72,6 @@ pub struct Publisher {
 impl Publisher {
     /// Serves publishes until every sender is gone.
     pub async fn run(mut self, mut requests: mpsc::UnboundedReceiver<Request>) {
-        let script = Script::new(PUBLISH);
         while let Some(first) = requests.recv().await {
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
@@ -83,7 +89,7 @@ impl Publisher {
                 }
             }
             if !publishes.is_empty() {
-                self.commit(&script, publishes).await;
+                self.commit(publishes).await;
             }
             for done in barriers {
                 let _ = done.send(());
@@ -92,19 +98,9 @@ impl Publisher {
     }
 
     /// Runs the script for every publish in one pipeline, and answers each.
-    async fn commit(&mut self, script: &Script, publishes: Vec<Publish>) {
+    async fn commit(&mut self, publishes: Vec<Publish>) {
         let started = Instant::now();
-        let mut replies = self.pipeline(script, &publishes).await;
-        if replies.as_ref().is_ok_and(|replies| replies.iter().any(is_noscript)) {
-            // Redis restarted and forgot the script: load it and send the batch again.
-            // Nothing of a batch that met NOSCRIPT ran, so re-sending is safe.
-            let loaded: redis::RedisResult<String> =
-                script.prepare_invoke().load_async(&mut self.redis).await;
-            replies = match loaded {
-                Ok(_) => self.pipeline(script, &publishes).await,
-                Err(error) => Err(error),
-            };
-        }
+        let replies = self.pipeline(&publishes).await;
         self.metrics.backplane_seconds.observe(started.elapsed().as_secs_f64());
         let replies = match replies {
             Ok(replies) => replies,
@@ -148,14 +144,17 @@ impl Publisher {
         }
     }
 
-    async fn pipeline(&mut self, script: &Script, publishes: &[Publish]) -> redis::RedisResult<Vec<Value>> {
+    /// Sends one `EVAL` per publish. `EVAL` rather than `EVALSHA`: Redis caches the
+    /// compiled script either way, and a Redis that restarted (or another node's
+    /// `SCRIPT FLUSH`) can never make half a batch fail with `NOSCRIPT` and reorder it.
+    async fn pipeline(&mut self, publishes: &[Publish]) -> redis::RedisResult<Vec<Value>> {
         let mut pipe = redis::pipe();
         for publish in publishes {
             let user = serde_json::to_string(&publish.user).expect("users serialise");
             let origin = format!("{}:{}", self.node, publish.reply.conn());
-            let ts = tether_shared::Millis::now().0;
-            pipe.cmd("EVALSHA")
-                .arg(script.get_hash())
+            let id_json = serde_json::to_string(&publish.id).expect("strings serialise");
+            pipe.cmd("EVAL")
+                .arg(PUBLISH)
                 .arg(3)
                 .arg(keys::seq(&publish.room))
                 .arg(keys::log(&publish.room))
@@ -163,11 +162,11 @@ impl Publisher {
                 .arg(&publish.id)
                 .arg(user)
                 .arg(publish.body.get())
-                .arg(ts)
                 .arg(origin)
                 .arg(self.history_messages)
                 .arg(self.dedupe_window_ms)
-                .arg(keys::channel(&publish.room));
+                .arg(keys::channel(&publish.room))
+                .arg(id_json);
         }
         pipe.ignore_errors();
         pipe.query_async(&mut self.redis).await
@@ -222,10 +221,6 @@ async fn trim_older_than(
             return Ok(());
         }
     }
-}
-
-fn is_noscript(reply: &Value) -> bool {
-    matches!(reply, Value::ServerError(error) if error.code() == "NOSCRIPT")
 }
 
 /// `{stored, "seq:ts"}` → (stored, seq, ts).
