@@ -7,10 +7,9 @@ use tether_shared::frame::valid_room_name;
 use tether_shared::{ErrorCode, RoomCursor, ServerFrame};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::{Conn, write};
+use super::{Conn, Transport, write};
 use crate::auth;
 use crate::metrics::OutcomeLabel;
-use crate::upgrade::Socket;
 use crate::wire;
 
 /// Longest a join waits for the other nodes to be told of its user (cluster mode).
@@ -23,7 +22,7 @@ impl Conn {
     /// Joins each room in turn (one for `join`, several for `resume`).
     pub(super) async fn join_all(
         &mut self,
-        socket: &mut Socket,
+        socket: &mut impl Transport,
         rooms: Vec<RoomCursor>,
     ) -> Result<(), WsError> {
         for RoomCursor { room, since, history } in rooms {
@@ -36,7 +35,7 @@ impl Conn {
     /// frame queued after the join.
     async fn join(
         &mut self,
-        socket: &mut Socket,
+        socket: &mut impl Transport,
         room: String,
         since: Option<u64>,
         history: Option<u32>,

@@ -29,7 +29,6 @@ use crate::handshake::Identity;
 use crate::limits;
 use crate::metrics::CodeLabel;
 use crate::outbound::{Next, Outbound, Queue};
-use crate::upgrade::Socket;
 use decide::After;
 
 /// Longest wait for a closing handshake to be written.
@@ -61,14 +60,27 @@ fn quota(per_sec: u32, burst: u32) -> Quota {
     Quota::per_second(per_sec).allow_burst(NonZeroU32::new(burst.max(1)).expect("at least one"))
 }
 
+/// What a connection reads from and writes to: WebSocket messages both ways. A real
+/// WebSocket is one; an HTTP session (`crate::session`) is another, so every transport
+/// goes through the same decisions, limits and goodbye.
+pub trait Transport:
+    futures::Stream<Item = Result<Message, WsError>> + futures::Sink<Message, Error = WsError> + Unpin + Send
+{
+}
+
+impl<T> Transport for T where
+    T: futures::Stream<Item = Result<Message, WsError>> + futures::Sink<Message, Error = WsError> + Unpin + Send
+{
+}
+
 /// Sends a frame straight to the socket, bypassing the queue (used before draining it).
-async fn write(socket: &mut Socket, frame: &ServerFrame) -> Result<(), WsError> {
+async fn write(socket: &mut impl Transport, frame: &ServerFrame) -> Result<(), WsError> {
     socket.feed(Message::text(frame.encode())).await
 }
 
 /// Serves one upgraded socket until the client leaves, it goes silent, it misbehaves,
 /// or the server shuts down.
-pub async fn serve(mut socket: Socket, context: Arc<Context>, id: u64) {
+pub async fn serve(mut socket: impl Transport, context: Arc<Context>, id: u64) {
     let (out, mut queue) = Outbound::new(id, context.config.send_queue, context.metrics.clone());
     context.metrics.connections.inc();
     let mut conn = Conn {
@@ -171,7 +183,7 @@ pub async fn serve(mut socket: Socket, context: Arc<Context>, id: u64) {
 
 /// Ends the connection as `ending` says: on shutdown, acks still due first; then the
 /// close frame, unless the client already left.
-async fn goodbye(socket: &mut Socket, context: &Context, queue: &mut Queue, ending: &Ending) {
+async fn goodbye(socket: &mut impl Transport, context: &Context, queue: &mut Queue, ending: &Ending) {
     let close = match ending {
         Ending::Shutdown => {
             // Acks for publishes already handed to the sequencer go out before the goodbye.
@@ -194,7 +206,11 @@ async fn goodbye(socket: &mut Socket, context: &Context, queue: &mut Queue, endi
             context.metrics.refused.get_or_create(&CodeLabel { code: close.code.to_string() }).inc();
         }
         // A client that never reads would hold the goodbye forever.
-        let _ = tokio::time::timeout(CLOSE_PATIENCE, socket.close(Some(close.frame()))).await;
+        let closing = async {
+            socket.send(Message::Close(Some(close.frame()))).await?;
+            SinkExt::close(socket).await
+        };
+        let _ = tokio::time::timeout(CLOSE_PATIENCE, closing).await;
     }
 }
 
@@ -204,7 +220,7 @@ const SLOW_CONSUMER: Close = Close::new(close::SLOW_CONSUMER, "slow consumer: to
 const DROPPED: Close = Close::new(close::SERVICE_RESTART, "dropped by the test endpoint");
 
 /// Writes a batch of queued frames, then flushes once.
-async fn drain(socket: &mut Socket, batch: &mut VecDeque<Utf8Bytes>) -> Result<(), WsError> {
+async fn drain(socket: &mut impl Transport, batch: &mut VecDeque<Utf8Bytes>) -> Result<(), WsError> {
     while let Some(frame) = batch.pop_front() {
         socket.feed(Message::Text(frame)).await?;
     }
