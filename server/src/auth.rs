@@ -43,6 +43,14 @@ fn mac(secret: &[u8]) -> Hmac<Sha256> {
     <Hmac<Sha256> as KeyInit>::new_from_slice(secret).expect("HMAC accepts keys of any length")
 }
 
+/// An unguessable identifier: a MAC over `seed` (something unique, such as a counter
+/// and the time) keyed with `secret`, so knowing earlier ones tells nothing of the next.
+pub fn unguessable(secret: &[u8], seed: &[u8]) -> String {
+    let mut mac = mac(secret);
+    mac.update(seed);
+    URL_SAFE_NO_PAD.encode(&mac.finalize().into_bytes()[..18])
+}
+
 /// Signs `claims` with `secret`.
 pub fn sign(secret: &[u8], claims: &Claims) -> String {
     let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(claims).expect("claims serialise"));

@@ -24,6 +24,8 @@ pub struct Context {
     pub(crate) secret: Vec<u8>,
     /// Tells every connection to close with 1012 (test endpoint only).
     pub(crate) drop_all: tokio::sync::watch::Sender<u64>,
+    /// Sessions of the HTTP fallback transports, by id.
+    pub(crate) sessions: crate::fallback::session::Sessions,
     next_conn: AtomicU64,
 }
 
@@ -51,6 +53,7 @@ impl Context {
             metrics,
             secret,
             drop_all,
+            sessions: Default::default(),
             next_conn: AtomicU64::new(1),
         }
     }

@@ -16,6 +16,7 @@ pub mod config;
 mod connection;
 mod context;
 mod dedupe;
+mod fallback;
 mod handshake;
 mod hub;
 mod identity;

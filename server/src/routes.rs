@@ -21,7 +21,7 @@ use crate::upgrade::{self, UpgradeRequest};
 
 /// Path prefixes owned by the server. The SPA fallback never answers under them, so a
 /// typo in an API path is a 404 rather than a page of HTML.
-pub const RESERVED: &[&str] = &["ws", "healthz", "readyz", "metrics", "api"];
+pub const RESERVED: &[&str] = &["ws", "rt", "healthz", "readyz", "metrics", "api"];
 
 /// Read buffer per connection. Frames are small and most sockets are idle, so a few
 /// KiB is plenty; tungstenite grows it for larger messages.
@@ -117,6 +117,8 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
         .or(test_drop)
         .unify()
         .or(ws)
+        .unify()
+        .or(crate::fallback::routes(context.clone()))
         .unify()
         .or(api)
         .unify()

@@ -69,7 +69,10 @@ pub trait Transport:
 }
 
 impl<T> Transport for T where
-    T: futures::Stream<Item = Result<Message, WsError>> + futures::Sink<Message, Error = WsError> + Unpin + Send
+    T: futures::Stream<Item = Result<Message, WsError>>
+        + futures::Sink<Message, Error = WsError>
+        + Unpin
+        + Send
 {
 }
 

@@ -74,9 +74,25 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> (u16, String, String) {
 
 /// A minimal HTTP/1.1 request without a body.
 pub async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String, String) {
+    http_with(addr, method, path, &[], "").await
+}
+
+/// A minimal HTTP/1.1 request with extra headers and a body; a chunked body is decoded.
+pub async fn http_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (u16, String, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let request =
-        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let mut request =
+        format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("Connection: close\r\n\r\n");
+    request.push_str(body);
     stream.write_all(request.as_bytes()).await.expect("write request");
     let mut raw = Vec::new();
     tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
@@ -86,7 +102,26 @@ pub async fn http(addr: SocketAddr, method: &str, path: &str) -> (u16, String, S
     let raw = String::from_utf8_lossy(&raw).into_owned();
     let (head, body) = raw.split_once("\r\n\r\n").expect("a complete response");
     let status = head.split(' ').nth(1).and_then(|code| code.parse().ok()).expect("status");
-    (status, head.to_owned(), body.to_owned())
+    let body = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    (status, head.to_owned(), body)
+}
+
+/// The payload of a complete chunked body.
+pub fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
+        if size == 0 || rest.len() < size {
+            break;
+        }
+        out.push_str(&rest[..size]);
+        body = rest[size..].trim_start_matches("\r\n");
+    }
+    out
 }
 
 use serde_json::Value;

@@ -1,0 +1,267 @@
+//! An HTTP session: a connection whose frames travel over plain HTTP requests.
+//!
+//! The connection task (`crate::connection::serve`) cannot tell it from a WebSocket:
+//! it reads what `POST /rt/send` queued upstream and writes into a downstream buffer
+//! that `GET /rt/sse` streams and `GET /rt/poll` returns. Every downstream frame gets
+//! the next event id of its session, and stays in the buffer until the client has
+//! confirmed it (an SSE reconnect's `Last-Event-ID`, a poll's `after`), so a dropped
+//! stream resumes without a gap or a repeat.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
+
+use futures::{Sink, Stream};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
+
+/// Frames a client may leave unconfirmed before its session counts as a slow consumer.
+const MAX_UNCONFIRMED: usize = 4_096;
+/// Upstream frames queued for the connection task before `POST /rt/send` waits.
+const UPSTREAM_QUEUE: usize = 256;
+
+/// How a session's connection ended: the close code and reason a WebSocket would get.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Ended {
+    /// The close code (`PROTOCOL.md`, *Close codes*).
+    pub code: u16,
+    /// Why, in words.
+    pub reason: String,
+}
+
+/// One session, shared by its connection task and its HTTP requests.
+pub struct Session {
+    /// What the client presents with every request.
+    pub id: String,
+    /// Where upstream frames go, to the connection task.
+    upstream: mpsc::Sender<Message>,
+    down: Mutex<Downstream>,
+    /// Bumped whenever the downstream changes; requests wait on it.
+    changed: watch::Sender<u64>,
+    /// The address that opened the session, for the per-address cap.
+    pub peer: Option<IpAddr>,
+}
+
+/// What the server has sent and the client has not confirmed yet.
+struct Downstream {
+    /// The event id the next frame gets.
+    next_id: u64,
+    /// Unconfirmed frames, oldest first.
+    frames: VecDeque<(u64, Utf8Bytes)>,
+    /// How the connection ended, once it has.
+    closed: Option<Ended>,
+    /// Downstream requests open now, and when the last one ended.
+    readers: usize,
+    last_reader: Instant,
+}
+
+/// What a downstream request gets.
+pub struct Batch {
+    /// Frames after the requested id, with their event ids.
+    pub frames: Vec<(u64, Utf8Bytes)>,
+    /// Set once the connection has ended and every frame before the end was handed out.
+    pub closed: Option<Ended>,
+}
+
+impl Session {
+    /// A session and the transport its connection task runs on.
+    pub fn new(id: String, peer: Option<IpAddr>) -> (Arc<Session>, SessionSocket) {
+        let (upstream, receiver) = mpsc::channel(UPSTREAM_QUEUE);
+        let down = Downstream {
+            next_id: 1,
+            frames: VecDeque::new(),
+            closed: None,
+            readers: 0,
+            last_reader: Instant::now(),
+        };
+        let session =
+            Arc::new(Session { id, upstream, down: Mutex::new(down), changed: watch::Sender::new(0), peer });
+        let socket = SessionSocket { session: session.clone(), upstream: receiver };
+        (session, socket)
+    }
+
+    /// Queues frames from the client for the connection task; false if it has ended.
+    pub async fn send(&self, frames: Vec<String>) -> bool {
+        for frame in frames {
+            if self.upstream.send(Message::text(frame)).await.is_err() {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// Tells the connection task the client is gone, as a WebSocket's close would.
+    pub async fn client_left(&self) {
+        let _ = self.upstream.send(Message::Close(None)).await;
+    }
+
+    /// Confirms every frame up to `id`, then returns those after it; waits for one (or
+    /// the end) until `wait` has passed if none is ready.
+    pub async fn after(&self, id: u64, wait: std::time::Duration) -> Batch {
+        let mut changes = self.changed.subscribe();
+        let deadline = tokio::time::sleep(wait);
+        tokio::pin!(deadline);
+        loop {
+            let batch = self.take_after(id);
+            if !batch.frames.is_empty() || batch.closed.is_some() {
+                return batch;
+            }
+            tokio::select! {
+                _ = changes.changed() => {}
+                () = &mut deadline => return batch,
+            }
+        }
+    }
+
+    fn take_after(&self, id: u64) -> Batch {
+        let mut down = self.down.lock().expect("session lock");
+        while down.frames.front().is_some_and(|(first, _)| *first <= id) {
+            down.frames.pop_front();
+        }
+        let frames: Vec<(u64, Utf8Bytes)> = down.frames.iter().cloned().collect();
+        let closed = if frames.is_empty() { down.closed.clone() } else { None };
+        Batch { frames, closed }
+    }
+
+    /// Counts an open downstream request while the returned guard lives.
+    pub fn reading(self: &Arc<Self>) -> Reading {
+        self.down.lock().expect("session lock").readers += 1;
+        Reading(self.clone())
+    }
+
+    /// Whether no downstream request has been open for `idle`: the client is gone.
+    pub fn abandoned(&self, idle: std::time::Duration) -> bool {
+        let down = self.down.lock().expect("session lock");
+        down.readers == 0 && down.last_reader.elapsed() > idle
+    }
+
+    fn push(&self, frame: Utf8Bytes) -> Result<(), WsError> {
+        let mut down = self.down.lock().expect("session lock");
+        if down.frames.len() >= MAX_UNCONFIRMED {
+            return Err(WsError::Io(std::io::Error::other("the client stopped confirming frames")));
+        }
+        let id = down.next_id;
+        down.next_id += 1;
+        down.frames.push_back((id, frame));
+        Ok(())
+    }
+
+    fn close(&self, close: Ended) {
+        let mut down = self.down.lock().expect("session lock");
+        down.closed.get_or_insert(close);
+        drop(down);
+        self.changed.send_modify(|version| *version += 1);
+    }
+}
+
+/// A downstream request in progress (see [`Session::reading`]).
+pub struct Reading(Arc<Session>);
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        let mut down = self.0.down.lock().expect("session lock");
+        down.readers -= 1;
+        down.last_reader = Instant::now();
+    }
+}
+
+/// The connection task's side of a session: WebSocket messages in and out.
+pub struct SessionSocket {
+    session: Arc<Session>,
+    upstream: mpsc::Receiver<Message>,
+}
+
+impl Stream for SessionSocket {
+    type Item = Result<Message, WsError>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        self.upstream.poll_recv(cx).map(|message| message.map(Ok))
+    }
+}
+
+impl Sink<Message> for SessionSocket {
+    type Error = WsError;
+
+    fn poll_ready(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<Result<(), WsError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), WsError> {
+        match message {
+            Message::Text(text) => self.session.push(text),
+            Message::Close(frame) => {
+                let close = match frame {
+                    Some(frame) => Ended { code: u16::from(frame.code), reason: frame.reason.to_string() },
+                    None => Ended { code: 1000, reason: String::new() },
+                };
+                self.session.close(close);
+                Ok(())
+            }
+            // Frames are text; pings are the WebSocket's own business.
+            _ => Ok(()),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<Result<(), WsError>> {
+        self.session.changed.send_modify(|version| *version += 1);
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_close(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<Result<(), WsError>> {
+        self.session.close(Ended { code: 1000, reason: String::new() });
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for SessionSocket {
+    fn drop(&mut self) {
+        // However the connection task ended, its session's readers learn of it.
+        self.session.close(Ended { code: tether_shared::close::ABNORMAL, reason: "connection lost".into() });
+    }
+}
+
+/// Every open session, by id, and how many each address holds.
+#[derive(Default)]
+pub struct Sessions {
+    open: Mutex<HashMap<String, Arc<Session>>>,
+    per_address: Mutex<HashMap<IpAddr, usize>>,
+}
+
+impl Sessions {
+    /// Registers a session unless its address already holds `cap` of them.
+    pub fn insert(&self, session: Arc<Session>, cap: usize) -> bool {
+        if let Some(peer) = session.peer {
+            let mut counts = self.per_address.lock().expect("sessions lock");
+            let count = counts.entry(peer).or_default();
+            if *count >= cap {
+                return false;
+            }
+            *count += 1;
+        }
+        self.open.lock().expect("sessions lock").insert(session.id.clone(), session);
+        true
+    }
+
+    /// The session with this id, if it is open.
+    pub fn get(&self, id: &str) -> Option<Arc<Session>> {
+        self.open.lock().expect("sessions lock").get(id).cloned()
+    }
+
+    /// Forgets a session (its connection has ended and its end was handed out, or it
+    /// was abandoned).
+    pub fn remove(&self, id: &str) {
+        let Some(session) = self.open.lock().expect("sessions lock").remove(id) else { return };
+        if let Some(peer) = session.peer {
+            let mut counts = self.per_address.lock().expect("sessions lock");
+            if let Some(count) = counts.get_mut(&peer) {
+                *count -= 1;
+                if *count == 0 {
+                    counts.remove(&peer);
+                }
+            }
+        }
+    }
+}

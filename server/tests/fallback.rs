@@ -1,0 +1,285 @@
+//! The HTTP fallback transports: a session opened with `POST /rt/open`, frames up with
+//! `POST /rt/send`, down as Server-Sent Events or long-polls, with the same answers as
+//! a WebSocket.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::*;
+use serde_json::{Value, json};
+use tether_server::Running;
+use tether_shared::{ClientFrame, ServerFrame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Opens a session as `name`: its id and the welcome.
+async fn open(addr: SocketAddr, name: &str) -> (String, ServerFrame) {
+    let hello = json!({"type": "hello", "v": 1, "name": name}).to_string();
+    let (status, _, body) = http_with(addr, "POST", "/rt/open", &[], &hello).await;
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(answer["event"], 1);
+    let welcome = ServerFrame::decode(&answer["frame"].to_string()).unwrap();
+    (answer["session"].as_str().unwrap().to_owned(), welcome)
+}
+
+async fn send_frames(addr: SocketAddr, session: &str, frames: &[ClientFrame]) -> u16 {
+    let body = format!("[{}]", frames.iter().map(ClientFrame::encode).collect::<Vec<_>>().join(","));
+    http_with(addr, "POST", &format!("/rt/send?session={session}"), &[], &body).await.0
+}
+
+/// One long-poll: the frames after event `after`, with their event ids.
+async fn poll(addr: SocketAddr, session: &str, after: u64) -> (Vec<(u64, ServerFrame)>, Value) {
+    let (status, _, body) = http_get(addr, &format!("/rt/poll?session={session}&after={after}")).await;
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let frames = answer["frames"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["event"].as_u64().unwrap(), ServerFrame::decode(&f["frame"].to_string()).unwrap()))
+        .collect();
+    (frames, answer["closed"].clone())
+}
+
+/// Long-polls until `wanted` matches a frame; returns it and the last event id seen.
+async fn poll_until<T>(
+    addr: SocketAddr,
+    session: &str,
+    mut after: u64,
+    mut wanted: impl FnMut(&ServerFrame) -> Option<T>,
+) -> (T, u64) {
+    loop {
+        let (frames, closed) = poll(addr, session, after).await;
+        assert!(closed.is_null() || !frames.is_empty(), "the session ended: {closed}");
+        for (event, frame) in frames {
+            after = event;
+            if let Some(found) = wanted(&frame) {
+                return (found, after);
+            }
+        }
+    }
+}
+
+fn server_config() -> tether_server::Config {
+    unthrottled()
+}
+
+async fn start() -> Running {
+    server_with(server_config()).await
+}
+
+#[tokio::test]
+async fn a_long_polling_session_joins_publishes_and_receives() {
+    let server = start().await;
+    let addr = server.addr();
+    let (session, welcome) = open(addr, "Ada").await;
+    assert!(matches!(welcome, ServerFrame::Welcome { .. }), "{welcome:?}");
+    let mut bob = member(addr, "Bob", "r").await;
+
+    let join = ClientFrame::Join { room: "r".into(), since: None, history: None };
+    let publish =
+        ClientFrame::Publish { id: "m1".into(), room: "r".into(), body: json!("over HTTP"), priority: 0 };
+    assert_eq!(send_frames(addr, &session, &[join, publish]).await, 204);
+    let ((), after) =
+        poll_until(addr, &session, 1, |f| matches!(f, ServerFrame::Joined { .. }).then_some(())).await;
+    let (seq, after) = poll_until(addr, &session, after, |f| {
+        if let ServerFrame::Ack { seq, .. } = f { Some(*seq) } else { None }
+    })
+    .await;
+    assert_eq!(seq, 1);
+    assert_eq!(next_message_in(&mut bob, "r").await.2, json!("over HTTP"), "a WebSocket member hears it");
+
+    publish_frame(&mut bob, "m2").await;
+    let (id, _) = poll_until(addr, &session, after, |f| match f {
+        ServerFrame::Message { id, .. } => Some(id.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(id, "m2", "and the session hears the WebSocket member");
+    server.stop().await;
+}
+
+async fn publish_frame(client: &mut Client, id: &str) {
+    publish(client, "r", id, json!("from the socket")).await;
+}
+
+#[tokio::test]
+async fn a_poll_answers_at_once_when_frames_wait() {
+    let server = start().await;
+    let addr = server.addr();
+    let (session, _) = open(addr, "Ada").await;
+    send_frames(addr, &session, &[ClientFrame::Ping { nonce: 7 }]).await;
+    // The pong is already waiting: the poll returns it without the 25 s wait.
+    let (nonce, _) =
+        poll_until(
+            addr,
+            &session,
+            1,
+            |f| if let ServerFrame::Pong { nonce } = f { Some(*nonce) } else { None },
+        )
+        .await;
+    assert_eq!(nonce, 7);
+    server.stop().await;
+}
+
+/// A raw SSE stream: events as (id, event name, data).
+struct Sse {
+    stream: tokio::net::TcpStream,
+    buffer: String,
+}
+
+impl Sse {
+    async fn open(addr: SocketAddr, session: &str, last_event_id: Option<u64>) -> Sse {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut request = format!("GET /rt/sse?session={session} HTTP/1.1\r\nHost: {addr}\r\n");
+        if let Some(id) = last_event_id {
+            request.push_str(&format!("Last-Event-ID: {id}\r\n"));
+        }
+        request.push_str("\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut sse = Sse { stream, buffer: String::new() };
+        while !sse.buffer.contains("\r\n\r\n") {
+            sse.read_more().await;
+        }
+        let (head, rest) = sse.buffer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.to_ascii_lowercase().contains("text/event-stream"), "{head}");
+        sse.buffer = rest.to_owned();
+        sse
+    }
+
+    async fn read_more(&mut self) {
+        let mut chunk = [0u8; 4096];
+        let n =
+            tokio::time::timeout(PATIENCE, self.stream.read(&mut chunk)).await.expect("sse in time").unwrap();
+        assert!(n > 0, "the stream ended");
+        self.buffer.push_str(&String::from_utf8_lossy(&chunk[..n]));
+    }
+
+    /// The next event that carries data (comments are skipped).
+    async fn next(&mut self) -> (Option<u64>, String, String) {
+        loop {
+            // Chunk sizes sit on lines of their own between events; they never start
+            // with a field name, so dropping unknown lines is enough.
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer[..end].to_owned();
+                self.buffer = self.buffer[end + 2..].to_owned();
+                let (mut id, mut event, mut data) = (None, "message".to_owned(), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().parse().ok();
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if !data.is_empty() {
+                    return (id, event, data);
+                }
+                continue;
+            }
+            self.read_more().await;
+        }
+    }
+
+    /// Events until a frame matches `wanted`; returns it and its event id.
+    async fn until<T>(&mut self, mut wanted: impl FnMut(&ServerFrame) -> Option<T>) -> (T, u64) {
+        loop {
+            let (id, event, data) = self.next().await;
+            assert_eq!(event, "message", "{data}");
+            let frame = ServerFrame::decode(&data).unwrap();
+            if let Some(found) = wanted(&frame) {
+                return (found, id.unwrap());
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_dropped_event_stream_resumes_from_its_last_event_id() {
+    let server = start().await;
+    let addr = server.addr();
+    let (session, _) = open(addr, "Ada").await;
+    let mut stream = Sse::open(addr, &session, Some(1)).await;
+    send_frames(addr, &session, &[ClientFrame::Join { room: "r".into(), since: None, history: None }]).await;
+    stream.until(|f| matches!(f, ServerFrame::Joined { .. }).then_some(())).await;
+    let mut writer = member(addr, "Writer", "r").await;
+    publish(&mut writer, "r", "m1", json!(1)).await;
+    let (seq, last) =
+        stream.until(|f| if let ServerFrame::Message { seq, .. } = f { Some(*seq) } else { None }).await;
+    assert_eq!(seq, 1);
+    drop(stream);
+
+    // While no stream is open, more is published; the next stream starts after `last`.
+    for n in 2..=4 {
+        publish(&mut writer, "r", &format!("m{n}"), json!(n)).await;
+    }
+    let mut stream = Sse::open(addr, &session, Some(last)).await;
+    let mut seqs = Vec::new();
+    while seqs.len() < 3 {
+        let (seq, _) =
+            stream.until(|f| if let ServerFrame::Message { seq, .. } = f { Some(*seq) } else { None }).await;
+        seqs.push(seq);
+    }
+    assert_eq!(seqs, vec![2, 3, 4], "nothing missed, nothing twice");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_and_foreign_session_ids_are_refused_with_typed_errors() {
+    let server = start().await;
+    let addr = server.addr();
+    let (status, _, body) = http_get(addr, "/rt/poll?session=forged&after=0").await;
+    assert_eq!(status, 404);
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "unknown_session");
+    let (status, _, _) = http_with(addr, "POST", "/rt/send?session=forged", &[], "{}").await;
+    assert_eq!(status, 404);
+
+    // Bad input inside a session gets the answer a WebSocket would get.
+    let (session, _) = open(addr, "Ada").await;
+    let (status, _, _) = http_with(addr, "POST", &format!("/rt/send?session={session}"), &[], "{nope").await;
+    assert_eq!(status, 204);
+    let (code, _) = poll_until(addr, &session, 1, |f| match f {
+        ServerFrame::Error { code, .. } => Some(*code),
+        _ => None,
+    })
+    .await;
+    assert_eq!(code, tether_shared::ErrorCode::MalformedJson);
+
+    let (status, _, body) = http_with(addr, "POST", "/rt/open", &[], r#"{"type":"hello","v":99}"#).await;
+    assert_eq!(status, 400, "{body}");
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_session_nobody_reads_leaves_presence_like_a_silent_socket() {
+    let mut config = server_config();
+    config.idle_timeout = std::time::Duration::from_secs(1);
+    let server = server_with(config).await;
+    let addr = server.addr();
+    let (mut bob, _, _) = hello(addr, "Bob").await;
+    join(&mut bob, "r", None).await;
+    let (session, _) = open(addr, "Ada").await;
+    send_frames(addr, &session, &[ClientFrame::Join { room: "r".into(), since: None, history: None }]).await;
+    until(&mut bob, |frame| match frame {
+        ServerFrame::Presence { joined, .. } if joined.iter().any(|u| u.name == "Ada") => Some(()),
+        _ => None,
+    })
+    .await;
+    // Nobody polls or streams: after the idle timeout the session is gone. Bob keeps
+    // his own socket alive meanwhile, as every client does.
+    let mut heartbeat = tokio::time::interval(std::time::Duration::from_millis(300));
+    loop {
+        tokio::select! {
+            frame = next_frame(&mut bob) => {
+                if let ServerFrame::Presence { left, .. } = frame && !left.is_empty() {
+                    break;
+                }
+            }
+            _ = heartbeat.tick() => send(&mut bob, &ClientFrame::Ping { nonce: 0 }).await,
+        }
+    }
+    server.stop().await;
+}
