@@ -283,3 +283,42 @@ async fn a_session_nobody_reads_leaves_presence_like_a_silent_socket() {
     }
     server.stop().await;
 }
+
+/// The `json rt-open` and `json rt-poll` examples of `PROTOCOL.md`: their shape is the
+/// server's, and every frame in them decodes.
+#[tokio::test]
+async fn the_protocol_documents_the_answers_the_server_gives() {
+    let doc = include_str!("../../PROTOCOL.md");
+    let example = |tag: &str| -> Value {
+        let start =
+            doc.find(&format!("```{tag}\n")).unwrap_or_else(|| panic!("no {tag} example")) + tag.len() + 4;
+        let end = start + doc[start..].find("```").unwrap();
+        serde_json::from_str(&doc[start..end]).unwrap_or_else(|e| panic!("{tag}: {e}"))
+    };
+    let keys = |value: &Value| value.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+
+    let server = start().await;
+    let addr = server.addr();
+    let documented = example("json rt-open");
+    let (status, _, body) =
+        http_with(addr, "POST", "/rt/open", &[], r#"{"type":"hello","v":1,"name":"Ada"}"#).await;
+    assert_eq!(status, 200);
+    let live: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(keys(&documented), keys(&live));
+    assert!(matches!(
+        ServerFrame::decode(&documented["frame"].to_string()).unwrap(),
+        ServerFrame::Welcome { .. }
+    ));
+
+    let documented = example("json rt-poll");
+    let session = live["session"].as_str().unwrap();
+    send_frames(addr, session, &[ClientFrame::Ping { nonce: 7 }]).await;
+    let (_, _, body) = http_get(addr, &format!("/rt/poll?session={session}&after=1")).await;
+    let live: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(keys(&documented), keys(&live));
+    for entry in documented["frames"].as_array().unwrap() {
+        assert_eq!(keys(entry), keys(&live["frames"][0]));
+        ServerFrame::decode(&entry["frame"].to_string()).unwrap();
+    }
+    server.stop().await;
+}
