@@ -5,6 +5,7 @@ use tether_shared::State;
 use yew::prelude::*;
 
 use crate::hooks::{use_connection, use_link, use_status};
+use crate::link::Transport;
 
 /// Properties shared by the connection components.
 #[derive(Properties, PartialEq, Default)]
@@ -44,7 +45,10 @@ pub fn describe(
 #[component]
 pub fn ConnectionIndicator(props: &ConnectionProps) -> Html {
     let (view, retry_now) = use_connection(props.url.clone());
-    let (class, text) = describe(&view.status.state, view.retry_in_secs, view.attempt);
+    let (class, mut text) = describe(&view.status.state, view.retry_in_secs, view.attempt);
+    if view.status.state == State::Open && view.status.transport != Transport::WebSocket {
+        text = format!("{text} (fallback: {})", view.status.transport.name());
+    }
     let can_retry =
         matches!(view.status.state, State::Reconnecting { .. } | State::Failed { .. } | State::Closed);
     let error = match (&view.status.state, &view.status.last_error) {

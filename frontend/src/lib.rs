@@ -4,6 +4,7 @@
 pub mod components;
 pub mod endpoint;
 pub mod hooks;
+pub mod http_socket;
 pub mod link;
 pub mod persist;
 pub mod provider;

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 use support::*;
 use tether_shared::{BackoffConfig, ConnectionConfig, Event, Input, Jitter, ServerFrame, State};
-use tether_yew::link::live_links;
+use tether_yew::link::{Transport, live_links};
 use tether_yew::persist::storage_key;
 use tether_yew::socket::live_sockets;
 use tether_yew::*;
@@ -38,6 +38,7 @@ fn fast_options() -> LinkOptions {
         },
         persist: false,
         auto_connect: true,
+        transport: None,
     }
 }
 
@@ -450,4 +451,59 @@ async fn ticks_go_sending_sent_delivered_read() {
     drop((alice, bob));
     unmount(alice_app, alice_root).await;
     unmount(bob_app, bob_root).await;
+}
+
+/// Ids of the messages `link` receives, in order.
+fn collect_messages(link: &Link) -> (Rc<RefCell<Vec<String>>>, tether_yew::link::Subscription) {
+    let ids = Rc::new(RefCell::new(Vec::new()));
+    let sink = ids.clone();
+    let subscription = link.subscribe(move |events, _| {
+        for event in events.iter() {
+            if let Event::Frame(ServerFrame::Message { id, .. }) = event {
+                sink.borrow_mut().push(id.clone());
+            }
+        }
+    });
+    (ids, subscription)
+}
+
+/// `link` publishes to a WebSocket peer in `room` and hears the peer back.
+async fn chats_with_a_websocket_peer(link: &Link, room: &str) {
+    let peer = Link::new(server_url(), fast_options());
+    let _peer_lease = peer.join(room);
+    until("the peer connected", PATIENCE, || peer.status().state == State::Open).await;
+    let (acks, _acks) = collect_acks(link);
+    let (peer_heard, _peer_heard) = collect_messages(&peer);
+    let (heard, _heard) = collect_messages(link);
+    let sent = link.publish(room, json!("over HTTP"));
+    until("acked and heard", PATIENCE, || {
+        acks.borrow().iter().any(|(id, _)| *id == sent) && peer_heard.borrow().contains(&sent)
+    })
+    .await;
+    let back = peer.publish(room, json!("over a WebSocket"));
+    until("heard back", PATIENCE, || heard.borrow().contains(&back)).await;
+}
+
+#[wasm_bindgen_test]
+async fn where_websockets_fail_the_link_falls_back_to_sse() {
+    // A path that never upgrades stands for a proxy that strips `Upgrade`; the HTTP
+    // transports live at the same server's `/rt`.
+    let blocked = server_url().replace("/ws", "/no-websocket-here");
+    let link = Link::new(&blocked, fast_options());
+    let room = unique("sse");
+    let _lease = link.join(&room);
+    until("connected", PATIENCE, || link.status().state == State::Open).await;
+    assert_eq!(link.status().transport, Transport::Sse, "after two failed WebSocket attempts");
+    chats_with_a_websocket_peer(&link, &room).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_link_forced_onto_long_polling_chats() {
+    let link =
+        Link::new(server_url(), LinkOptions { transport: Some(Transport::LongPoll), ..fast_options() });
+    let room = unique("poll");
+    let _lease = link.join(&room);
+    until("connected", PATIENCE, || link.status().state == State::Open).await;
+    assert_eq!(link.status().transport, Transport::LongPoll);
+    chats_with_a_websocket_peer(&link, &room).await;
 }

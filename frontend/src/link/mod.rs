@@ -27,12 +27,15 @@ use tether_shared::{
 mod batch;
 mod browser;
 mod rooms;
+mod transport;
 
 pub use batch::Subscription;
 pub use rooms::RoomLease;
+pub use transport::Transport;
 
 use crate::persist::{self, StorageWarning};
 use crate::socket::{BrowserSocket, SocketEvent};
+use transport::{AnySocket, Choice};
 
 thread_local! {
     static LIVE_LINKS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
@@ -68,6 +71,8 @@ pub struct Status {
     pub user: Option<User>,
     /// The retry limit, for "attempt k of N".
     pub max_attempts: Option<u32>,
+    /// What the connection travels on (or will, on the next attempt).
+    pub transport: Transport,
 }
 
 type Subscriber = Rc<dyn Fn(&Rc<[Event]>, &Status)>;
@@ -75,7 +80,11 @@ type Subscriber = Rc<dyn Fn(&Rc<[Event]>, &Status)>;
 struct Inner {
     url: String,
     core: Connection,
-    socket: CurrentSocket<BrowserSocket>,
+    socket: CurrentSocket<AnySocket>,
+    /// Which transport the next attempt uses, and when to change it.
+    transport: Choice,
+    /// The wait before the next WebSocket probe, while on a fallback.
+    probe: Option<Timeout>,
     /// The core's next deadline and the timeout armed for it.
     wake: Option<(Millis, Timeout)>,
     subscribers: Vec<(u64, Subscriber)>,
@@ -112,11 +121,19 @@ pub struct LinkOptions {
     pub persist: bool,
     /// Connect as soon as the link exists.
     pub auto_connect: bool,
+    /// Only this transport, with no fallback; `None` (the default) starts on the
+    /// WebSocket and falls back to SSE, then long-polling, when it can't be had.
+    pub transport: Option<Transport>,
 }
 
 impl Default for LinkOptions {
     fn default() -> Self {
-        LinkOptions { connection: ConnectionConfig::default(), persist: true, auto_connect: true }
+        LinkOptions {
+            connection: ConnectionConfig::default(),
+            persist: true,
+            auto_connect: true,
+            transport: None,
+        }
     }
 }
 
@@ -137,6 +154,8 @@ impl Link {
             url: url.to_owned(),
             core,
             socket: CurrentSocket::default(),
+            transport: Choice::new(options.transport),
+            probe: None,
             wake: None,
             subscribers: Vec::new(),
             next_subscriber: 0,
@@ -193,6 +212,7 @@ impl Link {
             warning: inner.warning.clone(),
             user: inner.core.user().cloned(),
             max_attempts: inner.core.config().backoff.max_attempts,
+            transport: inner.transport.current(),
         }
     }
 
@@ -236,20 +256,27 @@ impl Link {
             }
         }
         let mut queue_changed = false;
+        let mut probe_after = None;
         {
             let mut inner = self.inner.borrow_mut();
             while let Some(event) = inner.core.poll_event() {
                 queue_changed |= matches!(event, Event::Queue { .. });
-                if matches!(event, Event::Welcome { .. }) && inner.persist {
-                    if let Some(token) = inner.core.resume_token() {
+                if matches!(event, Event::Welcome { .. }) {
+                    if inner.persist
+                        && let Some(token) = inner.core.resume_token()
+                    {
                         persist::save_resume_token(&inner.url, token);
                     }
+                    probe_after = inner.transport.welcomed();
                 }
                 inner.pending.push(event);
             }
         }
         if queue_changed {
             self.schedule_save();
+        }
+        if let Some(delay) = probe_after {
+            self.schedule_probe(delay);
         }
         self.schedule_flush();
         self.schedule_wake();
@@ -278,7 +305,12 @@ impl Link {
 
     fn open(&self, id: SocketId) {
         let url = self.url();
-        match BrowserSocket::open(&url) {
+        let opened = {
+            let mut inner = self.inner.borrow_mut();
+            inner.transport.attempt();
+            inner.transport.open(&url)
+        };
+        match opened {
             Ok((socket, mut events)) => {
                 self.inner.borrow_mut().socket.replace(id, socket);
                 let weak = self.weak();
@@ -290,7 +322,10 @@ impl Link {
                             SocketEvent::Text(text) => Input::Received(id, text),
                             SocketEvent::Closed { code, reason, .. } => {
                                 let mut inner = link.inner.borrow_mut();
-                                inner.socket.take(id);
+                                // Only the current attempt's end counts towards a fallback.
+                                if inner.socket.take(id).is_some() {
+                                    inner.transport.closed(code);
+                                }
                                 drop(inner);
                                 Input::SocketClosed { socket: id, code, reason }
                             }
@@ -306,10 +341,56 @@ impl Link {
                 // Report asynchronously, as a browser would, so the core sees a normal close.
                 wasm_bindgen_futures::spawn_local(async move {
                     if let Some(link) = Link::upgrade(&weak) {
+                        link.inner.borrow_mut().transport.closed(close::ABNORMAL);
                         link.handle(Input::SocketClosed { socket: id, code: close::ABNORMAL, reason });
                     }
                 });
             }
+        }
+    }
+
+    /// While on a fallback: after `delay_ms`, try a WebSocket; if it opens, reconnect on
+    /// it (a resume: nothing is lost or repeated), else wait longer and try again.
+    fn schedule_probe(&self, delay_ms: u32) {
+        let weak = self.weak();
+        let timeout = Timeout::new(delay_ms, move || {
+            let Some(link) = Link::upgrade(&weak) else { return };
+            link.inner.borrow_mut().probe = None;
+            let Ok((probe, mut events)) = BrowserSocket::open(&link.url()) else { return };
+            let weak = link.weak();
+            wasm_bindgen_futures::spawn_local(async move {
+                let opened = matches!(events.next().await, Some(SocketEvent::Opened));
+                probe.close(close::NORMAL, "probe");
+                drop(probe);
+                let Some(link) = Link::upgrade(&weak) else { return };
+                if opened {
+                    link.move_to_websocket();
+                } else {
+                    let delay = link.inner.borrow_mut().transport.probe_failed();
+                    link.schedule_probe(delay);
+                }
+            });
+        });
+        self.inner.borrow_mut().probe = Some(timeout);
+    }
+
+    /// Ends the fallback attempt and connects again on a WebSocket at once.
+    fn move_to_websocket(&self) {
+        let current = {
+            let mut inner = self.inner.borrow_mut();
+            inner.transport.probe_opened();
+            let current = inner.socket.id();
+            if let Some(id) = current
+                && let Some(socket) = inner.socket.take(id)
+            {
+                socket.close(close::NORMAL, "moving to a WebSocket");
+            }
+            current
+        };
+        if let Some(socket) = current {
+            let reason = "moving to a WebSocket".to_owned();
+            self.handle(Input::SocketClosed { socket, code: close::SERVICE_RESTART, reason });
+            self.handle(Input::Connect);
         }
     }
 

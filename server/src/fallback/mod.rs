@@ -13,6 +13,7 @@
 //! | `POST /rt/send?session=S` | body: one client frame, or an array of them. Answer: 204 |
 //! | `GET /rt/sse?session=S` | `text/event-stream`: each server frame an event with its id; `Last-Event-ID` resumes |
 //! | `GET /rt/poll?session=S&after=N` | the frames after event N, at once if any, else within 25 s |
+//! | `POST /rt/close?session=S` | the client leaves, as a WebSocket close would say |
 //!
 //! A session is bound to the address that opened it: another address presenting its id
 //! is refused, as is an unknown id. A session that no downstream request has read for
@@ -136,7 +137,48 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
             })
     };
 
-    open.or(send).unify().or(poll).unify().or(sse).unify().boxed()
+    let close = {
+        let context = context.clone();
+        warp::path!("rt" / "close").and(warp::post()).and(warp::query::<Query>()).and(peer()).then(
+            move |query: Query, peer: Option<IpAddr>| {
+                let context = context.clone();
+                async move {
+                    match find(&context, &query.session, peer) {
+                        Ok(session) => {
+                            session.client_left().await;
+                            StatusCode::NO_CONTENT.into_response()
+                        }
+                        Err(refusal) => refusal.into_response(),
+                    }
+                }
+            },
+        )
+    };
+
+    // Pages on another origin (allowed by `--allowed-origin`, or any without it) read
+    // the answers; requests are "simple" (POST bodies as text/plain), so no preflight.
+    let allowed = context.config.allowed_origins.clone();
+    open.or(send)
+        .unify()
+        .or(poll)
+        .unify()
+        .or(sse)
+        .unify()
+        .or(close)
+        .unify()
+        .and(warp::header::optional::<String>("origin"))
+        .map(move |mut response: Response, origin: Option<String>| {
+            let allow = match origin {
+                Some(origin) if allowed.is_empty() || allowed.contains(&origin) => origin,
+                _ if allowed.is_empty() => "*".to_owned(),
+                _ => return response,
+            };
+            if let Ok(value) = warp::http::HeaderValue::from_str(&allow) {
+                response.headers_mut().insert(warp::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
+            }
+            response
+        })
+        .boxed()
 }
 
 /// `POST /rt/open`: a new session with a connection task, fed the `hello` in the body.

@@ -1,0 +1,205 @@
+//! Which transport a link's connection travels on, and when to change it.
+//!
+//! The order of attempts is WebSocket, then Server-Sent Events, then long-polling. A
+//! transport is given up after [`FALLBACK_AFTER`] attempts in a row that failed before
+//! the server's `welcome` with an abnormal close (a proxy that strips `Upgrade`, a
+//! network that kills long-lived requests); a close with a code of the server's (a
+//! refused token, say) is the server's answer and changes nothing. While on a fallback,
+//! the link probes the WebSocket now and then, and moves back when a probe opens: the
+//! move is a reconnect, and the core's resume and outbox make it lose and repeat
+//! nothing.
+
+use crate::http_socket::{Downstream, HttpSocket};
+use crate::socket::BrowserSocket;
+
+/// Failed attempts in a row before the next transport is tried.
+pub const FALLBACK_AFTER: u32 = 2;
+/// First wait before probing the WebSocket again from a fallback; it doubles up to
+/// [`MAX_PROBE_MS`].
+pub const FIRST_PROBE_MS: u32 = 10_000;
+/// Longest wait between two probes.
+pub const MAX_PROBE_MS: u32 = 300_000;
+
+/// A way to carry frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// One WebSocket (`/ws`).
+    WebSocket,
+    /// Server-Sent Events down, `POST` up (`/rt/…`).
+    Sse,
+    /// Long-polls down, `POST` up (`/rt/…`).
+    LongPoll,
+}
+
+impl Transport {
+    /// The name a person reads ("SSE", "long-polling").
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::WebSocket => "WebSocket",
+            Transport::Sse => "SSE",
+            Transport::LongPoll => "long-polling",
+        }
+    }
+
+    /// The transport to try after this one fails.
+    fn next(self) -> Transport {
+        match self {
+            Transport::WebSocket => Transport::Sse,
+            Transport::Sse | Transport::LongPoll => Transport::LongPoll,
+        }
+    }
+}
+
+/// The socket of the current attempt, whichever transport it is on.
+pub enum AnySocket {
+    /// A browser WebSocket.
+    WebSocket(BrowserSocket),
+    /// An HTTP session.
+    Http(HttpSocket),
+}
+
+impl AnySocket {
+    /// Sends a text frame.
+    pub fn send(&self, text: &str) -> Result<(), String> {
+        match self {
+            AnySocket::WebSocket(socket) => socket.send(text),
+            AnySocket::Http(socket) => socket.send(text),
+        }
+    }
+
+    /// Closes with a code and reason.
+    pub fn close(&self, code: u16, reason: &str) {
+        match self {
+            AnySocket::WebSocket(socket) => socket.close(code, reason),
+            AnySocket::Http(socket) => socket.close(code, reason),
+        }
+    }
+}
+
+/// The link's choice of transport.
+pub struct Choice {
+    /// Set when the app forced one transport: no fallback, no probe.
+    forced: Option<Transport>,
+    current: Transport,
+    /// Attempts on `current` that failed before a `welcome`, in a row.
+    failures: u32,
+    /// Whether the current attempt has been welcomed.
+    welcomed: bool,
+    /// The next wait before probing the WebSocket.
+    probe_ms: u32,
+}
+
+impl Choice {
+    /// Starts on `forced`, or on the WebSocket with fallback.
+    pub fn new(forced: Option<Transport>) -> Choice {
+        Choice {
+            forced,
+            current: forced.unwrap_or(Transport::WebSocket),
+            failures: 0,
+            welcomed: false,
+            probe_ms: FIRST_PROBE_MS,
+        }
+    }
+
+    /// The transport of the attempt being made.
+    pub fn current(&self) -> Transport {
+        self.current
+    }
+
+    /// A new attempt starts.
+    pub fn attempt(&mut self) {
+        self.welcomed = false;
+    }
+
+    /// The server welcomed the attempt: the transport works. Returns how long to wait
+    /// before probing the WebSocket, when on a fallback.
+    pub fn welcomed(&mut self) -> Option<u32> {
+        self.welcomed = true;
+        self.failures = 0;
+        (self.forced.is_none() && self.current != Transport::WebSocket).then_some(self.probe_ms)
+    }
+
+    /// The attempt closed with `code`. True if the next attempt uses another transport.
+    pub fn closed(&mut self, code: u16) -> bool {
+        if self.forced.is_some() || self.welcomed || code != tether_shared::close::ABNORMAL {
+            return false;
+        }
+        self.failures += 1;
+        if self.failures < FALLBACK_AFTER || self.current.next() == self.current {
+            return false;
+        }
+        self.current = self.current.next();
+        self.failures = 0;
+        true
+    }
+
+    /// A probe found the WebSocket working: the next attempt uses it.
+    pub fn probe_opened(&mut self) {
+        self.current = Transport::WebSocket;
+        self.failures = 0;
+        self.probe_ms = FIRST_PROBE_MS;
+    }
+
+    /// A probe failed: the next one waits longer.
+    pub fn probe_failed(&mut self) -> u32 {
+        self.probe_ms = self.probe_ms.saturating_mul(2).min(MAX_PROBE_MS);
+        self.probe_ms
+    }
+
+    /// Opens a socket of the current transport towards `url`.
+    pub fn open(
+        &self,
+        url: &str,
+    ) -> Result<(AnySocket, futures::channel::mpsc::UnboundedReceiver<crate::socket::SocketEvent>), String>
+    {
+        match self.current {
+            Transport::WebSocket => {
+                BrowserSocket::open(url).map(|(socket, events)| (AnySocket::WebSocket(socket), events))
+            }
+            Transport::Sse => {
+                let (socket, events) = HttpSocket::open(url, Downstream::Sse);
+                Ok((AnySocket::Http(socket), events))
+            }
+            Transport::LongPoll => {
+                let (socket, events) = HttpSocket::open(url, Downstream::LongPoll);
+                Ok((AnySocket::Http(socket), events))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+    use super::*;
+    use tether_shared::close;
+
+    #[wasm_bindgen_test::wasm_bindgen_test]
+    fn falls_back_after_repeated_abnormal_failures_only() {
+        let mut choice = Choice::new(None);
+        choice.attempt();
+        assert!(!choice.closed(close::ABNORMAL));
+        choice.attempt();
+        assert!(choice.closed(close::ABNORMAL));
+        assert_eq!(choice.current(), Transport::Sse);
+        choice.attempt();
+        assert!(!choice.closed(close::UNAUTHORIZED), "the server's answer is not a transport failure");
+        choice.attempt();
+        assert_eq!(choice.welcomed(), Some(FIRST_PROBE_MS));
+        assert!(!choice.closed(close::ABNORMAL), "a welcomed attempt proved the transport");
+        choice.probe_opened();
+        assert_eq!(choice.current(), Transport::WebSocket);
+    }
+
+    #[wasm_bindgen_test::wasm_bindgen_test]
+    fn a_forced_transport_never_changes() {
+        let mut choice = Choice::new(Some(Transport::LongPoll));
+        for _ in 0..5 {
+            choice.attempt();
+            assert!(!choice.closed(close::ABNORMAL));
+        }
+        assert_eq!(choice.current(), Transport::LongPoll);
+        assert_eq!(choice.welcomed(), None);
+    }
+}
