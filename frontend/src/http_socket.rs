@@ -25,6 +25,10 @@ use web_sys::{Event, MessageEvent};
 
 use crate::socket::SocketEvent;
 
+/// The reason of the close reported when a session's event stream is refused (not
+/// merely dropped): the link then tries long-polling.
+pub const STREAM_REFUSED: &str = "the event stream was refused";
+
 /// How frames come down.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Downstream {
@@ -263,7 +267,7 @@ fn stream(state: &Rc<RefCell<State>>, after: u64) {
             .as_ref()
             .is_some_and(|s| s.source.ready_state() == web_sys::EventSource::CLOSED);
         if closed {
-            end(&state, close::ABNORMAL, "the event stream was refused".into());
+            end(&state, close::ABNORMAL, STREAM_REFUSED.into());
         }
     });
     source.set_onmessage(Some(on_message.as_ref().unchecked_ref()));

@@ -34,7 +34,16 @@ const DEV_TOKEN_SECS: u64 = 24 * 3600;
 /// All routes, in the order they are tried.
 pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
     let get_or_head = || warp::get().or(warp::head()).unify();
-    let healthz = warp::path!("healthz").and(get_or_head()).map(|| text(StatusCode::OK, "ok\n"));
+    // Readable from any page: a browser client on a fallback asks whether plain HTTP
+    // reaches the server while its WebSocket does not.
+    let healthz = warp::path!("healthz").and(get_or_head()).map(|| {
+        let mut response = text(StatusCode::OK, "ok\n");
+        response.headers_mut().insert(
+            warp::http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            warp::http::HeaderValue::from_static("*"),
+        );
+        response
+    });
 
     let readyz = {
         let context = context.clone();

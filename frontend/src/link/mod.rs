@@ -321,12 +321,11 @@ impl Link {
                             SocketEvent::Opened => Input::SocketOpened(id),
                             SocketEvent::Text(text) => Input::Received(id, text),
                             SocketEvent::Closed { code, reason, .. } => {
-                                let mut inner = link.inner.borrow_mut();
+                                let current = link.inner.borrow_mut().socket.take(id).is_some();
                                 // Only the current attempt's end counts towards a fallback.
-                                if inner.socket.take(id).is_some() {
-                                    inner.transport.closed(code);
+                                if current {
+                                    link.judge_failure(code, &reason);
                                 }
-                                drop(inner);
                                 Input::SocketClosed { socket: id, code, reason }
                             }
                             SocketEvent::Error => Input::SocketErrored(id),
@@ -341,11 +340,37 @@ impl Link {
                 // Report asynchronously, as a browser would, so the core sees a normal close.
                 wasm_bindgen_futures::spawn_local(async move {
                     if let Some(link) = Link::upgrade(&weak) {
-                        link.inner.borrow_mut().transport.closed(close::ABNORMAL);
+                        link.judge_failure(close::ABNORMAL, &reason);
                         link.handle(Input::SocketClosed { socket: id, code: close::ABNORMAL, reason });
                     }
                 });
             }
+        }
+    }
+
+    /// Decides whether an attempt's end says something about its transport: a
+    /// WebSocket that failed before its welcome while `/healthz` answers over plain HTTP
+    /// is blocked on the way; an SSE session whose stream was refused needs polling.
+    fn judge_failure(&self, code: u16, reason: &str) {
+        let (transport, welcomed) = {
+            let inner = self.inner.borrow();
+            (inner.transport.current(), inner.transport.was_welcomed())
+        };
+        match transport {
+            Transport::WebSocket if code == close::ABNORMAL && !welcomed => {
+                let health = format!("{}/healthz", crate::http_socket::http_base(&self.url()));
+                let weak = self.weak();
+                wasm_bindgen_futures::spawn_local(async move {
+                    let healthy = gloo_net::http::Request::get(&health).send().await.is_ok_and(|r| r.ok());
+                    if healthy && let Some(link) = Link::upgrade(&weak) {
+                        link.inner.borrow_mut().transport.websocket_blocked();
+                    }
+                });
+            }
+            Transport::Sse if reason == crate::http_socket::STREAM_REFUSED => {
+                self.inner.borrow_mut().transport.stream_refused();
+            }
+            _ => {}
         }
     }
 

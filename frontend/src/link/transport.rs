@@ -1,10 +1,10 @@
 //! Which transport a link's connection travels on, and when to change it.
 //!
-//! The order of attempts is WebSocket, then Server-Sent Events, then long-polling. A
-//! transport is given up after [`FALLBACK_AFTER`] attempts in a row that failed before
-//! the server's `welcome` with an abnormal close (a proxy that strips `Upgrade`, a
-//! network that kills long-lived requests); a close with a code of the server's (a
-//! refused token, say) is the server's answer and changes nothing. While on a fallback,
+//! The order of attempts is WebSocket, then Server-Sent Events, then long-polling. The
+//! WebSocket is given up after [`FALLBACK_AFTER`] attempts in a row that failed before
+//! the server's `welcome` while plain HTTP to the server worked (a proxy that strips
+//! `Upgrade`); a server that is down, or a close with a code of the server's (a refused
+//! token, say), changes nothing. SSE is given up when its event stream is refused. While on a fallback,
 //! the link probes the WebSocket now and then, and moves back when a probe opens: the
 //! move is a reconnect, and the core's resume and outbox make it lose and repeat
 //! nothing.
@@ -38,14 +38,6 @@ impl Transport {
             Transport::WebSocket => "WebSocket",
             Transport::Sse => "SSE",
             Transport::LongPoll => "long-polling",
-        }
-    }
-
-    /// The transport to try after this one fails.
-    fn next(self) -> Transport {
-        match self {
-            Transport::WebSocket => Transport::Sse,
-            Transport::Sse | Transport::LongPoll => Transport::LongPoll,
         }
     }
 }
@@ -119,18 +111,32 @@ impl Choice {
         (self.forced.is_none() && self.current != Transport::WebSocket).then_some(self.probe_ms)
     }
 
-    /// The attempt closed with `code`. True if the next attempt uses another transport.
-    pub fn closed(&mut self, code: u16) -> bool {
-        if self.forced.is_some() || self.welcomed || code != tether_shared::close::ABNORMAL {
-            return false;
+    /// Whether the current attempt was welcomed.
+    pub fn was_welcomed(&self) -> bool {
+        self.welcomed
+    }
+
+    /// A WebSocket attempt failed before it was welcomed while plain HTTP to the same
+    /// server works: the WebSocket is blocked on the way. After [`FALLBACK_AFTER`] of
+    /// these in a row the next attempt uses SSE. (A server that is down fails plain
+    /// HTTP too, and is not a reason to change transports.)
+    pub fn websocket_blocked(&mut self) {
+        if self.forced.is_some() || self.current != Transport::WebSocket {
+            return;
         }
         self.failures += 1;
-        if self.failures < FALLBACK_AFTER || self.current.next() == self.current {
-            return false;
+        if self.failures >= FALLBACK_AFTER {
+            self.current = Transport::Sse;
+            self.failures = 0;
         }
-        self.current = self.current.next();
-        self.failures = 0;
-        true
+    }
+
+    /// The event stream of an SSE session was refused (a proxy that mangles or blocks
+    /// `text/event-stream`): the next attempt long-polls.
+    pub fn stream_refused(&mut self) {
+        if self.forced.is_none() && self.current == Transport::Sse {
+            self.current = Transport::LongPoll;
+        }
     }
 
     /// A probe found the WebSocket working: the next attempt uses it.
@@ -173,23 +179,25 @@ mod tests {
     wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
 
     use super::*;
-    use tether_shared::close;
 
     #[wasm_bindgen_test::wasm_bindgen_test]
-    fn falls_back_after_repeated_abnormal_failures_only() {
+    fn falls_back_step_by_step_and_probes_its_way_back() {
         let mut choice = Choice::new(None);
         choice.attempt();
-        assert!(!choice.closed(close::ABNORMAL));
+        choice.websocket_blocked();
+        assert_eq!(choice.current(), Transport::WebSocket, "one failure is not a pattern");
         choice.attempt();
-        assert!(choice.closed(close::ABNORMAL));
+        choice.websocket_blocked();
         assert_eq!(choice.current(), Transport::Sse);
         choice.attempt();
-        assert!(!choice.closed(close::UNAUTHORIZED), "the server's answer is not a transport failure");
-        choice.attempt();
-        assert_eq!(choice.welcomed(), Some(FIRST_PROBE_MS));
-        assert!(!choice.closed(close::ABNORMAL), "a welcomed attempt proved the transport");
+        assert_eq!(choice.welcomed(), Some(FIRST_PROBE_MS), "a fallback that works probes the WebSocket");
+        assert_eq!(choice.probe_failed(), 2 * FIRST_PROBE_MS);
+        choice.stream_refused();
+        assert_eq!(choice.current(), Transport::LongPoll);
         choice.probe_opened();
         assert_eq!(choice.current(), Transport::WebSocket);
+        choice.attempt();
+        assert_eq!(choice.welcomed(), None, "on the WebSocket, nothing to probe");
     }
 
     #[wasm_bindgen_test::wasm_bindgen_test]
@@ -197,7 +205,8 @@ mod tests {
         let mut choice = Choice::new(Some(Transport::LongPoll));
         for _ in 0..5 {
             choice.attempt();
-            assert!(!choice.closed(close::ABNORMAL));
+            choice.websocket_blocked();
+            choice.stream_refused();
         }
         assert_eq!(choice.current(), Transport::LongPoll);
         assert_eq!(choice.welcomed(), None);
