@@ -37,6 +37,7 @@ pub struct FaultProxy {
     resets: watch::Sender<u64>,
     accepted: Arc<AtomicUsize>,
     accepts: watch::Receiver<usize>,
+    refuse_upgrades: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -57,6 +58,8 @@ impl FaultProxy {
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = accepted.clone();
         let (accepts_tx, accepts) = watch::channel(0usize);
+        let refuse_upgrades = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refusing = refuse_upgrades.clone();
         let task = tokio::spawn(async move {
             let mut connections = JoinSet::new();
             loop {
@@ -67,8 +70,22 @@ impl FaultProxy {
                 let mut resets = resets_rx.clone();
                 resets.mark_unchanged();
                 let upstreams = upstreams.clone();
+                let refuse = refusing.load(Ordering::SeqCst);
                 connections.spawn(async move {
-                    let Some(server) = first_accepting(&upstreams).await else { return };
+                    let mut client = client;
+                    // What was read to judge the request is forwarded before the rest.
+                    let head = if refuse {
+                        match refused_upgrade(&mut client).await {
+                            Some(head) => head,
+                            None => return,
+                        }
+                    } else {
+                        Vec::new()
+                    };
+                    let Some(mut server) = first_accepting(&upstreams).await else { return };
+                    if server.write_all(&head).await.is_err() {
+                        return;
+                    }
                     let _ = client.set_nodelay(true);
                     let _ = server.set_nodelay(true);
                     let (client_read, client_write) = client.into_split();
@@ -81,7 +98,14 @@ impl FaultProxy {
                 });
             }
         });
-        FaultProxy { addr, fault, resets, accepted, accepts, task }
+        FaultProxy { addr, fault, resets, accepted, accepts, refuse_upgrades, task }
+    }
+
+    /// Answers every WebSocket upgrade request on a new connection with 403 and passes
+    /// plain HTTP, as a proxy that strips `Upgrade` does; `false` lets upgrades through
+    /// again.
+    pub fn refuse_upgrades(&self, refuse: bool) {
+        self.refuse_upgrades.store(refuse, Ordering::SeqCst);
     }
 
     /// Switches how traffic is treated, for existing and new connections alike.
@@ -111,6 +135,27 @@ impl FaultProxy {
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
+}
+
+/// Reads a request head from `client`: an upgrade is answered with 403 (and `None`);
+/// anything else is handed back, to be forwarded.
+async fn refused_upgrade(client: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 4096];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
+        let n = client.read(&mut buffer).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        head.extend_from_slice(&buffer[..n]);
+    }
+    let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
+    if text.contains("\r\nupgrade: websocket") {
+        let refusal = "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        let _ = client.write_all(refusal.as_bytes()).await;
+        return None;
+    }
+    Some(head)
 }
 
 /// A connection to the first of `upstreams` that accepts one.

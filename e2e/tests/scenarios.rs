@@ -346,3 +346,56 @@ async fn s8_two_nodes_one_chat_and_a_node_dies() {
     alice.screenshot("cluster-after-failover").await;
     report("8 (two nodes, one killed)", started);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s9_behind_a_proxy_that_refuses_websockets() {
+    let started = Instant::now();
+    let mut server = Server::start(&[]);
+    let alice_proxy = FaultProxy::start(server.addr).await;
+    let bob_proxy = FaultProxy::start(server.addr).await;
+    for proxy in [&alice_proxy, &bob_proxy] {
+        proxy.refuse_upgrades(true);
+    }
+    let (_browser, alice, bob) = alice_and_bob(&alice_proxy, &bob_proxy).await;
+    for page in [&alice, &bob] {
+        let text = page.texts(".indicator-text").await.join("");
+        assert_eq!(text, "Connected (fallback: SSE)");
+    }
+    alice.screenshot("fallback-sse").await;
+    alice.say("one").await;
+    bob.say("two").await;
+    for page in [&alice, &bob] {
+        page.until("both messages", PATIENCE, "document.querySelectorAll('.message').length >= 2").await;
+    }
+
+    server.kill();
+    alice.until("Alice notices", PATIENCE, "!document.querySelector('.indicator.connected')").await;
+    alice.say("three").await;
+    server.restart();
+    for page in [&alice, &bob] {
+        page.until("all three", Duration::from_secs(40), "document.querySelectorAll('.message').length >= 3")
+            .await;
+        page.until("connected again", PATIENCE, "document.querySelector('.indicator.connected')").await;
+    }
+    let expected = ["one", "two", "three"];
+    assert_eq!(alice.messages().await, expected, "Alice: each once, in order");
+    assert_eq!(bob.messages().await, expected, "Bob: each once, in order");
+
+    // The proxy lets WebSockets through again: the clients' probes find out and move.
+    for proxy in [&alice_proxy, &bob_proxy] {
+        proxy.refuse_upgrades(false);
+    }
+    let on_websocket = "document.querySelector('.indicator-text').textContent === 'Connected'";
+    for page in [&alice, &bob] {
+        page.until("back on a WebSocket", Duration::from_secs(40), on_websocket).await;
+    }
+    bob.say("four").await;
+    alice.until("four", PATIENCE, "document.querySelectorAll('.message').length >= 4").await;
+    assert_eq!(
+        alice.messages().await,
+        ["one", "two", "three", "four"],
+        "nothing lost or repeated by the move"
+    );
+    alice.screenshot("fallback-upgraded").await;
+    report("9 (WebSockets refused, then allowed)", started);
+}
