@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use tether_e2e::Redis;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -126,17 +126,7 @@ async fn deliver_latency(
         }));
     }
     let mut writer = Peer::Tether.subscriber(publisher, "latency").await;
-    let pace = Duration::from_micros(1_000_000 / LATENCY_RATE);
-    let mut next = tokio::time::Instant::now();
-    for n in 0..total {
-        let t = origin.elapsed().as_micros() as u64;
-        let frame = format!(r#"{{"type":"publish","id":"l{n}","room":"latency","body":{{"t":{t}}}}}"#);
-        writer.send(Message::text(frame)).await.expect("publish");
-        next += pace;
-        // Drain what the publisher receives (its acks and echoes) without waiting.
-        while let Ok(Some(_)) = tokio::time::timeout(Duration::ZERO, writer.next()).await {}
-        tokio::time::sleep_until(next).await;
-    }
+    latency::publish_stamped(&mut writer, "latency", LATENCY_RATE, total, origin).await;
     let mut all = latency::histogram();
     for task in tasks {
         all.add(task.await.expect("reader")).expect("same bounds");

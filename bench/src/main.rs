@@ -3,7 +3,7 @@
 //! load generator (this process, single-threaded) to CPU 1, so each figure is compared
 //! with the peers' figures from the same run on the same machine.
 //!
-//! `cargo xtask bench [--quick] [--peers=tether,bare] [storm] [idle] [fanout] [echo] [durable] [cluster] [stream]`
+//! `cargo xtask bench [--quick] [--peers=tether,bare] [storm] [idle] [fanout] [echo] [durable] [cluster] [transports] [stream]`
 //! runs the named workloads (all by default) against the named servers (all by
 //! default), prints a markdown report and writes it, with plots, to `docs/bench/`.
 
@@ -20,6 +20,7 @@ mod raw;
 mod report;
 mod storm;
 mod stream;
+mod transports;
 
 use std::time::Duration;
 
@@ -77,7 +78,7 @@ fn main() {
     let file =
         if wanted.is_empty() { "results.md".to_owned() } else { format!("results-{}.md", wanted.join("-")) };
     if wanted.is_empty() {
-        wanted = vec!["storm", "idle", "fanout", "echo", "durable", "cluster", "stream"];
+        wanted = vec!["storm", "idle", "fanout", "echo", "durable", "cluster", "transports", "stream"];
     }
     let sizes = if quick { Sizes::quick() } else { Sizes::full() };
     // `--peers=tether,bare`: only the servers whose names contain one of these words.
@@ -150,6 +151,7 @@ fn main() {
                         report.durable(20, result);
                     }
                 }
+                "transports" => report.transports(transports::run(sizes.durable_seconds).await),
                 "cluster" => report.cluster(cluster::run(sizes.durable_seconds, sizes.storm_clients).await),
                 "stream" => {
                     let result = stream::run(sizes.stream_seconds).await;
@@ -168,7 +170,7 @@ fn main() {
                 }
                 other => {
                     eprintln!(
-                        "unknown workload `{other}` (storm, idle, fanout, echo, durable, cluster, stream)"
+                        "unknown workload `{other}` (storm, idle, fanout, echo, durable, cluster, transports, stream)"
                     )
                 }
             }

@@ -12,6 +12,7 @@ use crate::fanout::{self, Step};
 use crate::peer::Peer;
 use crate::storm::Storm;
 use crate::stream::FrameTimes;
+use crate::transports::Delivery;
 
 /// A fan-out ramp: the peer, subscribers, and its steps (or why it could not run).
 pub type Ramp = (Peer, usize, Result<Vec<Step>, String>);
@@ -30,6 +31,7 @@ pub struct Report {
     durable: Vec<(usize, Durable)>,
     stream: Option<Result<Vec<FrameTimes>, String>>,
     cluster: Option<ClusterRun>,
+    transports: Option<Vec<Delivery>>,
     /// The file the report goes to: `results.md` for every workload, else named after
     /// the ones that ran, so a partial run never replaces the full report.
     file: String,
@@ -48,6 +50,7 @@ impl Report {
     pub fn new(quick: bool, file: String) -> Report {
         Report {
             cluster: None,
+            transports: None,
             file,
             quick,
             storm: None,
@@ -96,6 +99,17 @@ impl Report {
             println!("  echo {}: {why}", peer.name());
         }
         self.echo.push((peer, clients, echo));
+    }
+
+    /// Records delivery latency over each transport.
+    pub fn transports(&mut self, deliveries: Vec<Delivery>) {
+        for delivery in &deliveries {
+            println!(
+                "  {:<13} deliver p50 {:?}, p99 {:?} ({} received)",
+                delivery.transport, delivery.p50, delivery.p99, delivery.received
+            );
+        }
+        self.transports = Some(deliveries);
     }
 
     /// Records the cluster workload.
@@ -318,6 +332,27 @@ impl Report {
                     durable.acked_per_sec,
                     millis(durable.p50),
                     millis(durable.p99)
+                );
+            }
+            let _ = writeln!(md);
+        }
+        if let Some(deliveries) = &self.transports {
+            let _ = writeln!(
+                md,
+                "## Delivery over each transport\n\n\
+                 One WebSocket publisher at 200 messages/s into a room with 10 subscribers on each \
+                 transport, all in the same run.\n"
+            );
+            let _ = writeln!(md, "| transport | deliver p50 | deliver p99 | messages received |");
+            let _ = writeln!(md, "|---|---:|---:|---:|");
+            for delivery in deliveries {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {} | {} |",
+                    delivery.transport,
+                    millis(delivery.p50),
+                    millis(delivery.p99),
+                    delivery.received
                 );
             }
             let _ = writeln!(md);

@@ -6,6 +6,9 @@
 //! origin) goes through it too, and one user's network can fail while another's works.
 
 pub mod browser;
+/// Decoding chunked HTTP bodies, shared with the server's tests.
+#[path = "../../server/tests/common/chunked.rs"]
+pub mod chunked;
 pub mod proxy;
 /// A real `redis-server` on a free port, shared with the server's cluster tests.
 #[path = "../../server/tests/common/redis.rs"]

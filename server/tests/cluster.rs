@@ -269,6 +269,11 @@ async fn a_node_that_misses_live_messages_fills_the_gap_before_going_on() {
         assert_eq!(next_message_in(&mut reader, "r").await.0, expected, "no hole, no duplicate");
     }
     assert!(counter(&nodes[0], "tether_backplane_reconnects_total").await >= 1);
+
+    // A Redis that lost the publish function (as with its data) gets it loaded again.
+    let _: () = ::redis::cmd("FUNCTION").arg("FLUSH").query(&mut behind).unwrap();
+    assert_eq!(publish(&mut writer, "r", "m11", json!(11)).await.0, 11);
+    assert_eq!(next_message_in(&mut reader, "r").await.0, 11);
     for node in nodes {
         node.stop().await;
     }

@@ -322,3 +322,47 @@ async fn the_protocol_documents_the_answers_the_server_gives() {
     }
     server.stop().await;
 }
+
+/// A request from another loopback address (127.0.0.2): another machine, as far as the
+/// server can tell.
+async fn get_from_elsewhere(addr: SocketAddr, path: &str) -> u16 {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
+    let mut stream = socket.connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).await.unwrap();
+    String::from_utf8_lossy(&raw).split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn sessions_obey_the_origin_list_the_address_cap_and_their_owner() {
+    let mut config = server_config();
+    config.allowed_origins = vec!["http://good.example".into()];
+    config.max_connections_per_ip = 1;
+    let server = server_with(config).await;
+    let addr = server.addr();
+    let hello = r#"{"type":"hello","v":1,"name":"Ada"}"#;
+    let (status, _, body) =
+        http_with(addr, "POST", "/rt/open", &[("Origin", "http://evil.example")], hello).await;
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&body).unwrap()["error"].clone()),
+        (403, json!("origin_forbidden"))
+    );
+
+    let good = [("Origin", "http://good.example")];
+    let (status, head, body) = http_with(addr, "POST", "/rt/open", &good, hello).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(head.to_ascii_lowercase().contains("access-control-allow-origin: http://good.example"), "{head}");
+    let session = serde_json::from_str::<Value>(&body).unwrap()["session"].as_str().unwrap().to_owned();
+    let (status, _, body) = http_with(addr, "POST", "/rt/open", &good, hello).await;
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&body).unwrap()["error"].clone()),
+        (429, json!("too_many_connections"))
+    );
+
+    // The session's id alone does not make another machine its owner.
+    assert_eq!(get_from_elsewhere(addr, &format!("/rt/poll?session={session}&after=1")).await, 403);
+    server.stop().await;
+}

@@ -5,7 +5,7 @@
 //! hear of each other's messages and presence through one pub/sub channel per room.
 //! The single-node parts plug in at their seams, so one node pays nothing for this:
 //!
-//! - the sequencer's queue is drained by [`publish::Publisher`], whose Lua script is
+//! - the sequencer's queue is drained by [`publish::Publisher`], whose Lua function is
 //!   the one owner of a room's seq, instead of the local sequencer thread;
 //! - joins and replays read [`history::RedisHistory`] through the `History` trait;
 //! - the hub tells the [`backplane::Backplane`] when a room gains or loses its last
@@ -71,7 +71,8 @@ impl Cluster {
             .set_connection_timeout(Some(RESPONSE_TIMEOUT))
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
-        let redis = ConnectionManager::new_with_config(self.client.clone(), connection).await?;
+        let mut redis = ConnectionManager::new_with_config(self.client.clone(), connection).await?;
+        publish::load_library(&mut redis).await?;
         let backplane = backplane::start(backplane::RelayParts {
             client: self.client.clone(),
             redis: redis.clone(),

@@ -1,10 +1,10 @@
 //! Publishing through Redis: the cluster's sequencer.
 //!
 //! On one node a single thread owns every room's seq. Across nodes Redis is that
-//! owner: one Lua script per publish checks the dedupe marker, takes the next seq,
+//! owner: one Lua function call per publish checks the dedupe marker, takes the next seq,
 //! appends to the history stream, sets the marker and publishes the message on the
-//! room's channel, atomically, because Redis runs a script alone. Its keys all carry the
-//! room's hash tag. The ack goes out only once the script's reply is back, so an acked
+//! room's channel, atomically, because Redis runs a function alone. Its keys all carry the
+//! room's hash tag. The ack goes out only once the function's reply is back, so an acked
 //! message is in Redis; delivery, also to the publisher's own node, comes through the
 //! channel, in seq order ([`super::backplane`]), and the hub holds the ack until the
 //! message is delivered, so the publisher sees its message first, as on one node.
@@ -33,15 +33,21 @@ const PRUNE_EVERY: u64 = 64;
 /// Entries looked at per pass of an age trim.
 const PRUNE_PAGE: usize = 100;
 
-/// KEYS: seq, log, seen marker. ARGV: id, sender (JSON), body, origin, history length,
-/// dedupe window (ms, 0 for none), channel, id as a JSON string. Returns
-/// `{stored, "seq:ts"}`; `stored` is 0 for a duplicate, whose original receipt is returned.
+/// The publish function. KEYS: seq, log, seen marker. ARGV: id, sender (JSON), body,
+/// origin, history length, dedupe window (ms, 0 for none), channel, id as a JSON string.
+/// Returns `{stored, "seq:ts"}`; `stored` is 0 for a duplicate, whose original receipt
+/// is returned.
 ///
-/// Redis does not roll a script back, so nothing after `INCR` may fail on its inputs:
+/// Redis does not roll a function back, so nothing after `INCR` may fail on its inputs:
 /// they are numbers and text the node made. The time is Redis's own, so `ts` follows
 /// seq order whatever the nodes' clocks say. In the channel event the id travels as
 /// JSON, so that no id can add a line to it.
-const PUBLISH: &str = r#"
+///
+/// It is a Redis *function* (a library loaded with `FUNCTION LOAD`), not a cached
+/// script: functions are kept in the append-only file, so a Redis restart cannot make a
+/// batch fail halfway for a forgotten script and come back reordered.
+const LIBRARY: &str = r#"#!lua name=tether
+redis.register_function('tether_publish', function(KEYS, ARGV)
 local seen = redis.call('GET', KEYS[3])
 if seen then return {0, seen} end
 local now = redis.call('TIME')
@@ -54,7 +60,19 @@ if tonumber(ARGV[6]) > 0 then redis.call('SET', KEYS[3], receipt, 'PX', ARGV[6])
 redis.call('PUBLISH', ARGV[7], 'm\n' .. seq .. '\n' .. ts .. '\n' .. ARGV[4] .. '\n'
   .. ARGV[8] .. '\n' .. ARGV[2] .. '\n' .. ARGV[3])
 return {1, receipt}
+end)
 "#;
+
+/// Loads (or replaces) the library: at start, and if Redis lost it with its data.
+pub(super) async fn load_library(redis: &mut ConnectionManager) -> redis::RedisResult<()> {
+    redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg("REPLACE")
+        .arg(LIBRARY)
+        .query_async::<String>(redis)
+        .await
+        .map(drop)
+}
 
 /// What the publish task needs besides its queue.
 pub struct Publisher {
@@ -97,10 +115,19 @@ impl Publisher {
         }
     }
 
-    /// Runs the script for every publish in one pipeline, and answers each.
+    /// Runs the function for every publish in one pipeline, and answers each.
     async fn commit(&mut self, publishes: Vec<Publish>) {
         let started = Instant::now();
-        let replies = self.pipeline(&publishes).await;
+        let mut replies = self.pipeline(&publishes).await;
+        if replies.as_ref().is_ok_and(|replies| replies.iter().any(is_missing_function)) {
+            // Redis lost its data, the library with it (README: restart the nodes then).
+            // Load it again and send the batch again: entries that did run are
+            // duplicates now, and get their original receipts.
+            replies = match load_library(&mut self.redis).await {
+                Ok(()) => self.pipeline(&publishes).await,
+                Err(error) => Err(error),
+            };
+        }
         self.metrics.backplane_seconds.observe(started.elapsed().as_secs_f64());
         let replies = match replies {
             Ok(replies) => replies,
@@ -144,17 +171,15 @@ impl Publisher {
         }
     }
 
-    /// Sends one `EVAL` per publish. `EVAL` rather than `EVALSHA`: Redis caches the
-    /// compiled script either way, and a Redis that restarted (or another node's
-    /// `SCRIPT FLUSH`) can never make half a batch fail with `NOSCRIPT` and reorder it.
+    /// Sends one `FCALL` per publish, all in one pipeline.
     async fn pipeline(&mut self, publishes: &[Publish]) -> redis::RedisResult<Vec<Value>> {
         let mut pipe = redis::pipe();
         for publish in publishes {
             let user = serde_json::to_string(&publish.user).expect("users serialise");
             let origin = format!("{}:{}", self.node, publish.reply.conn());
             let id_json = serde_json::to_string(&publish.id).expect("strings serialise");
-            pipe.cmd("EVAL")
-                .arg(PUBLISH)
+            pipe.cmd("FCALL")
+                .arg("tether_publish")
                 .arg(3)
                 .arg(keys::seq(&publish.room))
                 .arg(keys::log(&publish.room))
@@ -173,9 +198,15 @@ impl Publisher {
     }
 }
 
+/// Whether a reply says the publish function is not loaded.
+fn is_missing_function(reply: &Value) -> bool {
+    matches!(reply, Value::ServerError(error)
+        if error.details().is_some_and(|details| details.contains("Function not found")))
+}
+
 impl Publisher {
     /// Every [`PRUNE_EVERY`] publishes to a room, drops its messages older than the
-    /// history age, in the background. (Length is bounded by the script's `MAXLEN`.)
+    /// history age, in the background. (Length is bounded by the function's `MAXLEN`.)
     fn maybe_trim(&mut self, room: &str) {
         let count = self.since_trim.entry(room.to_owned()).or_default();
         *count += 1;

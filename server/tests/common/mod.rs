@@ -12,7 +12,10 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+mod chunked;
 pub mod redis;
+
+pub use chunked::dechunk;
 
 pub type Client = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -108,20 +111,6 @@ pub async fn http_with(
         body.to_owned()
     };
     (status, head.to_owned(), body)
-}
-
-/// The payload of a complete chunked body.
-pub fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(size) = usize::from_str_radix(size.trim(), 16) else { break };
-        if size == 0 || rest.len() < size {
-            break;
-        }
-        out.push_str(&rest[..size]);
-        body = rest[size..].trim_start_matches("\r\n");
-    }
-    out
 }
 
 use serde_json::Value;
