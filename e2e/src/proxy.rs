@@ -38,6 +38,7 @@ pub struct FaultProxy {
     accepted: Arc<AtomicUsize>,
     accepts: watch::Receiver<usize>,
     refuse_upgrades: Arc<std::sync::atomic::AtomicBool>,
+    refuse_streams: Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -60,6 +61,8 @@ impl FaultProxy {
         let (accepts_tx, accepts) = watch::channel(0usize);
         let refuse_upgrades = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let refusing = refuse_upgrades.clone();
+        let refuse_streams = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let refusing_streams = refuse_streams.clone();
         let task = tokio::spawn(async move {
             let mut connections = JoinSet::new();
             loop {
@@ -70,12 +73,15 @@ impl FaultProxy {
                 let mut resets = resets_rx.clone();
                 resets.mark_unchanged();
                 let upstreams = upstreams.clone();
-                let refuse = refusing.load(Ordering::SeqCst);
+                let refuse = Refuse {
+                    upgrades: refusing.load(Ordering::SeqCst),
+                    streams: refusing_streams.load(Ordering::SeqCst),
+                };
                 connections.spawn(async move {
                     let mut client = client;
                     // What was read to judge the request is forwarded before the rest.
-                    let head = if refuse {
-                        match refused_upgrade(&mut client).await {
+                    let head = if refuse.upgrades || refuse.streams {
+                        match refused(&mut client, refuse).await {
                             Some(head) => head,
                             None => return,
                         }
@@ -98,7 +104,13 @@ impl FaultProxy {
                 });
             }
         });
-        FaultProxy { addr, fault, resets, accepted, accepts, refuse_upgrades, task }
+        FaultProxy { addr, fault, resets, accepted, accepts, refuse_upgrades, refuse_streams, task }
+    }
+
+    /// Answers every request for a Server-Sent Events stream (`GET /rt/sse`) with 403,
+    /// as a proxy that mangles `text/event-stream` would fail it.
+    pub fn refuse_event_streams(&self, refuse: bool) {
+        self.refuse_streams.store(refuse, Ordering::SeqCst);
     }
 
     /// Answers every WebSocket upgrade request on a new connection with 403 and passes
@@ -137,9 +149,17 @@ impl FaultProxy {
     }
 }
 
-/// Reads a request head from `client`: an upgrade is answered with 403 (and `None`);
-/// anything else is handed back, to be forwarded.
-async fn refused_upgrade(client: &mut TcpStream) -> Option<Vec<u8>> {
+/// What the proxy refuses on new connections.
+#[derive(Clone, Copy)]
+struct Refuse {
+    upgrades: bool,
+    streams: bool,
+}
+
+/// Reads a request head from `client`: a refused request (a WebSocket upgrade, an event
+/// stream) is answered with 403 (and `None`); anything else is handed back, to be
+/// forwarded.
+async fn refused(client: &mut TcpStream, refuse: Refuse) -> Option<Vec<u8>> {
     let mut head = Vec::new();
     let mut buffer = [0u8; 4096];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 64 * 1024 {
@@ -150,12 +170,26 @@ async fn refused_upgrade(client: &mut TcpStream) -> Option<Vec<u8>> {
         head.extend_from_slice(&buffer[..n]);
     }
     let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
-    if text.contains("\r\nupgrade: websocket") {
+    let upgrade = refuse.upgrades && text.contains("\r\nupgrade: websocket");
+    let stream = refuse.streams && text.starts_with("get /rt/sse");
+    if upgrade || stream {
         let refusal = "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         let _ = client.write_all(refusal.as_bytes()).await;
         return None;
     }
-    Some(head)
+    // One request per connection, so that every request is judged: the server closes
+    // the connection after answering, and the browser opens a new one for the next.
+    let end = head.windows(4).position(|w| w == b"\r\n\r\n")? + 4;
+    let (headers, rest) = head.split_at(end);
+    let mut forwarded: Vec<u8> = String::from_utf8_lossy(&headers[..end - 4])
+        .split("\r\n")
+        .filter(|line| !line.to_ascii_lowercase().starts_with("connection:"))
+        .flat_map(|line| [line, "\r\n"])
+        .collect::<String>()
+        .into_bytes();
+    forwarded.extend_from_slice(b"Connection: close\r\n\r\n");
+    forwarded.extend_from_slice(rest);
+    Some(forwarded)
 }
 
 /// A connection to the first of `upstreams` that accepts one.

@@ -399,3 +399,29 @@ async fn s9_behind_a_proxy_that_refuses_websockets() {
     alice.screenshot("fallback-upgraded").await;
     report("9 (WebSockets refused, then allowed)", started);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s10_without_websockets_or_event_streams_clients_long_poll() {
+    let started = Instant::now();
+    let server = Server::start(&[]);
+    let alice_proxy = FaultProxy::start(server.addr).await;
+    let bob_proxy = FaultProxy::start(server.addr).await;
+    for proxy in [&alice_proxy, &bob_proxy] {
+        proxy.refuse_upgrades(true);
+        proxy.refuse_event_streams(true);
+    }
+    let (_browser, alice, bob) = alice_and_bob(&alice_proxy, &bob_proxy).await;
+    let long_polling =
+        "document.querySelector('.indicator-text').textContent === 'Connected (fallback: long-polling)'";
+    for page in [&alice, &bob] {
+        page.until("on long-polling", PATIENCE, long_polling).await;
+    }
+    alice.say("polled one").await;
+    bob.say("polled two").await;
+    for page in [&alice, &bob] {
+        page.until("both messages", PATIENCE, "document.querySelectorAll('.message').length >= 2").await;
+        assert_eq!(page.messages().await, ["polled one", "polled two"]);
+    }
+    alice.screenshot("fallback-long-polling").await;
+    report("10 (long-polling)", started);
+}
