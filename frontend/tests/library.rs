@@ -39,6 +39,7 @@ fn fast_options() -> LinkOptions {
         persist: false,
         auto_connect: true,
         transport: None,
+        probe_after: Duration::from_millis(200),
     }
 }
 
@@ -506,4 +507,38 @@ async fn a_link_forced_onto_long_polling_chats() {
     until("connected", PATIENCE, || link.status().state == State::Open).await;
     assert_eq!(link.status().transport, Transport::LongPoll);
     chats_with_a_websocket_peer(&link, &room).await;
+}
+
+/// Makes the test server refuse WebSocket upgrades (403), or let them through again.
+async fn set_websockets(allowed: bool) {
+    let base = server_url().replacen("ws://", "http://", 1).replace("/ws", "/api/test/websockets");
+    let url = format!("{base}?allow={allowed}");
+    let response = gloo_net::http::Request::post(&url).send().await.expect("the test endpoint answers");
+    assert_eq!(response.status(), 200);
+}
+
+#[wasm_bindgen_test]
+async fn a_link_on_a_fallback_moves_back_to_the_websocket_when_it_works_again() {
+    set_websockets(false).await;
+    let link = Link::new(server_url(), fast_options());
+    let room = unique("upgrade");
+    let _lease = link.join(&room);
+    until("on SSE", PATIENCE, || {
+        link.status().state == State::Open && link.status().transport == Transport::Sse
+    })
+    .await;
+    let (acks, _acks) = collect_acks(&link);
+    let before = link.publish(&room, json!("on SSE"));
+    until("acked on SSE", PATIENCE, || acks.borrow().iter().any(|(id, _)| *id == before)).await;
+
+    set_websockets(true).await;
+    // The probe (200 ms here) finds the WebSocket working, and the link moves.
+    until("back on a WebSocket", PATIENCE, || {
+        link.status().state == State::Open && link.status().transport == Transport::WebSocket
+    })
+    .await;
+    let after = link.publish(&room, json!("on a WebSocket"));
+    until("acked on the WebSocket", PATIENCE, || acks.borrow().iter().any(|(id, _)| *id == after)).await;
+    let seqs: Vec<u64> = acks.borrow().iter().map(|(_, seq)| *seq).collect();
+    assert_eq!(seqs, [1, 2], "each message stored once, across the move");
 }

@@ -113,8 +113,10 @@ pub struct Config {
     #[arg(long, env = "TETHER_REDIS_URL")]
     pub redis: Option<String>,
 
-    /// Enables `POST /api/test/drop`, which closes every WebSocket with 1012 so that
-    /// browser tests can exercise reconnects. Never enable it in production.
+    /// Enables `POST /api/test/drop`, which closes every WebSocket with 1012, and
+    /// `POST /api/test/websockets?allow=false|true`, which refuses WebSocket upgrades
+    /// (403) or lets them through again, so that browser tests can exercise reconnects
+    /// and fallbacks. Never enable it in production.
     #[arg(long, env = "TETHER_TEST_ENDPOINTS")]
     pub test_endpoints: bool,
 }

@@ -24,6 +24,9 @@ pub struct Context {
     pub(crate) secret: Vec<u8>,
     /// Tells every connection to close with 1012 (test endpoint only).
     pub(crate) drop_all: tokio::sync::watch::Sender<u64>,
+    /// Refuse WebSocket upgrades with 403, as a proxy that strips `Upgrade` does (test
+    /// endpoint only).
+    pub(crate) refuse_upgrades: std::sync::atomic::AtomicBool,
     /// Sessions of the HTTP fallback transports, by id.
     pub(crate) sessions: crate::fallback::session::Sessions,
     next_conn: AtomicU64,
@@ -54,6 +57,7 @@ impl Context {
             secret,
             drop_all,
             sessions: Default::default(),
+            refuse_upgrades: Default::default(),
             next_conn: AtomicU64::new(1),
         }
     }

@@ -113,6 +113,29 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
         })
     };
 
+    let test_websockets = {
+        let context = context.clone();
+        warp::path!("api" / "test" / "websockets")
+            .and(warp::post())
+            .and(warp::query::<std::collections::HashMap<String, String>>())
+            .and_then(move |query: std::collections::HashMap<String, String>| {
+                let context = context.clone();
+                async move {
+                    if !context.config.test_endpoints {
+                        return Err(warp::reject::not_found());
+                    }
+                    let allow = query.get("allow").is_none_or(|allow| allow != "false");
+                    context.refuse_upgrades.store(!allow, std::sync::atomic::Ordering::SeqCst);
+                    let mut response = json(StatusCode::OK, serde_json::json!({"websockets": allow}));
+                    response.headers_mut().insert(
+                        warp::http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                        warp::http::HeaderValue::from_static("*"),
+                    );
+                    Ok::<_, warp::Rejection>(response)
+                }
+            })
+    };
+
     let api =
         warp::path("api").map(|| json(StatusCode::NOT_FOUND, serde_json::json!({"error": "not_found"})));
 
@@ -124,6 +147,8 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
         .or(token)
         .unify()
         .or(test_drop)
+        .unify()
+        .or(test_websockets)
         .unify()
         .or(ws)
         .unify()
@@ -179,6 +204,9 @@ fn spa(dir: &std::path::Path) -> BoxedFilter<(Response,)> {
 fn websocket(context: &Arc<Context>, mut request: UpgradeRequest) -> Response {
     if context.shutdown.is_triggered() {
         return text(StatusCode::SERVICE_UNAVAILABLE, "server restarting");
+    }
+    if context.refuse_upgrades.load(std::sync::atomic::Ordering::SeqCst) {
+        return text(StatusCode::FORBIDDEN, "WebSockets refused (test endpoint)");
     }
     let allowed = &context.config.allowed_origins;
     let origin_ok =

@@ -124,6 +124,9 @@ pub struct LinkOptions {
     /// Only this transport, with no fallback; `None` (the default) starts on the
     /// WebSocket and falls back to SSE, then long-polling, when it can't be had.
     pub transport: Option<Transport>,
+    /// On a fallback, how long until the first probe of the WebSocket (it doubles after
+    /// each failed probe, up to five minutes).
+    pub probe_after: std::time::Duration,
 }
 
 impl Default for LinkOptions {
@@ -133,6 +136,7 @@ impl Default for LinkOptions {
             persist: true,
             auto_connect: true,
             transport: None,
+            probe_after: std::time::Duration::from_millis(u64::from(transport::FIRST_PROBE_MS)),
         }
     }
 }
@@ -154,7 +158,10 @@ impl Link {
             url: url.to_owned(),
             core,
             socket: CurrentSocket::default(),
-            transport: Choice::new(options.transport),
+            transport: Choice::new(
+                options.transport,
+                options.probe_after.as_millis().min(u32::MAX as u128) as u32,
+            ),
             probe: None,
             wake: None,
             subscribers: Vec::new(),

@@ -14,8 +14,8 @@ use crate::socket::BrowserSocket;
 
 /// Failed attempts in a row before the next transport is tried.
 pub const FALLBACK_AFTER: u32 = 2;
-/// First wait before probing the WebSocket again from a fallback; it doubles up to
-/// [`MAX_PROBE_MS`].
+/// First wait before probing the WebSocket again from a fallback, by default
+/// (`LinkOptions::probe_after`); it doubles up to [`MAX_PROBE_MS`].
 pub const FIRST_PROBE_MS: u32 = 10_000;
 /// Longest wait between two probes.
 pub const MAX_PROBE_MS: u32 = 300_000;
@@ -79,17 +79,21 @@ pub struct Choice {
     welcomed: bool,
     /// The next wait before probing the WebSocket.
     probe_ms: u32,
+    /// The first wait, to which a working WebSocket resets it.
+    first_probe_ms: u32,
 }
 
 impl Choice {
-    /// Starts on `forced`, or on the WebSocket with fallback.
-    pub fn new(forced: Option<Transport>) -> Choice {
+    /// Starts on `forced`, or on the WebSocket with fallback, probing back after
+    /// `first_probe_ms`.
+    pub fn new(forced: Option<Transport>, first_probe_ms: u32) -> Choice {
         Choice {
             forced,
             current: forced.unwrap_or(Transport::WebSocket),
             failures: 0,
             welcomed: false,
-            probe_ms: FIRST_PROBE_MS,
+            probe_ms: first_probe_ms,
+            first_probe_ms,
         }
     }
 
@@ -143,7 +147,7 @@ impl Choice {
     pub fn probe_opened(&mut self) {
         self.current = Transport::WebSocket;
         self.failures = 0;
-        self.probe_ms = FIRST_PROBE_MS;
+        self.probe_ms = self.first_probe_ms;
     }
 
     /// A probe failed: the next one waits longer.
@@ -182,7 +186,7 @@ mod tests {
 
     #[wasm_bindgen_test::wasm_bindgen_test]
     fn falls_back_step_by_step_and_probes_its_way_back() {
-        let mut choice = Choice::new(None);
+        let mut choice = Choice::new(None, FIRST_PROBE_MS);
         choice.attempt();
         choice.websocket_blocked();
         assert_eq!(choice.current(), Transport::WebSocket, "one failure is not a pattern");
@@ -202,7 +206,7 @@ mod tests {
 
     #[wasm_bindgen_test::wasm_bindgen_test]
     fn a_forced_transport_never_changes() {
-        let mut choice = Choice::new(Some(Transport::LongPoll));
+        let mut choice = Choice::new(Some(Transport::LongPoll), FIRST_PROBE_MS);
         for _ in 0..5 {
             choice.attempt();
             choice.websocket_blocked();
