@@ -17,7 +17,8 @@ type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 /// What a connect attempt reports back to the loop.
 enum Dialed {
     Opened(SocketId, Box<Socket>),
-    Failed(SocketId, String),
+    /// The dial failed: the close code it counts as, and why.
+    Failed(SocketId, u16, String),
 }
 
 /// Runs until the handle is dropped.
@@ -40,10 +41,17 @@ pub async fn run(
                     let url = url.clone();
                     let dial_tx = dial_tx.clone();
                     tokio::spawn(async move {
+                        if let Some(problem) = close::address_problem(&url) {
+                            let _ = dial_tx.send(Dialed::Failed(socket, close::INVALID_ADDRESS, problem));
+                            return;
+                        }
                         // Nagle off: acks and pings are small and must not wait for a delayed ACK.
                         let result = match connect_async_with_config(url.as_str(), None, true).await {
                             Ok((ws, _)) => Dialed::Opened(socket, Box::new(ws)),
-                            Err(error) => Dialed::Failed(socket, error.to_string()),
+                            Err(tokio_tungstenite::tungstenite::Error::Url(error)) => {
+                                Dialed::Failed(socket, close::INVALID_ADDRESS, format!("{url}: {error}"))
+                            }
+                            Err(error) => Dialed::Failed(socket, close::ABNORMAL, error.to_string()),
                         };
                         let _ = dial_tx.send(result);
                     });
@@ -110,8 +118,8 @@ pub async fn run(
                     close_seen = None;
                     core.handle(Input::SocketOpened(socket), Millis::now());
                 }
-                Dialed::Failed(socket, reason) => {
-                    core.handle(Input::SocketClosed { socket, code: close::ABNORMAL, reason }, Millis::now());
+                Dialed::Failed(socket, code, reason) => {
+                    core.handle(Input::SocketClosed { socket, code, reason }, Millis::now());
                 }
             },
             message = incoming => {

@@ -542,3 +542,12 @@ async fn a_link_on_a_fallback_moves_back_to_the_websocket_when_it_works_again() 
     let seqs: Vec<u64> = acks.borrow().iter().map(|(_, seq)| *seq).collect();
     assert_eq!(seqs, [1, 2], "each message stored once, across the move");
 }
+
+#[wasm_bindgen_test]
+async fn an_address_that_can_never_work_fails_at_once_in_words() {
+    let link = Link::new("http://127.0.0.1:1/ws", fast_options());
+    until("failed", PATIENCE, || matches!(link.status().state, State::Failed { .. })).await;
+    let State::Failed { reason } = link.status().state else { unreachable!() };
+    assert!(reason.starts_with("Invalid server address"), "{reason}");
+    assert!(!link.has_socket(), "and nothing is retried");
+}

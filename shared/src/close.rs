@@ -30,6 +30,9 @@ pub const SLOW_CONSUMER: u16 = 4001;
 pub const IDLE_TIMEOUT: u16 = 4002;
 /// The connection attempt did not complete within the client's connect timeout.
 pub const CONNECT_TIMEOUT: u16 = 4008;
+/// Reported by clients for a server address that can never work (not a `ws:`/`wss:`
+/// URL, or one that cannot be parsed): retrying it would fail the same way forever.
+pub const INVALID_ADDRESS: u16 = 4009;
 /// The `hello` was missing, malformed, or asked for an unsupported protocol version.
 /// Reconnecting with the same client will not help.
 pub const BAD_HELLO: u16 = 4400;
@@ -44,7 +47,21 @@ pub const ORIGIN_FORBIDDEN: u16 = 4408;
 /// The codes that say "the same attempt will fail again" stop the client and ask the
 /// person or the app to act.
 pub fn retry_allowed(code: u16) -> bool {
-    !matches!(code, BAD_HELLO | UNAUTHORIZED | TOKEN_EXPIRED | ORIGIN_FORBIDDEN)
+    !matches!(code, INVALID_ADDRESS | BAD_HELLO | UNAUTHORIZED | TOKEN_EXPIRED | ORIGIN_FORBIDDEN)
+}
+
+/// Why `url` can never be connected to, if it can't: the scheme must be `ws` or `wss`
+/// and a host must follow. Drivers check before dialing and report a problem as a close
+/// with [`INVALID_ADDRESS`], which the core does not retry.
+pub fn address_problem(url: &str) -> Option<String> {
+    let rest = url.strip_prefix("ws://").or_else(|| url.strip_prefix("wss://"));
+    match rest {
+        None => Some(format!("{url:?} is not a ws:// or wss:// URL")),
+        Some(rest) if rest.split(['/', '?', '#']).next().is_none_or(str::is_empty) => {
+            Some(format!("{url:?} names no host"))
+        }
+        Some(_) => None,
+    }
 }
 
 /// A sentence for a person, describing why a connection closed.
@@ -61,6 +78,7 @@ pub fn describe(code: u16, reason: &str) -> String {
         SLOW_CONSUMER => "Messages arrived faster than this device could take them",
         IDLE_TIMEOUT => "The connection went quiet and was closed",
         CONNECT_TIMEOUT => "The server did not answer in time",
+        INVALID_ADDRESS => "Invalid server address",
         BAD_HELLO => "This app version is not compatible with the server",
         UNAUTHORIZED => "Sign-in failed",
         TOKEN_EXPIRED => "Your session expired; sign in again",
@@ -73,6 +91,17 @@ pub fn describe(code: u16, reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn addresses_that_can_never_work_are_named() {
+        assert_eq!(address_problem("ws://127.0.0.1:8080/ws"), None);
+        assert_eq!(address_problem("wss://chat.example.com/ws?x=1"), None);
+        assert!(address_problem("http://chat.example.com/ws").unwrap().contains("not a ws://"));
+        assert!(address_problem("chat.example.com").is_some());
+        assert!(address_problem("ws:///ws").unwrap().contains("no host"));
+        assert!(!retry_allowed(INVALID_ADDRESS));
+        assert!(describe(INVALID_ADDRESS, "x").starts_with("Invalid server address"));
+    }
 
     #[test]
     fn auth_and_compatibility_failures_stop_retries() {

@@ -397,8 +397,8 @@ fn disconnect_is_final_until_connect() {
 }
 
 #[test]
-fn auth_failures_stop_retrying() {
-    for code in [close::UNAUTHORIZED, close::TOKEN_EXPIRED, close::BAD_HELLO] {
+fn auth_failures_and_impossible_addresses_stop_retrying() {
+    for code in [close::UNAUTHORIZED, close::TOKEN_EXPIRED, close::BAD_HELLO, close::INVALID_ADDRESS] {
         let mut h = Harness::new(config());
         h.input(Input::Connect);
         h.drop_socket(code);

@@ -312,6 +312,9 @@ impl Link {
 
     fn open(&self, id: SocketId) {
         let url = self.url();
+        if let Some(problem) = close::address_problem(&url) {
+            return self.report_unopenable(id, close::INVALID_ADDRESS, problem);
+        }
         let opened = {
             let mut inner = self.inner.borrow_mut();
             inner.transport.attempt();
@@ -342,17 +345,20 @@ impl Link {
                     }
                 });
             }
-            Err(reason) => {
-                let weak = self.weak();
-                // Report asynchronously, as a browser would, so the core sees a normal close.
-                wasm_bindgen_futures::spawn_local(async move {
-                    if let Some(link) = Link::upgrade(&weak) {
-                        link.judge_failure(close::ABNORMAL, &reason);
-                        link.handle(Input::SocketClosed { socket: id, code: close::ABNORMAL, reason });
-                    }
-                });
-            }
+            // The browser refused to even construct the socket: the address is at fault.
+            Err(reason) => self.report_unopenable(id, close::INVALID_ADDRESS, format!("{url}: {reason}")),
         }
+    }
+
+    /// Reports a socket that could not be opened at all, asynchronously, as a browser
+    /// would, so the core sees a normal close.
+    fn report_unopenable(&self, id: SocketId, code: u16, reason: String) {
+        let weak = self.weak();
+        wasm_bindgen_futures::spawn_local(async move {
+            if let Some(link) = Link::upgrade(&weak) {
+                link.handle(Input::SocketClosed { socket: id, code, reason });
+            }
+        });
     }
 
     /// Decides whether an attempt's end says something about its transport: a
