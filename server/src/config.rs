@@ -107,6 +107,11 @@ pub struct Config {
     #[arg(long, env = "TETHER_SEND_QUEUE", default_value_t = 1024)]
     pub send_queue: usize,
 
+    /// How long before a connection's token expires the server sends `token_expiring`,
+    /// so that the client can refresh it in place.
+    #[arg(long, env = "TETHER_TOKEN_WARNING", default_value = "30s", value_parser = parse_duration)]
+    pub token_warning: Duration,
+
     /// Redis (or Valkey) URL, e.g. `redis://127.0.0.1:6379`. Makes this server one node
     /// of a cluster: history, seqs, dedupe and presence live in Redis, and any number of
     /// nodes pointing at the same Redis serve the same rooms. `--store` is then unused.
@@ -148,6 +153,7 @@ impl Config {
             presence_limit: 200,
             send_queue: 1024,
             redis: None,
+            token_warning: Duration::from_secs(30),
             test_endpoints: false,
         }
     }

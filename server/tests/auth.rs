@@ -146,3 +146,57 @@ async fn metrics_and_readiness() {
     assert_eq!((status, body.as_str()), (200, "ready\n"));
     server.stop().await;
 }
+
+fn token_for(sub: &str, secret: &str, exp: u64) -> String {
+    let claims = Claims { sub: sub.into(), name: sub.into(), rooms: vec!["*".into()], exp };
+    sign_token(secret.as_bytes(), &claims)
+}
+
+#[tokio::test]
+async fn a_token_is_refreshed_in_place_before_it_expires() {
+    let server = secured().await;
+    // The warning (30 s ahead by default) is due at once for a token that expires in 5 s.
+    let mut client = hello_with(server.addr(), Some(token(SECRET, &["*"], now() + 5))).await;
+    assert!(matches!(next_frame(&mut client).await, ServerFrame::Welcome { .. }));
+    join(&mut client, "r", None).await;
+    let expiring = until(&mut client, |frame| match frame {
+        ServerFrame::TokenExpiring { expires_at } => Some(expires_at),
+        _ => None,
+    })
+    .await;
+    assert!(expiring > now(), "told before it expires");
+
+    let refusals = [
+        (token_for("u_mallory", SECRET, now() + 60), "another user's token"),
+        (token_for("u_ada", "wrong-secret", now() + 60), "a forged token"),
+        (token_for("u_ada", SECRET, now() - 1), "an expired token"),
+    ];
+    for (refused, what) in refusals {
+        send(&mut client, &ClientFrame::Refresh { token: refused }).await;
+        match next_frame(&mut client).await {
+            ServerFrame::Error { code: ErrorCode::TokenRefused, .. } => {}
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+
+    let renewed = now() + 3;
+    send(&mut client, &ClientFrame::Refresh { token: token_for("u_ada", SECRET, renewed) }).await;
+    assert_eq!(next_frame(&mut client).await, ServerFrame::Refreshed { expires_at: renewed });
+    // The same socket, still in its room: a publish goes through. The new credential
+    // has its own warning, due at once too.
+    let publish =
+        ClientFrame::Publish { id: "m1".into(), room: "r".into(), body: serde_json::json!(1), priority: 0 };
+    send(&mut client, &publish).await;
+    let (mut acked, mut warned) = (false, false);
+    while !(acked && warned) {
+        match next_frame(&mut client).await {
+            ServerFrame::Ack { seq: 1, .. } => acked = true,
+            ServerFrame::TokenExpiring { expires_at } if expires_at == renewed => warned = true,
+            _ => {}
+        }
+    }
+    // Unrefreshed, it closes the connection when it expires.
+    assert_eq!(expect_close(&mut client).await, (close::TOKEN_EXPIRED, "token expired".into()));
+    assert!(now() >= renewed, "closed at the renewed expiry, not before");
+    server.stop().await;
+}

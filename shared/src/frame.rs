@@ -112,6 +112,13 @@ pub enum ClientFrame {
         /// Opaque number echoed back in the matching [`ServerFrame::Pong`].
         nonce: u64,
     },
+    /// A new token for the same user, replacing the one the connection was opened with
+    /// before it expires: rooms, presence and queued messages stay as they are.
+    /// Answered by [`ServerFrame::Refreshed`], or an `error` `token_refused`.
+    Refresh {
+        /// A signed token for the connection's user.
+        token: String,
+    },
     /// Ask the server to send `body` straight back. Diagnostics only; needs no hello.
     Echo {
         /// Any JSON value, without duplicate keys, like a publish body.
@@ -276,6 +283,17 @@ pub enum ServerFrame {
         /// Up to and including this seq.
         seq: u64,
     },
+    /// The connection's credential expires soon: send a [`ClientFrame::Refresh`] with a
+    /// new token before `expires_at`, or the connection closes with 4403 then.
+    TokenExpiring {
+        /// When the connection's credential expires, in seconds since the Unix epoch.
+        expires_at: u64,
+    },
+    /// The answer to an accepted [`ClientFrame::Refresh`].
+    Refreshed {
+        /// When the new credential expires, in seconds since the Unix epoch.
+        expires_at: u64,
+    },
     /// The answer to [`ClientFrame::Ping`].
     Pong {
         /// The nonce of the ping this answers.
@@ -439,6 +457,9 @@ pub enum ErrorCode {
     /// the room no longer has. The whole held history follows, ending in `replayed` with
     /// `complete: false`; the client should drop its cursor for the room.
     CursorAhead,
+    /// A `refresh` whose token is forged, expired, or for another user. The connection
+    /// keeps its old credential (and closes with 4403 when that expires).
+    TokenRefused,
 }
 
 fn is_zero(value: &u8) -> bool {
@@ -496,6 +517,7 @@ impl ClientFrame {
             ClientFrame::Receipt { .. } => "receipt",
             ClientFrame::Members { .. } => "members",
             ClientFrame::Ping { .. } => "ping",
+            ClientFrame::Refresh { .. } => "refresh",
             ClientFrame::Echo { .. } => "echo",
         }
     }
@@ -528,6 +550,8 @@ impl ServerFrame {
             ServerFrame::Welcome { .. }
             | ServerFrame::Reject { .. }
             | ServerFrame::Pong { .. }
+            | ServerFrame::TokenExpiring { .. }
+            | ServerFrame::Refreshed { .. }
             | ServerFrame::Echo { .. }
             | ServerFrame::Error { .. } => None,
         }
@@ -549,6 +573,8 @@ impl ServerFrame {
             ServerFrame::Typing { .. } => "typing",
             ServerFrame::Receipt { .. } => "receipt",
             ServerFrame::Pong { .. } => "pong",
+            ServerFrame::TokenExpiring { .. } => "token_expiring",
+            ServerFrame::Refreshed { .. } => "refreshed",
             ServerFrame::Echo { .. } => "echo",
             ServerFrame::Error { .. } => "error",
         }
@@ -556,8 +582,9 @@ impl ServerFrame {
 }
 
 /// Every `type` tag a client may send, for documentation checks.
-pub const CLIENT_KINDS: &[&str] =
-    &["hello", "join", "resume", "leave", "publish", "typing", "receipt", "members", "ping", "echo"];
+pub const CLIENT_KINDS: &[&str] = &[
+    "hello", "join", "resume", "leave", "publish", "typing", "receipt", "members", "ping", "refresh", "echo",
+];
 
 /// Every `type` tag a server may send, for documentation checks.
 pub const SERVER_KINDS: &[&str] = &[
@@ -573,6 +600,8 @@ pub const SERVER_KINDS: &[&str] = &[
     "members",
     "typing",
     "receipt",
+    "token_expiring",
+    "refreshed",
     "pong",
     "echo",
     "error",

@@ -59,6 +59,24 @@ impl Conn {
         ServerFrame::Reject { id: id.into(), code, message: message.into() }
     }
 
+    /// A new token for the connection's user: it replaces the credential (its expiry
+    /// and rooms) without touching anything else.
+    fn refresh(&mut self, token: &str) -> ServerFrame {
+        let verified = crate::auth::verify(&self.context.secret, token, crate::auth::unix_now());
+        let identity = self.identity.as_mut().expect("after hello");
+        let refusal = match verified {
+            Ok(claims) if claims.sub == identity.user.id => {
+                identity.expires = claims.exp;
+                identity.rooms = claims.rooms;
+                return ServerFrame::Refreshed { expires_at: claims.exp };
+            }
+            Ok(_) => "the token is for another user",
+            Err(crate::auth::TokenError::Expired) => "the token has expired",
+            Err(_) => "the token is not valid",
+        };
+        self.error(ErrorCode::TokenRefused, refusal, None)
+    }
+
     /// Handles one message and says what to write.
     pub(super) fn received(&mut self, message: Message) -> After {
         self.context.metrics.frames_in.inc();
@@ -149,6 +167,7 @@ impl Conn {
                     None => self.error(ErrorCode::NotJoined, "join the room first", Some(&room)),
                 }
             }
+            ClientFrame::Refresh { token } => self.refresh(&token),
             ClientFrame::Receipt { room, kind, seq } => {
                 if !self.rooms.contains(&room) {
                     self.error(ErrorCode::NotJoined, "join the room first", Some(&room))

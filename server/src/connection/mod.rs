@@ -109,6 +109,11 @@ pub async fn serve(mut socket: impl Transport, context: Arc<Context>, id: u64) {
     let mut last_heard = tokio::time::Instant::now();
     let idle = tokio::time::sleep_until(last_heard + idle_timeout);
     tokio::pin!(idle);
+    // The credential's expiry: a warning first, then the close. Re-armed whenever a
+    // frame changed it (the hello, a refresh).
+    let mut credential = Credential::default();
+    let expiry = tokio::time::sleep_until(credential.next(&context.config));
+    tokio::pin!(expiry);
 
     let ending = loop {
         // Backpressure: while replies pile up, the client's next frames wait in the kernel.
@@ -131,6 +136,21 @@ pub async fn serve(mut socket: impl Transport, context: Arc<Context>, id: u64) {
                     () = &mut shutdown => break Ending::Shutdown,
                 },
             },
+            () = &mut expiry => {
+                match credential.due() {
+                    Due::Warn(expires_at) => {
+                        credential.warned = true;
+                        expiry.as_mut().reset(credential.next(&context.config));
+                        conn.out.push_reply(Utf8Bytes::from(ServerFrame::TokenExpiring { expires_at }.encode()));
+                        continue;
+                    }
+                    Due::Close => break Ending::Close(Close::new(close::TOKEN_EXPIRED, "token expired")),
+                    Due::Nothing => {
+                        expiry.as_mut().reset(credential.next(&context.config));
+                        continue;
+                    }
+                }
+            }
             () = &mut idle => {
                 let now = tokio::time::Instant::now();
                 if !reading {
@@ -170,6 +190,11 @@ pub async fn serve(mut socket: impl Transport, context: Arc<Context>, id: u64) {
         };
         if let Err(error) = result {
             break Ending::Transport(error.to_string());
+        }
+        let expires = conn.identity.as_ref().map(|identity| identity.expires);
+        if expires != credential.expires {
+            credential = Credential { expires, warned: false };
+            expiry.as_mut().reset(credential.next(&context.config));
         }
     };
 
@@ -214,6 +239,45 @@ async fn goodbye(socket: &mut impl Transport, context: &Context, queue: &mut Que
             SinkExt::close(socket).await
         };
         let _ = tokio::time::timeout(CLOSE_PATIENCE, closing).await;
+    }
+}
+
+/// Where a connection's credential stands: when it expires, and whether the client was
+/// told it soon will.
+#[derive(Default)]
+struct Credential {
+    /// Seconds since the epoch; `None` before the hello.
+    expires: Option<u64>,
+    warned: bool,
+}
+
+/// What the credential's timer means when it fires.
+enum Due {
+    Warn(u64),
+    Close,
+    Nothing,
+}
+
+impl Credential {
+    /// When the timer should fire next: the warning, then the expiry itself.
+    fn next(&self, config: &crate::config::Config) -> tokio::time::Instant {
+        let now = tokio::time::Instant::now();
+        let Some(expires) = self.expires else { return now + Duration::from_secs(365 * 24 * 3600) };
+        let at = if self.warned { expires } else { expires.saturating_sub(config.token_warning.as_secs()) };
+        let left = at.saturating_sub(crate::auth::unix_now());
+        now + Duration::from_secs(left)
+    }
+
+    fn due(&self) -> Due {
+        let Some(expires) = self.expires else { return Due::Nothing };
+        let now = crate::auth::unix_now();
+        if now >= expires {
+            Due::Close
+        } else if !self.warned {
+            Due::Warn(expires)
+        } else {
+            Due::Nothing
+        }
     }
 }
 
