@@ -540,3 +540,21 @@ fn a_room_without_a_cursor_asks_for_recent_history_and_one_with_a_cursor_resumes
         "{sent:?}"
     );
 }
+
+#[test]
+fn a_new_token_is_sent_as_a_refresh_when_open_and_used_by_the_next_hello() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    h.input(Input::RefreshToken("fresh".into()));
+    assert!(matches!(h.sent.last(), Some(ClientFrame::Refresh { token }) if token == "fresh"));
+    h.drop_socket(close::ABNORMAL);
+    h.advance_to_timer(Timer::Reconnect);
+    let socket = h.socket();
+    h.input(Input::SocketOpened(socket));
+    assert!(
+        matches!(h.sent.last(), Some(ClientFrame::Hello { token: Some(t), .. }) if t == "fresh"),
+        "the next hello carries the new token: {:?}",
+        h.sent.last()
+    );
+}

@@ -307,6 +307,10 @@ impl Connection {
                 self.send(ClientFrame::Receipt { room, kind, seq });
             }
             Input::Echo(body) => self.send(ClientFrame::Echo { body }),
+            Input::RefreshToken(token) => {
+                self.send(ClientFrame::Refresh { token: token.clone() });
+                self.config.token = Some(token);
+            }
             Input::Members { room, after, limit } => self.send(ClientFrame::Members { room, after, limit }),
         }
         self.after(now);

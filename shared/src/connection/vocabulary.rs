@@ -150,6 +150,10 @@ pub enum Input {
         /// Page size.
         limit: Option<u32>,
     },
+    /// A new token (the app's answer to a `token_expiring` frame, or ahead of it): used
+    /// by every later `hello`, and sent at once as a `refresh` when connected, which
+    /// renews the open connection's credential in place.
+    RefreshToken(String),
 }
 
 /// What the driver must do.
