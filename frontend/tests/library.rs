@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::json;
 use support::*;
 use tether_shared::{BackoffConfig, ConnectionConfig, Event, Input, Jitter, ServerFrame, State};
-use tether_yew::link::{Transport, live_links};
+use tether_yew::link::{TokenProvider, Transport, live_links};
 use tether_yew::persist::storage_key;
 use tether_yew::socket::live_sockets;
 use tether_yew::*;
@@ -40,6 +40,7 @@ fn fast_options() -> LinkOptions {
         auto_connect: true,
         transport: None,
         probe_after: Duration::from_millis(200),
+        token: None,
     }
 }
 
@@ -550,4 +551,47 @@ async fn an_address_that_can_never_work_fails_at_once_in_words() {
     let State::Failed { reason } = link.status().state else { unreachable!() };
     assert!(reason.starts_with("Invalid server address"), "{reason}");
     assert!(!link.has_socket(), "and nothing is retried");
+}
+
+#[wasm_bindgen_test]
+async fn a_token_provider_renews_the_connection_in_place() {
+    // The test server's dev tokens live 4 s and it warns 2 s ahead (see `cargo xtask test`).
+    let base = server_url().replacen("ws://", "http://", 1).replace("/ws", "");
+    let calls = Rc::new(std::cell::Cell::new(0u32));
+    let user: Rc<RefCell<Option<String>>> = Rc::default();
+    let provider = {
+        let (calls, user) = (calls.clone(), user.clone());
+        TokenProvider::new(move || {
+            calls.set(calls.get() + 1);
+            let sub = user.borrow().clone().map(|id| format!("&sub={id}")).unwrap_or_default();
+            let url = format!("{base}/api/token?name=Renewer{sub}");
+            let user = user.clone();
+            async move {
+                let response = gloo_net::http::Request::get(&url).send().await.map_err(|e| e.to_string())?;
+                let answer: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+                *user.borrow_mut() = answer["user"]["id"].as_str().map(str::to_owned);
+                answer["token"].as_str().map(str::to_owned).ok_or_else(|| "no token".to_owned())
+            }
+        })
+    };
+    let link = Link::new(server_url(), LinkOptions { token: Some(provider), ..fast_options() });
+    let seen = Rc::new(RefCell::new((0usize, 0usize)));
+    let _subscription = {
+        let seen = seen.clone();
+        link.subscribe(move |events, _| {
+            for event in events.iter() {
+                match event {
+                    Event::Welcome { .. } => seen.borrow_mut().0 += 1,
+                    Event::Frame(ServerFrame::Refreshed { .. }) => seen.borrow_mut().1 += 1,
+                    _ => {}
+                }
+            }
+        })
+    };
+    until("connected with a token", PATIENCE, || link.status().state == State::Open).await;
+    assert_eq!(link.status().user.map(|u| u.name), Some("Renewer".into()));
+    until("renewed twice", PATIENCE, || seen.borrow().1 >= 2).await;
+    assert_eq!(seen.borrow().0, 1, "renewed in place: one welcome, no reconnect");
+    assert!(calls.get() >= 3, "asked before connecting and before each expiry");
+    assert_eq!(link.status().state, State::Open);
 }

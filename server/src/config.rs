@@ -107,6 +107,10 @@ pub struct Config {
     #[arg(long, env = "TETHER_SEND_QUEUE", default_value_t = 1024)]
     pub send_queue: usize,
 
+    /// How long the dev-mode tokens of `/api/token` live.
+    #[arg(long, env = "TETHER_DEV_TOKEN_TTL", default_value = "24h", value_parser = parse_duration)]
+    pub dev_token_ttl: Duration,
+
     /// How long before a connection's token expires the server sends `token_expiring`,
     /// so that the client can refresh it in place.
     #[arg(long, env = "TETHER_TOKEN_WARNING", default_value = "30s", value_parser = parse_duration)]
@@ -154,6 +158,7 @@ impl Config {
             send_queue: 1024,
             redis: None,
             token_warning: Duration::from_secs(30),
+            dev_token_ttl: Duration::from_secs(24 * 3600),
             test_endpoints: false,
         }
     }

@@ -28,8 +28,6 @@ pub const RESERVED: &[&str] = &["ws", "rt", "healthz", "readyz", "metrics", "api
 const READ_BUFFER_BYTES: usize = 4 * 1024;
 /// Write buffer before a flush is forced.
 const WRITE_BUFFER_BYTES: usize = 8 * 1024;
-/// Lifetime of a dev-mode token from `/api/token`.
-const DEV_TOKEN_SECS: u64 = 24 * 3600;
 
 /// All routes, in the order they are tried.
 pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
@@ -82,7 +80,13 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
             .and(warp::get().or(warp::post()).unify())
             .and(warp::query::<std::collections::HashMap<String, String>>())
             .map(move |query: std::collections::HashMap<String, String>| {
-                dev_token(&context, query.get("name"))
+                let mut response = dev_token(&context, query.get("name"), query.get("sub"));
+                // Dev mode mints tokens for anyone who asks, so any page may read them.
+                response.headers_mut().insert(
+                    warp::http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                    warp::http::HeaderValue::from_static("*"),
+                );
+                response
             })
     };
 
@@ -169,9 +173,10 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response {
     warp::reply::with_status(warp::reply::json(&body), status).into_response()
 }
 
-/// `/api/token?name=Ada`: in dev mode, a signed token for a fresh user. With an auth
+/// `/api/token?name=Ada`: in dev mode, a signed token for a fresh user, or with
+/// `&sub=u_…` for that user again (to refresh a connection in place). With an auth
 /// secret, tokens come from the integrator's backend, so this answers 404.
-fn dev_token(context: &Context, name: Option<&String>) -> Response {
+fn dev_token(context: &Context, name: Option<&String>, sub: Option<&String>) -> Response {
     if context.config.auth_secret.is_some() {
         return json(
             StatusCode::NOT_FOUND,
@@ -179,8 +184,20 @@ fn dev_token(context: &Context, name: Option<&String>) -> Response {
                 "message": "this server verifies tokens signed with --auth-secret; see the README"}),
         );
     }
-    let user = identity::dev_user(name.map(String::as_str));
-    let exp = auth::unix_now() + DEV_TOKEN_SECS;
+    let mut user = identity::dev_user(name.map(String::as_str));
+    if let Some(sub) = sub {
+        let valid = (1..=64).contains(&sub.len())
+            && sub.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if !valid {
+            return json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": "invalid_sub", "message": "sub is 1-64 characters from [A-Za-z0-9_.-]"}),
+            );
+        }
+        user.color = identity::color_for(sub).into();
+        user.id = sub.clone();
+    }
+    let exp = auth::unix_now() + context.config.dev_token_ttl.as_secs();
     let claims = auth::Claims { sub: user.id.clone(), name: user.name.clone(), rooms: vec!["*".into()], exp };
     let token = auth::sign(&context.secret, &claims);
     json(StatusCode::OK, serde_json::json!({"token": token, "user": user, "expires_at": exp}))

@@ -142,7 +142,20 @@ fn test() -> Result<(), String> {
     Cmd::new("cargo").args(["build", "-p", "tether-server"]).dir(&root).run()?;
     let server = sh::Server::start(
         &root.join("target/debug/tether-server"),
-        &["--store", "memory", "--test-endpoints", "--publish-rate", "100000", "--publish-burst", "100000"],
+        &[
+            "--store",
+            "memory",
+            "--test-endpoints",
+            "--publish-rate",
+            "100000",
+            "--publish-burst",
+            "100000",
+            // Short-lived dev tokens, so that the token provider's refresh path runs.
+            "--dev-token-ttl",
+            "4s",
+            "--token-warning",
+            "2s",
+        ],
     )?;
     let output = Cmd::new("cargo")
         .args(["test", "-p", "tether-yew", "-p", "tether-demo", "--target", "wasm32-unknown-unknown"])

@@ -27,10 +27,12 @@ use tether_shared::{
 mod batch;
 mod browser;
 mod rooms;
+mod token;
 mod transport;
 
 pub use batch::Subscription;
 pub use rooms::RoomLease;
+pub use token::{TokenProvider, TokenResult};
 pub use transport::Transport;
 
 use crate::persist::{self, StorageWarning};
@@ -85,6 +87,9 @@ struct Inner {
     transport: Choice,
     /// The wait before the next WebSocket probe, while on a fallback.
     probe: Option<Timeout>,
+    /// The app's source of tokens, and whether it is being asked now.
+    provider: Option<TokenProvider>,
+    asking: bool,
     /// The core's next deadline and the timeout armed for it.
     wake: Option<(Millis, Timeout)>,
     subscribers: Vec<(u64, Subscriber)>,
@@ -127,6 +132,10 @@ pub struct LinkOptions {
     /// On a fallback, how long until the first probe of the WebSocket (it doubles after
     /// each failed probe, up to five minutes).
     pub probe_after: std::time::Duration,
+    /// Where tokens come from, for apps whose backend issues them: asked before the first
+    /// connect, when the server says the token is about to expire (the connection is
+    /// renewed in place), and after a refused token, with backoff while it fails.
+    pub token: Option<TokenProvider>,
 }
 
 impl Default for LinkOptions {
@@ -137,6 +146,7 @@ impl Default for LinkOptions {
             auto_connect: true,
             transport: None,
             probe_after: std::time::Duration::from_millis(u64::from(transport::FIRST_PROBE_MS)),
+            token: None,
         }
     }
 }
@@ -163,6 +173,8 @@ impl Link {
                 options.probe_after.as_millis().min(u32::MAX as u128) as u32,
             ),
             probe: None,
+            provider: options.token.clone(),
+            asking: false,
             wake: None,
             subscribers: Vec::new(),
             next_subscriber: 0,
@@ -177,7 +189,10 @@ impl Link {
         let link = Link { inner };
         link.listen_to_the_browser();
         if options.auto_connect {
-            link.handle(Input::Connect);
+            match options.token {
+                Some(_) => link.ask_token(token::Then::Connect),
+                None => link.handle(Input::Connect),
+            }
         }
         link
     }
@@ -264,6 +279,7 @@ impl Link {
         }
         let mut queue_changed = false;
         let mut probe_after = None;
+        let mut renew = false;
         {
             let mut inner = self.inner.borrow_mut();
             while let Some(event) = inner.core.poll_event() {
@@ -276,6 +292,7 @@ impl Link {
                     }
                     probe_after = inner.transport.welcomed();
                 }
+                renew |= matches!(event, Event::Frame(tether_shared::ServerFrame::TokenExpiring { .. }));
                 inner.pending.push(event);
             }
         }
@@ -284,6 +301,9 @@ impl Link {
         }
         if let Some(delay) = probe_after {
             self.schedule_probe(delay);
+        }
+        if renew {
+            self.ask_token(token::Then::Refresh);
         }
         self.schedule_flush();
         self.schedule_wake();
@@ -336,7 +356,12 @@ impl Link {
                                 if current {
                                     link.judge_failure(code, &reason);
                                 }
-                                Input::SocketClosed { socket: id, code, reason }
+                                link.handle(Input::SocketClosed { socket: id, code, reason });
+                                // A refused token: ask for a new one, then connect with it.
+                                if current && matches!(code, close::UNAUTHORIZED | close::TOKEN_EXPIRED) {
+                                    link.ask_token(token::Then::Connect);
+                                }
+                                continue;
                             }
                             SocketEvent::Error => Input::SocketErrored(id),
                             SocketEvent::Binary(_) => continue,
@@ -357,6 +382,42 @@ impl Link {
         wasm_bindgen_futures::spawn_local(async move {
             if let Some(link) = Link::upgrade(&weak) {
                 link.handle(Input::SocketClosed { socket: id, code, reason });
+            }
+        });
+    }
+
+    /// Asks the app's provider for a token (once at a time), retrying with backoff while
+    /// it fails, then connects with it or renews the open connection.
+    fn ask_token(&self, then: token::Then) {
+        let provider = {
+            let mut inner = self.inner.borrow_mut();
+            let Some(provider) = inner.provider.clone() else { return };
+            if std::mem::replace(&mut inner.asking, true) {
+                return;
+            }
+            provider
+        };
+        let weak = self.weak();
+        wasm_bindgen_futures::spawn_local(async move {
+            let mut wait = token::FIRST_RETRY_MS;
+            loop {
+                let answer = provider.fetch().await;
+                let Some(link) = Link::upgrade(&weak) else { return };
+                match answer {
+                    Ok(token) => {
+                        link.inner.borrow_mut().asking = false;
+                        link.handle(Input::RefreshToken(token));
+                        if then == token::Then::Connect {
+                            link.handle(Input::Connect);
+                        }
+                        return;
+                    }
+                    Err(_) => {
+                        drop(link);
+                        gloo_timers::future::TimeoutFuture::new(wait).await;
+                        wait = wait.saturating_mul(2).min(token::MAX_RETRY_MS);
+                    }
+                }
             }
         });
     }
