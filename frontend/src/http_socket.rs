@@ -230,6 +230,13 @@ fn refusal(status: u16, text: &str, state: &Rc<RefCell<State>>) -> (u16, String)
     (code, reason)
 }
 
+/// The close code and reason of a session's end, as the server reports it
+/// (`{"code":…,"reason":…}`).
+fn ending(ended: &Value) -> (u16, String) {
+    let code = ended["code"].as_u64().map_or(close::ABNORMAL, |code| code as u16);
+    (code, ended["reason"].as_str().unwrap_or_default().to_owned())
+}
+
 /// Frames as Server-Sent Events after event `after`.
 fn stream(state: &Rc<RefCell<State>>, after: u64) {
     let url = {
@@ -250,9 +257,8 @@ fn stream(state: &Rc<RefCell<State>>, after: u64) {
     let on_close = Closure::<dyn FnMut(MessageEvent)>::new(move |event: MessageEvent| {
         let ended: Value =
             event.data().as_string().and_then(|t| serde_json::from_str(&t).ok()).unwrap_or_default();
-        let code = ended["code"].as_u64().map_or(close::ABNORMAL, |code| code as u16);
-        let reason = ended["reason"].as_str().unwrap_or_default().to_owned();
         if let Some(state) = weak.upgrade() {
+            let (code, reason) = ending(&ended);
             end(&state, code, reason);
         }
     });
@@ -308,8 +314,7 @@ fn poll(state: Rc<RefCell<State>>, mut after: u64) {
                 let _ = state.borrow().events.unbounded_send(SocketEvent::Text(entry["frame"].to_string()));
             }
             if let Some(ended) = answer.get("closed").filter(|closed| !closed.is_null()) {
-                let code = ended["code"].as_u64().map_or(close::ABNORMAL, |code| code as u16);
-                let reason = ended["reason"].as_str().unwrap_or_default().to_owned();
+                let (code, reason) = ending(ended);
                 return end(&state, code, reason);
             }
         }

@@ -32,7 +32,7 @@ use tether_shared::{Millis, User};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
-use super::history::{RedisHistory, entries};
+use super::history::{PRESENT, RedisHistory, entries, present_users};
 use super::{NodeId, keys};
 use crate::hub::{FanOut, RoomHub};
 use crate::metrics::Metrics;
@@ -551,21 +551,8 @@ async fn beat(
 /// heartbeat is gone.
 async fn present(redis: &mut ConnectionManager, room: &str) -> redis::RedisResult<Vec<(NodeId, User)>> {
     let fields: Vec<(String, String)> =
-        redis::cmd("HGETALL").arg(keys::present(room)).query_async(redis).await?;
-    let mut alive: HashMap<String, bool> = HashMap::new();
-    let mut present = Vec::with_capacity(fields.len());
-    for (field, user) in fields {
-        let Some((node, _)) = field.split_once('/') else { continue };
-        let Ok(user) = serde_json::from_str::<User>(&user) else { continue };
-        if !alive.contains_key(node) {
-            let exists: bool = redis::cmd("EXISTS").arg(keys::node(node)).query_async(redis).await?;
-            alive.insert(node.to_owned(), exists);
-        }
-        if alive[node] {
-            present.push((NodeId::from(node), user));
-        }
-    }
-    Ok(present)
+        redis::cmd("EVAL").arg(PRESENT).arg(1).arg(keys::present(room)).query_async(redis).await?;
+    Ok(present_users(fields))
 }
 
 /// Removes a node's presence fields from every room it announced itself in, unless its

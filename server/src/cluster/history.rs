@@ -5,7 +5,6 @@
 //! blocking pool), so they use a blocking connection with short timeouts: while Redis
 //! is away a join fails within a second or two with a typed error instead of hanging.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -68,25 +67,39 @@ impl RedisHistory {
     /// Who is present in `room` through nodes other than `except` whose heartbeat is
     /// alive: what a room's first local join reads, under the room's lock.
     pub fn present_elsewhere(&self, room: &str, except: &str) -> Result<Vec<(NodeId, User)>, StoreError> {
-        let fields: Vec<(String, String)> = self.with(|c| c.hgetall(keys::present(room)))?;
-        let mut alive: HashMap<String, bool> = HashMap::new();
-        let mut present = Vec::new();
-        for (field, user) in fields {
-            let Some((node, _)) = field.split_once('/') else { continue };
-            if node == except {
-                continue;
-            }
-            let Ok(user) = serde_json::from_str::<User>(&user) else { continue };
-            if !alive.contains_key(node) {
-                let exists: bool = self.with(|c| c.exists(keys::node(node)))?;
-                alive.insert(node.to_owned(), exists);
-            }
-            if alive[node] {
-                present.push((NodeId::from(node), user));
-            }
-        }
-        Ok(present)
+        let fields: Vec<(String, String)> =
+            self.with(|c| redis::cmd("EVAL").arg(PRESENT).arg(1).arg(keys::present(room)).query(c))?;
+        Ok(present_users(fields).into_iter().filter(|(node, _)| &**node != except).collect())
     }
+}
+
+/// KEYS: a room's presence hash. Returns its `<node>/<user>` → user pairs (flat), leaving
+/// out nodes whose heartbeat is gone: one round trip, however many nodes there are.
+pub(super) const PRESENT: &str = r#"
+local found, alive = {}, {}
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 1, #fields, 2 do
+  local node = string.match(fields[i], '^([^/]*)/')
+  if node then
+    if alive[node] == nil then alive[node] = redis.call('EXISTS', 'tether:node:' .. node) == 1 end
+    if alive[node] then
+      table.insert(found, fields[i])
+      table.insert(found, fields[i + 1])
+    end
+  end
+end
+return found
+"#;
+
+/// The users of a [`PRESENT`] answer, with the node each is present through.
+pub(super) fn present_users(fields: Vec<(String, String)>) -> Vec<(NodeId, User)> {
+    fields
+        .into_iter()
+        .filter_map(|(field, user)| {
+            let (node, _) = field.split_once('/')?;
+            Some((NodeId::from(node), serde_json::from_str::<User>(&user).ok()?))
+        })
+        .collect()
 }
 
 impl History for RedisHistory {
