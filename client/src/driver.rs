@@ -3,14 +3,14 @@
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use tether_shared::{
-    Action, Connection, ConnectionConfig, CurrentSocket, Event, Input, Millis, SocketId, close,
-};
+use tether_shared::{Action, Connection, CurrentSocket, Event, Input, Millis, SocketId, close};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async_with_config};
+
+use crate::{ClientOptions, TokenProvider};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -23,22 +23,26 @@ enum Dialed {
 
 /// Runs until the handle is dropped.
 pub async fn run(
-    url: String,
-    config: ConnectionConfig,
+    options: ClientOptions,
     seed: u64,
     mut inputs: mpsc::UnboundedReceiver<Input>,
     events: mpsc::UnboundedSender<Event>,
+    endpoint: tokio::sync::watch::Sender<String>,
 ) {
-    let mut core = Connection::new(config, seed);
+    let ClientOptions { endpoints, connection, token } = options;
+    let mut core = Connection::new(connection, seed);
+    core.set_endpoints(endpoints);
+    core.set_fetch_tokens(token.is_some());
     let mut current: CurrentSocket<Socket> = CurrentSocket::default();
     let mut close_seen: Option<(u16, String)> = None;
     let (dial_tx, mut dialed) = mpsc::unbounded_channel::<Dialed>();
+    let (token_tx, mut tokens) = mpsc::unbounded_channel::<Input>();
 
     loop {
         while let Some(action) = core.poll_action() {
             match action {
-                Action::Open(socket) => {
-                    let url = url.clone();
+                Action::FetchToken => fetch_token(token.as_ref(), &token_tx),
+                Action::Open { socket, endpoint: url } => {
                     let dial_tx = dial_tx.clone();
                     tokio::spawn(async move {
                         if let Some(problem) = close::address_problem(&url) {
@@ -67,7 +71,7 @@ pub async fn run(
                                     code: close::ABNORMAL,
                                     reason: error.to_string(),
                                 },
-                                Millis::now(),
+                                Millis::monotonic(),
                             );
                         }
                     }
@@ -86,11 +90,18 @@ pub async fn run(
         while let Some(event) = core.poll_event() {
             let _ = events.send(event);
         }
+        endpoint.send_if_modified(|shown| {
+            let changed = shown != core.endpoint();
+            if changed {
+                core.endpoint().clone_into(shown);
+            }
+            changed
+        });
 
         let wake_at = core.poll_timeout();
         let sleep = async {
             match wake_at {
-                Some(at) => tokio::time::sleep(Millis::now().until(at)).await,
+                Some(at) => tokio::time::sleep(Millis::monotonic().until(at)).await,
                 None => std::future::pending().await,
             }
         };
@@ -103,29 +114,30 @@ pub async fn run(
 
         tokio::select! {
             input = inputs.recv() => match input {
-                Some(input) => core.handle(input, Millis::now()),
+                Some(input) => core.handle(input, Millis::monotonic()),
                 None => {
-                    core.handle(Input::Disconnect, Millis::now());
+                    core.handle(Input::Disconnect, Millis::monotonic());
                     if let Some((_, mut ws)) = current.take_any() {
                         let _ = tokio::time::timeout(Duration::from_secs(1), ws.close(None)).await;
                     }
                     return;
                 }
             },
+            Some(answer) = tokens.recv() => core.handle(answer, Millis::monotonic()),
             Some(dial) = dialed.recv() => match dial {
                 Dialed::Opened(socket, ws) => {
                     current.replace(socket, *ws);
                     close_seen = None;
-                    core.handle(Input::SocketOpened(socket), Millis::now());
+                    core.handle(Input::SocketOpened(socket), Millis::monotonic());
                 }
                 Dialed::Failed(socket, code, reason) => {
-                    core.handle(Input::SocketClosed { socket, code, reason }, Millis::now());
+                    core.handle(Input::SocketClosed { socket, code, reason }, Millis::monotonic());
                 }
             },
             message = incoming => {
                 let socket = current.id().expect("incoming implies a socket");
                 match message {
-                    Some(Ok(Message::Text(text))) => core.handle(Input::Received(socket, text.to_string()), Millis::now()),
+                    Some(Ok(Message::Text(text))) => core.handle(Input::Received(socket, text.to_string()), Millis::monotonic()),
                     Some(Ok(Message::Close(frame))) => {
                         close_seen = Some(frame.map_or((1005, String::new()), |f| (f.code.into(), f.reason.to_string())));
                     }
@@ -133,11 +145,28 @@ pub async fn run(
                     Some(Err(_)) | None => {
                         current.take(socket);
                         let (code, reason) = close_seen.take().unwrap_or((close::ABNORMAL, String::new()));
-                        core.handle(Input::SocketClosed { socket, code, reason }, Millis::now());
+                        core.handle(Input::SocketClosed { socket, code, reason }, Millis::monotonic());
                     }
                 }
             },
-            () = sleep => core.handle_timeout(Millis::now()),
+            () = sleep => core.handle_timeout(Millis::monotonic()),
         }
     }
+}
+
+/// Asks the provider in its own task; the answer comes back as the core's input.
+fn fetch_token(provider: Option<&TokenProvider>, answers: &mpsc::UnboundedSender<Input>) {
+    let Some(provider) = provider.cloned() else {
+        // The core asks only when told a provider exists; answer rather than hang.
+        let _ = answers.send(Input::TokenFailed("no token provider".into()));
+        return;
+    };
+    let answers = answers.clone();
+    tokio::spawn(async move {
+        let answer = match provider.fetch().await {
+            Ok(token) => Input::RefreshToken(token),
+            Err(reason) => Input::TokenFailed(reason),
+        };
+        let _ = answers.send(answer);
+    });
 }

@@ -26,6 +26,7 @@
 //! ```
 
 mod driver;
+mod token;
 
 use std::time::Duration;
 
@@ -34,12 +35,35 @@ use tether_shared::{ConnectionConfig, Event, Input, MessageIds};
 use tokio::sync::mpsc;
 
 pub use tether_shared;
+pub use token::{TokenError, TokenProvider, TokenResult};
+
+/// Where a client connects, how, and where its tokens come from.
+#[derive(Clone, Debug)]
+pub struct ClientOptions {
+    /// Addresses of the service (`ws://` or `wss://` URLs). With several, each client
+    /// starts at one drawn at random and moves to the next when an attempt fails.
+    pub endpoints: Vec<String>,
+    /// The core's settings.
+    pub connection: ConnectionConfig,
+    /// Where tokens come from, for apps whose backend issues them: asked before
+    /// connecting, when the server warns that the token expires (the connection is
+    /// renewed in place) and after a refused token, with backoff while it fails.
+    pub token: Option<TokenProvider>,
+}
+
+impl ClientOptions {
+    /// One address, default settings, no token provider.
+    pub fn new(url: impl Into<String>) -> ClientOptions {
+        ClientOptions { endpoints: vec![url.into()], connection: ConnectionConfig::default(), token: None }
+    }
+}
 
 /// A handle to a client running in its own task. Dropping it disconnects and stops
 /// the task.
 pub struct Client {
     inputs: mpsc::UnboundedSender<Input>,
     events: mpsc::UnboundedReceiver<Event>,
+    endpoint: tokio::sync::watch::Receiver<String>,
     ids: MessageIds,
 }
 
@@ -47,17 +71,29 @@ impl Client {
     /// Starts a client for `url` (idle until [`Input::Connect`]). Must be called within
     /// a tokio runtime.
     pub fn spawn(url: impl Into<String>, config: ConnectionConfig) -> Client {
+        Client::start(ClientOptions { connection: config, ..ClientOptions::new(url) })
+    }
+
+    /// Starts a client with several addresses or a token provider (idle until
+    /// [`Input::Connect`]). Must be called within a tokio runtime.
+    pub fn start(options: ClientOptions) -> Client {
         let (inputs, input_rx) = mpsc::unbounded_channel();
         let (event_tx, events) = mpsc::unbounded_channel();
         let seed = fastrand::u64(..);
-        tokio::spawn(driver::run(url.into(), config, seed, input_rx, event_tx));
-        Client { inputs, events, ids: MessageIds::new(seed.rotate_left(17)) }
+        let (endpoint_tx, endpoint) = tokio::sync::watch::channel(String::new());
+        tokio::spawn(driver::run(options, seed, input_rx, event_tx, endpoint_tx));
+        Client { inputs, events, endpoint, ids: MessageIds::new(seed.rotate_left(17)) }
     }
 
     /// Feeds an input to the core (connect, join, publish, network changes, …).
     pub fn input(&self, input: Input) {
         // The task only ends when this handle is dropped, so sending cannot fail here.
         let _ = self.inputs.send(input);
+    }
+
+    /// The address in use, or the one the next attempt will use.
+    pub fn endpoint(&self) -> String {
+        self.endpoint.borrow().clone()
     }
 
     /// Queues a message for `room` and returns its client message id.

@@ -174,3 +174,102 @@ async fn a_silent_connection_is_detected_by_heartbeat() {
     let code = tokio::time::timeout(PATIENCE, closed.recv()).await.expect("the client closed the socket");
     assert_eq!(code, Some(close::HEARTBEAT_TIMEOUT));
 }
+
+#[tokio::test]
+async fn with_two_endpoints_a_stopped_server_is_left_for_the_other() {
+    let first = tether_server::start(tether_server::Config::for_tests()).await.unwrap();
+    let second = tether_server::start(tether_server::Config::for_tests()).await.unwrap();
+    let options = tether_client::ClientOptions {
+        endpoints: vec![url(first.addr()), url(second.addr())],
+        connection: fast_config(),
+        token: None,
+    };
+    let mut client = Client::start(options);
+    client.input(Input::Connect);
+    client.input(Input::Join("r".into()));
+    wait_state(&mut client, |s| *s == State::Open).await;
+    let used = client.endpoint();
+    let (stopped, survivor) = match used == url(first.addr()) {
+        true => (first, second),
+        false => (second, first),
+    };
+    stopped.stop().await;
+    wait_state(&mut client, |s| matches!(s, State::Reconnecting { .. })).await;
+    wait_state(&mut client, |s| *s == State::Open).await;
+    assert_eq!(client.endpoint(), url(survivor.addr()), "moved to the other endpoint");
+    let id = client.publish("r", json!({"text": "still here"}));
+    let acked = client
+        .wait_for(PATIENCE, |e| match e {
+            Event::Acked { envelope, .. } if envelope.id == id => Some(()),
+            _ => None,
+        })
+        .await;
+    assert!(acked.is_some(), "a publish after the move is stored");
+    survivor.stop().await;
+}
+
+#[tokio::test]
+async fn a_token_provider_keeps_a_client_signed_in_through_failures_refusals_and_renewals() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use tether_server::{Claims, sign_token};
+
+    const SECRET: &str = "native-test-secret-of-some-length";
+    let mut config = tether_server::Config::for_tests();
+    config.auth_secret = Some(SECRET.into());
+    config.token_warning = Duration::from_secs(2);
+    let server = tether_server::start(config).await.unwrap();
+    let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let calls = Arc::new(AtomicU32::new(0));
+    let provider = {
+        let calls = calls.clone();
+        tether_client::TokenProvider::new(move || {
+            let call = calls.fetch_add(1, Ordering::SeqCst);
+            async move {
+                // First the backend is down, then it hands out a stale token, then good ones
+                // that live three seconds.
+                let exp = match call {
+                    0 => return Err("backend down".into()),
+                    1 => now() - 10,
+                    _ => now() + 3,
+                };
+                let claims = Claims { sub: "u_ada".into(), name: "Ada".into(), rooms: vec!["*".into()], exp };
+                Ok(sign_token(SECRET.as_bytes(), &claims))
+            }
+        })
+    };
+    let options = tether_client::ClientOptions {
+        token: Some(provider),
+        connection: fast_config(),
+        ..tether_client::ClientOptions::new(url(server.addr()))
+    };
+    let mut client = Client::start(options);
+    client.input(Input::Connect);
+    client.input(Input::Join("r".into()));
+    let mut welcomes = 0;
+    let mut refreshed = 0;
+    while refreshed < 2 {
+        let event =
+            tokio::time::timeout(PATIENCE, client.next_event()).await.expect("events keep coming").unwrap();
+        match event {
+            Event::Welcome { user } => {
+                assert_eq!(user.id, "u_ada");
+                welcomes += 1;
+            }
+            Event::Frame(ServerFrame::Refreshed { .. }) => refreshed += 1,
+            Event::State(State::Failed { reason }) => panic!("gave up: {reason}"),
+            _ => {}
+        }
+    }
+    assert_eq!(welcomes, 1, "renewed in place, never reconnected after the first welcome");
+    assert!(calls.load(Ordering::SeqCst) >= 4, "failed, stale, then a token per renewal");
+    let id = client.publish("r", json!({"text": "on the renewed credential"}));
+    let acked = client
+        .wait_for(PATIENCE, |e| match e {
+            Event::Acked { envelope, .. } if envelope.id == id => Some(()),
+            _ => None,
+        })
+        .await;
+    assert!(acked.is_some());
+    server.stop().await;
+}

@@ -5,7 +5,8 @@ use tether_demo::EchoPage;
 use tether_demo::chat::{ChatRoom, RoomPicker};
 use tether_shared::ConnectionConfig;
 use tether_yew::{
-    ConnectionIndicator, LinkOptions, OfflineBanner, QueueStatus, WebSocketProvider, default_socket_url,
+    ConnectionIndicator, LinkOptions, OfflineBanner, QueueStatus, TokenProvider, WebSocketProvider,
+    default_socket_url,
 };
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
@@ -75,14 +76,27 @@ fn Chat() -> Html {
 #[component]
 fn App() -> Html {
     // `?name=Ada` picks the name up front (handy for demos and two-window testing).
-    let name = use_state(|| {
-        let from_query = web_sys::window()
-            .and_then(|w| w.location().search().ok())
-            .and_then(|q| web_sys::UrlSearchParams::new_with_str(&q).ok())
-            .and_then(|p| p.get("name"));
-        from_query.or_else(|| LocalStorage::get::<String>(NAME_KEY).ok())
+    let name = use_state(|| query("name").or_else(|| LocalStorage::get::<String>(NAME_KEY).ok()));
+    // `?endpoints=ws://a/ws,ws://b/ws`: several servers of one cluster instead of this
+    // page's own, each client starting at a random one and failing over to the others.
+    let endpoints = use_state(|| {
+        let listed = query("endpoints").unwrap_or_default();
+        let mut endpoints: Vec<String> =
+            listed.split(',').filter(|u| !u.is_empty()).map(str::to_owned).collect();
+        if endpoints.is_empty() {
+            endpoints.push(default_socket_url());
+        }
+        endpoints
     });
+    let url = AttrValue::from(endpoints[0].clone());
     let page = use_state(|| Page::Chat);
+    // Short-lived dev tokens (the server's `--dev-token-ttl`), renewed in place before
+    // they expire: the path an app with its own token backend takes. Made once per name:
+    // a new provider would be new options, and new options a new set of connections.
+    let tokens = use_memo((*name).clone(), |name| {
+        // Dev tokens come from the server that served the page, valid on every node.
+        name.as_deref().map(|name| TokenProvider::dev(&default_socket_url(), name))
+    });
     let on_pick = {
         let name = name.clone();
         Callback::from(move |picked: String| {
@@ -95,6 +109,8 @@ fn App() -> Html {
     };
     let options = LinkOptions {
         connection: ConnectionConfig { name: Some(current_name.clone()), ..ConnectionConfig::default() },
+        token: (*tokens).clone(),
+        endpoints: endpoints[1..].to_vec(),
         ..LinkOptions::default()
     };
     let tab = |target: Page, label: &'static str| {
@@ -106,7 +122,7 @@ fn App() -> Html {
         }
     };
     html! {
-        <WebSocketProvider {options}>
+        <WebSocketProvider url={url.clone()} {options}>
             <main class="app">
                 <header class="app-header">
                     <h1>{ "Tether" }</h1>
@@ -119,11 +135,19 @@ fn App() -> Html {
                 <OfflineBanner />
                 { match *page {
                     Page::Chat => html! { <Chat /> },
-                    Page::Echo => html! { <EchoPage url={AttrValue::from(default_socket_url())} /> },
+                    Page::Echo => html! { <EchoPage url={url.clone()} /> },
                 } }
             </main>
         </WebSocketProvider>
     }
+}
+
+/// A parameter of the page's query string.
+fn query(name: &str) -> Option<String> {
+    web_sys::window()
+        .and_then(|w| w.location().search().ok())
+        .and_then(|q| web_sys::UrlSearchParams::new_with_str(&q).ok())
+        .and_then(|p| p.get(name))
 }
 
 fn main() {

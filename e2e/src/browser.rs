@@ -110,6 +110,12 @@ impl Page {
         self.client.goto(&format!("{base}/?name={}", self.name)).await.unwrap();
     }
 
+    /// Opens the app through `base` as this user, with more of the query string
+    /// (`endpoints=…`).
+    pub async fn open_with(&self, base: &str, query: &str) {
+        self.client.goto(&format!("{base}/?name={}&{query}", self.name)).await.unwrap();
+    }
+
     /// Runs `script` (a function body) and returns its value.
     pub async fn js(&self, script: &str) -> Value {
         self.client.execute(script, vec![]).await.unwrap()

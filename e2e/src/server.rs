@@ -67,6 +67,33 @@ impl Server {
         }
     }
 
+    /// Stops it as a deployment does (SIGTERM): sockets are told goodbye with 1001.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = child.id().to_string();
+            let signalled =
+                Command::new("kill").args(["-s", "TERM", &pid]).status().is_ok_and(|s| s.success());
+            if !signalled {
+                let _ = child.kill();
+            }
+            child.wait().unwrap();
+        }
+    }
+
+    /// The value of one metric (a counter's or gauge's line in `/metrics`), 0 if absent.
+    pub async fn metric(&self, name: &str) -> f64 {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(self.addr).await.expect("the server answers");
+        let request = format!("GET /metrics HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr);
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        response
+            .lines()
+            .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
     /// Starts it again on the same port and store.
     pub fn restart(&mut self) {
         self.kill();

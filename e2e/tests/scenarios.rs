@@ -285,7 +285,7 @@ async fn s5_a_reload_with_a_full_outbox_sends_each_message_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn s7_a_refused_sign_in_fails_visibly_and_offers_a_retry() {
     let started = Instant::now();
-    // This server requires tokens; the demo page (dev mode) has none.
+    // This server requires tokens from the app's backend; the demo (dev tokens) has none.
     let server = Server::start(&["--auth-secret", "e2e-secret"]);
     let proxy = FaultProxy::start(server.addr).await;
     let browser = Browser::start().await;
@@ -293,11 +293,14 @@ async fn s7_a_refused_sign_in_fails_visibly_and_offers_a_retry() {
     page.open(&proxy.url()).await;
     page.until("failed shown", PATIENCE, "document.querySelector('.indicator.failed')").await;
     let text = page.texts(".indicator-text").await.join("");
-    assert_eq!(text, "Connection failed: Sign-in failed: a token is required (4401)");
+    assert_eq!(
+        text,
+        "Connection failed: Sign-in failed: this server verifies tokens signed with --auth-secret; see the README"
+    );
     assert_eq!(page.texts(".indicator .retry").await, ["Retry now"]);
     page.screenshot("failed").await;
-    // A refused token is not retried blindly.
-    assert!(!proxy.connection_within(Duration::from_secs(2)).await, "no automatic retries after 4401");
+    // A provider that says the person is signed out is not asked again blindly.
+    assert!(!proxy.connection_within(Duration::from_secs(2)).await, "no automatic retries when signed out");
     report("7 (failed)", started);
 }
 
@@ -424,4 +427,86 @@ async fn s10_without_websockets_or_event_streams_clients_long_poll() {
     }
     alice.screenshot("fallback-long-polling").await;
     report("10 (long-polling)", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s11_a_long_session_renews_its_token_in_place_and_a_stopped_node_is_left_for_another() {
+    let started = Instant::now();
+    let redis = Redis::start();
+    // Dev tokens that live 10 s, warned 3 s ahead: a renewal every 7 s or so.
+    let flags = ["--redis", &redis.url(), "--dev-token-ttl", "10s", "--token-warning", "3s"];
+    // Node A serves both pages and Alice's socket; Bob is given nodes B and C.
+    let node_a = Server::start(&flags);
+    let mut nodes = [Server::start(&flags), Server::start(&flags)];
+    let browser = Browser::start().await;
+    let alice = browser.page("Alice").await;
+    let bob = browser.page("Bob").await;
+    let base = format!("http://{}", node_a.addr);
+    alice.open(&base).await;
+    let endpoints: Vec<String> = nodes.iter().map(|n| format!("ws://{}/ws", n.addr)).collect();
+    bob.open_with(&base, &format!("endpoints={}", endpoints.join(","))).await;
+    for (page, other) in [(&alice, "Bob"), (&bob, "Alice")] {
+        page.until("connected", PATIENCE, "document.querySelector('.indicator.connected')").await;
+        let sees = format!(
+            "Array.from(document.querySelectorAll('.presence .member')).some(e => e.textContent.includes('{other}'))"
+        );
+        page.until(&format!("{other} in presence"), PATIENCE, &sees).await;
+    }
+    let endpoint_of = |page: &Page| {
+        let page = page.client.clone();
+        async move {
+            let script = "return document.querySelector('.indicator').dataset.endpoint";
+            page.execute(script, vec![]).await.unwrap().as_str().unwrap_or_default().to_owned()
+        }
+    };
+    let bob_first = endpoint_of(&bob).await;
+    assert!(endpoints.contains(&bob_first), "Bob is on one of his endpoints: {bob_first}");
+    assert_eq!(node_a.metric("tether_welcomes_total").await, 1.0, "Alice alone is on node A");
+
+    // Alice chats for 40 s, a message every 5 s: the scenario's pace, not a wait for
+    // anything. Halfway, Bob's node is stopped.
+    let mut said = Vec::new();
+    for round in 0..8 {
+        let text = format!("Alice {round}");
+        alice.say(&text).await;
+        said.push(text);
+        let count = format!("document.querySelectorAll('.message').length >= {}", said.len());
+        bob.until("Bob sees it", PATIENCE, &count).await;
+        assert_eq!(node_a.metric("tether_connections").await, 1.0, "round {round}: one socket on node A");
+        if round == 3 {
+            let stopped = endpoints.iter().position(|e| *e == bob_first).unwrap();
+            nodes[stopped].stop();
+            bob.say("Bob, while his node is down").await;
+            said.push("Bob, while his node is down".into());
+            let moved = format!(
+                "document.querySelector('.indicator.connected') && document.querySelector('.indicator').dataset.endpoint !== {bob_first:?}"
+            );
+            bob.until("Bob back on his other endpoint", PATIENCE, &moved).await;
+            let bob_now = endpoint_of(&bob).await;
+            assert!(endpoints.contains(&bob_now), "Bob moved on: {bob_now}");
+            bob.say("Bob, on his other endpoint").await;
+            said.push("Bob, on his other endpoint".into());
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
+    let count = format!("document.querySelectorAll('.message').length >= {}", said.len());
+    for page in [&alice, &bob] {
+        page.until("every message", PATIENCE, &count).await;
+    }
+    alice.until("all acked", PATIENCE, "!document.querySelector('.message.mine .tick.sending')").await;
+    bob.until("all acked", PATIENCE, "!document.querySelector('.message.mine .tick.sending')").await;
+    let (on_alice, on_bob) = (alice.messages().await, bob.messages().await);
+    assert_eq!(on_alice, on_bob, "both screens show the same messages in the same order");
+    let (mut seen, mut wanted) = (on_alice.clone(), said.clone());
+    seen.sort();
+    wanted.sort();
+    assert_eq!(seen, wanted, "each message once, nothing lost");
+
+    let welcomes = node_a.metric("tether_welcomes_total").await;
+    let refreshes = node_a.metric("tether_token_refreshes_total").await;
+    println!("scenario 11: Alice's 40 s on node A: {welcomes} welcome, {refreshes} token renewals in place");
+    assert_eq!(welcomes, 1.0, "Alice never reconnected");
+    assert!(refreshes >= 4.0, "Alice's token was renewed in place every ~7 s: {refreshes}");
+    alice.screenshot("long-session").await;
+    report("11 (token renewals, endpoint failover)", started);
 }

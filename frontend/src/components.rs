@@ -56,8 +56,11 @@ pub fn ConnectionIndicator(props: &ConnectionProps) -> Html {
         _ => None,
     };
     let onclick = Callback::from(move |_| retry_now.emit(()));
+    // Which server, on hover (and for tests, as data).
+    let server = format!("Server: {}", view.status.endpoint);
     html! {
-        <div class={classes!("indicator", class)} role="status" aria-live="polite">
+        <div class={classes!("indicator", class)} role="status" aria-live="polite"
+            title={server} data-endpoint={view.status.endpoint.clone()}>
             <span class="indicator-dot" aria-hidden="true"></span>
             <span class="indicator-text">{ text }</span>
             if let Some(error) = error { <span class="indicator-error">{ error }</span> }

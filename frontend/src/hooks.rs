@@ -187,7 +187,7 @@ pub fn use_connection(url: Option<AttrValue>) -> (ConnectionView, Callback<()>) 
     }
     let (retry_in_secs, attempt) = match status.state {
         State::Reconnecting { attempt, retry_at } => (
-            Some(Millis::now().until(retry_at).as_millis().div_ceil(1000) as u64),
+            Some(Millis::monotonic().until(retry_at).as_millis().div_ceil(1000) as u64),
             Some((attempt, status.max_attempts)),
         ),
         _ => (None, None),

@@ -14,7 +14,7 @@ pub mod socket;
 pub use components::{ConnectionIndicator, OfflineBanner, QueueStatus};
 pub use endpoint::default_socket_url;
 pub use hooks::{UseWebSocket, UseWebSocketOptions, use_connection, use_link, use_status, use_websocket};
-pub use link::{Link, LinkOptions, Status};
+pub use link::{Link, LinkOptions, Status, TokenError, TokenProvider};
 pub use persist::StorageWarning;
 pub use provider::{TetherContext, WebSocketProvider};
 pub use room::{ChatMessage, Delivery, Presence, UseRoom, use_room, use_typing};

@@ -15,7 +15,8 @@ wasm_bindgen_test_configure!(run_in_browser);
 async fn the_core_reaches_open_through_a_browser_socket() {
     let config = ConnectionConfig { name: Some("chromium".into()), ..ConnectionConfig::default() };
     let mut core = Connection::new(config, js_sys::Math::random().to_bits());
-    core.handle(Input::Connect, Millis::now());
+    core.set_endpoints(vec![server_url().to_owned()]);
+    core.handle(Input::Connect, Millis::monotonic());
 
     let mut socket = None;
     let mut events = None;
@@ -23,8 +24,8 @@ async fn the_core_reaches_open_through_a_browser_socket() {
     while welcomed.is_none() {
         for action in core.drain_actions() {
             match action {
-                Action::Open(id) => {
-                    let (opened, stream) = BrowserSocket::open(server_url()).unwrap();
+                Action::Open { socket: id, endpoint } => {
+                    let (opened, stream) = BrowserSocket::open(&endpoint).unwrap();
                     socket = Some((id, opened));
                     events = Some(stream);
                 }
@@ -42,8 +43,8 @@ async fn the_core_reaches_open_through_a_browser_socket() {
         }
         let id = socket.as_ref().expect("the core asked for a socket").0;
         match events.as_mut().unwrap().next().await {
-            Some(SocketEvent::Opened) => core.handle(Input::SocketOpened(id), Millis::now()),
-            Some(SocketEvent::Text(text)) => core.handle(Input::Received(id, text), Millis::now()),
+            Some(SocketEvent::Opened) => core.handle(Input::SocketOpened(id), Millis::monotonic()),
+            Some(SocketEvent::Text(text)) => core.handle(Input::Received(id, text), Millis::monotonic()),
             other => panic!("unexpected {other:?}"),
         }
     }

@@ -41,6 +41,7 @@ fn fast_options() -> LinkOptions {
         transport: None,
         probe_after: Duration::from_millis(200),
         token: None,
+        endpoints: Vec::new(),
     }
 }
 
@@ -553,30 +554,32 @@ async fn an_address_that_can_never_work_fails_at_once_in_words() {
     assert!(!link.has_socket(), "and nothing is retried");
 }
 
-#[wasm_bindgen_test]
-async fn a_token_provider_renews_the_connection_in_place() {
-    // The test server's dev tokens live 4 s and it warns 2 s ahead (see `cargo xtask test`).
-    let base = server_url().replacen("ws://", "http://", 1).replace("/ws", "");
+/// Dev tokens from the test server for a user called `name`, counting the calls; the
+/// calls numbered in `failing` (from 1) fail instead, as a backend that is down would.
+fn dev_tokens(name: &str, failing: &'static [u32]) -> (TokenProvider, Rc<std::cell::Cell<u32>>) {
     let calls = Rc::new(std::cell::Cell::new(0u32));
-    let user: Rc<RefCell<Option<String>>> = Rc::default();
+    let dev = TokenProvider::dev(server_url(), &format!("{name}-{}", unique("u")));
     let provider = {
-        let (calls, user) = (calls.clone(), user.clone());
+        let calls = calls.clone();
         TokenProvider::new(move || {
             calls.set(calls.get() + 1);
-            let sub = user.borrow().clone().map(|id| format!("&sub={id}")).unwrap_or_default();
-            let url = format!("{base}/api/token?name=Renewer{sub}");
-            let user = user.clone();
+            let fails = failing.contains(&calls.get());
+            let token = dev.fetch();
             async move {
-                let response = gloo_net::http::Request::get(&url).send().await.map_err(|e| e.to_string())?;
-                let answer: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
-                *user.borrow_mut() = answer["user"]["id"].as_str().map(str::to_owned);
-                answer["token"].as_str().map(str::to_owned).ok_or_else(|| "no token".to_owned())
+                match fails {
+                    true => Err("the backend is down".into()),
+                    false => token.await,
+                }
             }
         })
     };
-    let link = Link::new(server_url(), LinkOptions { token: Some(provider), ..fast_options() });
+    (provider, calls)
+}
+
+/// Counts welcomes and `refreshed` frames on `link`.
+fn count_welcomes_and_renewals(link: &Link) -> (Rc<RefCell<(usize, usize)>>, tether_yew::link::Subscription) {
     let seen = Rc::new(RefCell::new((0usize, 0usize)));
-    let _subscription = {
+    let subscription = {
         let seen = seen.clone();
         link.subscribe(move |events, _| {
             for event in events.iter() {
@@ -588,10 +591,95 @@ async fn a_token_provider_renews_the_connection_in_place() {
             }
         })
     };
+    (seen, subscription)
+}
+
+#[wasm_bindgen_test]
+async fn a_token_provider_renews_the_connection_in_place() {
+    // The test server's dev tokens live 4 s and it warns 2 s ahead (see `cargo xtask test`).
+    let (provider, calls) = dev_tokens("Renewer", &[]);
+    let link = Link::new(server_url(), LinkOptions { token: Some(provider), ..fast_options() });
+    let (seen, _subscription) = count_welcomes_and_renewals(&link);
     until("connected with a token", PATIENCE, || link.status().state == State::Open).await;
-    assert_eq!(link.status().user.map(|u| u.name), Some("Renewer".into()));
+    assert!(link.status().user.is_some_and(|u| u.name.starts_with("Renewer")));
     until("renewed twice", PATIENCE, || seen.borrow().1 >= 2).await;
     assert_eq!(seen.borrow().0, 1, "renewed in place: one welcome, no reconnect");
     assert!(calls.get() >= 3, "asked before connecting and before each expiry");
     assert_eq!(link.status().state, State::Open);
+}
+
+#[wasm_bindgen_test]
+async fn a_failing_token_provider_is_asked_again_with_backoff() {
+    let (provider, calls) = dev_tokens("Patient", &[1, 2]);
+    let started = js_sys::Date::now();
+    let link = Link::new(server_url(), LinkOptions { token: Some(provider), ..fast_options() });
+    until("the first failure is shown", PATIENCE, || {
+        link.status().last_error.is_some_and(|e| e.contains("the backend is down"))
+    })
+    .await;
+    assert!(!link.has_socket(), "no socket without a token");
+    until("connected", PATIENCE, || link.status().state == State::Open).await;
+    assert_eq!(calls.get(), 3);
+    // Asked again after 1 s, then after 2 s more (less a few ms of clock rounding).
+    let waited = js_sys::Date::now() - started;
+    assert!(waited >= 2_900.0, "asked again too soon: {waited} ms");
+}
+
+#[wasm_bindgen_test]
+async fn a_connection_closed_for_an_expired_token_comes_back_with_a_new_one() {
+    // The renewal (call 2, on the warning) and its retry (call 3) fail, so the 4 s token
+    // expires and the server closes with 4403; the link then asks again and reconnects.
+    let (provider, calls) = dev_tokens("Lapsed", &[2, 3]);
+    let link = Link::new(server_url(), LinkOptions { token: Some(provider), ..fast_options() });
+    let (seen, _subscription) = count_welcomes_and_renewals(&link);
+    let states = Rc::new(RefCell::new(Vec::new()));
+    let _states = {
+        let states = states.clone();
+        link.subscribe(move |events, _| {
+            let changes =
+                events.iter().filter_map(|e| if let Event::State(s) = e { Some(s.clone()) } else { None });
+            states.borrow_mut().extend(changes);
+        })
+    };
+    until("connected", PATIENCE, || link.status().state == State::Open).await;
+    let user = link.status().user.expect("welcomed").id;
+    until("welcomed again", PATIENCE, || seen.borrow().0 == 2).await;
+    let states = states.borrow();
+    assert!(
+        states.iter().any(|s| matches!(s, State::Reconnecting { .. })),
+        "closed, then retried: {states:?}"
+    );
+    assert!(!states.iter().any(|s| matches!(s, State::Failed { .. })), "never gave up: {states:?}");
+    assert_eq!(link.status().user.map(|u| u.id), Some(user), "the same user again");
+    assert!(calls.get() >= 4);
+}
+
+#[wasm_bindgen_test]
+async fn with_two_endpoints_a_stopped_server_is_left_for_the_other() {
+    let [first, second] = failover_urls();
+    let options = LinkOptions {
+        endpoints: vec![second.clone()],
+        transport: Some(Transport::WebSocket),
+        ..fast_options()
+    };
+    let link = Link::new(&first, options);
+    let room = unique("failover");
+    let _lease = link.join(&room);
+    until("connected", PATIENCE, || link.status().state == State::Open).await;
+    let used = link.status().endpoint;
+    assert!(used == first || used == second, "{used}");
+    let (acks, _acks) = collect_acks(&link);
+    let before = link.publish(&room, json!("before the stop"));
+    until("acked", PATIENCE, || acks.borrow().iter().any(|(id, _)| *id == before)).await;
+
+    let stop = used.replacen("ws://", "http://", 1).replace("/ws", "/api/test/stop");
+    let response = gloo_net::http::Request::post(&stop).send().await.expect("the test endpoint answers");
+    assert_eq!(response.status(), 200);
+    until("open on the other endpoint", PATIENCE, || {
+        let status = link.status();
+        status.state == State::Open && status.endpoint != used
+    })
+    .await;
+    let after = link.publish(&room, json!("after the stop"));
+    until("acked there", PATIENCE, || acks.borrow().iter().any(|(id, _)| *id == after)).await;
 }

@@ -107,8 +107,9 @@ pub struct Config {
     #[arg(long, env = "TETHER_SEND_QUEUE", default_value_t = 1024)]
     pub send_queue: usize,
 
-    /// How long the dev-mode tokens of `/api/token` live.
-    #[arg(long, env = "TETHER_DEV_TOKEN_TTL", default_value = "24h", value_parser = parse_duration)]
+    /// How long the dev-mode tokens of `/api/token` live. Short, so that the demo renews
+    /// its token in place every few minutes, as an app with its own backend would.
+    #[arg(long, env = "TETHER_DEV_TOKEN_TTL", default_value = "10m", value_parser = parse_duration)]
     pub dev_token_ttl: Duration,
 
     /// How long before a connection's token expires the server sends `token_expiring`,
@@ -158,7 +159,7 @@ impl Config {
             send_queue: 1024,
             redis: None,
             token_warning: Duration::from_secs(30),
-            dev_token_ttl: Duration::from_secs(24 * 3600),
+            dev_token_ttl: Duration::from_secs(600),
             test_endpoints: false,
         }
     }

@@ -165,6 +165,12 @@ impl Running {
         self.addr
     }
 
+    /// Resolves once something asked the server to stop from inside (with
+    /// `--test-endpoints`, `POST /api/test/stop`); the binary then stops as on a signal.
+    pub async fn stop_requested(&self) {
+        self.shutdown.triggered().await
+    }
+
     /// Stops accepting, lets in-flight publishes commit and their acks go out, closes
     /// every WebSocket with 1001 "server restarting", and returns once all are closed
     /// (and, in cluster mode, once the other nodes have been told its members left).

@@ -41,7 +41,11 @@ async fn main() -> std::process::ExitCode {
     // Printed plainly as well, so scripts and people can find the URL without parsing logs.
     println!("Tether is running at http://{addr}/");
 
-    tether_server::wait_for_signal().await;
+    // A signal, or (with --test-endpoints) `POST /api/test/stop`.
+    tokio::select! {
+        () = tether_server::wait_for_signal() => {}
+        () = running.stop_requested() => {}
+    }
     running.stop().await;
     tracing::info!("shut down cleanly");
     std::process::ExitCode::SUCCESS

@@ -30,6 +30,11 @@ pub struct Metrics {
     pub connections: Gauge,
     /// Rooms with members (set when scraped).
     pub rooms: Gauge,
+    /// Hellos answered with a welcome: every connect and reconnect, so a client that
+    /// stays connected adds one however long it stays.
+    pub welcomes: Counter,
+    /// Tokens renewed in place with `refresh`.
+    pub token_refreshes: Counter,
     /// Frames received from clients.
     pub frames_in: Counter,
     /// Frames queued to clients.
@@ -72,6 +77,8 @@ impl Default for Metrics {
         let metrics = Metrics {
             connections: Gauge::default(),
             rooms: Gauge::default(),
+            welcomes: Counter::default(),
+            token_refreshes: Counter::default(),
             frames_in: Counter::default(),
             frames_out: Counter::default(),
             publishes: Counter::default(),
@@ -92,6 +99,8 @@ impl Default for Metrics {
             registry: Registry::default(),
         };
         let counters = [
+            ("welcomes", "Hellos answered with a welcome (connects and reconnects)", &metrics.welcomes),
+            ("token_refreshes", "Tokens renewed in place with refresh", &metrics.token_refreshes),
             ("frames_in", "Frames received from clients", &metrics.frames_in),
             ("frames_out", "Frames queued to clients", &metrics.frames_out),
             ("publishes", "Publishes received", &metrics.publishes),

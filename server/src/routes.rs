@@ -1,5 +1,6 @@
 //! The HTTP surface: the WebSocket endpoint, health, metrics, dev tokens, and the SPA.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -34,14 +35,8 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
     let get_or_head = || warp::get().or(warp::head()).unify();
     // Readable from any page: a browser client on a fallback asks whether plain HTTP
     // reaches the server while its WebSocket does not.
-    let healthz = warp::path!("healthz").and(get_or_head()).map(|| {
-        let mut response = text(StatusCode::OK, "ok\n");
-        response.headers_mut().insert(
-            warp::http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            warp::http::HeaderValue::from_static("*"),
-        );
-        response
-    });
+    let healthz =
+        warp::path!("healthz").and(get_or_head()).map(|| readable_anywhere(text(StatusCode::OK, "ok\n")));
 
     let readyz = {
         let context = context.clone();
@@ -78,15 +73,10 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
         let context = context.clone();
         warp::path!("api" / "token")
             .and(warp::get().or(warp::post()).unify())
-            .and(warp::query::<std::collections::HashMap<String, String>>())
-            .map(move |query: std::collections::HashMap<String, String>| {
-                let mut response = dev_token(&context, query.get("name"), query.get("sub"));
+            .and(warp::query::<HashMap<String, String>>())
+            .map(move |query: HashMap<String, String>| {
                 // Dev mode mints tokens for anyone who asks, so any page may read them.
-                response.headers_mut().insert(
-                    warp::http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                    warp::http::HeaderValue::from_static("*"),
-                );
-                response
+                readable_anywhere(dev_token(&context, query.get("name"), query.get("sub")))
             })
     };
 
@@ -97,48 +87,20 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
             .map(move |request: UpgradeRequest| websocket(&context, request))
     };
 
-    let test_drop = {
-        let context = context.clone();
-        warp::path!("api" / "test" / "drop").and(warp::post()).and_then(move || {
-            let context = context.clone();
-            async move {
-                if !context.config.test_endpoints {
-                    return Err(warp::reject::not_found());
-                }
-                context.drop_all.send_modify(|generation| *generation += 1);
-                let mut response = json(StatusCode::OK, serde_json::json!({"dropped": true}));
-                // Browser tests call this from the test runner's own origin.
-                response.headers_mut().insert(
-                    warp::http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                    warp::http::HeaderValue::from_static("*"),
-                );
-                Ok::<_, warp::Rejection>(response)
-            }
-        })
-    };
-
-    let test_websockets = {
-        let context = context.clone();
-        warp::path!("api" / "test" / "websockets")
-            .and(warp::post())
-            .and(warp::query::<std::collections::HashMap<String, String>>())
-            .and_then(move |query: std::collections::HashMap<String, String>| {
-                let context = context.clone();
-                async move {
-                    if !context.config.test_endpoints {
-                        return Err(warp::reject::not_found());
-                    }
-                    let allow = query.get("allow").is_none_or(|allow| allow != "false");
-                    context.refuse_upgrades.store(!allow, std::sync::atomic::Ordering::SeqCst);
-                    let mut response = json(StatusCode::OK, serde_json::json!({"websockets": allow}));
-                    response.headers_mut().insert(
-                        warp::http::header::ACCESS_CONTROL_ALLOW_ORIGIN,
-                        warp::http::HeaderValue::from_static("*"),
-                    );
-                    Ok::<_, warp::Rejection>(response)
-                }
-            })
-    };
+    let test_drop = test_endpoint(&context, "drop", |context, _| {
+        context.drop_all.send_modify(|generation| *generation += 1);
+        serde_json::json!({"dropped": true})
+    });
+    let test_websockets = test_endpoint(&context, "websockets", |context, query| {
+        let allow = query.get("allow").is_none_or(|allow| allow != "false");
+        context.refuse_upgrades.store(!allow, std::sync::atomic::Ordering::SeqCst);
+        serde_json::json!({"websockets": allow})
+    });
+    // A real stop, as on SIGTERM: sockets close with 1001 and the process exits.
+    let test_stop = test_endpoint(&context, "stop", |context, _| {
+        context.shutdown.trigger();
+        serde_json::json!({"stopping": true})
+    });
 
     let api =
         warp::path("api").map(|| json(StatusCode::NOT_FOUND, serde_json::json!({"error": "not_found"})));
@@ -154,6 +116,8 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(test_websockets)
         .unify()
+        .or(test_stop)
+        .unify()
         .or(ws)
         .unify()
         .or(crate::fallback::routes(context.clone()))
@@ -163,6 +127,41 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
         .or(spa(&context.config.static_dir))
         .unify()
         .boxed()
+}
+
+/// `POST /api/test/<name>`, only with `--test-endpoints` (404 otherwise): how the
+/// browser tests act on the server (drop every socket, refuse upgrades, stop). `act`
+/// gets the query string and returns the JSON answer, readable from the test runner's
+/// own origin.
+fn test_endpoint<F>(context: &Arc<Context>, name: &'static str, act: F) -> BoxedFilter<(Response,)>
+where
+    F: Fn(&Context, &HashMap<String, String>) -> serde_json::Value + Clone + Send + Sync + 'static,
+{
+    let context = context.clone();
+    warp::path("api")
+        .and(warp::path("test"))
+        .and(warp::path(name))
+        .and(warp::path::end())
+        .and(warp::post())
+        .and(warp::query::<HashMap<String, String>>())
+        .and_then(move |query: HashMap<String, String>| {
+            let (context, act) = (context.clone(), act.clone());
+            async move {
+                if !context.config.test_endpoints {
+                    return Err(warp::reject::not_found());
+                }
+                Ok::<_, warp::Rejection>(readable_anywhere(json(StatusCode::OK, act(&context, &query))))
+            }
+        })
+        .boxed()
+}
+
+/// Lets pages of any origin read `response` (health, dev tokens, test endpoints).
+fn readable_anywhere(mut response: Response) -> Response {
+    response
+        .headers_mut()
+        .insert(warp::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, warp::http::HeaderValue::from_static("*"));
+    response
 }
 
 fn text(status: StatusCode, body: &str) -> Response {

@@ -307,6 +307,18 @@ impl Outbox {
         self.ack(id)
     }
 
+    /// The clock went back by `by`: every time the outbox keeps (when each message was
+    /// queued, sent, and when it expires) moves back as far, so that ack timeouts and
+    /// TTLs keep their length instead of growing by the jump.
+    pub fn shift_back(&mut self, by: Duration) {
+        let back = |at: Millis| Millis(at.0.saturating_sub(by.as_millis().min(u64::MAX as u128) as u64));
+        for entry in self.entries.values_mut() {
+            entry.sent_at = entry.sent_at.map(back);
+            entry.envelope.created = back(entry.envelope.created);
+            entry.envelope.expires = entry.envelope.expires.map(back);
+        }
+    }
+
     /// After a disconnect: every unacked message is to be sent again, in order.
     pub fn requeue_all(&mut self) {
         for entry in self.entries.values_mut() {

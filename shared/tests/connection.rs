@@ -7,7 +7,7 @@ use tether_shared::close;
 use tether_shared::connection::RoomState;
 use tether_shared::{
     Action, BackoffConfig, ClientFrame, Connection, ConnectionConfig, Event, Input, Jitter, Limits, Millis,
-    RejectCode, ServerFrame, SocketId, State, Timer, User,
+    RejectCode, ServerFrame, SocketId, State, Timer, TokenError, User,
 };
 
 /// Plays the driver: carries out actions, remembers which socket is current, and moves
@@ -19,6 +19,10 @@ struct Harness {
     sent: Vec<ClientFrame>,
     closed: Vec<(SocketId, u16)>,
     opened: u32,
+    /// The endpoint of every socket opened, in order.
+    endpoints: Vec<String>,
+    /// Times the core asked for a token.
+    fetches: u32,
     events: Vec<Event>,
 }
 
@@ -66,6 +70,8 @@ impl Harness {
             sent: Vec::new(),
             closed: Vec::new(),
             opened: 0,
+            endpoints: Vec::new(),
+            fetches: 0,
             events: Vec::new(),
         }
     }
@@ -79,11 +85,13 @@ impl Harness {
     fn carry_out(&mut self) {
         for action in self.core.drain_actions() {
             match action {
-                Action::Open(socket) => {
+                Action::Open { socket, endpoint } => {
                     assert!(self.socket.is_none(), "a second socket while {:?} is open", self.socket);
                     self.socket = Some(socket);
                     self.opened += 1;
+                    self.endpoints.push(endpoint);
                 }
+                Action::FetchToken => self.fetches += 1,
                 Action::Send(socket, text) => {
                     assert_eq!(Some(socket), self.socket, "send on a socket that is not current");
                     self.sent.push(ClientFrame::decode(&text).unwrap());
@@ -557,4 +565,196 @@ fn a_new_token_is_sent_as_a_refresh_when_open_and_used_by_the_next_hello() {
         "the next hello carries the new token: {:?}",
         h.sent.last()
     );
+}
+
+fn three_endpoints() -> Vec<String> {
+    vec!["ws://a/ws".into(), "ws://b/ws".into(), "ws://c/ws".into()]
+}
+
+#[test]
+fn a_failed_attempt_moves_to_the_next_endpoint_and_a_lost_connection_tries_its_own_first() {
+    let mut h = Harness::new(config());
+    h.core.set_endpoints(three_endpoints());
+    h.input(Input::Connect);
+    let first = h.endpoints[0].clone();
+    assert_eq!(h.core.endpoint(), first);
+    // The attempt fails before any welcome: the retry goes to the next address.
+    h.drop_socket(close::ABNORMAL);
+    h.advance_to_timer(Timer::Reconnect);
+    let second = h.endpoints[1].clone();
+    assert_ne!(first, second);
+    h.open();
+    // Welcomed there, then lost: its own address once more, then the next.
+    h.drop_socket(close::SERVICE_RESTART);
+    h.advance_to_timer(Timer::Reconnect);
+    assert_eq!(h.endpoints[2], second);
+    h.drop_socket(close::ABNORMAL);
+    h.advance_to_timer(Timer::Reconnect);
+    let third = h.endpoints[3].clone();
+    assert!(![first.as_str(), second.as_str()].contains(&third.as_str()), "{:?}", h.endpoints);
+    assert_eq!(h.core.endpoint(), third);
+}
+
+#[test]
+fn an_impossible_endpoint_among_several_is_skipped_at_once() {
+    let mut h = Harness::new(config());
+    h.core.set_endpoints(vec!["http://nope".into(), "ws://good/ws".into()]);
+    h.input(Input::Connect);
+    while h.endpoints.last().is_some_and(|e| e != "http://nope") {
+        // Started on the good one: make it fail once to reach the bad one.
+        h.drop_socket(close::ABNORMAL);
+        h.advance_to_timer(Timer::Reconnect);
+    }
+    h.drop_socket(close::INVALID_ADDRESS);
+    assert_eq!(
+        h.endpoints.last().map(String::as_str),
+        Some("ws://good/ws"),
+        "the next is tried with no wait"
+    );
+    assert!(matches!(h.core.state(), State::Connecting { .. }));
+    // Never again the bad one.
+    for _ in 0..3 {
+        h.drop_socket(close::ABNORMAL);
+        h.advance_to_timer(Timer::Reconnect);
+        assert_eq!(h.endpoints.last().map(String::as_str), Some("ws://good/ws"));
+    }
+    // With only an impossible address, the core gives up in words.
+    let mut alone = Harness::new(config());
+    alone.core.set_endpoints(vec!["http://nope".into()]);
+    alone.input(Input::Connect);
+    alone.drop_socket(close::INVALID_ADDRESS);
+    assert!(
+        matches!(alone.core.state(), State::Failed { reason } if reason.starts_with("Invalid server address"))
+    );
+}
+
+#[test]
+fn with_a_token_provider_the_core_asks_before_connecting_and_retries_a_failing_one() {
+    let mut h = Harness::new(config());
+    h.core.set_fetch_tokens(true);
+    h.input(Input::Connect);
+    assert_eq!((h.fetches, h.opened), (1, 0), "a token first, then a socket");
+    assert_eq!(h.core.state(), &State::Connecting { attempt: 0 });
+    h.input(Input::TokenFailed("backend down".into()));
+    assert!(h.core.last_error().is_some_and(|e| e.contains("backend down")));
+    let asked_at = h.now;
+    h.advance_to_timer(Timer::TokenRetry);
+    assert_eq!((h.fetches, h.now.since(asked_at)), (2, Duration::from_secs(1)));
+    h.input(Input::TokenFailed("backend down".into()));
+    let asked_at = h.now;
+    h.advance_to_timer(Timer::TokenRetry);
+    assert_eq!((h.fetches, h.now.since(asked_at)), (3, Duration::from_secs(2)), "the wait doubles");
+    h.input(Input::RefreshToken("t1".into()));
+    assert_eq!(h.opened, 1);
+    let socket = h.socket();
+    h.input(Input::SocketOpened(socket));
+    assert!(matches!(h.sent.last(), Some(ClientFrame::Hello { token: Some(t), .. }) if t == "t1"));
+    h.receive(&welcome());
+    assert_eq!(h.core.state(), &State::Open);
+    assert_eq!(h.due(Timer::TokenRetry), None);
+}
+
+#[test]
+fn a_provider_that_says_signed_out_stops_the_connect_in_words() {
+    let mut h = Harness::new(config());
+    h.core.set_fetch_tokens(true);
+    h.input(Input::Connect);
+    h.input(Input::TokenFailed(TokenError::SignedOut("no session".into())));
+    assert_eq!(h.core.state(), &State::Failed { reason: "Sign-in failed: no session".into() });
+    assert_eq!((h.opened, h.due(Timer::TokenRetry)), (0, None), "nothing more is tried");
+    // Until the app connects again (after the person signed in).
+    h.input(Input::Connect);
+    assert_eq!(h.fetches, 2);
+}
+
+#[test]
+fn with_a_token_provider_a_warning_renews_in_place_and_a_refusal_reconnects_with_a_new_token() {
+    let mut h = Harness::new(config());
+    h.core.set_fetch_tokens(true);
+    h.input(Input::Connect);
+    h.input(Input::RefreshToken("t1".into()));
+    h.open();
+    h.receive(&ServerFrame::TokenExpiring { expires_at: 99 }.encode());
+    assert_eq!(h.fetches, 2);
+    h.input(Input::RefreshToken("t2".into()));
+    assert!(matches!(h.sent.last(), Some(ClientFrame::Refresh { token }) if token == "t2"));
+    assert_eq!(h.opened, 1, "renewed on the same socket");
+    // The server refuses the token anyway: not "Sign-in refused" but a retry, with a new token.
+    h.drop_socket(close::TOKEN_EXPIRED);
+    assert!(matches!(h.core.state(), State::Reconnecting { attempt: 1, .. }), "{:?}", h.core.state());
+    h.advance_to_timer(Timer::Reconnect);
+    assert_eq!((h.fetches, h.opened), (3, 1), "a new token before the new socket");
+    h.input(Input::RefreshToken("t3".into()));
+    let socket = h.socket();
+    h.input(Input::SocketOpened(socket));
+    assert!(matches!(h.sent.last(), Some(ClientFrame::Hello { token: Some(t), .. }) if t == "t3"));
+    // Without a provider, the same close is final.
+    let mut plain = Harness::new(config());
+    plain.input(Input::Connect);
+    plain.open();
+    plain.drop_socket(close::TOKEN_EXPIRED);
+    assert!(matches!(plain.core.state(), State::Failed { .. }));
+}
+
+#[test]
+fn waking_from_sleep_reconnects_at_once_instead_of_waiting_out_an_old_backoff() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    for _ in 0..2 {
+        h.drop_socket(close::ABNORMAL);
+        h.advance_to_timer(Timer::Reconnect);
+    }
+    h.drop_socket(close::ABNORMAL);
+    assert!(matches!(h.core.state(), State::Reconnecting { attempt: 3, .. }));
+    let opened = h.opened;
+    // The laptop sleeps for an hour; the driver's timer fires late.
+    h.now = h.now.after(Duration::from_secs(3_600));
+    h.wake();
+    assert_eq!(h.opened, opened + 1, "one new attempt, at once");
+    assert_eq!(h.core.state(), &State::Connecting { attempt: 0 }, "with a fresh backoff");
+}
+
+#[test]
+fn a_heartbeat_deadline_that_passed_in_sleep_is_checked_again_not_counted_as_a_failure() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    h.advance_to_timer(Timer::Heartbeat);
+    assert!(matches!(h.sent.last(), Some(ClientFrame::Ping { .. })));
+    let sleep_began = h.now;
+    // Asleep past the pong deadline and many heartbeats.
+    h.now = h.now.after(Duration::from_secs(600));
+    h.take_sent();
+    h.wake();
+    assert_eq!(h.core.state(), &State::Open, "the socket is not given up on unchecked");
+    assert!(h.closed.is_empty());
+    assert!(matches!(h.take_sent().as_slice(), [ClientFrame::Ping { .. }]), "checked with one ping");
+    assert_eq!(h.due(Timer::PongDeadline), Some(h.now.after(Duration::from_secs(5))));
+    assert!(h.now.since(sleep_began) > Duration::from_secs(60));
+    // The socket did die in the sleep: one failure, then a retry after the first delay.
+    h.advance_to_timer(Timer::PongDeadline);
+    assert_eq!(h.closed.len(), 1);
+    assert!(matches!(h.core.state(), State::Reconnecting { attempt: 1, .. }), "{:?}", h.core.state());
+}
+
+#[test]
+fn a_clock_set_back_moves_every_deadline_back_with_it() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    h.publish("m1", "r", 0);
+    let heartbeat_in = h.now.until(h.due(Timer::Heartbeat).unwrap());
+    let ack_in = h.now.until(h.due(Timer::AckTimeout).unwrap());
+    // Someone sets the clock back ten minutes.
+    h.now = Millis(h.now.0 - 600_000);
+    h.wake();
+    assert_eq!(h.now.until(h.due(Timer::Heartbeat).unwrap()), heartbeat_in);
+    assert_eq!(h.now.until(h.due(Timer::AckTimeout).unwrap()), ack_in);
+    h.advance_to_timer(Timer::Heartbeat);
+    assert!(matches!(h.sent.last(), Some(ClientFrame::Ping { .. })), "the heartbeat still beats");
+    // And forward again by less than the sleep gap: the timers just fire.
+    h.now = h.now.after(Duration::from_secs(7));
+    h.wake();
+    assert_eq!(h.closed.len(), 1, "the pong deadline passed: the connection is dead");
 }

@@ -12,7 +12,7 @@ use serde_json::json;
 use tether_shared::close;
 use tether_shared::{
     Action, Backoff, BackoffConfig, ClientFrame, Connection, ConnectionConfig, Envelope, Input, Jitter,
-    Limits, Millis, Outbox, OutboxConfig, Overflow, ServerFrame, SocketId, State, Timer, User,
+    Limits, Millis, Outbox, OutboxConfig, Overflow, ServerFrame, SocketId, State, Timer, TokenError, User,
 };
 
 fn jitter() -> impl Strategy<Value = Jitter> {
@@ -196,6 +196,15 @@ enum Step {
     Join(u8),
     Message(u8, u64),
     StaleSocketEvent,
+    /// The token provider answers the core's request: a token (0), not now (1), or the
+    /// person is signed out (2).
+    TokenAnswer(u8),
+    /// The wall clock is set back by this much.
+    ClockBack(u64),
+    /// The device sleeps this long; the driver's timer fires late.
+    Sleep(u64),
+    /// The token in hand expires soon.
+    TokenExpiring,
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -213,7 +222,7 @@ fn step() -> impl Strategy<Value = Step> {
         4 => Just(Step::Opened),
         4 => Just(Step::Welcome),
         2 => codes.prop_map(Step::ServerClose),
-        4 => (0usize..6).prop_map(Step::FireTimer),
+        4 => (0usize..Timer::ALL.len()).prop_map(Step::FireTimer),
         2 => (0u64..20_000).prop_map(Step::Advance),
         3 => (0u8..3).prop_map(Step::Publish),
         2 => Just(Step::AckFirst),
@@ -223,8 +232,16 @@ fn step() -> impl Strategy<Value = Step> {
         1 => (0u8..3).prop_map(Step::Join),
         1 => ((0u8..3), (1u64..50)).prop_map(|(r, s)| Step::Message(r, s)),
         1 => Just(Step::StaleSocketEvent),
+        2 => (0u8..3).prop_map(Step::TokenAnswer),
+        1 => (1u64..7_200_000).prop_map(Step::ClockBack),
+        1 => (20_000u64..86_400_000).prop_map(Step::Sleep),
+        1 => Just(Step::TokenExpiring),
     ]
 }
+
+/// The longest any deadline may lie ahead (the messages here have no TTL): the longest of the
+/// configured waits (the backoff's default cap, the token retry's cap, the timeouts).
+const LONGEST_WAIT: Duration = Duration::from_secs(60);
 
 fn welcome_text() -> String {
     ServerFrame::Welcome {
@@ -248,9 +265,18 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(500))]
 
     /// Whatever happens, in whatever order: never two sockets, never a send before the
-    /// welcome, never a reconnect after the person disconnected, and the outbox bounds hold.
+    /// welcome, never a reconnect after the person disconnected, and the outbox bounds
+    /// hold. With several endpoints, every socket goes to one of them; with a token
+    /// provider, it is never asked twice before it answered; a clock set back never
+    /// leaves a deadline further ahead than the longest wait; and waking from a sleep
+    /// while waiting to reconnect tries at once, with a fresh backoff.
     #[test]
-    fn connection_keeps_its_invariants(seed: u64, steps in proptest::collection::vec(step(), 1..120)) {
+    fn connection_keeps_its_invariants(
+        seed: u64,
+        endpoint_count in 1usize..4,
+        fetch_tokens: bool,
+        steps in proptest::collection::vec(step(), 1..120),
+    ) {
         let config = ConnectionConfig {
             outbox: OutboxConfig { max_messages: 8, ..OutboxConfig::default() },
             max_in_flight: 3,
@@ -258,7 +284,11 @@ proptest! {
             ..ConnectionConfig::default()
         };
         let mut core = Connection::new(config, seed);
-        let mut now = Millis(1_000);
+        let endpoints: Vec<String> = (0..endpoint_count).map(|i| format!("ws://node{i}/ws")).collect();
+        core.set_endpoints(endpoints.clone());
+        core.set_fetch_tokens(fetch_tokens);
+        let mut fetching = false;
+        let mut now = Millis(1_700_000_000_000);
         // The driver's view.
         let mut socket: Option<SocketId> = None;
         let mut retired: Vec<SocketId> = Vec::new();
@@ -310,7 +340,30 @@ proptest! {
                     Input::Received(s, frame.encode())
                 }),
                 Step::StaleSocketEvent => retired.last().map(|&s| Input::Received(s, welcome_text())),
+                Step::TokenAnswer(answer) if fetching => {
+                    fetching = false;
+                    Some(match answer {
+                        0 => Input::RefreshToken("t".into()),
+                        1 => Input::TokenFailed(TokenError::Unavailable("down".into())),
+                        _ => Input::TokenFailed(TokenError::SignedOut("signed out".into())),
+                    })
+                }
+                Step::TokenAnswer(_) => None,
+                Step::ClockBack(ms) => { now = Millis(now.0.saturating_sub(ms)); wake = true; None }
+                Step::Sleep(ms) => {
+                    if let Some(due) = core.poll_timeout() {
+                        now = now.max(due);
+                    }
+                    now = Millis(now.0 + ms);
+                    wake = true;
+                    None
+                }
+                Step::TokenExpiring => socket.map(|s| {
+                    Input::Received(s, ServerFrame::TokenExpiring { expires_at: 1 }.encode())
+                }),
             };
+            let slept_while_waiting = matches!(step, Step::Sleep(_))
+                && matches!(core.state(), State::Reconnecting { .. });
             let opened_socket = matches!(input, Some(Input::SocketOpened(_)));
             // One wake-up can act on several deadlines (a ping, then a pong deadline that
             // ends the connection), so a send is fine if the core was open before or after.
@@ -321,12 +374,21 @@ proptest! {
                 None => continue,
             }
             let state = core.state().clone();
+            let mut opened_now = false;
             for action in core.drain_actions() {
                 match action {
-                    Action::Open(s) => {
+                    Action::Open { socket: s, endpoint } => {
                         prop_assert!(socket.is_none(), "two sockets: {:?} then {:?}", socket, s);
                         prop_assert!(!user_closed, "reconnected after the person disconnected");
+                        prop_assert!(endpoints.contains(&endpoint), "opened {endpoint:?}");
                         socket = Some(s);
+                        opened_now = true;
+                    }
+                    Action::FetchToken => {
+                        prop_assert!(fetch_tokens, "asked for a token without a provider");
+                        prop_assert!(!fetching, "asked for a token twice before an answer");
+                        fetching = true;
+                        opened_now = true;
                     }
                     Action::Send(s, text) => {
                         prop_assert_eq!(Some(s), socket, "send on a socket that is not current");
@@ -355,6 +417,15 @@ proptest! {
                 }
             }
             core.drain_events();
+            if slept_while_waiting {
+                prop_assert!(opened_now || fetching, "woke from sleep and did not try at once");
+                prop_assert!(matches!(core.state(), State::Connecting { attempt: 0 }), "{:?}", core.state());
+            }
+            for timer in Timer::ALL {
+                if let Some(due) = core.deadline(timer) {
+                    prop_assert!(now.until(due) <= LONGEST_WAIT, "{timer:?} is {:?} away", now.until(due));
+                }
+            }
             sent_ids.retain(|id| core.outbox().contains(id));
             prop_assert!(core.outbox().len() <= 8);
             prop_assert!(core.outbox().in_flight() <= 3);

@@ -157,14 +157,27 @@ fn test() -> Result<(), String> {
             "2s",
         ],
     )?;
+    // Two more, for the endpoint failover test, which stops one of them.
+    let spare = || {
+        sh::Server::start(
+            &root.join("target/debug/tether-server"),
+            &["--store", "memory", "--test-endpoints"],
+        )
+    };
+    let spares = [spare()?, spare()?];
     let output = Cmd::new("cargo")
         .args(["test", "-p", "tether-yew", "-p", "tether-demo", "--target", "wasm32-unknown-unknown"])
         .dir(&root)
         .env("CHROMEDRIVER", setup::CHROMEDRIVER)
         .env("WASM_BINDGEN_TEST_TIMEOUT", "120")
         .env("TETHER_TEST_SERVER", format!("ws://{}/ws", server.addr()))
+        .env(
+            "TETHER_TEST_FAILOVER",
+            spares.iter().map(|s| format!("ws://{}/ws", s.addr())).collect::<Vec<_>>().join(" "),
+        )
         .run_tee();
     drop(server);
+    drop(spares);
     let output = output?;
     if !output.contains("Running headless tests in Chrome") {
         return fail("the wasm tests did not run in headless Chrome; refusing to count them");

@@ -32,7 +32,7 @@ mod transport;
 
 pub use batch::Subscription;
 pub use rooms::RoomLease;
-pub use token::{TokenProvider, TokenResult};
+pub use token::{TokenError, TokenProvider, TokenResult};
 pub use transport::Transport;
 
 use crate::persist::{self, StorageWarning};
@@ -75,6 +75,8 @@ pub struct Status {
     pub max_attempts: Option<u32>,
     /// What the connection travels on (or will, on the next attempt).
     pub transport: Transport,
+    /// The server address in use (or the next attempt's), one of the link's endpoints.
+    pub endpoint: String,
 }
 
 type Subscriber = Rc<dyn Fn(&Rc<[Event]>, &Status)>;
@@ -87,9 +89,8 @@ struct Inner {
     transport: Choice,
     /// The wait before the next WebSocket probe, while on a fallback.
     probe: Option<Timeout>,
-    /// The app's source of tokens, and whether it is being asked now.
+    /// The app's source of tokens; the core says when to ask it.
     provider: Option<TokenProvider>,
-    asking: bool,
     /// The core's next deadline and the timeout armed for it.
     wake: Option<(Millis, Timeout)>,
     subscribers: Vec<(u64, Subscriber)>,
@@ -136,6 +137,10 @@ pub struct LinkOptions {
     /// connect, when the server says the token is about to expire (the connection is
     /// renewed in place), and after a refused token, with backoff while it fails.
     pub token: Option<TokenProvider>,
+    /// More addresses of the same service, besides the link's URL. With any, each link
+    /// starts at one of them all drawn at random (so a fleet spreads out), moves to the
+    /// next when an attempt fails, and resumes its session there.
+    pub endpoints: Vec<String>,
 }
 
 impl Default for LinkOptions {
@@ -147,6 +152,7 @@ impl Default for LinkOptions {
             transport: None,
             probe_after: std::time::Duration::from_millis(u64::from(transport::FIRST_PROBE_MS)),
             token: None,
+            endpoints: Vec::new(),
         }
     }
 }
@@ -161,6 +167,10 @@ impl Link {
         let seed = (js_sys::Math::random() * 2f64.powi(53)) as u64;
         LIVE_LINKS.with(|live| live.set(live.get() + 1));
         let mut core = Connection::with_outbox(options.connection.clone(), outbox, seed);
+        core.set_endpoints(
+            std::iter::once(url.to_owned()).chain(options.endpoints.iter().cloned()).collect(),
+        );
+        core.set_fetch_tokens(options.token.is_some());
         if options.persist {
             core.set_resume_token(persist::resume_token(url));
         }
@@ -174,7 +184,6 @@ impl Link {
             ),
             probe: None,
             provider: options.token.clone(),
-            asking: false,
             wake: None,
             subscribers: Vec::new(),
             next_subscriber: 0,
@@ -189,10 +198,7 @@ impl Link {
         let link = Link { inner };
         link.listen_to_the_browser();
         if options.auto_connect {
-            match options.token {
-                Some(_) => link.ask_token(token::Then::Connect),
-                None => link.handle(Input::Connect),
-            }
+            link.handle(Input::Connect);
         }
         link
     }
@@ -205,14 +211,19 @@ impl Link {
         weak.upgrade().map(|inner| Link { inner })
     }
 
-    /// The server URL.
+    /// The URL the link was made for (its first endpoint, and its name).
     pub fn url(&self) -> String {
         self.inner.borrow().url.clone()
     }
 
+    /// The address in use now, or the one the next attempt will use.
+    pub fn endpoint(&self) -> String {
+        self.inner.borrow().core.endpoint().to_owned()
+    }
+
     /// Feeds an input to the core and carries out what it says.
     pub fn handle(&self, input: Input) {
-        self.inner.borrow_mut().core.handle(input, Millis::now());
+        self.inner.borrow_mut().core.handle(input, Millis::monotonic());
         self.pump();
     }
 
@@ -235,6 +246,7 @@ impl Link {
             user: inner.core.user().cloned(),
             max_attempts: inner.core.config().backoff.max_attempts,
             transport: inner.transport.current(),
+            endpoint: inner.core.endpoint().to_owned(),
         }
     }
 
@@ -254,7 +266,8 @@ impl Link {
             let action = self.inner.borrow_mut().core.poll_action();
             let Some(action) = action else { break };
             match action {
-                Action::Open(id) => self.open(id),
+                Action::Open { socket, endpoint } => self.open(socket, endpoint),
+                Action::FetchToken => self.fetch_token(),
                 Action::Send(id, text) => {
                     let mut inner = self.inner.borrow_mut();
                     if let Some(socket) = inner.socket.get(id) {
@@ -279,7 +292,6 @@ impl Link {
         }
         let mut queue_changed = false;
         let mut probe_after = None;
-        let mut renew = false;
         {
             let mut inner = self.inner.borrow_mut();
             while let Some(event) = inner.core.poll_event() {
@@ -292,7 +304,6 @@ impl Link {
                     }
                     probe_after = inner.transport.welcomed();
                 }
-                renew |= matches!(event, Event::Frame(tether_shared::ServerFrame::TokenExpiring { .. }));
                 inner.pending.push(event);
             }
         }
@@ -301,9 +312,6 @@ impl Link {
         }
         if let Some(delay) = probe_after {
             self.schedule_probe(delay);
-        }
-        if renew {
-            self.ask_token(token::Then::Refresh);
         }
         self.schedule_flush();
         self.schedule_wake();
@@ -317,12 +325,12 @@ impl Link {
             return;
         }
         inner.wake = deadline.map(|at| {
-            let delay = Millis::now().until(at).as_millis().min(u32::MAX as u128) as u32;
+            let delay = Millis::monotonic().until(at).as_millis().min(u32::MAX as u128) as u32;
             let weak = self.weak();
             let timeout = Timeout::new(delay, move || {
                 if let Some(link) = Link::upgrade(&weak) {
                     link.inner.borrow_mut().wake = None;
-                    link.inner.borrow_mut().core.handle_timeout(Millis::now());
+                    link.inner.borrow_mut().core.handle_timeout(Millis::monotonic());
                     link.pump();
                 }
             });
@@ -330,8 +338,7 @@ impl Link {
         });
     }
 
-    fn open(&self, id: SocketId) {
-        let url = self.url();
+    fn open(&self, id: SocketId, url: String) {
         if let Some(problem) = close::address_problem(&url) {
             return self.report_unopenable(id, close::INVALID_ADDRESS, problem);
         }
@@ -357,10 +364,6 @@ impl Link {
                                     link.judge_failure(code, &reason);
                                 }
                                 link.handle(Input::SocketClosed { socket: id, code, reason });
-                                // A refused token: ask for a new one, then connect with it.
-                                if current && matches!(code, close::UNAUTHORIZED | close::TOKEN_EXPIRED) {
-                                    link.ask_token(token::Then::Connect);
-                                }
                                 continue;
                             }
                             SocketEvent::Error => Input::SocketErrored(id),
@@ -386,38 +389,23 @@ impl Link {
         });
     }
 
-    /// Asks the app's provider for a token (once at a time), retrying with backoff while
-    /// it fails, then connects with it or renews the open connection.
-    fn ask_token(&self, then: token::Then) {
-        let provider = {
-            let mut inner = self.inner.borrow_mut();
-            let Some(provider) = inner.provider.clone() else { return };
-            if std::mem::replace(&mut inner.asking, true) {
-                return;
-            }
-            provider
-        };
+    /// Asks the app's provider for a token, as the core said to, and hands the answer
+    /// back; the core paces a failing provider and decides what the token is for.
+    fn fetch_token(&self) {
+        let provider = self.inner.borrow().provider.clone();
         let weak = self.weak();
         wasm_bindgen_futures::spawn_local(async move {
-            let mut wait = token::FIRST_RETRY_MS;
-            loop {
-                let answer = provider.fetch().await;
-                let Some(link) = Link::upgrade(&weak) else { return };
-                match answer {
-                    Ok(token) => {
-                        link.inner.borrow_mut().asking = false;
-                        link.handle(Input::RefreshToken(token));
-                        if then == token::Then::Connect {
-                            link.handle(Input::Connect);
-                        }
-                        return;
-                    }
-                    Err(_) => {
-                        drop(link);
-                        gloo_timers::future::TimeoutFuture::new(wait).await;
-                        wait = wait.saturating_mul(2).min(token::MAX_RETRY_MS);
-                    }
-                }
+            let answer = match provider {
+                Some(provider) => provider.fetch().await,
+                // The core asks only when told a provider exists; answer rather than hang.
+                None => Err("no token provider".into()),
+            };
+            let answer = match answer {
+                Ok(token) => Input::RefreshToken(token),
+                Err(reason) => Input::TokenFailed(reason),
+            };
+            if let Some(link) = Link::upgrade(&weak) {
+                link.handle(answer);
             }
         });
     }
@@ -432,7 +420,7 @@ impl Link {
         };
         match transport {
             Transport::WebSocket if code == close::ABNORMAL && !welcomed => {
-                let health = format!("{}/healthz", crate::http_socket::http_base(&self.url()));
+                let health = format!("{}/healthz", crate::http_socket::http_base(&self.endpoint()));
                 let weak = self.weak();
                 wasm_bindgen_futures::spawn_local(async move {
                     let healthy = gloo_net::http::Request::get(&health).send().await.is_ok_and(|r| r.ok());
@@ -455,7 +443,7 @@ impl Link {
         let timeout = Timeout::new(delay_ms, move || {
             let Some(link) = Link::upgrade(&weak) else { return };
             link.inner.borrow_mut().probe = None;
-            let Ok((probe, mut events)) = BrowserSocket::open(&link.url()) else { return };
+            let Ok((probe, mut events)) = BrowserSocket::open(&link.endpoint()) else { return };
             let weak = link.weak();
             wasm_bindgen_futures::spawn_local(async move {
                 let opened = matches!(events.next().await, Some(SocketEvent::Opened));

@@ -16,6 +16,20 @@ pub fn server_url() -> &'static str {
     }
 }
 
+/// Two more servers of `cargo xtask test`, there to be stopped: the endpoint failover
+/// test stops the one its link uses.
+pub fn failover_urls() -> [String; 2] {
+    let urls = match option_env!("TETHER_TEST_FAILOVER") {
+        Some(urls) => urls,
+        None => panic!("TETHER_TEST_FAILOVER is unset: run the browser tests through `cargo xtask test`"),
+    };
+    let mut urls = urls.split_whitespace().map(str::to_owned);
+    match (urls.next(), urls.next()) {
+        (Some(first), Some(second)) => [first, second],
+        _ => panic!("TETHER_TEST_FAILOVER holds two URLs: {urls:?}"),
+    }
+}
+
 /// A fresh element attached to `<body>` for one test to render into.
 pub fn mount_point() -> Element {
     let document = web_sys::window().unwrap().document().unwrap();

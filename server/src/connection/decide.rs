@@ -68,6 +68,7 @@ impl Conn {
             Ok(claims) if claims.sub == identity.user.id => {
                 identity.expires = claims.exp;
                 identity.rooms = claims.rooms;
+                self.context.metrics.token_refreshes.inc();
                 return ServerFrame::Refreshed { expires_at: claims.exp };
             }
             Ok(_) => "the token is for another user",
@@ -118,6 +119,7 @@ impl Conn {
                         let welcome = handshake::welcome(&context.config, &context.secret, &identity);
                         tracing::Span::current().record("user", identity.user.id.as_str());
                         tracing::info!(name = %identity.user.name, "welcomed");
+                        context.metrics.welcomes.inc();
                         self.identity = Some(identity);
                         welcome
                     }

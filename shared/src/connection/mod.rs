@@ -11,9 +11,12 @@
 //! - never two sockets at once: a new [`Action::Open`] only after the previous socket
 //!   was closed or reported closed;
 //! - never a send before the server's `welcome` (the `hello` itself excepted);
-//! - never a reconnect after [`Input::Disconnect`] until the next [`Input::Connect`].
+//! - never a reconnect after [`Input::Disconnect`] until the next [`Input::Connect`];
+//! - time that jumps back never stalls a deadline, and a sleep costs at most one
+//!   reconnect, made at once.
 
 mod current;
+mod endpoints;
 mod vocabulary;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -26,9 +29,10 @@ use crate::close;
 use crate::frame::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ReceiptKind, RoomCursor, ServerFrame, User};
 use crate::outbox::{Envelope, MessageIds, Outbox};
 use crate::time::Millis;
+use endpoints::Endpoints;
 
 pub use current::CurrentSocket;
-pub use vocabulary::{Action, ConnectionConfig, Event, Input, RoomState, SocketId, State, Timer};
+pub use vocabulary::{Action, ConnectionConfig, Event, Input, RoomState, SocketId, State, Timer, TokenError};
 
 /// The client's brain. See the module docs.
 ///
@@ -44,10 +48,21 @@ pub use vocabulary::{Action, ConnectionConfig, Event, Input, RoomState, SocketId
 /// 3. Hand every [`Event`] from [`Connection::poll_event`] to the UI.
 /// 4. Re-arm the one timer for [`Connection::poll_timeout`] (or disarm it on `None`).
 ///
-/// Time only has to be monotonic enough for deadlines: a timer that fires early is
-/// harmless, because `handle_timeout` acts only on deadlines that have passed.
+/// A timer that fires early is harmless, because `handle_timeout` acts only on deadlines
+/// that have passed. Time should come from a monotonic clock ([`Millis::monotonic`]),
+/// but the core copes with one that jumps: back, and every deadline moves back with it;
+/// forward by more than [`ConnectionConfig::sleep_gap`] past a deadline, and the core
+/// takes it as a wake from sleep (see [`Connection::handle`]).
 pub struct Connection {
     config: ConnectionConfig,
+    endpoints: Endpoints,
+    /// Whether the current socket was welcomed: a failed attempt moves to the next
+    /// endpoint, a lost connection tries its own once more.
+    welcomed: bool,
+    /// The latest time the core was given, to see the clock jump.
+    last_now: Option<Millis>,
+    seed: u64,
+    tokens: TokenSupply,
     state: State,
     backoff: Backoff,
     outbox: Outbox,
@@ -84,6 +99,11 @@ impl Connection {
             ids: MessageIds::new(seed ^ 0x9E37_79B9_7F4A_7C15),
             heartbeat: config.heartbeat,
             config,
+            endpoints: Endpoints::new(Vec::new(), seed),
+            welcomed: false,
+            last_now: None,
+            seed,
+            tokens: TokenSupply::default(),
             state: State::Idle,
             outbox,
             socket: None,
@@ -142,6 +162,28 @@ impl Connection {
         self.resume_token = token;
     }
 
+    /// The addresses to connect to: several addresses of one service, of which each
+    /// client starts at one drawn from its seed (so a fleet spreads out) and moves to the
+    /// next when an attempt fails. Takes effect from the next attempt.
+    pub fn set_endpoints(&mut self, endpoints: Vec<String>) {
+        self.endpoints = Endpoints::new(endpoints, self.seed.rotate_left(29));
+    }
+
+    /// The address in use, or the one the next attempt will use.
+    pub fn endpoint(&self) -> &str {
+        self.endpoints.current()
+    }
+
+    /// Says the driver has a token provider. The core then asks it ([`Action::FetchToken`])
+    /// before connecting without a fresh token, when the server warns that the token
+    /// expires (the answer renews the open connection in place), and after the server
+    /// refused the token (4401, 4403), which then counts as a lost connection and is
+    /// retried with backoff instead of ending in `Failed`. A provider that fails is asked
+    /// again after 1 s, doubling up to 30 s.
+    pub fn set_fetch_tokens(&mut self, enabled: bool) {
+        self.tokens.enabled = enabled;
+    }
+
     /// Replaces the token used by the next `hello` (after fetching a fresh one).
     pub fn set_token(&mut self, token: Option<String>) {
         self.config.token = token;
@@ -174,6 +216,9 @@ impl Connection {
     /// Acts on every deadline that has passed by `now`, earliest first. Calling it early,
     /// or twice, does nothing.
     pub fn handle_timeout(&mut self, now: Millis) {
+        if self.observe_clock(now) {
+            self.woke(now);
+        }
         let mut due: Vec<(Millis, Timer)> =
             self.timers.iter().filter(|(_, at)| **at <= now).map(|(timer, at)| (*at, *timer)).collect();
         due.sort();
@@ -198,7 +243,17 @@ impl Connection {
     }
 
     /// Feeds one input at time `now`.
+    ///
+    /// Like [`Connection::handle_timeout`], it first looks at the clock. Time that went
+    /// back moves every deadline back by as much. Time more than
+    /// [`ConnectionConfig::sleep_gap`] past the earliest deadline means nothing could run
+    /// for a while (the laptop slept, the tab was frozen), so the deadlines that ran out
+    /// meanwhile say nothing about the connection: a wait to reconnect ends now with a
+    /// fresh backoff, an attempt in progress starts afresh, and an open connection is
+    /// checked with a ping under a fresh deadline, so that one sleep never counts as two
+    /// failures.
     pub fn handle(&mut self, input: Input, now: Millis) {
+        let slept = self.observe_clock(now);
         match input {
             Input::Connect => match self.state {
                 State::Idle | State::Closed | State::Failed { .. } | State::Offline => {
@@ -219,6 +274,7 @@ impl Connection {
                 for timer in Timer::ALL {
                     self.cancel(timer);
                 }
+                self.tokens.waiting = false;
                 self.outbox.requeue_all();
                 self.mark_rooms_unjoined();
                 self.set_state(State::Closed);
@@ -259,7 +315,8 @@ impl Connection {
                         reason: "network offline".into(),
                     });
                     self.lost(close::ABNORMAL, "network offline", now);
-                } else if matches!(self.state, State::Reconnecting { .. }) {
+                } else if matches!(self.state, State::Reconnecting { .. } | State::Connecting { .. }) {
+                    // Connecting without a socket: waiting for a token, which is kept.
                     self.cancel(Timer::Reconnect);
                     self.set_state(State::Offline);
                 }
@@ -310,13 +367,41 @@ impl Connection {
             Input::RefreshToken(token) => {
                 self.send(ClientFrame::Refresh { token: token.clone() });
                 self.config.token = Some(token);
+                let waiting = self.tokens.arrived();
+                self.cancel(Timer::TokenRetry);
+                if waiting && matches!(self.state, State::Connecting { .. }) && self.socket.is_none() {
+                    self.open_socket(now);
+                }
+            }
+            Input::TokenFailed(TokenError::Unavailable(reason)) => {
+                if self.tokens.fetching {
+                    let delay = self.tokens.failed();
+                    self.last_error = Some(format!("Could not get a sign-in token: {reason}"));
+                    self.arm(Timer::TokenRetry, now.after(delay));
+                }
+            }
+            Input::TokenFailed(TokenError::SignedOut(reason)) => {
+                self.tokens.fetching = false;
+                let reason = format!("Sign-in failed: {reason}");
+                self.last_error = Some(reason.clone());
+                // An open connection keeps its credential until it expires; a connect
+                // that waited for the token stops here.
+                if std::mem::take(&mut self.tokens.waiting) && self.socket.is_none() {
+                    self.set_state(State::Failed { reason });
+                }
             }
             Input::Members { room, after, limit } => self.send(ClientFrame::Members { room, after, limit }),
+        }
+        // After the input: a disconnect needs no wake-up, a close seen on waking is
+        // followed by a reconnect at once.
+        if slept {
+            self.woke(now);
         }
         self.after(now);
     }
 
-    /// Opens a new socket; the previous one, if any, is closed first.
+    /// Opens a new socket; the previous one, if any, is closed first. With a token
+    /// provider and no fresh token, it asks for one first and opens when it arrives.
     fn open_socket(&mut self, now: Millis) {
         if let Some(socket) = self.socket.take() {
             self.actions.push_back(Action::Close {
@@ -326,10 +411,18 @@ impl Connection {
             });
         }
         self.cancel(Timer::Reconnect);
+        if self.tokens.enabled && !self.tokens.fresh {
+            self.cancel(Timer::Connect);
+            self.fetch_token();
+            self.tokens.waiting = true;
+            self.set_state(State::Connecting { attempt: self.backoff.attempt() });
+            return;
+        }
         self.next_socket += 1;
         let socket = SocketId(self.next_socket);
         self.socket = Some(socket);
-        self.actions.push_back(Action::Open(socket));
+        self.welcomed = false;
+        self.actions.push_back(Action::Open { socket, endpoint: self.endpoints.current().to_owned() });
         self.arm(Timer::Connect, now.after(self.config.connect_timeout));
         self.set_state(State::Connecting { attempt: self.backoff.attempt() });
     }
@@ -346,9 +439,26 @@ impl Connection {
         if matches!(self.state, State::Closed) {
             return;
         }
+        if !std::mem::take(&mut self.welcomed) {
+            if code == close::INVALID_ADDRESS && self.endpoints.drop_current() {
+                // One bad address among several: the others may work, so try one now.
+                if self.online {
+                    self.open_socket(now);
+                } else {
+                    self.set_state(State::Offline);
+                }
+                return;
+            }
+            self.endpoints.advance();
+        }
+        let refused = matches!(code, close::UNAUTHORIZED | close::TOKEN_EXPIRED);
+        if refused {
+            self.tokens.fresh = false;
+        }
+        let retry = close::retry_allowed(code) || (refused && self.tokens.enabled);
         if !self.online {
             self.set_state(State::Offline);
-        } else if !close::retry_allowed(code) || !self.config.auto_reconnect {
+        } else if !retry || !self.config.auto_reconnect {
             self.set_state(State::Failed { reason: described });
         } else {
             match self.backoff.next_retry() {
@@ -396,6 +506,7 @@ impl Connection {
                 }
                 self.cancel(Timer::Connect);
                 self.backoff.reset();
+                self.welcomed = true;
                 self.last_error = None;
                 self.resume_token = Some(resume_token);
                 self.user = Some(user.clone());
@@ -475,6 +586,11 @@ impl Connection {
                 }
                 self.events.push_back(Event::Frame(frame));
             }
+            ServerFrame::TokenExpiring { .. } => {
+                self.tokens.fresh = false;
+                self.fetch_token();
+                self.events.push_back(Event::Frame(frame));
+            }
             other => self.events.push_back(Event::Frame(other)),
         }
     }
@@ -505,6 +621,57 @@ impl Connection {
                 let expired = self.outbox.expire(now);
                 self.events.extend(expired.into_iter().map(Event::Dropped));
             }
+            Timer::TokenRetry => {
+                if self.tokens.waiting || self.state == State::Open {
+                    self.fetch_token();
+                }
+            }
+        }
+    }
+
+    /// Asks the driver's provider for a token, unless an answer is awaited already.
+    fn fetch_token(&mut self) {
+        if self.tokens.enabled && !std::mem::replace(&mut self.tokens.fetching, true) {
+            self.cancel(Timer::TokenRetry);
+            self.actions.push_back(Action::FetchToken);
+        }
+    }
+
+    /// Sees the clock jump (see [`Connection::handle`]) before anything acts on `now`:
+    /// moves deadlines back with the clock, and says whether the device slept.
+    fn observe_clock(&mut self, now: Millis) -> bool {
+        let last = self.last_now.replace(now);
+        if let Some(last) = last
+            && now < last
+        {
+            let back = last.since(now);
+            self.outbox.shift_back(back);
+            for at in self.timers.values_mut() {
+                *at = Millis(at.0.saturating_sub(back.as_millis() as u64));
+            }
+            if let State::Reconnecting { attempt, retry_at } = self.state {
+                let retry_at = Millis(retry_at.0.saturating_sub(back.as_millis() as u64));
+                self.set_state(State::Reconnecting { attempt, retry_at });
+            }
+            return false;
+        }
+        self.poll_timeout().is_some_and(|due| now.since(due) > self.config.sleep_gap)
+    }
+
+    /// Nothing could run for a while: deadlines that ran out meanwhile say nothing about
+    /// the connection, so try or check it now.
+    fn woke(&mut self, now: Millis) {
+        match self.state {
+            State::Reconnecting { .. } | State::Connecting { .. } => {
+                self.backoff.reset();
+                self.open_socket(now);
+            }
+            State::Open => {
+                self.cancel(Timer::PongDeadline);
+                self.arm(Timer::Heartbeat, now.after(self.heartbeat));
+                self.ping(now);
+            }
+            State::Idle | State::Offline | State::Closed | State::Failed { .. } => {}
         }
     }
 
@@ -588,5 +755,38 @@ impl Connection {
     /// Drains all pending events.
     pub fn drain_events(&mut self) -> Vec<Event> {
         self.events.drain(..).collect()
+    }
+}
+
+/// What the core knows about the app's token provider.
+#[derive(Debug, Default)]
+struct TokenSupply {
+    /// The driver has a provider.
+    enabled: bool,
+    /// The token in hand has not been refused or warned about.
+    fresh: bool,
+    /// An [`Action::FetchToken`] awaits its answer.
+    fetching: bool,
+    /// A connect waits for the answer.
+    waiting: bool,
+    /// Failures in a row, for the retry delay.
+    failures: u32,
+}
+
+impl TokenSupply {
+    /// A token arrived; returns whether a connect was waiting for it.
+    fn arrived(&mut self) -> bool {
+        self.fresh = true;
+        self.fetching = false;
+        self.failures = 0;
+        std::mem::take(&mut self.waiting)
+    }
+
+    /// The provider failed; returns how long to wait before asking again.
+    fn failed(&mut self) -> Duration {
+        self.fetching = false;
+        self.failures = self.failures.saturating_add(1);
+        let millis = 1_000u64.saturating_mul(1 << self.failures.min(6).saturating_sub(1));
+        Duration::from_millis(millis.min(30_000))
     }
 }

@@ -34,17 +34,20 @@ pub enum Timer {
     AckTimeout,
     /// The next queued message runs out of TTL.
     Expiry,
+    /// Time to ask the token provider again after it failed.
+    TokenRetry,
 }
 
 impl Timer {
     /// Every timer kind.
-    pub const ALL: [Timer; 6] = [
+    pub const ALL: [Timer; 7] = [
         Timer::Connect,
         Timer::Reconnect,
         Timer::Heartbeat,
         Timer::PongDeadline,
         Timer::AckTimeout,
         Timer::Expiry,
+        Timer::TokenRetry,
     ];
 }
 
@@ -154,13 +157,55 @@ pub enum Input {
     /// by every later `hello`, and sent at once as a `refresh` when connected, which
     /// renews the open connection's credential in place.
     RefreshToken(String),
+    /// The token provider gave no token (see [`Action::FetchToken`]).
+    TokenFailed(TokenError),
+}
+
+/// Why a token provider gave no token, which decides what the core does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenError {
+    /// Not now (the backend is down, the network failed): the core asks again after 1 s,
+    /// doubling up to 30 s, and shows the reason meanwhile.
+    Unavailable(String),
+    /// The person is not signed in (any more): asking again cannot help, so the core
+    /// stops in `Failed` with the reason, until the app connects again.
+    SignedOut(String),
+}
+
+impl From<String> for TokenError {
+    /// A plain error message is taken as a passing failure, so `?` on a failed request
+    /// retries.
+    fn from(reason: String) -> TokenError {
+        TokenError::Unavailable(reason)
+    }
+}
+
+impl From<&str> for TokenError {
+    /// As for `String`: a passing failure.
+    fn from(reason: &str) -> TokenError {
+        TokenError::Unavailable(reason.to_owned())
+    }
+}
+
+impl std::fmt::Display for TokenError {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TokenError::Unavailable(reason) | TokenError::SignedOut(reason) => formatter.write_str(reason),
+        }
+    }
 }
 
 /// What the driver must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Open a new socket to the server under this id.
-    Open(SocketId),
+    /// Open a new socket under this id, to this address.
+    Open {
+        /// The id the socket's events are to carry.
+        socket: SocketId,
+        /// Where to connect: one of the addresses the core was given (see
+        /// [`Connection::set_endpoints`](super::Connection::set_endpoints)).
+        endpoint: String,
+    },
     /// Write one text message on the socket.
     Send(SocketId, String),
     /// Close the socket and forget it; its later events are ignored anyway.
@@ -172,6 +217,11 @@ pub enum Action {
         /// Close reason.
         reason: String,
     },
+    /// Ask the app's token provider for a token and answer with [`Input::RefreshToken`]
+    /// or [`Input::TokenFailed`]. Only cores told that a provider exists
+    /// ([`Connection::set_fetch_tokens`](super::Connection::set_fetch_tokens)) ask, and
+    /// never twice before an answer.
+    FetchToken,
 }
 
 /// What the UI may want to know.
@@ -250,6 +300,10 @@ pub struct ConnectionConfig {
     pub name: Option<String>,
     /// Recent messages to ask for when joining a room the client has seen nothing of.
     pub join_history: u32,
+    /// A deadline missed by more than this means the device slept (or the tab was
+    /// frozen): the core then checks the connection at once, or reconnects at once,
+    /// instead of acting on timers that ran out while nothing could run.
+    pub sleep_gap: Duration,
 }
 
 impl Default for ConnectionConfig {
@@ -266,6 +320,7 @@ impl Default for ConnectionConfig {
             token: None,
             name: None,
             join_history: 50,
+            sleep_gap: Duration::from_secs(15),
         }
     }
 }
