@@ -62,6 +62,12 @@ pub struct Config {
     #[arg(long, env = "TETHER_AUTH_SECRET", hide_env_values = true)]
     pub auth_secret: Option<String>,
 
+    /// Key for the server API (`/api/v1/…`, sent as `Authorization: Bearer KEY`), with
+    /// which the app's backend publishes, reads presence and history, and disconnects
+    /// users, and the dashboard at `/admin` signs in. Unset, the API answers 404.
+    #[arg(long, env = "TETHER_API_KEY", hide_env_values = true)]
+    pub api_key: Option<String>,
+
     /// Page origins allowed to open sockets (repeat, or comma-separate in the variable).
     /// Unset allows any origin.
     #[arg(long = "allowed-origin", env = "TETHER_ALLOWED_ORIGINS", value_delimiter = ',')]
@@ -147,6 +153,7 @@ impl Config {
             history_age: Duration::from_secs(7 * 24 * 3600),
             dedupe_window: Duration::from_secs(600),
             auth_secret: None,
+            api_key: None,
             allowed_origins: Vec::new(),
             max_connections_per_ip: 256,
             max_rooms: 32,

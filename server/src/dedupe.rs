@@ -7,7 +7,7 @@
 //!
 //! Entries are small because the window can hold millions of them (ten minutes at
 //! 50,000 publishes a second is 30 million): the key is a 128-bit fingerprint of
-//! `(user id, client id)` made with two independently keyed SipHash hashers, and the
+//! `(room, user id, client id)` made with two independently keyed SipHash hashers, and the
 //! value is what an ack repeats (room, seq, time), with the room name shared per room.
 //! About 80 bytes per remembered publish, against the ~450 a copy of the message took.
 //! Two different keys share a fingerprint with probability about n²/2¹²⁹ (below 10⁻²⁴
@@ -19,7 +19,9 @@ use std::sync::Arc;
 
 use tether_shared::Millis;
 
-/// A publish's identity: `(user id, client id)`, hashed to 128 bits.
+/// A publish's identity: `(room, user id, client id)`, hashed to 128 bits. The room is
+/// part of it, as in cluster mode, where a room's dedupe markers live in its Redis
+/// slot: the same id in two rooms is two messages (what a server-side broadcast needs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint(u64, u64);
 
@@ -52,9 +54,10 @@ impl Default for Dedupe {
 }
 
 impl Dedupe {
-    /// The fingerprint of `user`'s publish with client id `id`.
-    pub fn fingerprint(&self, user: &str, id: &str) -> Fingerprint {
-        Fingerprint(self.hashers.0.hash_one((user, id)), self.hashers.1.hash_one((user, id)))
+    /// The fingerprint of `user`'s publish to `room` with client id `id`.
+    pub fn fingerprint(&self, room: &str, user: &str, id: &str) -> Fingerprint {
+        let key = (room, user, id);
+        Fingerprint(self.hashers.0.hash_one(key), self.hashers.1.hash_one(key))
     }
 
     /// The receipt of an earlier publish with this fingerprint, if still remembered.
@@ -102,14 +105,18 @@ mod tests {
     #[test]
     fn a_remembered_publish_is_found_until_the_window_passes() {
         let mut dedupe = Dedupe::default();
-        let first = dedupe.fingerprint("alice", "m1");
-        let second = dedupe.fingerprint("alice", "m2");
+        let first = dedupe.fingerprint("r", "alice", "m1");
+        let second = dedupe.fingerprint("r", "alice", "m2");
         dedupe.remember(first, receipt(1, 100));
         dedupe.remember(second, receipt(2, 200));
         assert_eq!(dedupe.get(first).map(|r| r.seq), Some(1));
         assert!(
-            dedupe.get(dedupe.fingerprint("bob", "m1")).is_none(),
+            dedupe.get(dedupe.fingerprint("r", "bob", "m1")).is_none(),
             "another user's id is not a duplicate"
+        );
+        assert!(
+            dedupe.get(dedupe.fingerprint("s", "alice", "m1")).is_none(),
+            "nor the same id in another room"
         );
         dedupe.forget_before(Millis(150));
         assert!(dedupe.get(first).is_none());
@@ -120,6 +127,7 @@ mod tests {
     #[test]
     fn user_and_id_do_not_run_together() {
         let dedupe = Dedupe::default();
-        assert_ne!(dedupe.fingerprint("ab", "c"), dedupe.fingerprint("a", "bc"));
+        assert_ne!(dedupe.fingerprint("r", "ab", "c"), dedupe.fingerprint("r", "a", "bc"));
+        assert_ne!(dedupe.fingerprint("ra", "b", "c"), dedupe.fingerprint("r", "ab", "c"));
     }
 }

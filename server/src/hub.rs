@@ -20,6 +20,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::cluster::NodeId;
 use crate::cluster::backplane::{Backplane, Command};
+use crate::connected::Connected;
 use crate::outbound::{ConnId, Outbound};
 use crate::presence::{Due, Presence, PresenceConfig, Snapshot};
 use crate::store::{History, StoreError, StoredMessage};
@@ -114,6 +115,8 @@ pub struct RoomHub {
     max_members: usize,
     presence: PresenceConfig,
     wakes: mpsc::UnboundedSender<Wake>,
+    /// Every welcomed connection of this node by user, in or out of rooms.
+    connected: Connected,
 }
 
 impl RoomHub {
@@ -123,7 +126,8 @@ impl RoomHub {
         let (wakes, receiver) = mpsc::unbounded_channel();
         let rooms = RwLock::new(HashMap::new());
         let backplane = OnceLock::new();
-        let hub = Arc::new(RoomHub { rooms, store, backplane, max_members, presence, wakes });
+        let connected = Connected::default();
+        let hub = Arc::new(RoomHub { rooms, store, backplane, max_members, presence, wakes, connected });
         tokio::spawn(presence_ticks(Arc::downgrade(&hub), receiver));
         hub
     }
@@ -142,6 +146,27 @@ impl RoomHub {
         if let Some(backplane) = self.backplane.get() {
             backplane.send(command);
         }
+    }
+
+    /// Every welcomed connection of this node, by user.
+    pub fn connected(&self) -> &Connected {
+        &self.connected
+    }
+
+    /// Rooms with members here, each with its member count (users present, including
+    /// those present through other nodes).
+    pub fn room_summaries(&self) -> Vec<(String, usize)> {
+        let rooms: Vec<(String, Arc<Mutex<Room>>)> = self
+            .rooms
+            .read()
+            .expect("rooms lock")
+            .iter()
+            .map(|(name, room)| (name.clone(), room.clone()))
+            .collect();
+        rooms
+            .into_iter()
+            .map(|(name, room)| (name, room.lock().expect("room lock").presence.count()))
+            .collect()
     }
 
     /// Rooms with members.

@@ -9,10 +9,12 @@
 //! `hub` deliver it to the room's members and queues the ack to the sender; each
 //! connection drains its own `outbound` queue to its socket.
 
+pub mod api;
 mod auth;
 mod close;
 mod cluster;
 pub mod config;
+mod connected;
 mod connection;
 mod context;
 mod dedupe;
@@ -35,6 +37,7 @@ mod wire;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+pub use api::Api;
 pub use auth::{Claims, sign as sign_token};
 pub use close::{Close, SHUTDOWN as SHUTDOWN_CLOSE};
 pub use config::Config;
@@ -49,6 +52,7 @@ pub struct Running {
     listener: tokio::task::JoinHandle<()>,
     sequencer: sequencer::Sequencer,
     hub: Arc<hub::RoomHub>,
+    api: Api,
 }
 
 /// Binds the listening socket. Nagle's algorithm is turned off here because accepted
@@ -155,14 +159,23 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         metrics,
     ));
     let door = serve::Door::new(context.config.max_connections_per_ip);
+    api::stats::spawn(context.clone());
+    let api = Api::new(context.clone());
     let listener = tokio::spawn(serve::run(listener, routes::routes(context), door, shutdown.clone()));
-    Ok(Running { addr, shutdown, listener, sequencer, hub })
+    Ok(Running { addr, shutdown, listener, sequencer, hub, api })
 }
 
 impl Running {
     /// The address the server listens on (useful when the configured port was 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The server API (what `/api/v1/…` answers), for apps that embed the server: publish
+    /// from the backend, read presence and history, disconnect users, read the stats.
+    /// Works whether or not `--api-key` opened it over HTTP.
+    pub fn api(&self) -> Api {
+        self.api.clone()
     }
 
     /// Resolves once something asked the server to stop from inside (with

@@ -69,6 +69,9 @@ pub struct Metrics {
     pub backplane_gap_fills: Counter,
     /// Cluster mode: pub/sub messages received from Redis.
     pub backplane_messages: Counter,
+    /// Commit times (store, or Redis pipeline in cluster mode) since the stats sampler
+    /// last took them, in seconds: the dashboard's p50/p99 per second.
+    recent_commits: std::sync::Mutex<Vec<f64>>,
 }
 
 impl Default for Metrics {
@@ -96,6 +99,7 @@ impl Default for Metrics {
             backplane_reconnects: Counter::default(),
             backplane_gap_fills: Counter::default(),
             backplane_messages: Counter::default(),
+            recent_commits: Default::default(),
             registry: Registry::default(),
         };
         let counters = [
@@ -168,6 +172,31 @@ impl Metrics {
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &self.registry).expect("writing to a String");
         text
+    }
+
+    /// Records one commit's duration: in the store histogram (one node) or the Redis
+    /// one (`redis`), and for the stats sampler.
+    pub fn commit(&self, seconds: f64, redis: bool) {
+        match redis {
+            true => self.backplane_seconds.observe(seconds),
+            false => self.store_seconds.observe(seconds),
+        }
+        let mut recent = self.recent_commits.lock().expect("commits lock");
+        // A sampler that stopped must not let this grow: beyond a second's worth at full
+        // speed, older ones are enough for a percentile.
+        if recent.len() < 65_536 {
+            recent.push(seconds);
+        }
+    }
+
+    /// Takes the commit times recorded since the last call.
+    pub fn take_commits(&self) -> Vec<f64> {
+        std::mem::take(&mut *self.recent_commits.lock().expect("commits lock"))
+    }
+
+    /// A counter of a family by its label, 0 if never counted.
+    pub fn count(family: &Family<CodeLabel, Counter>, code: &str) -> u64 {
+        family.get_or_create(&CodeLabel { code: code.to_owned() }).get()
     }
 
     /// Counts an error frame.

@@ -61,6 +61,8 @@ struct State {
     slow: bool,
     closed: bool,
     in_flight: usize,
+    /// Someone outside the connection (the server API) asked it to close with this.
+    ending: Option<crate::close::Close>,
 }
 
 /// Where a queued frame comes from, which decides whether it can make the client slow.
@@ -80,6 +82,8 @@ pub enum Next {
     Frames(VecDeque<Utf8Bytes>),
     /// The queue overflowed: close the connection as a slow consumer.
     Slow,
+    /// The connection was asked to close ([`Outbound::end`]).
+    End(crate::close::Close),
 }
 
 impl Outbound {
@@ -109,6 +113,16 @@ impl Outbound {
     /// [`Outbound::begin_publish`], which is then no longer in flight.
     pub fn push_reply(&self, frame: Utf8Bytes) {
         self.shared.push(frame, Origin::Reply);
+    }
+
+    /// Asks the connection to close with `close` (once it has written what is queued).
+    pub fn end(&self, close: crate::close::Close) {
+        let mut state = self.shared.state.lock().expect("queue lock");
+        state.ending.get_or_insert(close);
+        if let Some(waker) = state.waker.take() {
+            drop(state);
+            waker.wake();
+        }
     }
 
     /// Counts a publish as in flight until its [`Outbound::push_reply`].
@@ -149,6 +163,9 @@ impl Queue {
                 return Poll::Ready(Next::Slow);
             }
             if state.frames.is_empty() {
+                if let Some(close) = state.ending {
+                    return Poll::Ready(Next::End(close));
+                }
                 state.waker = Some(cx.waker().clone());
                 return Poll::Pending;
             }

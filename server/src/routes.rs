@@ -120,6 +120,8 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
         .unify()
         .or(ws)
         .unify()
+        .or(crate::api::routes(context.clone()))
+        .unify()
         .or(crate::fallback::routes(context.clone()))
         .unify()
         .or(api)

@@ -108,7 +108,7 @@ impl Sequencer {
             dedupe: Dedupe::default(),
         };
         for published in worker.store.published_since(worker.window_start(Millis::now()))? {
-            let fingerprint = worker.dedupe.fingerprint(&published.user, &published.id);
+            let fingerprint = worker.dedupe.fingerprint(&published.room, &published.user, &published.id);
             let room = worker.known_room(&published.room);
             worker.dedupe.remember(fingerprint, Receipt { room, seq: published.seq, ts: published.ts });
         }
@@ -211,7 +211,7 @@ impl Worker {
                     continue;
                 }
             };
-            let fingerprint = self.dedupe.fingerprint(&publish.user.id, &publish.id);
+            let fingerprint = self.dedupe.fingerprint(&publish.room, &publish.user.id, &publish.id);
             if let Some(&index) = in_batch.get(&fingerprint) {
                 batch_dupes.push((index, publish.reply));
                 continue;
@@ -249,7 +249,7 @@ impl Worker {
         if !messages.is_empty() {
             let started = Instant::now();
             let stored = self.store.append(&messages);
-            self.metrics.store_seconds.observe(started.elapsed().as_secs_f64());
+            self.metrics.commit(started.elapsed().as_secs_f64(), false);
             match stored {
                 Ok(()) => self.deliver(&messages, pending, batch_dupes),
                 Err(error) => {

@@ -33,6 +33,9 @@ pub const CONNECT_TIMEOUT: u16 = 4008;
 /// Reported by clients for a server address that can never work (not a `ws:`/`wss:`
 /// URL, or one that cannot be parsed): retrying it would fail the same way forever.
 pub const INVALID_ADDRESS: u16 = 4009;
+/// The app's backend ended this connection through the server API and lets it come
+/// back: reconnect with backoff (a new token may change what it may do).
+pub const DISCONNECTED: u16 = 4010;
 /// The `hello` was missing, malformed, or asked for an unsupported protocol version.
 /// Reconnecting with the same client will not help.
 pub const BAD_HELLO: u16 = 4400;
@@ -42,12 +45,15 @@ pub const UNAUTHORIZED: u16 = 4401;
 pub const TOKEN_EXPIRED: u16 = 4403;
 /// The page's origin is not on the server's allow-list.
 pub const ORIGIN_FORBIDDEN: u16 = 4408;
+/// The app's backend removed this user through the server API: do not come back until
+/// the person or the app acts.
+pub const REMOVED: u16 = 4410;
 
 /// Whether a client should reconnect on its own after the server closed with `code`.
 /// The codes that say "the same attempt will fail again" stop the client and ask the
 /// person or the app to act.
 pub fn retry_allowed(code: u16) -> bool {
-    !matches!(code, INVALID_ADDRESS | BAD_HELLO | UNAUTHORIZED | TOKEN_EXPIRED | ORIGIN_FORBIDDEN)
+    !matches!(code, INVALID_ADDRESS | BAD_HELLO | UNAUTHORIZED | TOKEN_EXPIRED | ORIGIN_FORBIDDEN | REMOVED)
 }
 
 /// Why `url` can never be connected to, if it can't: the scheme must be `ws` or `wss`
@@ -83,6 +89,8 @@ pub fn describe(code: u16, reason: &str) -> String {
         UNAUTHORIZED => "Sign-in failed",
         TOKEN_EXPIRED => "Your session expired; sign in again",
         ORIGIN_FORBIDDEN => "This site is not allowed to connect to the server",
+        DISCONNECTED => "The server ended the connection",
+        REMOVED => "You were removed from the server",
         _ => "The connection closed",
     };
     if reason.is_empty() { format!("{what} ({code})") } else { format!("{what}: {reason} ({code})") }
@@ -105,10 +113,12 @@ mod tests {
 
     #[test]
     fn auth_and_compatibility_failures_stop_retries() {
-        for code in [BAD_HELLO, UNAUTHORIZED, TOKEN_EXPIRED, ORIGIN_FORBIDDEN] {
+        for code in [BAD_HELLO, UNAUTHORIZED, TOKEN_EXPIRED, ORIGIN_FORBIDDEN, REMOVED] {
             assert!(!retry_allowed(code), "{code}");
         }
-        for code in [GOING_AWAY, ABNORMAL, POLICY, TOO_BIG, INTERNAL, TRY_AGAIN_LATER, SLOW_CONSUMER] {
+        for code in
+            [GOING_AWAY, ABNORMAL, POLICY, TOO_BIG, INTERNAL, TRY_AGAIN_LATER, SLOW_CONSUMER, DISCONNECTED]
+        {
             assert!(retry_allowed(code), "{code}");
         }
     }

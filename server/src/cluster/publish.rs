@@ -128,7 +128,7 @@ impl Publisher {
                 Err(error) => Err(error),
             };
         }
-        self.metrics.backplane_seconds.observe(started.elapsed().as_secs_f64());
+        self.metrics.commit(started.elapsed().as_secs_f64(), true);
         let replies = match replies {
             Ok(replies) => replies,
             Err(error) => {

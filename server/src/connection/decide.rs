@@ -120,6 +120,7 @@ impl Conn {
                         tracing::Span::current().record("user", identity.user.id.as_str());
                         tracing::info!(name = %identity.user.name, "welcomed");
                         context.metrics.welcomes.inc();
+                        context.hub.connected().add(&identity.user.id, &self.out);
                         self.identity = Some(identity);
                         welcome
                     }

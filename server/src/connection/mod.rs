@@ -124,6 +124,7 @@ pub async fn serve(mut socket: impl Transport, context: Arc<Context>, id: u64) {
             Ok(()) = dropped.changed() => break Ending::Close(DROPPED),
             next = queue.next() => match next {
                 Next::Slow => break Ending::Close(SLOW_CONSUMER),
+                Next::End(close) => break Ending::Close(close),
                 // A client that stops reading blocks this write; slowness and shutdown must
                 // still get through. Dropping a half-done write is safe: tungstenite keeps
                 // unwritten bytes in its buffer and the closing handshake flushes them.
@@ -200,6 +201,9 @@ pub async fn serve(mut socket: impl Transport, context: Arc<Context>, id: u64) {
 
     for room in &conn.rooms {
         context.hub.leave(room, id);
+    }
+    if let Some(identity) = &conn.identity {
+        context.hub.connected().remove(&identity.user.id, id);
     }
     goodbye(&mut socket, &context, &mut queue, &ending).await;
     context.metrics.connections.dec();
