@@ -2,6 +2,8 @@
 //! writes. `main.rs` is the entry point trunk builds into the bundle.
 
 pub mod chat;
+pub mod details;
 pub mod echo;
 
+pub use details::ConnectionDetails;
 pub use echo::EchoPage;

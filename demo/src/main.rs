@@ -1,8 +1,8 @@
 //! The Tether demo app, built by trunk and served by `tether-server`.
 
 use gloo_storage::{LocalStorage, Storage};
-use tether_demo::EchoPage;
 use tether_demo::chat::{ChatRoom, RoomPicker};
+use tether_demo::{ConnectionDetails, EchoPage};
 use tether_shared::ConnectionConfig;
 use tether_yew::{
     ConnectionIndicator, LinkOptions, OfflineBanner, QueueStatus, TokenProvider, WebSocketProvider,
@@ -133,6 +133,7 @@ fn App() -> Html {
                     <QueueStatus />
                 </header>
                 <OfflineBanner />
+                <ConnectionDetails />
                 { match *page {
                     Page::Chat => html! { <Chat /> },
                     Page::Echo => html! { <EchoPage url={url.clone()} /> },

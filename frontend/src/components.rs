@@ -56,8 +56,13 @@ pub fn ConnectionIndicator(props: &ConnectionProps) -> Html {
         _ => None,
     };
     let onclick = Callback::from(move |_| retry_now.emit(()));
-    // Which server, on hover (and for tests, as data).
-    let server = format!("Server: {}", view.status.endpoint);
+    // Which server and how far, on hover (and for tests, as data).
+    let server = match view.status.stats.smoothed_rtt {
+        Some(rtt) if view.status.state == State::Open => {
+            format!("Server: {}, round trip {} ms", view.status.endpoint, rtt.as_millis())
+        }
+        _ => format!("Server: {}", view.status.endpoint),
+    };
     html! {
         <div class={classes!("indicator", class)} role="status" aria-live="polite"
             title={server} data-endpoint={view.status.endpoint.clone()}>

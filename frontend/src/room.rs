@@ -405,7 +405,7 @@ fn concerns(event: &Event, room: &str) -> bool {
         Event::Acked { envelope, .. } | Event::Rejected { envelope, .. } => envelope.room == room,
         Event::Dropped(dropped) => dropped.envelope.room == room,
         Event::Refused { .. } => true,
-        Event::State(_) | Event::Welcome { .. } | Event::Queue { .. } => false,
+        Event::State(_) | Event::Welcome { .. } | Event::Queue { .. } | Event::RoundTrip { .. } => false,
     }
 }
 

@@ -343,6 +343,43 @@ async fn the_connection_ui_follows_the_network() {
 }
 
 #[wasm_bindgen_test]
+async fn the_hooks_tell_round_trip_traffic_and_reconnects_and_the_indicator_shows_the_round_trip() {
+    let root = mount_point();
+    let seen = Shared(Rc::default());
+    let children = html! { <><ConnectionIndicator /><LinkProbe seen={seen.clone()} /></> };
+    let app = yew::Renderer::<Harness>::with_root_and_props(
+        root.clone(),
+        yew::props!(HarnessProps { options: fast_options(), children }),
+    )
+    .render();
+    until("connected", PATIENCE, || text_of(&root, ".indicator-text").as_deref() == Some("Connected")).await;
+    let link = seen.0.borrow().links[0].clone();
+    let before = link.status().stats;
+    assert_eq!((before.frames_sent, before.frames_received, before.reconnects), (1, 1, 0), "hello, welcome");
+    assert!(before.connected_since.is_some() && before.rtt.is_none());
+    // Coming back to the tab checks the socket with a ping: its pong gives a round trip.
+    link.handle(Input::PageVisible);
+    until("a round trip", PATIENCE, || link.status().stats.rtt.is_some()).await;
+    let title = || {
+        let indicator = root.query_selector(".indicator").unwrap().expect("the indicator");
+        indicator.get_attribute("title").unwrap_or_default()
+    };
+    until("the round trip on hover", PATIENCE, || title().contains("round trip")).await;
+    assert!(title().starts_with(&format!("Server: {}", server_url())), "{}", title());
+    let after = link.status().stats;
+    assert!(after.frames_sent > before.frames_sent, "the ping counted");
+    assert!(after.bytes_sent > before.bytes_sent && after.bytes_received > before.bytes_received);
+    // A dropped connection comes back: one reconnect.
+    let drop_url = server_url().replacen("ws://", "http://", 1).replace("/ws", "/api/test/drop");
+    gloo_net::http::Request::post(&drop_url).send().await.expect("the test endpoint answers");
+    until("reconnected", PATIENCE, || {
+        link.status().stats.reconnects == 1 && link.status().state == State::Open
+    })
+    .await;
+    unmount(app, root).await;
+}
+
+#[wasm_bindgen_test]
 async fn a_burst_of_5000_messages_is_all_kept_with_few_renders() {
     let root = mount_point();
     let seen = Shared(Rc::default());

@@ -22,7 +22,8 @@ pub mod time;
 
 pub use backoff::{Backoff, BackoffConfig, Jitter};
 pub use connection::{
-    Action, Connection, ConnectionConfig, CurrentSocket, Event, Input, SocketId, State, Timer, TokenError,
+    Action, Connection, ConnectionConfig, ConnectionStats, CurrentSocket, Event, Input, SocketId, State,
+    Timer, TokenError,
 };
 pub use frame::{
     ClientFrame, DecodeError, ErrorCode, Limits, PROTOCOL_VERSION, PresenceMode, ReceiptKind, RejectCode,

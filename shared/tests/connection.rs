@@ -758,3 +758,31 @@ fn a_clock_set_back_moves_every_deadline_back_with_it() {
     h.wake();
     assert_eq!(h.closed.len(), 1, "the pong deadline passed: the connection is dead");
 }
+
+#[test]
+fn stats_count_round_trips_frames_bytes_and_reconnects() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    let stats = h.core.stats().clone();
+    assert_eq!((stats.frames_sent, stats.frames_received, stats.reconnects), (1, 1, 0), "hello and welcome");
+    assert_eq!(stats.bytes_received, welcome().len() as u64);
+    assert_eq!(stats.connected_since, Some(h.now));
+    assert_eq!(stats.rtt, None);
+    // A heartbeat answered 40 ms later, then one 120 ms later.
+    for (delay, smoothed) in [(40, 40), (120, 50)] {
+        h.advance_to_timer(Timer::Heartbeat);
+        let Some(ClientFrame::Ping { nonce }) = h.sent.last().cloned() else { panic!("a ping") };
+        h.now = h.now.after(Duration::from_millis(delay));
+        h.receive(&ServerFrame::Pong { nonce }.encode());
+        assert_eq!(h.core.stats().rtt, Some(Duration::from_millis(delay)));
+        assert_eq!(h.core.stats().smoothed_rtt, Some(Duration::from_millis(smoothed)));
+        assert!(h.events.contains(&Event::RoundTrip { rtt: Duration::from_millis(delay) }));
+    }
+    assert_eq!(h.core.stats().frames_sent, 3);
+    h.drop_socket(close::ABNORMAL);
+    assert_eq!(h.core.stats().connected_since, None);
+    h.advance_to_timer(Timer::Reconnect);
+    h.open();
+    assert_eq!(h.core.stats().reconnects, 1);
+}

@@ -20,8 +20,8 @@ use gloo_render::AnimationFrame;
 use gloo_timers::callback::Timeout;
 use serde_json::Value;
 use tether_shared::{
-    Action, Connection, ConnectionConfig, CurrentSocket, Event, Input, Millis, Outbox, SocketId, State, User,
-    close,
+    Action, Connection, ConnectionConfig, ConnectionStats, CurrentSocket, Event, Input, Millis, Outbox,
+    SocketId, State, User, close,
 };
 
 mod batch;
@@ -77,6 +77,8 @@ pub struct Status {
     pub transport: Transport,
     /// The server address in use (or the next attempt's), one of the link's endpoints.
     pub endpoint: String,
+    /// Round trips from the heartbeat, frames and bytes, reconnects, time connected.
+    pub stats: ConnectionStats,
 }
 
 type Subscriber = Rc<dyn Fn(&Rc<[Event]>, &Status)>;
@@ -247,6 +249,7 @@ impl Link {
             max_attempts: inner.core.config().backoff.max_attempts,
             transport: inner.transport.current(),
             endpoint: inner.core.endpoint().to_owned(),
+            stats: inner.core.stats().clone(),
         }
     }
 

@@ -32,7 +32,9 @@ use crate::time::Millis;
 use endpoints::Endpoints;
 
 pub use current::CurrentSocket;
-pub use vocabulary::{Action, ConnectionConfig, Event, Input, RoomState, SocketId, State, Timer, TokenError};
+pub use vocabulary::{
+    Action, ConnectionConfig, ConnectionStats, Event, Input, RoomState, SocketId, State, Timer, TokenError,
+};
 
 /// The client's brain. See the module docs.
 ///
@@ -63,6 +65,11 @@ pub struct Connection {
     last_now: Option<Millis>,
     seed: u64,
     tokens: TokenSupply,
+    stats: ConnectionStats,
+    /// Whether any socket was welcomed yet: later welcomes are reconnects.
+    ever_welcomed: bool,
+    /// The ping awaiting its pong, and when it went.
+    ping_sent: Option<(u64, Millis)>,
     state: State,
     backoff: Backoff,
     outbox: Outbox,
@@ -104,6 +111,9 @@ impl Connection {
             last_now: None,
             seed,
             tokens: TokenSupply::default(),
+            stats: ConnectionStats::default(),
+            ever_welcomed: false,
+            ping_sent: None,
             state: State::Idle,
             outbox,
             socket: None,
@@ -125,6 +135,11 @@ impl Connection {
     /// The current state.
     pub fn state(&self) -> &State {
         &self.state
+    }
+
+    /// Round trips, frames and bytes, reconnects and time connected.
+    pub fn stats(&self) -> &ConnectionStats {
+        &self.stats
     }
 
     /// The outbox, for counts and persistence.
@@ -287,11 +302,13 @@ impl Connection {
                         name: self.config.name.clone(),
                         resume_token: self.resume_token.clone(),
                     };
-                    self.actions.push_back(Action::Send(socket, hello.encode()));
+                    self.write(socket, hello.encode());
                 }
             }
             Input::Received(socket, text) => {
                 if self.socket == Some(socket) {
+                    self.stats.frames_received += 1;
+                    self.stats.bytes_received += text.len() as u64;
                     self.received(&text, now);
                 }
             }
@@ -429,6 +446,8 @@ impl Connection {
 
     /// The current socket is gone: decide between offline, failed and a retry.
     fn lost(&mut self, code: u16, reason: &str, now: Millis) {
+        self.stats.connected_since = None;
+        self.ping_sent = None;
         for timer in [Timer::Connect, Timer::Heartbeat, Timer::PongDeadline, Timer::AckTimeout] {
             self.cancel(timer);
         }
@@ -508,6 +527,10 @@ impl Connection {
                 self.backoff.reset();
                 self.welcomed = true;
                 self.last_error = None;
+                if std::mem::replace(&mut self.ever_welcomed, true) {
+                    self.stats.reconnects += 1;
+                }
+                self.stats.connected_since = Some(now);
                 self.resume_token = Some(resume_token);
                 self.user = Some(user.clone());
                 if heartbeat_ms > 0 {
@@ -554,7 +577,21 @@ impl Connection {
                     self.flush(now);
                 }
             }
-            ServerFrame::Pong { .. } => {}
+            ServerFrame::Pong { nonce } => {
+                if let Some((sent, at)) = self.ping_sent
+                    && nonce >= sent
+                {
+                    self.ping_sent = None;
+                    let rtt = now.since(at);
+                    let smoothed = match self.stats.smoothed_rtt {
+                        Some(smoothed) => (smoothed * 7 + rtt) / 8,
+                        None => rtt,
+                    };
+                    self.stats.rtt = Some(rtt);
+                    self.stats.smoothed_rtt = Some(smoothed);
+                    self.events.push_back(Event::RoundTrip { rtt });
+                }
+            }
             ServerFrame::Joined { ref room, seq, ref epoch, .. } => {
                 if let Some(state) = self.rooms.get_mut(room) {
                     if state.epoch.as_ref().is_some_and(|known| known != epoch) {
@@ -683,6 +720,10 @@ impl Connection {
     fn ping(&mut self, now: Millis) {
         self.next_nonce += 1;
         self.send(ClientFrame::Ping { nonce: self.next_nonce });
+        if self.ping_sent.is_none() {
+            // Timed from the oldest unanswered ping: a pong answers it or a later one.
+            self.ping_sent = Some((self.next_nonce, now));
+        }
         if !self.timers.contains_key(&Timer::PongDeadline) {
             self.arm(Timer::PongDeadline, now.after(self.config.pong_timeout));
         }
@@ -691,8 +732,15 @@ impl Connection {
     /// Writes a frame if open; otherwise it is not sent (callers keep what must survive).
     fn send(&mut self, frame: ClientFrame) {
         if let (State::Open, Some(socket)) = (&self.state, self.socket) {
-            self.actions.push_back(Action::Send(socket, frame.encode()));
+            self.write(socket, frame.encode());
         }
+    }
+
+    /// Asks the driver to write `text`, counting it.
+    fn write(&mut self, socket: SocketId, text: String) {
+        self.stats.frames_sent += 1;
+        self.stats.bytes_sent += text.len() as u64;
+        self.actions.push_back(Action::Send(socket, text));
     }
 
     /// Sends what the outbox allows.

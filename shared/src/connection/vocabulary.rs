@@ -266,6 +266,12 @@ pub enum Event {
     },
     /// The outbox let go of a message without an ack (overflow or TTL).
     Dropped(Dropped),
+    /// A heartbeat's pong arrived; [`Connection::stats`](super::Connection::stats) has
+    /// the new round trip.
+    RoundTrip {
+        /// The round trip just measured.
+        rtt: Duration,
+    },
     /// The outbox's size changed; persist it now if you persist it.
     Queue {
         /// Messages waiting for an ack.
@@ -273,6 +279,29 @@ pub enum Event {
         /// Their bytes.
         bytes: usize,
     },
+}
+
+/// What a connection has done so far, for a "connection details" panel and an
+/// indicator's tooltip.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectionStats {
+    /// The last heartbeat's round trip (ping sent to pong received).
+    pub rtt: Option<Duration>,
+    /// Round trips smoothed as TCP does (each new one counts for an eighth), so one
+    /// slow pong does not make the number jump.
+    pub smoothed_rtt: Option<Duration>,
+    /// Frames written, the `hello`s included.
+    pub frames_sent: u64,
+    /// Frames received on the current sockets.
+    pub frames_received: u64,
+    /// Bytes of the frames written (their JSON text).
+    pub bytes_sent: u64,
+    /// Bytes of the frames received.
+    pub bytes_received: u64,
+    /// Welcomes after the first: how often the connection came back.
+    pub reconnects: u32,
+    /// When the current connection was welcomed; `None` while not open.
+    pub connected_since: Option<Millis>,
 }
 
 /// Connection settings.
