@@ -16,7 +16,7 @@ struct Chat {
     bob_proxy: FaultProxy,
     alice: Page,
     bob: Page,
-    _browser: Browser,
+    browser: Browser,
 }
 
 async fn chat(extra: &[&str]) -> Chat {
@@ -24,7 +24,7 @@ async fn chat(extra: &[&str]) -> Chat {
     let alice_proxy = FaultProxy::start(server.addr).await;
     let bob_proxy = FaultProxy::start(server.addr).await;
     let (browser, alice, bob) = alice_and_bob(&alice_proxy, &bob_proxy).await;
-    Chat { server, alice_proxy, bob_proxy, alice, bob, _browser: browser }
+    Chat { server, alice_proxy, bob_proxy, alice, bob, browser }
 }
 
 /// A browser with Alice's page behind `alice_proxy` and Bob's behind `bob_proxy`, both
@@ -509,4 +509,93 @@ async fn s11_a_long_session_renews_its_token_in_place_and_a_stopped_node_is_left
     assert!(refreshes >= 4.0, "Alice's token was renewed in place every ~7 s: {refreshes}");
     alice.screenshot("long-session").await;
     report("11 (token renewals, endpoint failover)", started);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s12_the_dashboard_shows_the_server_live_and_acts_on_it() {
+    let started = Instant::now();
+    let c = chat(&["--api-key", "e2e-dashboard-key"]).await;
+    let admin = c.browser.page("Admin").await;
+    admin.client.goto(&format!("http://{}/admin", c.server.addr)).await.unwrap();
+    let sign_in = |key: &str| {
+        format!(
+            "document.querySelector('#api-key').value = '{key}'; document.querySelector('.sign-in button').click(); return true;"
+        )
+    };
+    admin.js(&sign_in("not-the-key")).await;
+    admin.until("a wrong key refused", PATIENCE, "document.querySelector('.refusal')").await;
+    assert!(admin.texts(".refusal").await.join("").contains("The key was refused"));
+    admin.js(&sign_in("e2e-dashboard-key")).await;
+    let tile =
+        |name: &str| format!("Number(document.querySelector('[data-tile=\"{name}\"] .value')?.textContent)");
+    admin.until("two connections", PATIENCE, &format!("{} === 2", tile("connections"))).await;
+    admin
+        .until(
+            "general with two members",
+            PATIENCE,
+            "document.querySelector('.room-row[data-room=\"general\"] .members')?.textContent === '2'",
+        )
+        .await;
+
+    // Traffic moves the numbers and the charts.
+    for i in 0..5 {
+        c.alice.say(&format!("busy {i}")).await;
+    }
+    admin.until("five acks counted", PATIENCE, &format!("{} >= 5", tile("acks"))).await;
+    admin
+        .until(
+            "the acks chart moved",
+            PATIENCE,
+            "Array.from(document.querySelectorAll('[data-chart=\"acks-per-second\"] polyline')).some(p => p.getAttribute('points').split(' ').some(xy => Number(xy.split(',')[1]) < 80))",
+        )
+        .await;
+
+    // A room's presence and latest messages, then a message from the dashboard.
+    admin.js("document.querySelector('.room-row[data-room=\"general\"]').click(); return true;").await;
+    admin
+        .until(
+            "presence listed",
+            PATIENCE,
+            "document.querySelectorAll('.presence-list .present').length === 2",
+        )
+        .await;
+    admin
+        .until(
+            "messages listed",
+            PATIENCE,
+            "document.querySelectorAll('.latest-messages .logged').length >= 5",
+        )
+        .await;
+    admin.screenshot("dashboard").await;
+    admin
+        .js("document.querySelector('.post input').value = 'Hello from the dashboard'; document.querySelector('.post button').click(); return true;")
+        .await;
+    for page in [&c.alice, &c.bob] {
+        page.until("the dashboard's message", PATIENCE, "Array.from(document.querySelectorAll('.message')).some(m => m.textContent.includes('Hello from the dashboard'))").await;
+    }
+
+    // Disconnecting Bob asks first, then keeps him out.
+    let bob_id = admin
+        .js("return Array.from(document.querySelectorAll('.presence-list .present')).find(li => li.textContent.includes('Bob')).dataset.user")
+        .await;
+    let bob_id = bob_id.as_str().expect("Bob is listed").to_owned();
+    admin
+        .js("window.asked = []; window.confirm = (q) => { window.asked.push(q); return true; }; return true;")
+        .await;
+    admin
+        .js(&format!(
+            "document.querySelector('.present[data-user=\"{bob_id}\"] .disconnect').click(); return true;"
+        ))
+        .await;
+    c.bob.until("Bob removed", PATIENCE, "document.querySelector('.indicator.failed')").await;
+    let shown = c.bob.texts(".indicator-text").await.join("");
+    assert!(shown.contains("You were removed from the server"), "{shown}");
+    let asked = admin.js("return window.asked").await;
+    assert!(asked[0].as_str().is_some_and(|q| q.contains("Disconnect Bob")), "{asked}");
+    admin.until("one connection left", PATIENCE, &format!("{} === 1", tile("connections"))).await;
+    assert!(
+        !c.bob_proxy.connection_within(Duration::from_secs(2)).await,
+        "Bob does not come back by himself"
+    );
+    report("12 (dashboard)", started);
 }

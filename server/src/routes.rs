@@ -212,8 +212,13 @@ fn spa(dir: &std::path::Path) -> BoxedFilter<(Response,)> {
         if RESERVED.contains(&first) { Err(warp::reject::not_found()) } else { Ok(()) }
     });
     let files = warp::fs::dir(dir.to_path_buf()).map(Reply::into_response);
+    // The dashboard is its own bundle (`dist/admin/`): `/admin` and below get its page.
+    let dashboard = warp::get()
+        .and(warp::path("admin"))
+        .and(warp::fs::file(dir.join("admin/index.html")))
+        .map(Reply::into_response);
     let fallback = warp::get().and(warp::fs::file(index)).map(Reply::into_response);
-    not_reserved.untuple_one().and(files.or(fallback).unify()).boxed()
+    not_reserved.untuple_one().and(files.or(dashboard).unify().or(fallback).unify()).boxed()
 }
 
 /// Accepts an upgrade and hands the socket to a tracked connection task. Refusals

@@ -104,7 +104,7 @@ pub struct Sample {
     pub commit_p99_ms: Option<f64>,
 }
 
-/// The last [`KEPT`] samples.
+/// The last five minutes of samples, one a second.
 #[derive(Default)]
 pub struct Series {
     samples: Mutex<VecDeque<Sample>>,

@@ -1,0 +1,8 @@
+//! The dashboard's entry point: trunk builds it from `admin.html` into `dist/admin/`,
+//! and the server serves it at `/admin`.
+
+use tether_demo::Dashboard;
+
+fn main() {
+    yew::Renderer::<Dashboard>::new().render();
+}
