@@ -434,7 +434,16 @@ async fn s11_a_long_session_renews_its_token_in_place_and_a_stopped_node_is_left
     let started = Instant::now();
     let redis = Redis::start();
     // Dev tokens that live 10 s, warned 3 s ahead: a renewal every 7 s or so.
-    let flags = ["--redis", &redis.url(), "--dev-token-ttl", "10s", "--token-warning", "3s"];
+    let flags = [
+        "--redis",
+        &redis.url(),
+        "--dev-token-ttl",
+        "10s",
+        "--token-warning",
+        "3s",
+        "--api-key",
+        "e2e-cluster-key",
+    ];
     // Node A serves both pages and Alice's socket; Bob is given nodes B and C.
     let node_a = Server::start(&flags);
     let mut nodes = [Server::start(&flags), Server::start(&flags)];
@@ -508,6 +517,18 @@ async fn s11_a_long_session_renews_its_token_in_place_and_a_stopped_node_is_left
     assert_eq!(welcomes, 1.0, "Alice never reconnected");
     assert!(refreshes >= 4.0, "Alice's token was renewed in place every ~7 s: {refreshes}");
     alice.screenshot("long-session").await;
+
+    // Node A's dashboard has a row per live node: A and Bob's remaining one.
+    let admin = browser.page("Admin").await;
+    admin.client.goto(&format!("{base}/admin")).await.unwrap();
+    admin
+        .js("document.querySelector('#api-key').value = 'e2e-cluster-key'; document.querySelector('.sign-in button').click(); return true;")
+        .await;
+    admin
+        .until("two node rows", PATIENCE, "document.querySelectorAll('.nodes-table .node-row').length === 2")
+        .await;
+    admin.until("this node marked", PATIENCE, "document.querySelector('.node-row.current')").await;
+    admin.screenshot("dashboard-cluster").await;
     report("11 (token renewals, endpoint failover)", started);
 }
 

@@ -40,7 +40,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let members = api.presence("prices", None, None).await.map(|page| page.count).unwrap_or(0);
         if tick % 10 == 0 {
-            println!("{members} watching; {} rooms with members", api.rooms().len());
+            let rooms = api.rooms().await.map(|rooms| rooms.len()).unwrap_or(0);
+            println!("{members} watching; {rooms} rooms with members");
         }
     }
     running.stop().await;

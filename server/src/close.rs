@@ -27,6 +27,16 @@ impl Close {
     }
 }
 
+/// The close the server API's `disconnect` sends: 4010 (come back) or 4410 (stay away),
+/// or `None` for any other code (a control message is checked, not trusted).
+pub fn for_api_disconnect(code: u16) -> Option<Close> {
+    match code {
+        close::DISCONNECTED => Some(Close::new(close::DISCONNECTED, "disconnected by the server")),
+        close::REMOVED => Some(Close::new(close::REMOVED, "removed by the server")),
+        _ => None,
+    }
+}
+
 /// Sent to every client when the server shuts down. Clients treat 1001 as "come back
 /// soon" and reconnect with backoff.
 pub const SHUTDOWN: Close = Close::new(close::GOING_AWAY, "server restarting");

@@ -262,7 +262,7 @@ async fn an_embedding_app_calls_the_same_api_in_rust() {
     let presence = api.presence("feed", None, None).await.unwrap();
     assert_eq!(presence.members.iter().map(|u| u.name.as_str()).collect::<Vec<_>>(), ["Alice"]);
     assert_eq!(api.history("feed", None, None).await.unwrap().messages.len(), 1);
-    assert_eq!(api.rooms().len(), 1);
+    assert_eq!(api.rooms().await.unwrap().len(), 1);
     let user = presence.members[0].id.clone();
     assert_eq!(api.disconnect(&user, false).connections, 1);
     assert_eq!(expect_close(&mut alice).await.0, close::REMOVED);

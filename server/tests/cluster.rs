@@ -498,3 +498,54 @@ async fn a_node_declared_dead_by_mistake_announces_its_members_again() {
         node.stop().await;
     }
 }
+
+#[tokio::test]
+async fn the_server_api_on_one_node_acts_on_the_whole_cluster() {
+    use tether_server::api::calls::PublishRequest;
+    let redis = Redis::start();
+    let nodes = nodes(&redis, 2).await;
+    let (a, b) = (nodes[0].api(), &nodes[1]);
+    let (mut bob, bob_user, _) = hello(b.addr(), "Bob").await;
+    join(&mut bob, "ops", None).await;
+
+    // A publish through node A's API reaches Bob on node B, numbered in the room.
+    let request = PublishRequest {
+        room: "ops".into(),
+        body: json!({"text": "deploy done"}),
+        id: Some("d1".into()),
+        from: None,
+    };
+    let published = a.publish(request.clone()).await.expect("stored");
+    let (seq, id, body) = next_message_in(&mut bob, "ops").await;
+    assert_eq!((seq, id.as_str(), body), (published.seq, "d1", json!({"text": "deploy done"})));
+    assert_eq!(a.publish(request).await.unwrap().seq, published.seq, "deduplicated across the cluster too");
+
+    // Node A has no member of the room, yet sees who is there and which rooms are busy.
+    let presence = a.presence("ops", None, None).await.expect("presence from Redis");
+    assert_eq!(presence.members.iter().map(|u| u.id.as_str()).collect::<Vec<_>>(), [bob_user.id.as_str()]);
+    let rooms = a.rooms().await.expect("rooms from Redis");
+    assert!(rooms.iter().any(|r| r.room == "ops" && r.members == 1), "{rooms:?}");
+    assert_eq!(a.history("ops", None, None).await.unwrap().head, published.seq);
+
+    // Disconnecting through node A closes Bob's connection on node B.
+    let done = a.disconnect(&bob_user.id, false);
+    assert!(done.cluster && done.connections == 0, "{done:?}");
+    assert_eq!(expect_close(&mut bob).await.0, tether_shared::close::REMOVED);
+
+    // Each node's sample reaches the other's stats (samples are taken each second).
+    let started = std::time::Instant::now();
+    loop {
+        let stats = a.stats().await;
+        if stats.nodes.len() == 2 {
+            assert!(stats.node.is_some_and(|me| stats.nodes.iter().any(|n| n.node == me)));
+            assert!(stats.nodes.iter().all(|n| n.sample["connections"].is_i64()));
+            break;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "both nodes' samples: {:?}",
+            stats.nodes
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}

@@ -188,6 +188,33 @@ fn Overview(props: &OverviewProps) -> Html {
                     lines={vec![line("rejections", "rejections"), line("resumes", "resumes"), line("slow drops", "slow_consumer_drops")]} />
                 <Chart title="Commit latency" unit="ms" lines={vec![line("p50", "commit_p50_ms"), line("p99", "commit_p99_ms")]} />
             </section>
+            if let Some(nodes) = stats["nodes"].as_array().filter(|nodes| !nodes.is_empty()) {
+                <section class="nodes-table">
+                    <h2>{ "Nodes" }</h2>
+                    <table>
+                        <thead><tr>
+                            <th>{ "node" }</th><th>{ "connections" }</th><th>{ "users" }</th><th>{ "rooms" }</th>
+                            <th>{ "frames in/s" }</th><th>{ "frames out/s" }</th><th>{ "acks/s" }</th><th>{ "commit p99" }</th>
+                        </tr></thead>
+                        <tbody>
+                            { for nodes.iter().map(|node| {
+                                let sample = &node["sample"];
+                                let this = node["node"] == stats["node"];
+                                let rate = |field: &str| format!("{:.1}", sample[field].as_f64().unwrap_or(0.0));
+                                let p99 = sample["commit_p99_ms"].as_f64().map_or("–".to_owned(), |ms| format!("{ms:.2} ms"));
+                                html! {
+                                    <tr class={classes!("node-row", this.then_some("current"))} data-node={node["node"].as_str().unwrap_or_default().to_owned()}>
+                                        <td>{ node["node"].as_str().unwrap_or_default() }{ if this { " (this one)" } else { "" } }</td>
+                                        <td>{ sample["connections"].to_string() }</td><td>{ sample["users"].to_string() }</td>
+                                        <td>{ sample["rooms"].to_string() }</td><td>{ rate("frames_in") }</td>
+                                        <td>{ rate("frames_out") }</td><td>{ rate("acks") }</td><td>{ p99 }</td>
+                                    </tr>
+                                }
+                            }) }
+                        </tbody>
+                    </table>
+                </section>
+            }
             <section class="rejections">
                 <h2>{ "Rejections by code, since start" }</h2>
                 <ul>{ for rejections.iter().map(|(code, count)| html! { <li data-code={code.clone()}>{ format!("{code}: {count}") }</li> }) }</ul>

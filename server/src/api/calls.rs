@@ -16,6 +16,7 @@ use tether_shared::{Millis, RejectCode, ServerFrame, User, close};
 
 use super::stats::{Sample, Totals};
 use crate::close::Close;
+use crate::cluster::backplane::Command;
 use crate::context::Context;
 use crate::identity;
 use crate::outbound::{Next, Outbound};
@@ -220,11 +221,18 @@ pub struct Disconnected {
     pub connections: usize,
     /// The close code they got: 4010 (come back) or 4410 (don't).
     pub code: u16,
+    /// In cluster mode: every other node was told to close the user's connections too
+    /// (those are not counted in `connections`).
+    pub cluster: bool,
 }
 
 /// The numbers the dashboard shows.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Stats {
+    /// In cluster mode, this node's id.
+    pub node: Option<String>,
+    /// In cluster mode, every live node's latest sample (its own included), by node.
+    pub nodes: Vec<NodeSample>,
     /// Open connections now.
     pub connections: i64,
     /// Users with a connection now.
@@ -235,6 +243,15 @@ pub struct Stats {
     pub totals: Totals,
     /// One sample a second over the last minutes, oldest first.
     pub series: Vec<Sample>,
+}
+
+/// One node's latest sample, as the cluster's `stats` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct NodeSample {
+    /// The node.
+    pub node: String,
+    /// Its sample, as it published it (the fields of [`Sample`], plus `users`).
+    pub sample: Value,
 }
 
 impl Api {
@@ -341,17 +358,21 @@ impl Api {
         Ok(HistoryPage { room: room.to_owned(), head, oldest, messages, next: (upto < head).then_some(upto) })
     }
 
-    /// Rooms with members on this node, by name, with their member counts.
-    pub fn rooms(&self) -> Vec<RoomSummary> {
-        let mut rooms: Vec<RoomSummary> = self
-            .context
-            .hub
-            .room_summaries()
-            .into_iter()
-            .map(|(room, members)| RoomSummary { room, members })
-            .collect();
+    /// Rooms with members, by name, with their member counts: on this node, or in
+    /// cluster mode on every live node.
+    pub async fn rooms(&self) -> Result<Vec<RoomSummary>, ApiError> {
+        let summaries = match self.context.hub.backplane().cloned() {
+            Some(backplane) => {
+                let read = tokio::task::spawn_blocking(move || backplane.rooms()).await;
+                read.map_err(|e| ApiError::Unavailable(e.to_string()))?
+                    .map_err(|e| ApiError::Unavailable(e.to_string()))?
+            }
+            None => self.context.hub.room_summaries(),
+        };
+        let mut rooms: Vec<RoomSummary> =
+            summaries.into_iter().map(|(room, members)| RoomSummary { room, members }).collect();
         rooms.sort_by(|a, b| a.room.cmp(&b.room));
-        rooms
+        Ok(rooms)
     }
 
     /// Closes every connection of `user` on this node: with 4010 when `reconnect` (the
@@ -364,13 +385,37 @@ impl Api {
         };
         let connections = self.context.hub.connected().close_user(user, close);
         tracing::info!(user, connections, code = close.code, "disconnected through the server API");
-        Disconnected { user: user.to_owned(), connections, code: close.code }
+        let backplane = self.context.hub.backplane();
+        if let Some(backplane) = backplane {
+            backplane.send(Command::Disconnect { user: user.to_owned(), code: close.code });
+        }
+        Disconnected { user: user.to_owned(), connections, code: close.code, cluster: backplane.is_some() }
     }
 
-    /// The numbers now, the counters since start, and the last minutes second by second.
-    pub fn stats(&self) -> Stats {
+    /// The numbers now, the counters since start, and the last minutes second by second
+    /// (in cluster mode, with every live node's latest sample).
+    pub async fn stats(&self) -> Stats {
         let metrics = &self.context.metrics;
+        let backplane = self.context.hub.backplane().cloned();
+        let node = backplane.as_ref().map(|backplane| backplane.node().to_string());
+        let nodes = match backplane {
+            Some(backplane) => {
+                let read = tokio::task::spawn_blocking(move || backplane.node_stats()).await;
+                let samples = read.ok().and_then(Result::ok).unwrap_or_default();
+                let mut nodes: Vec<NodeSample> = samples
+                    .into_iter()
+                    .filter_map(|(node, sample)| {
+                        Some(NodeSample { node, sample: serde_json::from_str(&sample).ok()? })
+                    })
+                    .collect();
+                nodes.sort_by(|a, b| a.node.cmp(&b.node));
+                nodes
+            }
+            None => Vec::new(),
+        };
         Stats {
+            node,
+            nodes,
             connections: metrics.connections.get(),
             users: self.context.hub.connected().users(),
             rooms: self.context.hub.room_count(),

@@ -156,8 +156,8 @@ async fn read(api: &Api, call: &str, query: &HashMap<String, String>) -> Result<
             let page = api.history(room()?, number("after")?, number("limit")?).await;
             page.map(|page| json!(page)).map_err(failed)
         }
-        "rooms" => Ok(json!({ "rooms": api.rooms() })),
-        "stats" => Ok(json!(api.stats())),
+        "rooms" => Ok(json!({ "rooms": api.rooms().await.map_err(failed)? })),
+        "stats" => Ok(json!(api.stats().await)),
         "publish" | "broadcast" | "disconnect" => Err(Failure::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "method_not_allowed",

@@ -143,7 +143,7 @@ pub(crate) fn spawn(context: Arc<Context>) {
             let rate = |new: u64, old: u64| new.saturating_sub(old) as f64 / seconds;
             let (new, old) = (&now.1, &last.1);
             let (commit_p50_ms, commit_p99_ms) = percentiles(context.metrics.take_commits());
-            context.stats.push(Sample {
+            let sample = Sample {
                 at: Millis::now(),
                 connections: context.metrics.connections.get(),
                 rooms: context.hub.room_count(),
@@ -155,7 +155,14 @@ pub(crate) fn spawn(context: Arc<Context>) {
                 slow_consumer_drops: rate(new.slow_consumer_drops, old.slow_consumer_drops),
                 commit_p50_ms,
                 commit_p99_ms,
-            });
+            };
+            // In a cluster, the other nodes' dashboards read it from Redis.
+            if let Some(backplane) = context.hub.backplane() {
+                let mut shared = serde_json::to_value(&sample).unwrap_or_default();
+                shared["users"] = context.hub.connected().users().into();
+                backplane.send(crate::cluster::backplane::Command::Stats(shared.to_string()));
+            }
+            context.stats.push(sample);
             last = now;
         }
     });

@@ -66,6 +66,10 @@ pub(crate) enum Command {
     Leave(oneshot::Sender<()>),
     /// This node's heartbeat had expired: announce every local member again.
     Reannounce,
+    /// The API's `disconnect`: tell every node to close the user's connections.
+    Disconnect { user: String, code: u16 },
+    /// This node's latest dashboard sample, kept in Redis for the API's `stats`.
+    Stats(String),
 }
 
 /// How a pub/sub session ended.
@@ -105,6 +109,22 @@ impl Backplane {
         let (done, left) = oneshot::channel();
         self.send(Command::Leave(done));
         let _ = tokio::time::timeout(HEARTBEAT_TTL, left).await;
+    }
+
+    /// Who this node is.
+    pub fn node(&self) -> &NodeId {
+        &self.node
+    }
+
+    /// Every room with members on a live node, with its users counted once (a
+    /// blocking read).
+    pub fn rooms(&self) -> Result<Vec<(String, usize)>, crate::store::StoreError> {
+        self.history.rooms()
+    }
+
+    /// The latest dashboard sample of every live node, by node (a blocking read).
+    pub fn node_stats(&self) -> Result<Vec<(String, String)>, crate::store::StoreError> {
+        self.history.node_stats()
     }
 
     pub(crate) fn send(&self, command: Command) {
@@ -196,6 +216,10 @@ impl Relay {
         }
         self.connected_before = true;
         let (mut sink, mut stream) = pubsub.split();
+        if let Err(error) = sink.subscribe(keys::CONTROL).await {
+            tracing::warn!(%error, "subscribing to the control channel failed");
+            return lost(false);
+        }
         let rooms: Vec<String> = self.watched.iter().cloned().collect();
         if !rooms.is_empty() {
             let channels: Vec<String> = rooms.iter().map(|room| keys::channel(room)).collect();
@@ -243,10 +267,16 @@ impl Relay {
                         }
                         Command::Ephemeral { room, frame } => {
                             let payload = format!("e\n{}\n{frame}", self.parts.node);
+                            self.publish(keys::channel(&room), payload);
+                        }
+                        Command::Disconnect { user, code } => self.publish(keys::CONTROL.into(), format!("d\n{code}\n{user}")),
+                        Command::Stats(sample) => {
                             let mut redis = self.parts.redis.clone();
+                            let key = keys::node_stats(&self.parts.node);
+                            let ttl = HEARTBEAT_TTL.as_millis() as u64;
                             tokio::spawn(async move {
-                                let _: redis::RedisResult<()> = redis::cmd("PUBLISH")
-                                    .arg(keys::channel(&room)).arg(payload).query_async(&mut redis).await;
+                                let _: redis::RedisResult<()> =
+                                    redis::cmd("SET").arg(key).arg(sample).arg("PX").arg(ttl).query_async(&mut redis).await;
                             });
                         }
                     }
@@ -255,8 +285,12 @@ impl Relay {
                     let Some(message) = message else { return lost(true) };
                     self.parts.metrics.backplane_messages.inc();
                     let channel = message.get_channel_name().to_owned();
-                    let Some(room) = keys::room_of_channel(&channel) else { continue };
                     let Ok(payload) = message.get_payload::<String>() else { continue };
+                    if channel == keys::CONTROL {
+                        self.control(&payload);
+                        continue;
+                    }
+                    let Some(room) = keys::room_of_channel(&channel) else { continue };
                     if let Err(error) = self.event(room, &payload).await {
                         // Nothing past the gap is delivered: the next session's catch-up
                         // fills it, then goes on.
@@ -277,6 +311,27 @@ impl Relay {
         }
     }
 
+    /// Publishes `payload` on `channel` without waiting for it.
+    fn publish(&self, channel: String, payload: String) {
+        let mut redis = self.parts.redis.clone();
+        tokio::spawn(async move {
+            let _: redis::RedisResult<()> =
+                redis::cmd("PUBLISH").arg(channel).arg(payload).query_async(&mut redis).await;
+        });
+    }
+
+    /// A command on the control channel, from any node (this one included).
+    fn control(&self, payload: &str) {
+        let Some(hub) = self.parts.hub.upgrade() else { return };
+        let mut parts = payload.splitn(3, '\n');
+        if let (Some("d"), Some(code), Some(user)) = (parts.next(), parts.next(), parts.next())
+            && let Some(close) = code.parse().ok().and_then(crate::close::for_api_disconnect)
+        {
+            let closed = hub.connected().close_user(user, close);
+            tracing::info!(user, closed, "disconnected through another node's API");
+        }
+    }
+
     /// Applies commands (without Redis) for `delay`; false once the hub is gone.
     async fn wait(&mut self, commands: &mut mpsc::UnboundedReceiver<Command>, delay: Duration) -> bool {
         let until = tokio::time::sleep(delay);
@@ -292,8 +347,10 @@ impl Relay {
                         self.note_presence(room, user, present, done);
                     }
                     Some(Command::Reannounce) => self.reannounce(),
-                    // Typing and receipts are ephemeral: while Redis is away they go nowhere.
-                    Some(Command::Ephemeral { .. }) => {}
+                    // Typing and receipts are ephemeral: while Redis is away they go nowhere;
+                    // so do samples, and a disconnect reaches this node's users only.
+                    Some(Command::Ephemeral { .. } | Command::Stats(_)) => {}
+                    Some(Command::Disconnect { .. }) => {}
                     // Without Redis there is nobody to tell; the heartbeat expires by itself.
                     Some(Command::Leave(done)) => {
                         let _ = self.stop_heartbeat.send(true);

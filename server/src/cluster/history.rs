@@ -73,6 +73,76 @@ impl RedisHistory {
     }
 }
 
+impl RedisHistory {
+    /// Every room a live node has announced presence in, with its users present through
+    /// live nodes counted once; rooms nobody is in any more are left out.
+    pub fn rooms(&self) -> Result<Vec<(String, usize)>, StoreError> {
+        let flat: Vec<(String, usize)> = self.with(|c| redis::cmd("EVAL").arg(ROOMS).arg(0).query(c))?;
+        Ok(flat)
+    }
+
+    /// The latest dashboard sample (JSON) of every node whose sample has not expired.
+    pub fn node_stats(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let flat: Vec<(String, String)> =
+            self.with(|c| redis::cmd("EVAL").arg(NODE_STATS).arg(0).query(c))?;
+        Ok(flat)
+    }
+}
+
+/// Returns `room, count` pairs (flat) for every room in a live node's room set that has
+/// someone present through a live node. An admin's read, walking the keyspace with
+/// SCAN; the rooms' hashes are named from the sets, which one Redis allows.
+const ROOMS: &str = r#"
+local alive, counts, out = {}, {}, {}
+local function live(node)
+  if alive[node] == nil then alive[node] = redis.call('EXISTS', 'tether:node:' .. node) == 1 end
+  return alive[node]
+end
+local cursor = '0'
+repeat
+  local page = redis.call('SCAN', cursor, 'MATCH', 'tether:node:*:rooms', 'COUNT', 100)
+  cursor = page[1]
+  for _, key in ipairs(page[2]) do
+    local node = string.match(key, '^tether:node:(.*):rooms$')
+    if node and live(node) then
+      for _, room in ipairs(redis.call('SMEMBERS', key)) do counts[room] = true end
+    end
+  end
+until cursor == '0'
+for room in pairs(counts) do
+  local users, count = {}, 0
+  for _, field in ipairs(redis.call('HKEYS', 'tether:{' .. room .. '}:present')) do
+    local node, user = string.match(field, '^([^/]*)/(.*)$')
+    if node and live(node) and not users[user] then
+      users[user] = true
+      count = count + 1
+    end
+  end
+  if count > 0 then
+    table.insert(out, room)
+    table.insert(out, count)
+  end
+end
+return out
+"#;
+
+/// Returns `node, sample` pairs (flat) for every node's unexpired dashboard sample.
+const NODE_STATS: &str = r#"
+local out, cursor = {}, '0'
+repeat
+  local page = redis.call('SCAN', cursor, 'MATCH', 'tether:node:*:stats', 'COUNT', 100)
+  cursor = page[1]
+  for _, key in ipairs(page[2]) do
+    local sample = redis.call('GET', key)
+    if sample then
+      table.insert(out, string.match(key, '^tether:node:(.*):stats$'))
+      table.insert(out, sample)
+    end
+  end
+until cursor == '0'
+return out
+"#;
+
 /// KEYS: a room's presence hash. Returns its `<node>/<user>` → user pairs (flat), leaving
 /// out nodes whose heartbeat is gone: one round trip, however many nodes there are.
 pub(super) const PRESENT: &str = r#"

@@ -14,6 +14,8 @@
 //! | `tether:{room}` | pub/sub channel | messages, presence diffs and ephemeral frames of the room |
 //! | `tether:node:<node>` | string with TTL | a node's heartbeat |
 //! | `tether:node:<node>:rooms` | set | rooms the node has announced presence in, for cleaning up after it |
+//! | `tether:node:<node>:stats` | string with TTL | the node's latest dashboard sample (JSON), for the API's `stats` |
+//! | `tether:control` | pub/sub channel | commands for every node: `d\n<close code>\n<user id>` disconnects a user |
 //! | `tether:epoch`, `tether:secret` | string | the history's identity and the token secret, set once |
 
 /// The room's seq counter.
@@ -56,6 +58,14 @@ pub fn node(node: &str) -> String {
 pub fn node_rooms(node: &str) -> String {
     format!("tether:node:{node}:rooms")
 }
+
+/// A node's latest dashboard sample.
+pub fn node_stats(node: &str) -> String {
+    format!("tether:node:{node}:stats")
+}
+
+/// The channel every node listens to for commands (the API's `disconnect`).
+pub const CONTROL: &str = "tether:control";
 
 /// The history's identity.
 pub const EPOCH: &str = "tether:epoch";
