@@ -9,6 +9,7 @@ pub mod link;
 pub mod persist;
 pub mod provider;
 pub mod room;
+pub mod shared_state;
 pub mod socket;
 
 pub use components::{ConnectionIndicator, OfflineBanner, QueueStatus};
@@ -18,3 +19,4 @@ pub use link::{Link, LinkOptions, Status, TokenError, TokenProvider};
 pub use persist::StorageWarning;
 pub use provider::{TetherContext, WebSocketProvider};
 pub use room::{ChatMessage, Delivery, Presence, UseRoom, use_room, use_typing};
+pub use shared_state::{UseSharedState, use_shared_state};

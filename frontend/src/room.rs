@@ -315,6 +315,11 @@ impl UseRoom {
         Presence { members: self.view.members.clone(), count: self.view.count, mode: self.view.presence }
     }
 
+    /// The room's name.
+    pub fn name(&self) -> AttrValue {
+        self.room.clone()
+    }
+
     /// Tells the room we have read everything up to `seq`.
     pub fn mark_read(&self, seq: u64) {
         self.link.handle(Input::Receipt { room: self.room.to_string(), kind: ReceiptKind::Read, seq });

@@ -720,3 +720,85 @@ async fn with_two_endpoints_a_stopped_server_is_left_for_the_other() {
     let after = link.publish(&room, json!("after the stop"));
     until("acked there", PATIENCE, || acks.borrow().iter().any(|(id, _)| *id == after)).await;
 }
+
+/// What a [`CursorProbe`] shares with its test: the setter, the others' values, and
+/// the presence it saw.
+#[derive(Default)]
+struct Cursors {
+    set: Option<Callback<serde_json::Value>>,
+    others: Vec<(String, serde_json::Value)>,
+    present: usize,
+    /// `state` frames this member's link received.
+    frames: Rc<std::cell::Cell<usize>>,
+}
+
+#[derive(Clone)]
+struct SharedCursors(Rc<RefCell<Cursors>>);
+
+impl PartialEq for SharedCursors {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct CursorProps {
+    room: AttrValue,
+    seen: SharedCursors,
+}
+
+#[component]
+fn CursorProbe(props: &CursorProps) -> Html {
+    let room = use_room(props.room.clone());
+    let cursors = use_shared_state(&room, "cursor", 10);
+    {
+        let frames = props.seen.0.borrow().frames.clone();
+        use_effect_with(room.link.clone(), move |link| {
+            let subscription = link.subscribe(move |events, _| {
+                let states =
+                    events.iter().filter(|e| matches!(e, Event::Frame(ServerFrame::State { .. }))).count();
+                frames.set(frames.get() + states);
+            });
+            move || drop(subscription)
+        });
+    }
+    let mut seen = props.seen.0.borrow_mut();
+    seen.set = Some(cursors.set.clone());
+    seen.others = cursors.others.iter().map(|(id, (_, value))| (id.clone(), value.clone())).collect();
+    seen.present = room.presence().count;
+    html! {}
+}
+
+#[wasm_bindgen_test]
+async fn shared_state_is_throttled_with_the_last_value_always_sent_and_ends_when_its_member_leaves() {
+    let room = AttrValue::from(unique("cursors"));
+    let render = |seen: &SharedCursors| {
+        let root = mount_point();
+        let children = html! { <CursorProbe room={room.clone()} seen={seen.clone()} /> };
+        let app = yew::Renderer::<Harness>::with_root_and_props(
+            root.clone(),
+            yew::props!(HarnessProps { options: fast_options(), children }),
+        )
+        .render();
+        (app, root)
+    };
+    let (ada, bob) = (SharedCursors(Rc::default()), SharedCursors(Rc::default()));
+    let (ada_app, ada_root) = render(&ada);
+    let (bob_app, bob_root) = render(&bob);
+    until("both present", PATIENCE, || ada.0.borrow().present == 2 && bob.0.borrow().present == 2).await;
+
+    // Twenty moves at once: the first goes now, the last when the 100 ms are over.
+    let set = ada.0.borrow().set.clone().expect("a setter");
+    for x in 0..20 {
+        set.emit(json!({"x": x}));
+    }
+    until("the last position", PATIENCE, || bob.0.borrow().others.iter().any(|(_, v)| v["x"] == 19)).await;
+    assert_eq!(bob.0.borrow().others.len(), 1, "one other member");
+    assert_eq!(bob.0.borrow().frames.get(), 2, "throttled: the first move and the last");
+    assert!(ada.0.borrow().others.is_empty(), "nobody else moved");
+
+    // Ada leaves: her cursor goes with her.
+    unmount(ada_app, ada_root).await;
+    until("Ada's cursor gone", PATIENCE, || bob.0.borrow().others.is_empty()).await;
+    unmount(bob_app, bob_root).await;
+}

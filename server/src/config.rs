@@ -93,6 +93,11 @@ pub struct Config {
     #[arg(long, env = "TETHER_PUBLISH_RATE", default_value_t = 20)]
     pub publish_rate: u32,
 
+    /// Volatile `state` frames (cursors and the like) per second per connection, with a
+    /// burst of as many; counted apart from publishes.
+    #[arg(long, env = "TETHER_STATE_RATE", default_value_t = 30)]
+    pub state_rate: u32,
+
     /// Publishes allowed in a burst above the rate.
     #[arg(long, env = "TETHER_PUBLISH_BURST", default_value_t = 40)]
     pub publish_burst: u32,
@@ -160,6 +165,7 @@ impl Config {
             max_members: 10_000,
             max_body_bytes: 16 * 1024,
             publish_rate: 20,
+            state_rate: 30,
             publish_burst: 40,
             presence_tick: Duration::from_millis(200),
             presence_limit: 200,

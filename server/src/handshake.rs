@@ -100,6 +100,8 @@ pub fn welcome(config: &Config, signing_secret: &[u8], identity: &Identity) -> S
             send_queue: config.send_queue,
             connections_per_address: config.max_connections_per_ip,
             dedupe_window_ms: config.dedupe_window.as_millis() as u64,
+            state_per_sec: config.state_rate,
+            max_state_bytes: limits::MAX_STATE_BYTES,
         },
         user: User::clone(&identity.user),
     }

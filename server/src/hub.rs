@@ -393,6 +393,25 @@ impl RoomHub {
         out.push_reply(ack);
     }
 
+    /// Sends volatile state to a room (not to its sender), coalesced in each member's
+    /// queue under `key` (see [`Outbound::push_volatile`]).
+    pub fn broadcast_state(&self, name: &str, frame: &ServerFrame, key: u64, except: Option<ConnId>) {
+        if let Some(room) = self.existing(name) {
+            let text = frame.encode();
+            if let Some(backplane) = self.backplane.get() {
+                backplane.send(Command::Volatile { room: name.to_owned(), key, frame: text.clone() });
+            }
+            push_state(&room.lock().expect("room lock"), key, Utf8Bytes::from(text), except);
+        }
+    }
+
+    /// Volatile state another node relayed, for every member here.
+    pub fn relay_state(&self, name: &str, key: u64, frame: &str) {
+        if let Some(room) = self.existing(name) {
+            push_state(&room.lock().expect("room lock"), key, Utf8Bytes::from(frame.to_owned()), None);
+        }
+    }
+
     /// An ephemeral frame another node relayed, for every member here.
     pub fn relay(&self, name: &str, frame: &str) {
         if let Some(room) = self.existing(name) {
@@ -558,6 +577,14 @@ fn send_all(room: &Room, text: Utf8Bytes, except: Option<ConnId>) -> usize {
         }
     }
     sent
+}
+
+fn push_state(room: &Room, key: u64, text: Utf8Bytes, except: Option<ConnId>) {
+    for (conn, member) in &room.members {
+        if Some(*conn) != except {
+            member.out.push_volatile(key, text.clone());
+        }
+    }
 }
 
 /// Wakes each room when its presence tick is due. Every wake is at most one tick

@@ -8,6 +8,9 @@ use std::sync::{Arc, Mutex};
 /// Invalid frames tolerated before the connection is closed with 1008.
 pub const MAX_STRIKES: u32 = 10;
 
+/// Largest `state` value, in bytes of JSON: a cursor or a selection, not a document.
+pub const MAX_STATE_BYTES: usize = 2 * 1024;
+
 /// Frames per second per connection, of any kind, at the least.
 const FRAMES_PER_SEC: u32 = 100;
 

@@ -33,6 +33,9 @@ pub type ConnId = u64;
 pub const MAX_IN_FLIGHT: usize = 256;
 /// A batch buffer bigger than this is let go after use instead of kept as the spare.
 const SPARE_CAPACITY: usize = 16;
+/// Distinct volatile keys (room, user, key) waiting at once; beyond, new ones are dropped
+/// (they are volatile: the next value will come).
+const MAX_VOLATILE: usize = 1024;
 
 /// A handle for sending frames to one connection. Cloning is one reference count.
 #[derive(Clone)]
@@ -63,6 +66,10 @@ struct State {
     in_flight: usize,
     /// Someone outside the connection (the server API) asked it to close with this.
     ending: Option<crate::close::Close>,
+    /// Volatile state waiting to be written: the latest frame per key, so a connection
+    /// that falls behind gets fresher values instead of a backlog, and is never made
+    /// slow by them.
+    volatile: Vec<(u64, Utf8Bytes)>,
 }
 
 /// Where a queued frame comes from, which decides whether it can make the client slow.
@@ -115,6 +122,24 @@ impl Outbound {
         self.shared.push(frame, Origin::Reply);
     }
 
+    /// Queues volatile state under `key` (a hash of room, user and key), replacing any
+    /// value of that key not yet written. Never counts towards the slow-consumer limit.
+    pub fn push_volatile(&self, key: u64, frame: Utf8Bytes) {
+        let mut state = self.shared.state.lock().expect("queue lock");
+        if state.closed || state.slow {
+            return;
+        }
+        match state.volatile.iter().position(|(waiting, _)| *waiting == key) {
+            Some(slot) => state.volatile[slot].1 = frame,
+            None if state.volatile.len() < MAX_VOLATILE => state.volatile.push((key, frame)),
+            None => return,
+        }
+        if let Some(waker) = state.waker.take() {
+            drop(state);
+            waker.wake();
+        }
+    }
+
     /// Asks the connection to close with `close` (once it has written what is queued).
     pub fn end(&self, close: crate::close::Close) {
         let mut state = self.shared.state.lock().expect("queue lock");
@@ -162,7 +187,7 @@ impl Queue {
             if state.slow {
                 return Poll::Ready(Next::Slow);
             }
-            if state.frames.is_empty() {
+            if state.frames.is_empty() && state.volatile.is_empty() {
                 if let Some(close) = state.ending {
                     return Poll::Ready(Next::End(close));
                 }
@@ -171,7 +196,9 @@ impl Queue {
             }
             let mut batch = std::mem::take(&mut self.spare);
             std::mem::swap(&mut batch, &mut state.frames);
+            let volatile = std::mem::take(&mut state.volatile);
             drop(state);
+            batch.extend(volatile.into_iter().map(|(_, frame)| frame));
             self.shared.metrics.frames_out.inc_by(batch.len() as u64);
             Poll::Ready(Next::Frames(batch))
         })
@@ -273,6 +300,19 @@ mod tests {
         let Next::Frames(batch) = queue.next().await else { panic!() };
         queue.recycle(batch);
         assert!(queue.may_read());
+    }
+
+    #[tokio::test]
+    async fn volatile_state_keeps_only_the_latest_value_per_key_and_never_makes_a_client_slow() {
+        let (out, mut queue) = queue(2);
+        for i in 0..10_000 {
+            out.push_volatile(7, frame(&format!("cursor {i}")));
+            out.push_volatile(8, frame(&format!("other {i}")));
+        }
+        out.push(frame("a message"));
+        let Next::Frames(batch) = queue.next().await else { panic!("not slow") };
+        let texts: Vec<&str> = batch.iter().map(|f| f.as_str()).collect();
+        assert_eq!(texts, ["a message", "cursor 9999", "other 9999"]);
     }
 
     #[tokio::test]

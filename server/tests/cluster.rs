@@ -549,3 +549,19 @@ async fn the_server_api_on_one_node_acts_on_the_whole_cluster() {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn volatile_state_crosses_nodes() {
+    let redis = Redis::start();
+    let nodes = nodes(&redis, 2).await;
+    let mut alice = member(nodes[0].addr(), "Alice", "board").await;
+    let mut bob = member(nodes[1].addr(), "Bob", "board").await;
+    let frame = ClientFrame::State { room: "board".into(), key: "cursor".into(), value: json!({"x": 3}) };
+    send(&mut alice, &frame).await;
+    let (from, value) = until(&mut bob, |frame| match frame {
+        ServerFrame::State { from, value, .. } => Some((from, value)),
+        _ => None,
+    })
+    .await;
+    assert_eq!((from.name.as_str(), value), ("Alice", json!({"x": 3})));
+}

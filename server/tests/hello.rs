@@ -37,6 +37,8 @@ async fn hello_is_welcomed_with_an_identity_heartbeat_and_limits() {
         send_queue: config.send_queue,
         connections_per_address: config.max_connections_per_ip,
         dedupe_window_ms: config.dedupe_window.as_millis() as u64,
+        state_per_sec: config.state_rate,
+        max_state_bytes: 2048,
     };
     assert_eq!(limits, expected);
     assert_ne!(session, resume_token);

@@ -93,6 +93,18 @@ pub enum ClientFrame {
         /// Everything up to and including this seq.
         seq: u64,
     },
+    /// Volatile state for a joined room (a cursor, a selection, a shape being dragged):
+    /// the latest value of `key` for this user. Not stored, numbered, acked or replayed;
+    /// a member that cannot keep up gets only the latest value per user and key.
+    State {
+        /// Room name (joined).
+        room: String,
+        /// What the value is of, 1-64 characters (`cursor`, `selection`, …).
+        key: String,
+        /// The value, any JSON, at most [`Limits::max_state_bytes`] encoded.
+        #[serde(deserialize_with = "crate::strict_json::value")]
+        value: Value,
+    },
     /// Ask for a page of a room's members, in user-id order. Big rooms announce only a
     /// count ([`PresenceMode::Count`]); this is how a client lists who is there anyway.
     /// Answered by [`ServerFrame::Members`].
@@ -272,6 +284,18 @@ pub enum ServerFrame {
         /// `true` while typing.
         active: bool,
     },
+    /// Another member's volatile state (see [`ClientFrame::State`]). A member who
+    /// leaves the room (a presence `left`) takes their state with them.
+    State {
+        /// Room name.
+        room: String,
+        /// Whose it is.
+        from: User,
+        /// What it is of.
+        key: String,
+        /// The latest value.
+        value: Value,
+    },
     /// A member's receipt.
     Receipt {
         /// Room name.
@@ -386,6 +410,13 @@ pub struct Limits {
     /// How long a message id is remembered for dedupe, in milliseconds.
     #[serde(default)]
     pub dedupe_window_ms: u64,
+    /// `state` frames per second allowed on one connection (burst the same); above it
+    /// they are answered with `error` `rate_limited`.
+    #[serde(default)]
+    pub state_per_sec: u32,
+    /// Largest `state` value, in bytes of JSON.
+    #[serde(default)]
+    pub max_state_bytes: usize,
 }
 
 /// Delivered or read.
@@ -515,6 +546,7 @@ impl ClientFrame {
             ClientFrame::Publish { .. } => "publish",
             ClientFrame::Typing { .. } => "typing",
             ClientFrame::Receipt { .. } => "receipt",
+            ClientFrame::State { .. } => "state",
             ClientFrame::Members { .. } => "members",
             ClientFrame::Ping { .. } => "ping",
             ClientFrame::Refresh { .. } => "refresh",
@@ -546,6 +578,7 @@ impl ServerFrame {
             | ServerFrame::PresenceCount { room, .. }
             | ServerFrame::Members { room, .. }
             | ServerFrame::Typing { room, .. }
+            | ServerFrame::State { room, .. }
             | ServerFrame::Receipt { room, .. } => Some(room),
             ServerFrame::Welcome { .. }
             | ServerFrame::Reject { .. }
@@ -572,6 +605,7 @@ impl ServerFrame {
             ServerFrame::Members { .. } => "members",
             ServerFrame::Typing { .. } => "typing",
             ServerFrame::Receipt { .. } => "receipt",
+            ServerFrame::State { .. } => "state",
             ServerFrame::Pong { .. } => "pong",
             ServerFrame::TokenExpiring { .. } => "token_expiring",
             ServerFrame::Refreshed { .. } => "refreshed",
@@ -583,7 +617,8 @@ impl ServerFrame {
 
 /// Every `type` tag a client may send, for documentation checks.
 pub const CLIENT_KINDS: &[&str] = &[
-    "hello", "join", "resume", "leave", "publish", "typing", "receipt", "members", "ping", "refresh", "echo",
+    "hello", "join", "resume", "leave", "publish", "typing", "receipt", "state", "members", "ping",
+    "refresh", "echo",
 ];
 
 /// Every `type` tag a server may send, for documentation checks.
@@ -600,6 +635,7 @@ pub const SERVER_KINDS: &[&str] = &[
     "members",
     "typing",
     "receipt",
+    "state",
     "token_expiring",
     "refreshed",
     "pong",

@@ -61,6 +61,9 @@ pub(crate) enum Command {
     Presence { room: String, user: Arc<User>, present: bool, done: Option<oneshot::Sender<()>> },
     /// An ephemeral frame for the room's members on the other nodes.
     Ephemeral { room: String, frame: String },
+    /// Volatile state for the room's members on the other nodes, coalesced there under
+    /// `key` as it is here.
+    Volatile { room: String, key: u64, frame: String },
     /// The node is stopping and its members have left: tell the others now instead of
     /// letting them wait for the heartbeat to expire, then answer.
     Leave(oneshot::Sender<()>),
@@ -269,6 +272,10 @@ impl Relay {
                             let payload = format!("e\n{}\n{frame}", self.parts.node);
                             self.publish(keys::channel(&room), payload);
                         }
+                        Command::Volatile { room, key, frame } => {
+                            let payload = format!("v\n{}\n{key}\n{frame}", self.parts.node);
+                            self.publish(keys::channel(&room), payload);
+                        }
                         Command::Disconnect { user, code } => self.publish(keys::CONTROL.into(), format!("d\n{code}\n{user}")),
                         Command::Stats(sample) => {
                             let mut redis = self.parts.redis.clone();
@@ -349,7 +356,7 @@ impl Relay {
                     Some(Command::Reannounce) => self.reannounce(),
                     // Typing and receipts are ephemeral: while Redis is away they go nowhere;
                     // so do samples, and a disconnect reaches this node's users only.
-                    Some(Command::Ephemeral { .. } | Command::Stats(_)) => {}
+                    Some(Command::Ephemeral { .. } | Command::Volatile { .. } | Command::Stats(_)) => {}
                     Some(Command::Disconnect { .. }) => {}
                     // Without Redis there is nobody to tell; the heartbeat expires by itself.
                     Some(Command::Leave(done)) => {
@@ -412,6 +419,15 @@ impl Relay {
                     && node != &*self.parts.node
                 {
                     hub.relay(room, frame);
+                }
+            }
+            "v" => {
+                let mut parts = rest.splitn(3, '\n');
+                if let (Some(node), Some(key), Some(frame)) = (parts.next(), parts.next(), parts.next())
+                    && node != &*self.parts.node
+                    && let Ok(key) = key.parse()
+                {
+                    hub.relay_state(room, key, frame);
                 }
             }
             _ => {}

@@ -154,6 +154,10 @@ impl Conn {
                     return After::Nothing;
                 }
             }
+            ClientFrame::State { room, key, value } => match self.state(room, key, value) {
+                Some(answer) => answer,
+                None => return After::Nothing,
+            },
             ClientFrame::Members { room, after, limit } => {
                 let page = self.rooms.contains(&room).then(|| {
                     let limit =

@@ -11,6 +11,7 @@
 mod decide;
 mod join;
 mod publish;
+mod state;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::num::NonZeroU32;
@@ -52,6 +53,8 @@ struct Conn {
     rooms: BTreeSet<String>,
     strikes: u32,
     publishes: DefaultDirectRateLimiter,
+    /// Volatile `state` frames, limited apart from publishes.
+    states: DefaultDirectRateLimiter,
     frames: DefaultDirectRateLimiter,
 }
 
@@ -88,6 +91,7 @@ pub async fn serve(mut socket: impl Transport, context: Arc<Context>, id: u64) {
     context.metrics.connections.inc();
     let mut conn = Conn {
         publishes: RateLimiter::direct(quota(context.config.publish_rate, context.config.publish_burst)),
+        states: RateLimiter::direct(quota(context.config.state_rate, context.config.state_rate)),
         frames: {
             let (per_sec, burst) = limits::frame_rate(&context.config);
             RateLimiter::direct(quota(per_sec, burst))

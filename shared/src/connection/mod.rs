@@ -374,6 +374,7 @@ impl Connection {
                 }
             }
             Input::Typing { room, active } => self.send(ClientFrame::Typing { room, active }),
+            Input::State { room, key, value } => self.send(ClientFrame::State { room, key, value }),
             Input::Receipt { room, kind, seq } => {
                 let latest = self.receipts.entry((room.clone(), kind)).or_insert(seq);
                 *latest = (*latest).max(seq);

@@ -141,6 +141,16 @@ pub enum Input {
         /// Up to this seq.
         seq: u64,
     },
+    /// Volatile state for a room ([`ClientFrame::State`](crate::ClientFrame::State)):
+    /// sent only when open, never queued, since only a fresh value matters.
+    State {
+        /// The room (joined).
+        room: String,
+        /// What the value is of.
+        key: String,
+        /// The latest value.
+        value: Value,
+    },
     /// An echo request (diagnostics); dropped when not open.
     Echo(Value),
     /// Ask for a page of a room's members (answered by a `members` frame); dropped when
