@@ -8,6 +8,7 @@ use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
 use tether_yew::room::{ChatMessage, Delivery, use_room, use_typing};
+use tether_yew::use_shared_state;
 
 /// Messages rendered at once; older ones stay in memory up to the room's cap.
 const RENDERED: usize = 200;
@@ -82,6 +83,28 @@ pub fn ChatRoom(props: &ChatRoomProps) -> Html {
         })
     };
     let typing: Vec<String> = use_typing(&room).into_iter().map(|user| user.name).collect();
+    // Live cursors over the conversation: where each member's pointer is, as fractions
+    // of the area, sent at most 20 times a second.
+    let cursors = use_shared_state(&room, "cursor", 20);
+    // Measured on the area itself: Yew delegates events, so their current target is the
+    // app's root, not this element.
+    let area = use_node_ref();
+    let onpointermove = {
+        let (set, area) = (cursors.set.clone(), area.clone());
+        Callback::from(move |event: PointerEvent| {
+            let Some(area) = area.cast::<web_sys::Element>() else { return };
+            let bounds = area.get_bounding_client_rect();
+            if bounds.width() > 0.0 && bounds.height() > 0.0 {
+                let x = (f64::from(event.client_x()) - bounds.left()) / bounds.width();
+                let y = (f64::from(event.client_y()) - bounds.top()) / bounds.height();
+                set.emit(json!({ "x": (x * 1000.0).round() / 1000.0, "y": (y * 1000.0).round() / 1000.0 }));
+            }
+        })
+    };
+    let onpointerleave = {
+        let set = cursors.set.clone();
+        Callback::from(move |_: PointerEvent| set.emit(serde_json::Value::Null))
+    };
     let presence = room.presence();
     let start = view.messages.len().saturating_sub(RENDERED);
 
@@ -98,7 +121,16 @@ pub fn ChatRoom(props: &ChatRoomProps) -> Html {
                     <p class="more-members">{ format!("and {} more", presence.count - presence.members.len()) }</p>
                 }
             </aside>
-            <section class="conversation">
+            <section class="conversation" ref={area} {onpointermove} {onpointerleave}>
+                { for cursors.others.iter().filter_map(|(id, (user, at))| {
+                    let (x, y) = (at["x"].as_f64()?, at["y"].as_f64()?);
+                    let style = format!("left:{:.1}%;top:{:.1}%;color:{}", x * 100.0, y * 100.0, user.color);
+                    Some(html! {
+                        <div class="cursor" key={id.clone()} data-user={user.name.clone()} {style} aria-hidden="true">
+                            <span class="cursor-pointer"></span><span class="cursor-name">{ &user.name }</span>
+                        </div>
+                    })
+                }) }
                 if view.replay_complete == Some(false) {
                     <p class="gap" role="alert">{ "Some older messages are no longer available." }</p>
                 }

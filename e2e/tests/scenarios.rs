@@ -620,3 +620,104 @@ async fn s12_the_dashboard_shows_the_server_live_and_acts_on_it() {
     );
     report("12 (dashboard)", started);
 }
+
+/// Moves the page's pointer `moves` times over its conversation, one move every
+/// `every`, recording when each was made (`window.sent`, keyed by the x it went to).
+async fn move_pointer(page: &Page, moves: usize, every: Duration, offset: usize) {
+    for i in 0..moves {
+        let x = (offset + i) as f64 / 1000.0;
+        let script = format!(
+            "const area = document.querySelector('.conversation'); const box = area.getBoundingClientRect();
+             const x = box.left + box.width * {x}; const y = box.top + box.height / 2;
+             window.sent = window.sent || {{}}; window.sent[(Math.round({x} * 1000) / 10).toFixed(1)] = Date.now();
+             area.dispatchEvent(new PointerEvent('pointermove', {{clientX: x, clientY: y, bubbles: true}}));
+             return true;"
+        );
+        page.js(&script).await;
+        tokio::time::sleep(every).await;
+    }
+}
+
+/// Makes the page note when each other member's cursor arrives somewhere
+/// (`window.seen`, keyed by its `left` percentage).
+async fn watch_cursors(page: &Page) {
+    page.js(
+        "window.seen = {};
+         new MutationObserver(() => {
+           for (const c of document.querySelectorAll('.cursor')) {
+             const left = parseFloat(c.style.left).toFixed(1);
+             if (!(left in window.seen)) window.seen[left] = Date.now();
+           }
+         }).observe(document.querySelector('.conversation'), {subtree: true, childList: true, attributes: true, attributeFilter: ['style']});
+         return true;",
+    )
+    .await;
+}
+
+/// The latencies of every move `from` sent that `to` saw, in ms, sorted.
+async fn cursor_latencies(from: &Page, to: &Page) -> Vec<f64> {
+    let sent = from.js("return window.sent").await;
+    let seen = to.js("return window.seen").await;
+    let mut latencies: Vec<f64> = sent
+        .as_object()
+        .expect("moves were made")
+        .iter()
+        .filter_map(|(at, t)| Some(seen.get(at)?.as_f64()? - t.as_f64()?))
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    latencies
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((p * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s13_live_cursors_follow_within_a_measured_bound() {
+    let started = Instant::now();
+    let c = chat(&[]).await;
+    for page in [&c.alice, &c.bob] {
+        watch_cursors(page).await;
+    }
+    // Each moves 60 times, 100 ms apart (below the 20-per-second throttle), first
+    // directly, then with 50 ms added each way by both proxies.
+    let mut report_lines = Vec::new();
+    for (round, latency) in [(0, Duration::ZERO), (1, Duration::from_millis(50))] {
+        for proxy in [&c.alice_proxy, &c.bob_proxy] {
+            proxy.set(if latency.is_zero() { Fault::Pass } else { Fault::Latency(latency) });
+        }
+        let offset = 100 + round * 300;
+        let (alice_moves, bob_moves) = (
+            move_pointer(&c.alice, 60, Duration::from_millis(100), offset),
+            move_pointer(&c.bob, 60, Duration::from_millis(100), offset + 100),
+        );
+        tokio::join!(alice_moves, bob_moves);
+        let last = format!("{:.1}", (offset + 59) as f64 / 10.0);
+        println!(
+            "DEBUG sent {} seen {} cursors {:?}",
+            c.alice.js("return JSON.stringify(window.sent)").await,
+            c.bob.js("return JSON.stringify(window.seen)").await,
+            c.bob.js("return document.querySelectorAll('.cursor').length").await
+        );
+        c.bob.until("Alice's last position", PATIENCE, &format!("window.seen['{last}'] !== undefined")).await;
+        let mut latencies = cursor_latencies(&c.alice, &c.bob).await;
+        latencies.extend(cursor_latencies(&c.bob, &c.alice).await);
+        let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+        let line = format!(
+            "scenario 13: cursor latency with {} ms added each way: p50 {p50} ms, p99 {p99} ms over {} moves",
+            latency.as_millis(),
+            latencies.len()
+        );
+        println!("{line}");
+        report_lines.push(line);
+        assert!(latencies.len() >= 60, "most moves were seen: {}", latencies.len());
+        // Two proxy hops add 2 × 50 ms: the bound is that plus half a second of slack.
+        assert!(p99 < 500.0 + 2.0 * latency.as_millis() as f64 * 2.0, "p99 {p99} ms");
+        for page in [&c.alice, &c.bob] {
+            page.js("window.sent = {}; return true;").await;
+        }
+    }
+    // The last position stays: nothing flickers back.
+    c.alice.screenshot("live-cursors").await;
+    report("13 (live cursors)", started);
+}
