@@ -6,7 +6,8 @@
 //! seed, which is what lets the same code run in `wasm32` inside a browser and natively,
 //! and lets every behaviour be tested deterministically.
 //!
-//! - [`frame`]: the wire protocol (documented in `PROTOCOL.md`).
+//! - [`frame`]: the wire protocol (documented in `PROTOCOL.md`), and [`Encoding`]: its
+//!   two encodings, JSON text and MessagePack binary.
 //! - [`close`]: the close codes and whether each allows a retry.
 //! - [`Backoff`]: reconnect delays with jitter.
 //! - [`Outbox`]: unacknowledged messages, bounded, prioritised, persisted.
@@ -15,6 +16,7 @@
 pub mod backoff;
 pub mod close;
 pub mod connection;
+pub mod encoding;
 pub mod frame;
 pub mod outbox;
 mod strict_json;
@@ -25,6 +27,7 @@ pub use connection::{
     Action, Connection, ConnectionConfig, ConnectionStats, CurrentSocket, Event, Input, SocketId, State,
     Timer, TokenError,
 };
+pub use encoding::{BinaryDecodeError, Encoding};
 pub use frame::{
     ClientFrame, DecodeError, ErrorCode, Limits, PROTOCOL_VERSION, PresenceMode, ReceiptKind, RejectCode,
     RoomCursor, ServerFrame, User,

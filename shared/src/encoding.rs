@@ -1,0 +1,137 @@
+//! The two ways a frame may travel: JSON text (the default) and MessagePack binary.
+//!
+//! The typed frames of [`crate::frame`] are the one definition of both: MessagePack
+//! carries the same fields under the same names (`rmp-serde`, maps with field names),
+//! so a frame means the same in either, and bodies stay JSON values at the API. A
+//! connection picks its encoding once, with a WebSocket subprotocol.
+
+use serde::de::IgnoredAny;
+
+use crate::frame::{ClientFrame, ErrorCode, ServerFrame};
+
+/// How a connection's frames are encoded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Encoding {
+    /// JSON text messages: readable, what every example in `PROTOCOL.md` shows.
+    #[default]
+    Json,
+    /// MessagePack binary messages: smaller, and cheaper to parse for numbers.
+    MessagePack,
+}
+
+impl Encoding {
+    /// The WebSocket subprotocol that asks for it.
+    pub fn subprotocol(self) -> &'static str {
+        match self {
+            Encoding::Json => "tether.v1.json",
+            Encoding::MessagePack => "tether.v1.msgpack",
+        }
+    }
+
+    /// The encoding a `Sec-WebSocket-Protocol` list asks for: the first one known, JSON
+    /// when none is (or there is no list).
+    pub fn from_offer(offered: Option<&str>) -> Encoding {
+        let offered = offered.unwrap_or_default().split(',').map(str::trim);
+        offered
+            .filter_map(|name| {
+                [Encoding::Json, Encoding::MessagePack].into_iter().find(|e| e.subprotocol() == name)
+            })
+            .next()
+            .unwrap_or_default()
+    }
+}
+
+/// Why a binary frame could not be decoded, with the code a server answers with.
+#[derive(Debug, thiserror::Error)]
+#[error("{source}")]
+pub struct BinaryDecodeError {
+    /// [`ErrorCode::MalformedJson`] for bytes that are not MessagePack at all (the same
+    /// answer as text that is not JSON), [`ErrorCode::InvalidFrame`] for MessagePack of
+    /// the wrong shape.
+    pub code: ErrorCode,
+    /// What the decoder found.
+    pub source: rmp_serde::decode::Error,
+}
+
+impl ClientFrame {
+    /// Decodes a client frame from MessagePack, with the same checks as JSON (duplicate
+    /// keys in a body included).
+    pub fn decode_msgpack(bytes: &[u8]) -> Result<Self, BinaryDecodeError> {
+        rmp_serde::from_slice(bytes).map_err(|source| {
+            let code = match rmp_serde::from_slice::<IgnoredAny>(bytes) {
+                Ok(_) => ErrorCode::InvalidFrame,
+                Err(_) => ErrorCode::MalformedJson,
+            };
+            BinaryDecodeError { code, source }
+        })
+    }
+
+    /// Encodes the frame as MessagePack.
+    pub fn encode_msgpack(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).expect("frames always serialise")
+    }
+}
+
+impl ServerFrame {
+    /// Decodes a server frame from MessagePack.
+    pub fn decode_msgpack(bytes: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
+        rmp_serde::from_slice(bytes)
+    }
+
+    /// Encodes the frame as MessagePack.
+    pub fn encode_msgpack(&self) -> Vec<u8> {
+        rmp_serde::to_vec_named(self).expect("frames always serialise")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::frame::User;
+    use crate::time::Millis;
+
+    #[test]
+    fn the_offer_picks_the_first_known_encoding() {
+        assert_eq!(Encoding::from_offer(None), Encoding::Json);
+        assert_eq!(Encoding::from_offer(Some("tether.v1.msgpack")), Encoding::MessagePack);
+        assert_eq!(
+            Encoding::from_offer(Some("chat, tether.v1.msgpack, tether.v1.json")),
+            Encoding::MessagePack
+        );
+        assert_eq!(Encoding::from_offer(Some("tether.v1.json,tether.v1.msgpack")), Encoding::Json);
+        assert_eq!(Encoding::from_offer(Some("tether.v2.cbor")), Encoding::Json);
+    }
+
+    #[test]
+    fn frames_mean_the_same_in_both_encodings_and_msgpack_is_smaller() {
+        let client = ClientFrame::Publish {
+            id: "m1".into(),
+            room: "general".into(),
+            body: json!({"text": "hi", "n": [1, -2, 3.5], "ok": true, "none": null}),
+            priority: 0,
+        };
+        assert_eq!(ClientFrame::decode_msgpack(&client.encode_msgpack()).unwrap(), client);
+        let server = ServerFrame::Message {
+            room: "general".into(),
+            seq: 1_234_567,
+            id: "m1".into(),
+            from: User { id: "u_1".into(), name: "Ada".into(), color: "#1f6feb".into() },
+            body: json!({"text": "hi"}),
+            ts: Millis(1_764_650_000_000),
+        };
+        let packed = server.encode_msgpack();
+        assert_eq!(ServerFrame::decode_msgpack(&packed).unwrap(), server);
+        assert!(packed.len() < server.encode().len(), "{} vs {} bytes", packed.len(), server.encode().len());
+    }
+
+    #[test]
+    fn bad_binary_is_told_apart_from_binary_of_the_wrong_shape() {
+        assert_eq!(ClientFrame::decode_msgpack(&[0xc1]).unwrap_err().code, ErrorCode::MalformedJson);
+        let wrong = rmp_serde::to_vec_named(&json!({"type": "publish", "room": 5})).unwrap();
+        assert_eq!(ClientFrame::decode_msgpack(&wrong).unwrap_err().code, ErrorCode::InvalidFrame);
+        let unknown = rmp_serde::to_vec_named(&json!({"type": "teleport"})).unwrap();
+        assert_eq!(ClientFrame::decode_msgpack(&unknown).unwrap_err().code, ErrorCode::InvalidFrame);
+    }
+}
