@@ -29,6 +29,8 @@ pub struct Context {
     pub(crate) refuse_upgrades: std::sync::atomic::AtomicBool,
     /// Sessions of the HTTP fallback transports, by id.
     pub(crate) sessions: crate::fallback::session::Sessions,
+    /// The MessagePack form of shared frames, made once for every MessagePack client.
+    pub(crate) packed: crate::wire::Packed,
     /// The dashboard's last minutes, a sample a second.
     pub(crate) stats: crate::api::stats::Series,
     next_conn: AtomicU64,
@@ -60,6 +62,7 @@ impl Context {
             drop_all,
             sessions: Default::default(),
             stats: Default::default(),
+            packed: Default::default(),
             refuse_upgrades: Default::default(),
             next_conn: AtomicU64::new(1),
         }

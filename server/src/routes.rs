@@ -235,6 +235,7 @@ fn websocket(context: &Arc<Context>, mut request: UpgradeRequest) -> Response {
     let origin_ok =
         allowed.is_empty() || request.origin.as_ref().is_some_and(|origin| allowed.contains(origin));
     let peer = request.peer;
+    let encoding = request.encoding;
     let admission = request.admission.take();
     let (response, pending) = match request.accept() {
         Ok(accepted) => accepted,
@@ -267,7 +268,7 @@ fn websocket(context: &Arc<Context>, mut request: UpgradeRequest) -> Response {
                 let _slot = slot;
                 let id = context.next_conn();
                 let span = tracing::info_span!("conn", id, peer = ?peer, user = tracing::field::Empty);
-                connection::serve(socket, context, id).instrument(span).await;
+                connection::serve(socket, context, id, encoding).instrument(span).await;
             }
         }
     });

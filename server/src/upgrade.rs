@@ -18,6 +18,8 @@ use warp::reply::{Reply, Response};
 
 use warp::Filter;
 
+use tether_shared::Encoding;
+
 use crate::close::Close;
 use crate::serve::{Admission, Peer};
 
@@ -34,6 +36,11 @@ pub struct UpgradeRequest {
     pub admission: Option<Admission>,
     /// The page's origin, as the browser reported it.
     pub origin: Option<String>,
+    /// The encoding the client asked for with `Sec-WebSocket-Protocol`, if it named one
+    /// the server speaks; JSON otherwise.
+    pub encoding: Encoding,
+    /// Whether a known subprotocol was named, so the answer must name it back.
+    named: bool,
 }
 
 /// Extracts an [`UpgradeRequest`] from any request; whether it is a valid upgrade is
@@ -43,12 +50,26 @@ pub fn request() -> impl Filter<Extract = (UpgradeRequest,), Error = Infallible>
         .and(warp::ext::optional::<OnUpgrade>())
         .and(warp::ext::optional::<Peer>())
         .and(warp::ext::optional::<Admission>())
-        .map(|headers: HeaderMap, on_upgrade, peer: Option<Peer>, admission| UpgradeRequest {
-            accept_key: websocket_key(&headers).map(|key| derive_accept_key(key.as_bytes())),
-            on_upgrade,
-            peer: peer.map(|Peer(addr)| addr),
-            admission,
-            origin: headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()).map(str::to_owned),
+        .map(|headers: HeaderMap, on_upgrade, peer: Option<Peer>, admission| {
+            let offered: Vec<&str> = headers
+                .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+                .iter()
+                .filter_map(|value| value.to_str().ok())
+                .collect();
+            let offered = (!offered.is_empty()).then(|| offered.join(","));
+            let encoding = Encoding::from_offer(offered.as_deref());
+            let named = offered
+                .as_deref()
+                .is_some_and(|list| list.split(',').any(|p| p.trim() == encoding.subprotocol()));
+            UpgradeRequest {
+                accept_key: websocket_key(&headers).map(|key| derive_accept_key(key.as_bytes())),
+                on_upgrade,
+                peer: peer.map(|Peer(addr)| addr),
+                admission,
+                origin: headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()).map(str::to_owned),
+                encoding,
+                named,
+            }
         })
 }
 
@@ -88,6 +109,12 @@ impl UpgradeRequest {
         headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         let accept = HeaderValue::from_str(&accept_key).expect("base64 is a valid header value");
         headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+        if self.named {
+            headers.insert(
+                header::SEC_WEBSOCKET_PROTOCOL,
+                HeaderValue::from_static(self.encoding.subprotocol()),
+            );
+        }
         Ok((response, on_upgrade))
     }
 }

@@ -59,6 +59,19 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_shared_frame_is_packed_once_for_every_msgpack_connection() {
+        let packed = Packed::default();
+        let frame = Utf8Bytes::from(ServerFrame::Pong { nonce: 7 }.encode());
+        let first = packed.shared(&frame.clone());
+        let again = packed.shared(&frame.clone());
+        assert_eq!(first.as_ptr(), again.as_ptr(), "the same bytes, not a second encoding");
+        assert_eq!(ServerFrame::decode_msgpack(&first).unwrap(), ServerFrame::Pong { nonce: 7 });
+        // The same text in another buffer is another frame: packed on its own.
+        let other = Utf8Bytes::from(ServerFrame::Pong { nonce: 7 }.encode());
+        assert_ne!(packed.shared(&other).as_ptr(), first.as_ptr());
+    }
+
+    #[test]
     fn the_borrowed_encoding_is_a_message_frame() {
         let stored = StoredMessage {
             room: "r".into(),
@@ -88,4 +101,52 @@ mod tests {
             ServerFrame::decode(&reject("m2", RejectCode::Unavailable, STORE_UNAVAILABLE)).unwrap();
         assert!(matches!(rejected, ServerFrame::Reject { code: RejectCode::Unavailable, .. }));
     }
+}
+
+/// The MessagePack form of frames that several connections share (a broadcast, a
+/// presence diff): made once, on the first MessagePack connection that writes the
+/// frame, and reused by the others.
+///
+/// Frames are queued as JSON text, shared by reference between recipients; an entry is
+/// found by the text's buffer address and holds a clone of the text, so the buffer
+/// cannot be freed (and its address reused) while the entry exists.
+#[derive(Default)]
+pub struct Packed {
+    entries: std::sync::Mutex<PackedEntries>,
+}
+
+#[derive(Default)]
+struct PackedEntries {
+    by_buffer: std::collections::HashMap<(usize, usize), (Utf8Bytes, bytes::Bytes)>,
+    order: std::collections::VecDeque<(usize, usize)>,
+}
+
+/// Shared frames remembered at once: a few bursts' worth.
+const PACKED_KEPT: usize = 4_096;
+
+impl Packed {
+    /// The MessagePack form of a shared frame.
+    pub fn shared(&self, text: &Utf8Bytes) -> bytes::Bytes {
+        let key = (text.as_str().as_ptr() as usize, text.len());
+        if let Some((_, packed)) = self.entries.lock().expect("packed lock").by_buffer.get(&key) {
+            return packed.clone();
+        }
+        let packed = transcode(text.as_str());
+        let mut entries = self.entries.lock().expect("packed lock");
+        if entries.by_buffer.insert(key, (text.clone(), packed.clone())).is_none() {
+            entries.order.push_back(key);
+        }
+        while entries.order.len() > PACKED_KEPT {
+            if let Some(oldest) = entries.order.pop_front() {
+                entries.by_buffer.remove(&oldest);
+            }
+        }
+        packed
+    }
+}
+
+/// The MessagePack form of one JSON frame (the same fields under the same names).
+pub fn transcode(text: &str) -> bytes::Bytes {
+    let value: serde_json::Value = serde_json::from_str(text).expect("the server's own frames are JSON");
+    bytes::Bytes::from(rmp_serde::to_vec_named(&value).expect("JSON values serialise"))
 }

@@ -90,9 +90,18 @@ impl Conn {
                 Ok(frame) => self.frame(frame),
                 Err(error) => self.strike(error.code, error.to_string()).into(),
             },
-            Message::Binary(_) => {
-                self.strike(ErrorCode::BinaryNotSupported, "Tether frames are JSON text messages").into()
+            Message::Binary(bytes) if self.encoding == tether_shared::Encoding::MessagePack => {
+                match ClientFrame::decode_msgpack(&bytes) {
+                    Ok(frame) => self.frame(frame),
+                    Err(error) => self.strike(error.code, error.to_string()).into(),
+                }
             }
+            Message::Binary(_) => self
+                .strike(
+                    ErrorCode::BinaryNotSupported,
+                    "this connection speaks JSON text (ask for tether.v1.msgpack to send MessagePack)",
+                )
+                .into(),
             // Tungstenite answers pings itself; the next flush writes the pong.
             Message::Ping(_) | Message::Pong(_) | Message::Frame(_) | Message::Close(_) => After::Nothing,
         }

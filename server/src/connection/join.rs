@@ -53,7 +53,7 @@ impl Conn {
         if let Some((code, message)) = refusal {
             let about: String = room.chars().take(64).collect();
             let frame = self.error(code, message, Some(&about));
-            return write(socket, &frame).await;
+            return write(socket, &frame, self.encoding).await;
         }
         let user = identity.user.clone();
         let joined = match self.context.hub.join(&room, &user, &self.out) {
@@ -68,7 +68,7 @@ impl Conn {
                     "could not join the room"
                 };
                 let frame = self.error(error.code(), message, Some(&room));
-                return write(socket, &frame).await;
+                return write(socket, &frame, self.encoding).await;
             }
         };
         self.rooms.insert(room.clone());
@@ -87,7 +87,7 @@ impl Conn {
             count: presence.count,
             presence: presence.mode,
         };
-        write(socket, &frame).await?;
+        write(socket, &frame, self.encoding).await?;
         // Without a cursor, `history` asks for the latest messages: a cursor that far back.
         let since = match (since, history) {
             (Some(since), _) => since,
@@ -101,7 +101,7 @@ impl Conn {
             let message =
                 format!("since {since} is beyond the room's latest seq {head}; replaying all history");
             let frame = self.error(ErrorCode::CursorAhead, message, Some(&room));
-            write(socket, &frame).await?;
+            write(socket, &frame, self.encoding).await?;
             0
         } else {
             since
@@ -119,15 +119,21 @@ impl Conn {
                 tracing::error!(%error, room, "reading history failed");
                 let frame =
                     self.error(ErrorCode::Internal, "history is unavailable; rejoin later", Some(&room));
-                return write(socket, &frame).await;
+                return write(socket, &frame, self.encoding).await;
             }
         };
         for message in &messages {
-            socket.feed(Message::Text(wire::message(message))).await?;
+            // Replays are one connection's: its MessagePack form is not shared.
+            let text = wire::message(message);
+            let frame = match self.encoding {
+                tether_shared::Encoding::Json => Message::Text(text),
+                tether_shared::Encoding::MessagePack => Message::Binary(wire::transcode(&text)),
+            };
+            socket.feed(frame).await?;
         }
         let complete = since <= head && (after == head || (oldest != 0 && oldest <= after + 1));
         let outcome = if complete { "complete" } else { "incomplete" };
         self.context.metrics.resumes.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
-        write(socket, &ServerFrame::Replayed { room, to: head, complete, oldest }).await
+        write(socket, &ServerFrame::Replayed { room, to: head, complete, oldest }, self.encoding).await
     }
 }

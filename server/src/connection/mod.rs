@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
-use tether_shared::{ServerFrame, close};
+use tether_shared::{Encoding, ServerFrame, close};
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
@@ -52,6 +52,8 @@ struct Conn {
     identity: Option<Identity>,
     rooms: BTreeSet<String>,
     strikes: u32,
+    /// How its frames travel, chosen at the upgrade.
+    encoding: Encoding,
     publishes: DefaultDirectRateLimiter,
     /// Volatile `state` frames, limited apart from publishes.
     states: DefaultDirectRateLimiter,
@@ -80,13 +82,34 @@ impl<T> Transport for T where
 }
 
 /// Sends a frame straight to the socket, bypassing the queue (used before draining it).
-async fn write(socket: &mut impl Transport, frame: &ServerFrame) -> Result<(), WsError> {
-    socket.feed(Message::text(frame.encode())).await
+async fn write(socket: &mut impl Transport, frame: &ServerFrame, encoding: Encoding) -> Result<(), WsError> {
+    let message = match encoding {
+        Encoding::Json => Message::text(frame.encode()),
+        Encoding::MessagePack => Message::binary(frame.encode_msgpack()),
+    };
+    socket.feed(message).await
+}
+
+/// A frame answered to this connection alone, in its encoding.
+fn answer(encoding: Encoding, text: String) -> Message {
+    match encoding {
+        Encoding::Json => Message::text(text),
+        Encoding::MessagePack => Message::Binary(crate::wire::transcode(&text)),
+    }
+}
+
+/// A queued frame as this connection sends it: the shared JSON text, or its MessagePack
+/// form, made once for every MessagePack connection ([`crate::wire::Packed`]).
+fn outgoing(context: &Context, encoding: Encoding, frame: Utf8Bytes) -> Message {
+    match encoding {
+        Encoding::Json => Message::Text(frame),
+        Encoding::MessagePack => Message::Binary(context.packed.shared(&frame)),
+    }
 }
 
 /// Serves one upgraded socket until the client leaves, it goes silent, it misbehaves,
 /// or the server shuts down.
-pub async fn serve(mut socket: impl Transport, context: Arc<Context>, id: u64) {
+pub async fn serve(mut socket: impl Transport, context: Arc<Context>, id: u64, encoding: Encoding) {
     let (out, mut queue) = Outbound::new(id, context.config.send_queue, context.metrics.clone());
     context.metrics.connections.inc();
     let mut conn = Conn {
@@ -101,6 +124,7 @@ pub async fn serve(mut socket: impl Transport, context: Arc<Context>, id: u64) {
         identity: None,
         rooms: BTreeSet::new(),
         strikes: 0,
+        encoding,
     };
     // Made once and polled in place: a fresh future per loop turn would register and
     // unregister a waiter on every frame.
@@ -133,7 +157,7 @@ pub async fn serve(mut socket: impl Transport, context: Arc<Context>, id: u64) {
                 // still get through. Dropping a half-done write is safe: tungstenite keeps
                 // unwritten bytes in its buffer and the closing handshake flushes them.
                 Next::Frames(mut batch) => tokio::select! {
-                    written = drain(&mut socket, &mut batch) => {
+                    written = drain(&mut socket, &mut batch, &context, encoding) => {
                         queue.recycle(batch);
                         written
                     }
@@ -181,7 +205,7 @@ pub async fn serve(mut socket: impl Transport, context: Arc<Context>, id: u64) {
                     Some(Ok(message)) => match conn.received(message) {
                         After::End(ending) => break ending,
                         After::Nothing => socket.flush().await,
-                        After::Answer(text) => match socket.feed(Message::text(text)).await {
+                        After::Answer(text) => match socket.feed(answer(encoding, text)).await {
                             Ok(()) => socket.flush().await,
                             Err(error) => Err(error),
                         },
@@ -209,7 +233,7 @@ pub async fn serve(mut socket: impl Transport, context: Arc<Context>, id: u64) {
     if let Some(identity) = &conn.identity {
         context.hub.connected().remove(&identity.user.id, id);
     }
-    goodbye(&mut socket, &context, &mut queue, &ending).await;
+    goodbye(&mut socket, &context, &mut queue, &ending, encoding).await;
     context.metrics.connections.dec();
     match ending {
         Ending::Transport(error) => tracing::info!(%error, "connection failed"),
@@ -219,14 +243,20 @@ pub async fn serve(mut socket: impl Transport, context: Arc<Context>, id: u64) {
 
 /// Ends the connection as `ending` says: on shutdown, acks still due first; then the
 /// close frame, unless the client already left.
-async fn goodbye(socket: &mut impl Transport, context: &Context, queue: &mut Queue, ending: &Ending) {
+async fn goodbye(
+    socket: &mut impl Transport,
+    context: &Context,
+    queue: &mut Queue,
+    ending: &Ending,
+    encoding: Encoding,
+) {
     let close = match ending {
         Ending::Shutdown => {
             // Acks for publishes already handed to the sequencer go out before the goodbye.
             let _ = tokio::time::timeout(SHUTDOWN_FLUSH, context.sequencer.barrier()).await;
             let pending = async {
                 for frame in queue.take_now() {
-                    if socket.feed(Message::Text(frame)).await.is_err() {
+                    if socket.feed(outgoing(context, encoding, frame)).await.is_err() {
                         break;
                     }
                 }
@@ -295,9 +325,14 @@ const SLOW_CONSUMER: Close = Close::new(close::SLOW_CONSUMER, "slow consumer: to
 const DROPPED: Close = Close::new(close::SERVICE_RESTART, "dropped by the test endpoint");
 
 /// Writes a batch of queued frames, then flushes once.
-async fn drain(socket: &mut impl Transport, batch: &mut VecDeque<Utf8Bytes>) -> Result<(), WsError> {
+async fn drain(
+    socket: &mut impl Transport,
+    batch: &mut VecDeque<Utf8Bytes>,
+    context: &Context,
+    encoding: Encoding,
+) -> Result<(), WsError> {
     while let Some(frame) = batch.pop_front() {
-        socket.feed(Message::Text(frame)).await?;
+        socket.feed(outgoing(context, encoding, frame)).await?;
     }
     socket.flush().await
 }
