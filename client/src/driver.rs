@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use tether_shared::{Action, Connection, CurrentSocket, Event, Input, Millis, SocketId, close};
+use tether_shared::{Action, Connection, CurrentSocket, Encoding, Event, Input, Millis, SocketId, close};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
@@ -29,8 +29,9 @@ pub async fn run(
     events: mpsc::UnboundedSender<Event>,
     endpoint: tokio::sync::watch::Sender<String>,
 ) {
-    let ClientOptions { endpoints, connection, token } = options;
+    let ClientOptions { endpoints, connection, token, encoding } = options;
     let mut core = Connection::new(connection, seed);
+    core.set_encoding(encoding);
     core.set_endpoints(endpoints);
     core.set_fetch_tokens(token.is_some());
     let mut current: CurrentSocket<Socket> = CurrentSocket::default();
@@ -49,8 +50,19 @@ pub async fn run(
                             let _ = dial_tx.send(Dialed::Failed(socket, close::INVALID_ADDRESS, problem));
                             return;
                         }
+                        let request = match request(&url, encoding) {
+                            Ok(request) => request,
+                            Err(error) => {
+                                let _ = dial_tx.send(Dialed::Failed(
+                                    socket,
+                                    close::INVALID_ADDRESS,
+                                    format!("{url}: {error}"),
+                                ));
+                                return;
+                            }
+                        };
                         // Nagle off: acks and pings are small and must not wait for a delayed ACK.
-                        let result = match connect_async_with_config(url.as_str(), None, true).await {
+                        let result = match connect_async_with_config(request, None, true).await {
                             Ok((ws, _)) => Dialed::Opened(socket, Box::new(ws)),
                             Err(tokio_tungstenite::tungstenite::Error::Url(error)) => {
                                 Dialed::Failed(socket, close::INVALID_ADDRESS, format!("{url}: {error}"))
@@ -60,9 +72,14 @@ pub async fn run(
                         let _ = dial_tx.send(result);
                     });
                 }
-                Action::Send(socket, text) => {
+                Action::Send(socket, _) | Action::SendBinary(socket, _) => {
+                    let message = match action {
+                        Action::Send(_, text) => Message::text(text),
+                        Action::SendBinary(_, bytes) => Message::binary(bytes),
+                        _ => unreachable!("matched above"),
+                    };
                     if let Some(ws) = current.get(socket) {
-                        if let Err(error) = ws.send(Message::text(text)).await {
+                        if let Err(error) = ws.send(message).await {
                             tracing::debug!(%error, "send failed");
                             current.take(socket);
                             core.handle(
@@ -138,6 +155,7 @@ pub async fn run(
                 let socket = current.id().expect("incoming implies a socket");
                 match message {
                     Some(Ok(Message::Text(text))) => core.handle(Input::Received(socket, text.to_string()), Millis::monotonic()),
+                    Some(Ok(Message::Binary(bytes))) => core.handle(Input::ReceivedBinary(socket, bytes.to_vec()), Millis::monotonic()),
                     Some(Ok(Message::Close(frame))) => {
                         close_seen = Some(frame.map_or((1005, String::new()), |f| (f.code.into(), f.reason.to_string())));
                     }
@@ -152,6 +170,22 @@ pub async fn run(
             () = sleep => core.handle_timeout(Millis::monotonic()),
         }
     }
+}
+
+/// The upgrade request for `url`, asking for `encoding`'s subprotocol unless it is JSON
+/// (the default, which needs no asking).
+fn request(
+    url: &str,
+    encoding: Encoding,
+) -> Result<tokio_tungstenite::tungstenite::handshake::client::Request, tokio_tungstenite::tungstenite::Error>
+{
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = url.into_client_request()?;
+    if encoding != Encoding::Json {
+        let protocol = encoding.subprotocol().parse().expect("a subprotocol is a valid header value");
+        request.headers_mut().insert("Sec-WebSocket-Protocol", protocol);
+    }
+    Ok(request)
 }
 
 /// Asks the provider in its own task; the answer comes back as the core's input.

@@ -49,12 +49,20 @@ pub struct ClientOptions {
     /// connecting, when the server warns that the token expires (the connection is
     /// renewed in place) and after a refused token, with backoff while it fails.
     pub token: Option<TokenProvider>,
+    /// How frames travel: JSON text (the default) or MessagePack binary, asked for with
+    /// the `tether.v1.msgpack` subprotocol.
+    pub encoding: tether_shared::Encoding,
 }
 
 impl ClientOptions {
     /// One address, default settings, no token provider.
     pub fn new(url: impl Into<String>) -> ClientOptions {
-        ClientOptions { endpoints: vec![url.into()], connection: ConnectionConfig::default(), token: None }
+        ClientOptions {
+            endpoints: vec![url.into()],
+            connection: ConnectionConfig::default(),
+            token: None,
+            encoding: tether_shared::Encoding::Json,
+        }
     }
 }
 

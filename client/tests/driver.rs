@@ -183,6 +183,7 @@ async fn with_two_endpoints_a_stopped_server_is_left_for_the_other() {
         endpoints: vec![url(first.addr()), url(second.addr())],
         connection: fast_config(),
         token: None,
+        encoding: tether_shared::Encoding::Json,
     };
     let mut client = Client::start(options);
     client.input(Input::Connect);
@@ -271,5 +272,42 @@ async fn a_token_provider_keeps_a_client_signed_in_through_failures_refusals_and
         })
         .await;
     assert!(acked.is_some());
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_msgpack_client_and_a_json_client_chat_in_one_room() {
+    let server = tether_server::start(tether_server::Config::for_tests()).await.unwrap();
+    let packed_options = tether_client::ClientOptions {
+        connection: fast_config(),
+        encoding: tether_shared::Encoding::MessagePack,
+        ..tether_client::ClientOptions::new(url(server.addr()))
+    };
+    let mut packed = Client::start(packed_options);
+    let mut text = Client::spawn(url(server.addr()), fast_config());
+    for client in [&mut packed, &mut text] {
+        client.input(Input::Connect);
+        client.input(Input::Join("r".into()));
+        client
+            .wait_for(PATIENCE, |e| matches!(e, Event::Frame(ServerFrame::Joined { .. })).then_some(()))
+            .await
+            .expect("joined");
+    }
+    let id = packed.publish("r", json!({"text": "packed", "n": 2.5}));
+    let heard = text
+        .wait_for(PATIENCE, |e| match e {
+            Event::Frame(ServerFrame::Message { id: got, body, .. }) if *got == id => Some(body.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(heard, Some(json!({"text": "packed", "n": 2.5})));
+    let back = text.publish("r", json!("json"));
+    let heard = packed
+        .wait_for(PATIENCE, |e| match e {
+            Event::Frame(ServerFrame::Message { id: got, body, .. }) if *got == back => Some(body.clone()),
+            _ => None,
+        })
+        .await;
+    assert_eq!(heard, Some(json!("json")));
     server.stop().await;
 }

@@ -96,6 +96,10 @@ impl Harness {
                     assert_eq!(Some(socket), self.socket, "send on a socket that is not current");
                     self.sent.push(ClientFrame::decode(&text).unwrap());
                 }
+                Action::SendBinary(socket, bytes) => {
+                    assert_eq!(Some(socket), self.socket, "send on a socket that is not current");
+                    self.sent.push(ClientFrame::decode_msgpack(&bytes).unwrap());
+                }
                 Action::Close { socket, code, .. } => {
                     assert_eq!(Some(socket), self.socket);
                     self.socket = None;
@@ -785,4 +789,28 @@ fn stats_count_round_trips_frames_bytes_and_reconnects() {
     h.advance_to_timer(Timer::Reconnect);
     h.open();
     assert_eq!(h.core.stats().reconnects, 1);
+}
+
+#[test]
+fn in_msgpack_the_core_writes_and_reads_binary_frames() {
+    let mut h = Harness::new(config());
+    h.core.set_encoding(tether_shared::Encoding::MessagePack);
+    h.input(Input::Connect);
+    let socket = h.socket();
+    h.input(Input::SocketOpened(socket));
+    assert!(matches!(h.sent.last(), Some(ClientFrame::Hello { .. })), "the hello went as MessagePack");
+    let welcome = ServerFrame::decode(&welcome()).unwrap().encode_msgpack();
+    h.input(Input::ReceivedBinary(socket, welcome.clone()));
+    assert_eq!(h.core.state(), &State::Open);
+    assert_eq!(h.core.stats().bytes_received, welcome.len() as u64);
+    h.publish("m1", "r", 0);
+    assert_eq!(publish_ids(&h.take_sent()), ["m1"]);
+    h.input(Input::ReceivedBinary(socket, vec![0xc1]));
+    assert!(
+        h.events.iter().any(|e| matches!(
+            e,
+            Event::Frame(ServerFrame::Error { code: tether_shared::ErrorCode::InvalidFrame, .. })
+        )),
+        "an unreadable binary frame is reported, not fatal"
+    );
 }

@@ -271,6 +271,9 @@ impl Link {
             match action {
                 Action::Open { socket, endpoint } => self.open(socket, endpoint),
                 Action::FetchToken => self.fetch_token(),
+                // The link leaves its core on JSON (it never calls `set_encoding`), so
+                // the core never asks it for a binary frame.
+                Action::SendBinary(..) => {}
                 Action::Send(id, text) => {
                     let mut inner = self.inner.borrow_mut();
                     if let Some(socket) = inner.socket.get(id) {

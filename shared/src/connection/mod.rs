@@ -26,6 +26,7 @@ use serde_json::Value;
 
 use crate::backoff::Backoff;
 use crate::close;
+use crate::encoding::Encoding;
 use crate::frame::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ReceiptKind, RoomCursor, ServerFrame, User};
 use crate::outbox::{Envelope, MessageIds, Outbox};
 use crate::time::Millis;
@@ -66,6 +67,8 @@ pub struct Connection {
     seed: u64,
     tokens: TokenSupply,
     stats: ConnectionStats,
+    /// How frames travel (JSON unless the driver chose MessagePack).
+    encoding: Encoding,
     /// Whether any socket was welcomed yet: later welcomes are reconnects.
     ever_welcomed: bool,
     /// The ping awaiting its pong, and when it went.
@@ -113,6 +116,7 @@ impl Connection {
             tokens: TokenSupply::default(),
             stats: ConnectionStats::default(),
             ever_welcomed: false,
+            encoding: Encoding::Json,
             ping_sent: None,
             state: State::Idle,
             outbox,
@@ -187,6 +191,18 @@ impl Connection {
     /// The address in use, or the one the next attempt will use.
     pub fn endpoint(&self) -> &str {
         self.endpoints.current()
+    }
+
+    /// Chooses how frames travel: JSON text (the default) or MessagePack binary. The
+    /// driver asks the server for the same with the WebSocket subprotocol
+    /// ([`Encoding::subprotocol`]) and feeds binary messages as [`Input::ReceivedBinary`].
+    pub fn set_encoding(&mut self, encoding: Encoding) {
+        self.encoding = encoding;
+    }
+
+    /// How frames travel.
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
     }
 
     /// Says the driver has a token provider. The core then asks it ([`Action::FetchToken`])
@@ -302,14 +318,21 @@ impl Connection {
                         name: self.config.name.clone(),
                         resume_token: self.resume_token.clone(),
                     };
-                    self.write(socket, hello.encode());
+                    self.write(socket, &hello);
                 }
             }
             Input::Received(socket, text) => {
                 if self.socket == Some(socket) {
                     self.stats.frames_received += 1;
                     self.stats.bytes_received += text.len() as u64;
-                    self.received(&text, now);
+                    self.received(ServerFrame::decode(&text).map_err(|e| e.to_string()), now);
+                }
+            }
+            Input::ReceivedBinary(socket, bytes) => {
+                if self.socket == Some(socket) {
+                    self.stats.frames_received += 1;
+                    self.stats.bytes_received += bytes.len() as u64;
+                    self.received(ServerFrame::decode_msgpack(&bytes).map_err(|e| e.to_string()), now);
                 }
             }
             Input::SocketClosed { socket, code, reason } => {
@@ -504,10 +527,10 @@ impl Connection {
         }
     }
 
-    fn received(&mut self, text: &str, now: Millis) {
+    fn received(&mut self, decoded: Result<ServerFrame, String>, now: Millis) {
         // Any frame proves the connection alive.
         self.cancel(Timer::PongDeadline);
-        let frame = match ServerFrame::decode(text) {
+        let frame = match decoded {
             Ok(frame) => frame,
             Err(error) => {
                 let message = format!("unreadable frame from the server: {error}");
@@ -733,15 +756,26 @@ impl Connection {
     /// Writes a frame if open; otherwise it is not sent (callers keep what must survive).
     fn send(&mut self, frame: ClientFrame) {
         if let (State::Open, Some(socket)) = (&self.state, self.socket) {
-            self.write(socket, frame.encode());
+            self.write(socket, &frame);
         }
     }
 
-    /// Asks the driver to write `text`, counting it.
-    fn write(&mut self, socket: SocketId, text: String) {
+    /// Asks the driver to write `frame` in the connection's encoding, counting it.
+    fn write(&mut self, socket: SocketId, frame: &ClientFrame) {
         self.stats.frames_sent += 1;
-        self.stats.bytes_sent += text.len() as u64;
-        self.actions.push_back(Action::Send(socket, text));
+        let action = match self.encoding {
+            Encoding::Json => {
+                let text = frame.encode();
+                self.stats.bytes_sent += text.len() as u64;
+                Action::Send(socket, text)
+            }
+            Encoding::MessagePack => {
+                let bytes = frame.encode_msgpack();
+                self.stats.bytes_sent += bytes.len() as u64;
+                Action::SendBinary(socket, bytes)
+            }
+        };
+        self.actions.push_back(action);
     }
 
     /// Sends what the outbox allows.

@@ -93,6 +93,8 @@ pub enum Input {
     SocketOpened(SocketId),
     /// A text message arrived.
     Received(SocketId, String),
+    /// A binary message arrived (MessagePack, on a connection that chose it).
+    ReceivedBinary(SocketId, Vec<u8>),
     /// The socket closed (1006 when it died without a close frame).
     SocketClosed {
         /// The socket that closed; events of a socket the core replaced are ignored.
@@ -218,6 +220,8 @@ pub enum Action {
     },
     /// Write one text message on the socket.
     Send(SocketId, String),
+    /// Write one binary message on the socket (MessagePack encoding).
+    SendBinary(SocketId, Vec<u8>),
     /// Close the socket and forget it; its later events are ignored anyway.
     Close {
         /// The socket to close; a driver closes it only if it is still the current one.
