@@ -17,8 +17,8 @@ pub enum SocketEvent {
     Opened,
     /// A text message arrived.
     Text(String),
-    /// A binary message arrived (Tether servers never send one; reported, not dropped).
-    Binary(usize),
+    /// A binary message arrived: MessagePack frames, on a socket that asked for them.
+    Binary(Vec<u8>),
     /// The socket closed. `code` 1006 means no close frame: the network or the server died.
     Closed {
         /// The close code.
@@ -55,7 +55,19 @@ pub struct BrowserSocket {
 impl BrowserSocket {
     /// Starts opening `url`; events arrive on the returned receiver.
     pub fn open(url: &str) -> Result<(Self, mpsc::UnboundedReceiver<SocketEvent>), String> {
-        let socket = web_sys::WebSocket::new(url).map_err(describe)?;
+        BrowserSocket::open_with(url, None)
+    }
+
+    /// Starts opening `url`, asking for `subprotocol` (`tether.v1.msgpack`) if given.
+    pub fn open_with(
+        url: &str,
+        subprotocol: Option<&str>,
+    ) -> Result<(Self, mpsc::UnboundedReceiver<SocketEvent>), String> {
+        let socket = match subprotocol {
+            Some(protocol) => web_sys::WebSocket::new_with_str(url, protocol),
+            None => web_sys::WebSocket::new(url),
+        }
+        .map_err(describe)?;
         let (events, receiver) = mpsc::unbounded();
 
         let tx = events.clone();
@@ -68,7 +80,8 @@ impl BrowserSocket {
             let reported = match data.as_string() {
                 Some(text) => SocketEvent::Text(text),
                 None => SocketEvent::Binary(
-                    data.dyn_ref::<js_sys::ArrayBuffer>().map_or(0, |b| b.byte_length() as usize),
+                    data.dyn_ref::<js_sys::ArrayBuffer>()
+                        .map_or_else(Vec::new, |b| js_sys::Uint8Array::new(b).to_vec()),
                 ),
             };
             let _ = tx.unbounded_send(reported);
@@ -107,6 +120,11 @@ impl BrowserSocket {
     /// Sends a text message. Fails if the socket is not open.
     pub fn send(&self, text: &str) -> Result<(), String> {
         self.socket.send_with_str(text).map_err(describe)
+    }
+
+    /// Sends a binary message. Fails if the socket is not open.
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), String> {
+        self.socket.send_with_u8_array(bytes).map_err(describe)
     }
 
     /// Closes with a code and reason. Codes must be 1000 or 3000–4999 (browser rule).

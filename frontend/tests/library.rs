@@ -42,6 +42,7 @@ fn fast_options() -> LinkOptions {
         probe_after: Duration::from_millis(200),
         token: None,
         endpoints: Vec::new(),
+        encoding: tether_shared::Encoding::Json,
     }
 }
 
@@ -801,4 +802,19 @@ async fn shared_state_is_throttled_with_the_last_value_always_sent_and_ends_when
     unmount(ada_app, ada_root).await;
     until("Ada's cursor gone", PATIENCE, || bob.0.borrow().others.is_empty()).await;
     unmount(bob_app, bob_root).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_link_speaking_msgpack_chats_with_a_json_peer() {
+    let options = LinkOptions { encoding: tether_shared::Encoding::MessagePack, ..fast_options() };
+    let link = Link::new(server_url(), options);
+    let room = unique("packed");
+    let _lease = link.join(&room);
+    // Connected at all means the server named tether.v1.msgpack back (a browser drops a
+    // socket whose offered subprotocol is not answered); hearing the peer means the
+    // binary frames were read.
+    until("connected", PATIENCE, || link.status().state == State::Open).await;
+    assert_eq!(link.status().transport, Transport::WebSocket);
+    chats_with_a_websocket_peer(&link, &room).await;
+    assert!(link.status().stats.bytes_received > 0);
 }

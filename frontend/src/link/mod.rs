@@ -91,6 +91,8 @@ struct Inner {
     transport: Choice,
     /// The wait before the next WebSocket probe, while on a fallback.
     probe: Option<Timeout>,
+    /// The encoding asked for on WebSockets.
+    encoding: tether_shared::Encoding,
     /// The app's source of tokens; the core says when to ask it.
     provider: Option<TokenProvider>,
     /// The core's next deadline and the timeout armed for it.
@@ -139,6 +141,9 @@ pub struct LinkOptions {
     /// connect, when the server says the token is about to expire (the connection is
     /// renewed in place), and after a refused token, with backoff while it fails.
     pub token: Option<TokenProvider>,
+    /// How frames travel on a WebSocket: JSON text (the default) or MessagePack binary
+    /// (`tether.v1.msgpack`). The HTTP fallbacks always carry JSON.
+    pub encoding: tether_shared::Encoding,
     /// More addresses of the same service, besides the link's URL. With any, each link
     /// starts at one of them all drawn at random (so a fleet spreads out), moves to the
     /// next when an attempt fails, and resumes its session there.
@@ -155,6 +160,7 @@ impl Default for LinkOptions {
             probe_after: std::time::Duration::from_millis(u64::from(transport::FIRST_PROBE_MS)),
             token: None,
             endpoints: Vec::new(),
+            encoding: tether_shared::Encoding::Json,
         }
     }
 }
@@ -186,6 +192,7 @@ impl Link {
             ),
             probe: None,
             provider: options.token.clone(),
+            encoding: options.encoding,
             wake: None,
             subscribers: Vec::new(),
             next_subscriber: 0,
@@ -273,7 +280,17 @@ impl Link {
                 Action::FetchToken => self.fetch_token(),
                 // The link leaves its core on JSON (it never calls `set_encoding`), so
                 // the core never asks it for a binary frame.
-                Action::SendBinary(..) => {}
+                Action::SendBinary(id, bytes) => {
+                    let mut inner = self.inner.borrow_mut();
+                    if let Some(socket) = inner.socket.get(id)
+                        && socket.send_bytes(&bytes).is_err()
+                    {
+                        drop(inner);
+                        let reason = "send failed".to_owned();
+                        self.handle(Input::SocketClosed { socket: id, code: close::ABNORMAL, reason });
+                        return;
+                    }
+                }
                 Action::Send(id, text) => {
                     let mut inner = self.inner.borrow_mut();
                     if let Some(socket) = inner.socket.get(id) {
@@ -351,7 +368,14 @@ impl Link {
         let opened = {
             let mut inner = self.inner.borrow_mut();
             inner.transport.attempt();
-            inner.transport.open(&url)
+            // MessagePack on a WebSocket that asks for it; JSON on the HTTP fallbacks.
+            let encoding = match inner.transport.current() {
+                Transport::WebSocket => inner.encoding,
+                Transport::Sse | Transport::LongPoll => tether_shared::Encoding::Json,
+            };
+            inner.core.set_encoding(encoding);
+            let subprotocol = (encoding != tether_shared::Encoding::Json).then(|| encoding.subprotocol());
+            inner.transport.open(&url, subprotocol)
         };
         match opened {
             Ok((socket, mut events)) => {
@@ -373,7 +397,7 @@ impl Link {
                                 continue;
                             }
                             SocketEvent::Error => Input::SocketErrored(id),
-                            SocketEvent::Binary(_) => continue,
+                            SocketEvent::Binary(bytes) => Input::ReceivedBinary(id, bytes),
                         };
                         link.handle(input);
                     }

@@ -59,6 +59,15 @@ impl AnySocket {
         }
     }
 
+    /// Sends a binary (MessagePack) frame: WebSockets only, since the HTTP transports
+    /// carry JSON text.
+    pub fn send_bytes(&self, bytes: &[u8]) -> Result<(), String> {
+        match self {
+            AnySocket::WebSocket(socket) => socket.send_bytes(bytes),
+            AnySocket::Http(_) => Err("the HTTP transports carry JSON text".into()),
+        }
+    }
+
     /// Closes with a code and reason.
     pub fn close(&self, code: u16, reason: &str) {
         match self {
@@ -160,12 +169,12 @@ impl Choice {
     pub fn open(
         &self,
         url: &str,
+        subprotocol: Option<&str>,
     ) -> Result<(AnySocket, futures::channel::mpsc::UnboundedReceiver<crate::socket::SocketEvent>), String>
     {
         match self.current {
-            Transport::WebSocket => {
-                BrowserSocket::open(url).map(|(socket, events)| (AnySocket::WebSocket(socket), events))
-            }
+            Transport::WebSocket => BrowserSocket::open_with(url, subprotocol)
+                .map(|(socket, events)| (AnySocket::WebSocket(socket), events)),
             Transport::Sse => {
                 let (socket, events) = HttpSocket::open(url, Downstream::Sse);
                 Ok((AnySocket::Http(socket), events))
