@@ -3,13 +3,14 @@
 //! load generator (this process, single-threaded) to CPU 1, so each figure is compared
 //! with the peers' figures from the same run on the same machine.
 //!
-//! `cargo xtask bench [--quick] [--peers=tether,bare] [storm] [idle] [fanout] [echo] [durable] [cluster] [transports] [stream]`
+//! `cargo xtask bench [--quick] [--peers=tether,bare] [storm] [idle] [fanout] [echo] [durable] [cluster] [transports] [encodings] [stream]`
 //! runs the named workloads (all by default) against the named servers (all by
 //! default), prints a markdown report and writes it, with plots, to `docs/bench/`.
 
 mod cluster;
 mod durable;
 mod echo;
+mod encodings;
 mod fanout;
 mod idle;
 mod latency;
@@ -78,7 +79,17 @@ fn main() {
     let file =
         if wanted.is_empty() { "results.md".to_owned() } else { format!("results-{}.md", wanted.join("-")) };
     if wanted.is_empty() {
-        wanted = vec!["storm", "idle", "fanout", "echo", "durable", "cluster", "transports", "stream"];
+        wanted = vec![
+            "storm",
+            "idle",
+            "fanout",
+            "echo",
+            "durable",
+            "cluster",
+            "transports",
+            "encodings",
+            "stream",
+        ];
     }
     let sizes = if quick { Sizes::quick() } else { Sizes::full() };
     // `--peers=tether,bare`: only the servers whose names contain one of these words.
@@ -152,6 +163,7 @@ fn main() {
                     }
                 }
                 "transports" => report.transports(transports::run(sizes.durable_seconds).await),
+                "encodings" => report.encodings(encodings::run().await),
                 "cluster" => report.cluster(cluster::run(sizes.durable_seconds, sizes.storm_clients).await),
                 "stream" => {
                     let result = stream::run(sizes.stream_seconds).await;
@@ -170,7 +182,7 @@ fn main() {
                 }
                 other => {
                     eprintln!(
-                        "unknown workload `{other}` (storm, idle, fanout, echo, durable, cluster, transports, stream)"
+                        "unknown workload `{other}` (storm, idle, fanout, echo, durable, cluster, transports, encodings, stream)"
                     )
                 }
             }

@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::cluster::ClusterRun;
 use crate::durable::Durable;
 use crate::echo::Echo;
+use crate::encodings::Figures;
 use crate::fanout::{self, Step};
 use crate::peer::Peer;
 use crate::storm::Storm;
@@ -32,6 +33,7 @@ pub struct Report {
     stream: Option<Result<Vec<FrameTimes>, String>>,
     cluster: Option<ClusterRun>,
     transports: Option<Vec<Delivery>>,
+    encodings: Option<Vec<Figures>>,
     /// The file the report goes to: `results.md` for every workload, else named after
     /// the ones that ran, so a partial run never replaces the full report.
     file: String,
@@ -51,6 +53,7 @@ impl Report {
         Report {
             cluster: None,
             transports: None,
+            encodings: None,
             file,
             quick,
             storm: None,
@@ -110,6 +113,21 @@ impl Report {
             );
         }
         self.transports = Some(deliveries);
+    }
+
+    /// Records JSON beside MessagePack.
+    pub fn encodings(&mut self, figures: Vec<Figures>) {
+        for f in &figures {
+            println!(
+                "  {:<11} {:<13} {:.1} B and {} of server CPU per delivery ({} delivered)",
+                f.encoding,
+                f.workload,
+                f.bytes_per_delivery,
+                micros(f.cpu_per_delivery),
+                f.delivered
+            );
+        }
+        self.encodings = Some(figures);
     }
 
     /// Records the cluster workload.
@@ -353,6 +371,34 @@ impl Report {
                     millis(delivery.p50),
                     millis(delivery.p99),
                     delivery.received
+                );
+            }
+            let _ = writeln!(md);
+        }
+        if let Some(figures) = &self.encodings {
+            let _ = writeln!(
+                md,
+                "## JSON and MessagePack\n\n\
+                 One publisher sends 2,000 chat messages, then 2,000 cursor updates, to a room of 50 \
+                 subscribers speaking JSON, then to one of 50 speaking MessagePack, against the same \
+                 server. Cursor updates go about one a millisecond; they are coalesced for subscribers \
+                 that fall behind, so fewer may be delivered than sent. Server CPU is read from \
+                 `/proc` (10 ms ticks) over each phase.\n"
+            );
+            let _ = writeln!(
+                md,
+                "| encoding | workload | bytes per delivery | server CPU per delivery | delivered |"
+            );
+            let _ = writeln!(md, "|---|---|---:|---:|---:|");
+            for f in figures {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.1} | {} | {} |",
+                    f.encoding,
+                    f.workload,
+                    f.bytes_per_delivery,
+                    micros(f.cpu_per_delivery),
+                    f.delivered
                 );
             }
             let _ = writeln!(md);
