@@ -134,20 +134,14 @@ impl Outbound {
             None if state.volatile.len() < MAX_VOLATILE => state.volatile.push((key, frame)),
             None => return,
         }
-        if let Some(waker) = state.waker.take() {
-            drop(state);
-            waker.wake();
-        }
+        wake(state);
     }
 
     /// Asks the connection to close with `close` (once it has written what is queued).
     pub fn end(&self, close: crate::close::Close) {
         let mut state = self.shared.state.lock().expect("queue lock");
         state.ending.get_or_insert(close);
-        if let Some(waker) = state.waker.take() {
-            drop(state);
-            waker.wake();
-        }
+        wake(state);
     }
 
     /// Counts a publish as in flight until its [`Outbound::push_reply`].
@@ -171,10 +165,15 @@ impl Shared {
         } else {
             state.frames.push_back(frame);
         }
-        if let Some(waker) = state.waker.take() {
-            drop(state);
-            waker.wake();
-        }
+        wake(state);
+    }
+}
+
+/// Wakes the connection task if it waits, after letting go of the lock.
+fn wake(mut state: std::sync::MutexGuard<'_, State>) {
+    if let Some(waker) = state.waker.take() {
+        drop(state);
+        waker.wake();
     }
 }
 

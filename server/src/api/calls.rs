@@ -15,7 +15,6 @@ use tether_shared::frame::valid_room_name;
 use tether_shared::{Millis, RejectCode, ServerFrame, User, close};
 
 use super::stats::{Sample, Totals};
-use crate::close::Close;
 use crate::cluster::backplane::Command;
 use crate::context::Context;
 use crate::identity;
@@ -306,10 +305,8 @@ impl Api {
         let mut members: Vec<User> = match self.context.hub.backplane().cloned() {
             Some(backplane) => {
                 let name = room.to_owned();
-                let read = tokio::task::spawn_blocking(move || backplane.present_elsewhere(&name)).await;
-                let present = read.map_err(|e| ApiError::Unavailable(e.to_string()))?;
-                present
-                    .map_err(|e| ApiError::Unavailable(e.to_string()))?
+                blocking(move || backplane.present_elsewhere(&name))
+                    .await?
                     .into_iter()
                     .map(|(_, user)| user)
                     .collect()
@@ -340,17 +337,15 @@ impl Api {
         let limit = limit.unwrap_or(50).clamp(1, MAX_HISTORY_PAGE);
         let store = self.context.store.clone();
         let name = room.to_owned();
-        let read = tokio::task::spawn_blocking(move || {
+        let (head, oldest, upto, messages) = blocking(move || {
             let head = store.head(&name)?;
             let oldest = store.oldest(&name)?;
             let after = after.unwrap_or(head.saturating_sub(limit)).min(head);
             let upto = after.saturating_add(limit).min(head);
             let messages = store.read(&name, after, upto)?;
-            Ok::<_, crate::store::StoreError>((head, oldest, upto, messages))
+            Ok((head, oldest, upto, messages))
         })
-        .await
-        .map_err(|e| ApiError::Unavailable(e.to_string()))?;
-        let (head, oldest, upto, messages) = read.map_err(|e| ApiError::Unavailable(e.to_string()))?;
+        .await?;
         if head == 0 && self.context.hub.members(room, None, 1).is_none() {
             return Err(ApiError::RoomNotFound(room.to_owned()));
         }
@@ -362,11 +357,7 @@ impl Api {
     /// cluster mode on every live node.
     pub async fn rooms(&self) -> Result<Vec<RoomSummary>, ApiError> {
         let summaries = match self.context.hub.backplane().cloned() {
-            Some(backplane) => {
-                let read = tokio::task::spawn_blocking(move || backplane.rooms()).await;
-                read.map_err(|e| ApiError::Unavailable(e.to_string()))?
-                    .map_err(|e| ApiError::Unavailable(e.to_string()))?
-            }
+            Some(backplane) => blocking(move || backplane.rooms()).await?,
             None => self.context.hub.room_summaries(),
         };
         let mut rooms: Vec<RoomSummary> =
@@ -379,10 +370,8 @@ impl Api {
     /// client comes back, e.g. to pick up changed permissions with a new token), else
     /// with 4410 (it stays away until the person or the app acts).
     pub fn disconnect(&self, user: &str, reconnect: bool) -> Disconnected {
-        let close = match reconnect {
-            true => Close::new(close::DISCONNECTED, "disconnected by the server"),
-            false => Close::new(close::REMOVED, "removed by the server"),
-        };
+        let code = if reconnect { close::DISCONNECTED } else { close::REMOVED };
+        let close = crate::close::for_api_disconnect(code).expect("an API disconnect code");
         let connections = self.context.hub.connected().close_user(user, close);
         tracing::info!(user, connections, code = close.code, "disconnected through the server API");
         let backplane = self.context.hub.backplane();
@@ -400,8 +389,8 @@ impl Api {
         let node = backplane.as_ref().map(|backplane| backplane.node().to_string());
         let nodes = match backplane {
             Some(backplane) => {
-                let read = tokio::task::spawn_blocking(move || backplane.node_stats()).await;
-                let samples = read.ok().and_then(Result::ok).unwrap_or_default();
+                // The dashboard shows this node's numbers even when Redis is slow to answer.
+                let samples = blocking(move || backplane.node_stats()).await.unwrap_or_default();
                 let mut nodes: Vec<NodeSample> = samples
                     .into_iter()
                     .filter_map(|(node, sample)| {
@@ -473,9 +462,19 @@ impl Api {
 
     async fn head(&self, room: &str) -> Result<u64, ApiError> {
         let (store, name) = (self.context.store.clone(), room.to_owned());
-        let read = tokio::task::spawn_blocking(move || store.head(&name)).await;
-        read.map_err(|e| ApiError::Unavailable(e.to_string()))?
-            .map_err(|e| ApiError::Unavailable(e.to_string()))
+        blocking(move || store.head(&name)).await
+    }
+}
+
+/// Runs a blocking read (SQLite, or Redis in cluster mode) off the async workers; a
+/// failure of either the read or its thread is `unavailable`.
+async fn blocking<T: Send + 'static>(
+    read: impl FnOnce() -> Result<T, crate::store::StoreError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match tokio::task::spawn_blocking(read).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(ApiError::Unavailable(error.to_string())),
+        Err(error) => Err(ApiError::Unavailable(error.to_string())),
     }
 }
 
