@@ -73,6 +73,7 @@ impl Peer {
                     ("--max-connections-per-ip", "100000"),
                     ("--idle-timeout", "10m"),
                     ("--max-members", "100000"),
+                    ("--room-creations", "1000000"),
                 ];
                 // A workload's own flags replace the defaults of the same name.
                 for pair in tether_args.chunks(2) {

@@ -53,6 +53,13 @@ pub struct Config {
     #[arg(long, env = "TETHER_HISTORY_AGE", default_value = "7d", value_parser = parse_duration)]
     pub history_age: Duration,
 
+    /// Bytes of history kept across all rooms together (e.g. 512m, 1g). Past it, the
+    /// oldest messages of the whole server go first (each room keeps its latest, so its
+    /// seqs are never reused), and a client resuming from before them is told
+    /// `complete: false`. Bounds the disk however many rooms are written to.
+    #[arg(long, env = "TETHER_HISTORY_BYTES", default_value = "1g", value_parser = parse_size)]
+    pub history_bytes: u64,
+
     /// How long a re-sent message id is recognised and answered with its original ack.
     #[arg(long, env = "TETHER_DEDUPE_WINDOW", default_value = "10m", value_parser = parse_duration)]
     pub dedupe_window: Duration,
@@ -80,6 +87,12 @@ pub struct Config {
     /// Rooms one connection may be in at once.
     #[arg(long, env = "TETHER_MAX_ROOMS", default_value_t = 32)]
     pub max_rooms: usize,
+
+    /// New rooms one user may open per minute (in dev mode, where anyone may be anyone:
+    /// one IP address). A room is new when it has neither history nor members; a join
+    /// past the quota is answered `rate_limited` about that room.
+    #[arg(long, env = "TETHER_ROOM_CREATIONS", default_value_t = 120)]
+    pub room_creations: u32,
 
     /// Connections one room may hold.
     #[arg(long, env = "TETHER_MAX_MEMBERS", default_value_t = 10_000)]
@@ -117,6 +130,13 @@ pub struct Config {
     /// Frames queued for one client before it counts as a slow consumer and is closed.
     #[arg(long, env = "TETHER_SEND_QUEUE", default_value_t = 1024)]
     pub send_queue: usize,
+
+    /// Bytes waiting in all clients' send queues together (e.g. 256m). Past it, a
+    /// client whose own queue holds more than 64 KiB is closed as a slow consumer
+    /// (4001) instead of being queued more, so memory stays bounded however many slow
+    /// clients there are; clients that keep up are never closed by it.
+    #[arg(long, env = "TETHER_QUEUED_BYTES", default_value = "256m", value_parser = parse_size)]
+    pub queued_bytes: u64,
 
     /// How long the dev-mode tokens of `/api/token` live. Short, so that the demo renews
     /// its token in place every few minutes, as an app with its own backend would.
@@ -156,6 +176,7 @@ impl Config {
             data_dir: PathBuf::from("tether-data"),
             history_messages: 10_000,
             history_age: Duration::from_secs(7 * 24 * 3600),
+            history_bytes: 1 << 30,
             dedupe_window: Duration::from_secs(600),
             auth_secret: None,
             api_key: None,
@@ -163,6 +184,7 @@ impl Config {
             max_connections_per_ip: 256,
             max_rooms: 32,
             max_members: 10_000,
+            room_creations: 120,
             max_body_bytes: 16 * 1024,
             publish_rate: 20,
             state_rate: 30,
@@ -170,6 +192,7 @@ impl Config {
             presence_tick: Duration::from_millis(200),
             presence_limit: 200,
             send_queue: 1024,
+            queued_bytes: 256 << 20,
             redis: None,
             token_warning: Duration::from_secs(30),
             dev_token_ttl: Duration::from_secs(600),
@@ -197,9 +220,39 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// Parses a size: bytes, or a number with `k`, `m` or `g` (binary multiples, an
+/// optional `b` or `ib` after), e.g. `64k`, `256MB`, `1GiB`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let lower = text.trim().to_ascii_lowercase();
+    let (number, unit) = match lower.find(|c: char| !c.is_ascii_digit()) {
+        Some(split) => lower.split_at(split),
+        None => (lower.as_str(), ""),
+    };
+    let value: u64 = number.parse().map_err(|_| format!("`{text}` is not a size such as 4096, 64k or 1g"))?;
+    let shift = match unit.trim_end_matches("ib").trim_end_matches('b') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        _ => return Err(format!("`{text}`: the unit must be k, m or g")),
+    };
+    value.checked_mul(1 << shift).ok_or_else(|| format!("`{text}` is too big"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes_parse_with_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("256MB"), Ok(256 << 20));
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert!(parse_size("1t").is_err());
+        assert!(parse_size("lots").is_err());
+        assert!(parse_size("99999999999g").is_err());
+    }
 
     #[test]
     fn durations_parse_with_units() {

@@ -57,15 +57,15 @@ mod tests {
 
     use super::*;
     use crate::metrics::Metrics;
-    use crate::outbound::Next;
+    use crate::outbound::{Next, QueueLimits};
 
     #[tokio::test]
     async fn closing_a_user_reaches_each_of_their_connections_and_no_one_else() {
         let connected = Connected::default();
         let metrics = Arc::new(Metrics::default());
-        let (ada_one, mut ada_one_queue) = Outbound::new(1, 4, metrics.clone());
-        let (ada_two, mut ada_two_queue) = Outbound::new(2, 4, metrics.clone());
-        let (bob, bob_queue) = Outbound::new(3, 4, metrics);
+        let (ada_one, mut ada_one_queue) = Outbound::new(1, QueueLimits::frames_only(4), metrics.clone());
+        let (ada_two, mut ada_two_queue) = Outbound::new(2, QueueLimits::frames_only(4), metrics.clone());
+        let (bob, bob_queue) = Outbound::new(3, QueueLimits::frames_only(4), metrics);
         connected.add("ada", &ada_one);
         connected.add("ada", &ada_two);
         connected.add("bob", &bob);

@@ -33,6 +33,10 @@ pub struct Context {
     pub(crate) packed: crate::wire::Packed,
     /// The dashboard's last minutes, a sample a second.
     pub(crate) stats: crate::api::stats::Series,
+    /// Bytes waiting in every send queue together (`--queued-bytes`).
+    pub(crate) send_budget: Arc<crate::outbound::SendBudget>,
+    /// New rooms per user (or address) per minute.
+    pub(crate) room_creations: crate::creations::RoomCreations,
     next_conn: AtomicU64,
 }
 
@@ -51,7 +55,11 @@ impl Context {
             None => store.secret(),
         };
         let drop_all = tokio::sync::watch::Sender::new(0);
+        let room_creations = crate::creations::RoomCreations::new(config.room_creations);
+        let send_budget = crate::outbound::SendBudget::new(config.queued_bytes, metrics.clone());
         Context {
+            room_creations,
+            send_budget,
             config,
             shutdown,
             hub,

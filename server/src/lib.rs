@@ -17,6 +17,7 @@ pub mod config;
 mod connected;
 mod connection;
 mod context;
+mod creations;
 mod dedupe;
 mod fallback;
 mod handshake;
@@ -142,6 +143,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
                 max_messages: config.history_messages,
                 max_age: config.history_age,
                 dedupe_window: config.dedupe_window,
+                max_bytes: config.history_bytes,
             };
             let sequencer =
                 sequencer::Sequencer::start(store.clone(), hub.clone(), retention, metrics.clone())

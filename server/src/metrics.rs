@@ -61,6 +61,15 @@ pub struct Metrics {
     pub store_seconds: Histogram,
     /// Publishes remembered for dedupe (about 80 bytes each).
     pub dedupe_entries: Gauge,
+    /// Bytes of history held (single node), as `--history-bytes` counts them.
+    pub history_bytes: Gauge,
+    /// Bytes waiting in every client's send queue together, which `--queued-bytes`
+    /// bounds.
+    pub queued_bytes: Gauge,
+    /// Bytes of history dropped to stay within `--history-bytes`.
+    pub history_shrunk_bytes: Counter,
+    /// Joins refused because their user (or address) opened too many new rooms.
+    pub room_creations_refused: Counter,
     /// Cluster mode: seconds per round trip of a publish pipeline to Redis.
     pub backplane_seconds: Histogram,
     /// Cluster mode: times the backplane's pub/sub connection was re-established.
@@ -95,6 +104,10 @@ impl Default for Metrics {
             refused: Family::default(),
             store_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             dedupe_entries: Gauge::default(),
+            history_bytes: Gauge::default(),
+            queued_bytes: Gauge::default(),
+            history_shrunk_bytes: Counter::default(),
+            room_creations_refused: Counter::default(),
             backplane_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             backplane_reconnects: Counter::default(),
             backplane_gap_fills: Counter::default(),
@@ -116,6 +129,16 @@ impl Default for Metrics {
             ),
             ("rate_limited", "Frames refused by a rate limit", &metrics.rate_limited),
             ("slow_consumer_drops", "Connections closed for a full send queue", &metrics.slow_consumers),
+            (
+                "history_shrunk_bytes",
+                "Bytes of history dropped to stay within --history-bytes",
+                &metrics.history_shrunk_bytes,
+            ),
+            (
+                "room_creations_refused",
+                "Joins refused for opening too many new rooms (--room-creations)",
+                &metrics.room_creations_refused,
+            ),
             (
                 "backplane_reconnects",
                 "Cluster mode: pub/sub connections to Redis re-established",
@@ -139,6 +162,8 @@ impl Default for Metrics {
             ("connections", "Open WebSocket connections", &metrics.connections),
             ("rooms", "Rooms with members", &metrics.rooms),
             ("dedupe_entries", "Publishes remembered for dedupe within the window", &metrics.dedupe_entries),
+            ("history_bytes", "Bytes of history held (single node)", &metrics.history_bytes),
+            ("queued_bytes", "Bytes waiting in all send queues together", &metrics.queued_bytes),
         ];
         for (name, help, gauge) in gauges {
             registry.register(name, help, gauge.clone());

@@ -268,7 +268,9 @@ fn websocket(context: &Arc<Context>, mut request: UpgradeRequest) -> Response {
                 let _slot = slot;
                 let id = context.next_conn();
                 let span = tracing::info_span!("conn", id, peer = ?peer, user = tracing::field::Empty);
-                connection::serve(socket, context, id, encoding).instrument(span).await;
+                connection::serve(socket, context, id, encoding, peer.map(|peer| peer.ip()))
+                    .instrument(span)
+                    .await;
             }
         }
     });

@@ -37,6 +37,8 @@ pub struct Retention {
     pub max_age: Duration,
     /// How long a (user, message id) pair is remembered for dedupe.
     pub dedupe_window: Duration,
+    /// Bytes of history kept across all rooms; past it the oldest go first.
+    pub max_bytes: u64,
 }
 
 /// One publish on its way to being stored.
@@ -106,7 +108,11 @@ impl Sequencer {
             metrics: metrics.clone(),
             rooms: HashMap::new(),
             dedupe: Dedupe::default(),
+            history_bytes: 0,
+            recount_above: retention.max_bytes,
         };
+        worker.history_bytes = worker.store.history_bytes()?;
+        metrics.history_bytes.set(worker.history_bytes as i64);
         for published in worker.store.published_since(worker.window_start(Millis::now()))? {
             let fingerprint = worker.dedupe.fingerprint(&published.room, &published.user, &published.id);
             let room = worker.known_room(&published.room);
@@ -162,6 +168,14 @@ struct Worker {
     /// Every room published to since startup, by name (shared with the receipts).
     rooms: HashMap<Arc<str>, RoomState>,
     dedupe: Dedupe,
+    /// The history's size as of the last count, plus what was appended since. Pruning
+    /// by count or age is not subtracted, so this only ever overestimates: passing the
+    /// cap makes the store count again before anything is dropped.
+    history_bytes: u64,
+    /// The estimate past which the history is counted again: the cap, or a tenth of it
+    /// above what the last shrink could not drop (rooms' latest messages), so that a
+    /// history of nothing but heads is not counted on every commit.
+    recount_above: u64,
 }
 
 /// What the sequencer knows about one room.
@@ -251,7 +265,12 @@ impl Worker {
             let stored = self.store.append(&messages);
             self.metrics.commit(started.elapsed().as_secs_f64(), false);
             match stored {
-                Ok(()) => self.deliver(&messages, pending, batch_dupes),
+                Ok(()) => {
+                    self.deliver(&messages, pending, batch_dupes);
+                    self.history_bytes += messages.iter().map(StoredMessage::stored_bytes).sum::<u64>();
+                    self.keep_within_budget();
+                    self.metrics.history_bytes.set(self.history_bytes as i64);
+                }
                 Err(error) => {
                     tracing::error!(%error, "storing a batch failed");
                     for (message, waiting) in messages.iter().zip(pending) {
@@ -323,6 +342,35 @@ impl Worker {
             state.head = Some(self.store.head(&name)?);
         }
         Ok((name, state))
+    }
+
+    /// Holds the history to `--history-bytes`: once the estimate passes it, counts
+    /// again, and if the history really is over, drops the oldest messages of the whole
+    /// store down to nine tenths of it, so the next shrink is a tenth of the cap away.
+    fn keep_within_budget(&mut self) {
+        if self.history_bytes <= self.recount_above {
+            return;
+        }
+        let shrunk = self.store.history_bytes().and_then(|counted| {
+            if counted <= self.retention.max_bytes {
+                return Ok(counted);
+            }
+            let left = self.store.shrink(self.retention.max_bytes / 10 * 9)?;
+            self.metrics.history_shrunk_bytes.inc_by(counted.saturating_sub(left));
+            tracing::info!(
+                before = counted,
+                after = left,
+                "history over --history-bytes: oldest messages dropped"
+            );
+            Ok(left)
+        });
+        match shrunk {
+            Ok(left) => {
+                self.history_bytes = left;
+                self.recount_above = self.retention.max_bytes.max(left + self.retention.max_bytes / 10);
+            }
+            Err(error) => tracing::warn!(%error, "keeping history within --history-bytes failed"),
+        }
     }
 
     fn maybe_prune(&mut self, room: &str, now: Millis) {

@@ -18,7 +18,7 @@ use super::stats::{Sample, Totals};
 use crate::cluster::backplane::Command;
 use crate::context::Context;
 use crate::identity;
-use crate::outbound::{Next, Outbound};
+use crate::outbound::{Next, Outbound, QueueLimits};
 use crate::sequencer::Publish;
 use crate::store::StoredMessage;
 
@@ -440,7 +440,8 @@ impl Api {
         }
         context.metrics.publishes.inc();
         // A connection of its own, in no room: its queue only ever gets this answer.
-        let (reply, mut answers) = Outbound::new(context.next_conn(), 4, context.metrics.clone());
+        let (reply, mut answers) =
+            Outbound::new(context.next_conn(), QueueLimits::frames_only(4), context.metrics.clone());
         reply.begin_publish();
         context.sequencer.publish(Publish {
             room: room.clone(),

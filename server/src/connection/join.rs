@@ -9,16 +9,30 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::{Conn, Transport, write};
 use crate::auth;
+use crate::creations::Creator;
 use crate::metrics::OutcomeLabel;
 use crate::wire;
 
 /// Longest a join waits for the other nodes to be told of its user (cluster mode).
 const ANNOUNCE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Why a join that would open one more new room is refused.
+const ROOM_QUOTA: &str = "too many new rooms opened in the last minute; join an existing room or wait";
+
 /// Most recent messages a join without a cursor may ask for.
 const MAX_JOIN_HISTORY: u32 = 1_000;
 
 impl Conn {
+    /// Whose quota of new rooms a join counts against: the signed-in user, or in dev
+    /// mode (where any name may be claimed) the address.
+    fn creator(&self) -> Creator {
+        let user = || Creator::User(self.identity.as_ref().map(|i| i.user.id.clone()).unwrap_or_default());
+        match self.peer {
+            Some(address) if self.context.config.auth_secret.is_none() => Creator::Address(address),
+            _ => user(),
+        }
+    }
+
     /// Joins each room in turn (one for `join`, several for `resume`).
     pub(super) async fn join_all(
         &mut self,
@@ -71,10 +85,18 @@ impl Conn {
                 return write(socket, &frame, self.encoding).await;
             }
         };
-        self.rooms.insert(room.clone());
-        let epoch = self.context.store.epoch();
         let head = joined.head;
         let presence = joined.presence;
+        // A room with neither history nor anyone else in it is being opened by this join.
+        if head == 0 && presence.count <= 1 && !self.context.room_creations.allow(&self.creator()) {
+            self.context.hub.leave(&room, self.out.conn());
+            self.context.metrics.room_creations_refused.inc();
+            self.context.metrics.rate_limited.inc();
+            let frame = self.error(ErrorCode::RateLimited, ROOM_QUOTA, Some(&room));
+            return write(socket, &frame, self.encoding).await;
+        }
+        self.rooms.insert(room.clone());
+        let epoch = self.context.store.epoch();
         if let Some(announced) = joined.announced {
             // Bounded, so that a slow Redis delays a join instead of holding it.
             let _ = tokio::time::timeout(ANNOUNCE_PATIENCE, announced).await;

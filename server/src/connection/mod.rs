@@ -29,7 +29,7 @@ use crate::context::Context;
 use crate::handshake::Identity;
 use crate::limits;
 use crate::metrics::CodeLabel;
-use crate::outbound::{Next, Outbound, Queue};
+use crate::outbound::{Next, Outbound, Queue, QueueLimits};
 use decide::After;
 
 /// Longest wait for a closing handshake to be written.
@@ -54,6 +54,8 @@ struct Conn {
     strikes: u32,
     /// How its frames travel, chosen at the upgrade.
     encoding: Encoding,
+    /// The client's address, which dev mode's quotas count by.
+    peer: Option<std::net::IpAddr>,
     publishes: DefaultDirectRateLimiter,
     /// Volatile `state` frames, limited apart from publishes.
     states: DefaultDirectRateLimiter,
@@ -109,8 +111,18 @@ fn outgoing(context: &Context, encoding: Encoding, frame: Utf8Bytes) -> Message 
 
 /// Serves one upgraded socket until the client leaves, it goes silent, it misbehaves,
 /// or the server shuts down.
-pub async fn serve(mut socket: impl Transport, context: Arc<Context>, id: u64, encoding: Encoding) {
-    let (out, mut queue) = Outbound::new(id, context.config.send_queue, context.metrics.clone());
+pub async fn serve(
+    mut socket: impl Transport,
+    context: Arc<Context>,
+    id: u64,
+    encoding: Encoding,
+    peer: Option<std::net::IpAddr>,
+) {
+    let (out, mut queue) = Outbound::new(
+        id,
+        QueueLimits { frames: context.config.send_queue, budget: context.send_budget.clone() },
+        context.metrics.clone(),
+    );
     context.metrics.connections.inc();
     let mut conn = Conn {
         publishes: RateLimiter::direct(quota(context.config.publish_rate, context.config.publish_burst)),
@@ -125,6 +137,7 @@ pub async fn serve(mut socket: impl Transport, context: Arc<Context>, id: u64, e
         rooms: BTreeSet::new(),
         strikes: 0,
         encoding,
+        peer,
     };
     // Made once and polled in place: a fresh future per loop turn would register and
     // unregister a waiter on every frame.

@@ -212,7 +212,8 @@ async fn open(context: Arc<Context>, origin: Option<String>, peer: Option<IpAddr
         async move {
             let idle = task_context.config.idle_timeout;
             let watchdog = tokio::spawn(watch_readers(watched.clone(), idle));
-            crate::connection::serve(socket, task_context.clone(), id, tether_shared::Encoding::Json).await;
+            crate::connection::serve(socket, task_context.clone(), id, tether_shared::Encoding::Json, peer)
+                .await;
             watchdog.abort();
             // Its end stays readable for a while, then the session is forgotten.
             tokio::select! {

@@ -104,4 +104,26 @@ impl Store for MemoryStore {
         }
         Ok(())
     }
+
+    fn history_bytes(&self) -> Result<u64, StoreError> {
+        let rooms = self.rooms.read().expect("store lock");
+        Ok(rooms.values().flat_map(|r| r.messages.iter()).map(StoredMessage::stored_bytes).sum())
+    }
+
+    fn shrink(&self, target: u64) -> Result<u64, StoreError> {
+        let mut total = self.history_bytes()?;
+        let mut rooms = self.rooms.write().expect("store lock");
+        while total > target {
+            // The room whose oldest message is the oldest of all, among rooms holding more
+            // than their latest.
+            let oldest = rooms
+                .values_mut()
+                .filter(|r| r.messages.len() > 1)
+                .min_by_key(|r| r.messages.front().map(|m| (m.ts, m.seq)));
+            let Some(room) = oldest else { break };
+            let dropped = room.messages.pop_front().expect("more than one");
+            total -= dropped.stored_bytes();
+        }
+        Ok(total)
+    }
 }

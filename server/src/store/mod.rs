@@ -34,6 +34,18 @@ pub struct StoredMessage {
     pub ts: Millis,
 }
 
+impl StoredMessage {
+    /// What the message counts for against `--history-bytes`: its text fields and a
+    /// fixed overhead for the row. The SQLite store sums the same expression.
+    pub fn stored_bytes(&self) -> u64 {
+        let text = self.room.len() + self.id.len() + self.user.id.len() + self.user.name.len();
+        (text + self.user.color.len() + self.body.get().len()) as u64 + ROW_OVERHEAD
+    }
+}
+
+/// Bytes a stored message counts for beyond its text: its seq, time and keys.
+pub const ROW_OVERHEAD: u64 = 32;
+
 /// Who published what where: the part of a stored message that dedupe needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
@@ -97,4 +109,10 @@ pub trait Store: History {
     /// (the oldest first, possibly a bounded batch per call), always keeping each room's
     /// latest message so its seq is never reused.
     fn prune(&self, room: &str, keep: u64, before: Millis) -> Result<(), StoreError>;
+    /// The history's size, as [`StoredMessage::stored_bytes`] counts it.
+    fn history_bytes(&self) -> Result<u64, StoreError>;
+    /// Drops the oldest messages of the whole store (by time, a prefix of each room's
+    /// history, never a room's latest) until it holds at most `target` bytes or only
+    /// rooms' latest messages are left; returns the size after.
+    fn shrink(&self, target: u64) -> Result<u64, StoreError>;
 }

@@ -206,7 +206,69 @@ impl Store for SqliteStore {
         }
         Ok(())
     }
+
+    fn history_bytes(&self) -> Result<u64, StoreError> {
+        let connection = self.writer.lock().expect("writer lock");
+        let sum = format!("SELECT COALESCE(SUM({ROW_BYTES}), 0) FROM messages");
+        let total: i64 = connection.query_row(&sum, [], |row| row.get(0))?;
+        Ok(total as u64)
+    }
+
+    fn shrink(&self, target: u64) -> Result<u64, StoreError> {
+        let mut total = self.history_bytes()?;
+        let mut connection = self.writer.lock().expect("writer lock");
+        while total > target {
+            // The oldest rows by time (the time index), leaving each room's latest. Each
+            // room loses a prefix in seq order, up to its newest row among them, so its
+            // history stays one contiguous run and `oldest` keeps telling the truth.
+            let transaction = connection.transaction()?;
+            let mut upto: std::collections::HashMap<String, i64> = std::collections::HashMap::new();
+            let mut freeing = 0u64;
+            {
+                let mut oldest = transaction.prepare_cached(&format!(
+                    "SELECT room, seq, {ROW_BYTES} FROM messages AS m
+                      WHERE seq < (SELECT MAX(seq) FROM messages WHERE room = m.room)
+                      ORDER BY ts LIMIT ?1"
+                ))?;
+                let mut rows = oldest.query([SHRINK_ROWS])?;
+                while let Some(row) = rows.next()? {
+                    let (room, seq, bytes): (String, i64, i64) = (row.get(0)?, row.get(1)?, row.get(2)?);
+                    let seq = upto.get(&room).map_or(seq, |&known| known.max(seq));
+                    upto.insert(room, seq);
+                    freeing += bytes as u64;
+                    if total.saturating_sub(freeing) <= target {
+                        break;
+                    }
+                }
+            }
+            if upto.is_empty() {
+                break;
+            }
+            {
+                let mut delete = transaction.prepare_cached(
+                    "DELETE FROM messages WHERE room = ?1 AND seq <= ?2
+                       AND seq < (SELECT MAX(seq) FROM messages WHERE room = ?1)",
+                )?;
+                for (room, seq) in &upto {
+                    delete.execute(params![room, seq])?;
+                }
+            }
+            transaction.commit()?;
+            total = total.saturating_sub(freeing);
+        }
+        drop(connection);
+        // Counted again: a clock set back can have put rows of later time before others.
+        self.history_bytes()
+    }
 }
+
+/// Most rows one step of [`Store::shrink`] considers.
+const SHRINK_ROWS: i64 = 4096;
+
+/// [`StoredMessage::stored_bytes`], as SQL over a row of `messages`.
+const ROW_BYTES: &str = "LENGTH(CAST(room AS BLOB)) + LENGTH(CAST(client_id AS BLOB))
+    + LENGTH(CAST(user_id AS BLOB)) + LENGTH(CAST(user_name AS BLOB))
+    + LENGTH(CAST(user_color AS BLOB)) + LENGTH(CAST(body AS BLOB)) + 32";
 
 #[cfg(test)]
 mod tests {
@@ -256,6 +318,28 @@ mod tests {
         assert_eq!((store.oldest("r").unwrap(), store.head("r").unwrap()), (8, 10));
         store.prune("r", 100, Millis(u64::MAX / 2)).unwrap();
         assert_eq!((store.oldest("r").unwrap(), store.head("r").unwrap()), (10, 10), "the head stays");
+        std::fs::remove_file(&path).ok();
+    }
+
+    #[test]
+    fn shrinking_drops_the_oldest_messages_of_all_rooms_and_keeps_each_head() {
+        let path = temp_db();
+        let store = SqliteStore::open(&path).unwrap();
+        // Room a is old, room b is new; both are written in turns of time.
+        let a: Vec<_> = (1..=10).map(|seq| message("a", seq, seq)).collect();
+        let b: Vec<_> = (1..=10).map(|seq| message("b", seq, 100 + seq)).collect();
+        store.append(&a).unwrap();
+        store.append(&b).unwrap();
+        let bytes =
+            |messages: &[StoredMessage]| messages.iter().map(StoredMessage::stored_bytes).sum::<u64>();
+        let total = bytes(&a) + bytes(&b);
+        assert_eq!(store.history_bytes().unwrap(), total, "SQL counts what Rust counts");
+        let left = store.shrink(total - bytes(&a[..8])).unwrap();
+        assert_eq!(left, total - bytes(&a[..8]));
+        assert_eq!((store.oldest("a").unwrap(), store.head("a").unwrap()), (9, 10), "a's oldest went first");
+        assert_eq!(store.oldest("b").unwrap(), 1, "b is untouched");
+        assert_eq!(store.shrink(0).unwrap(), bytes(&a[9..]) + bytes(&b[9..]), "only the heads are left");
+        assert_eq!((store.oldest("a").unwrap(), store.oldest("b").unwrap()), (10, 10));
         std::fs::remove_file(&path).ok();
     }
 }

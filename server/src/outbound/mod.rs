@@ -19,6 +19,7 @@
 
 use std::collections::VecDeque;
 use std::future::poll_fn;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Waker};
 
@@ -37,6 +38,27 @@ const SPARE_CAPACITY: usize = 16;
 /// (they are volatile: the next value will come).
 const MAX_VOLATILE: usize = 1024;
 
+mod budget;
+
+pub use budget::SendBudget;
+
+/// How much a connection's queue may hold.
+#[derive(Clone)]
+pub struct QueueLimits {
+    /// Room frames queued before the client counts as a slow consumer.
+    pub frames: usize,
+    /// The server-wide budget of queued bytes this queue counts against.
+    pub budget: Arc<SendBudget>,
+}
+
+impl QueueLimits {
+    /// At most `frames` room frames, outside any server budget: for queues that only
+    /// ever get answers (the server API's) and for tests.
+    pub fn frames_only(frames: usize) -> QueueLimits {
+        QueueLimits { frames, budget: SendBudget::new(u64::MAX, Arc::new(Metrics::default())) }
+    }
+}
+
 /// A handle for sending frames to one connection. Cloning is one reference count.
 #[derive(Clone)]
 pub struct Outbound {
@@ -51,9 +73,12 @@ pub struct Queue {
 
 struct Shared {
     conn: ConnId,
-    capacity: usize,
+    limits: QueueLimits,
     metrics: Arc<Metrics>,
     state: Mutex<State>,
+    /// Bytes of the room frames in `state.frames`, changed only with the state locked
+    /// and read without it by the [`SendBudget`].
+    queued: AtomicUsize,
 }
 
 #[derive(Default)]
@@ -94,9 +119,10 @@ pub enum Next {
 }
 
 impl Outbound {
-    /// A queue of `capacity` frames and the connection task's end of it.
-    pub fn new(conn: ConnId, capacity: usize, metrics: Arc<Metrics>) -> (Outbound, Queue) {
-        let shared = Arc::new(Shared { conn, capacity, metrics, state: Mutex::new(State::default()) });
+    /// A queue within `limits` and the connection task's end of it.
+    pub fn new(conn: ConnId, limits: QueueLimits, metrics: Arc<Metrics>) -> (Outbound, Queue) {
+        let state = Mutex::new(State::default());
+        let shared = Arc::new(Shared { conn, limits, metrics, state, queued: AtomicUsize::new(0) });
         (Outbound { shared: shared.clone() }, Queue { shared, spare: VecDeque::new() })
     }
 
@@ -151,7 +177,7 @@ impl Outbound {
 }
 
 impl Shared {
-    fn push(&self, frame: Utf8Bytes, origin: Origin) {
+    fn push(self: &Arc<Self>, frame: Utf8Bytes, origin: Origin) {
         let mut state = self.state.lock().expect("queue lock");
         if origin == Origin::Reply {
             state.in_flight = state.in_flight.saturating_sub(1);
@@ -159,12 +185,53 @@ impl Shared {
         if state.closed || state.slow {
             return;
         }
-        if origin == Origin::Room && state.frames.len() >= self.capacity {
-            state.slow = true;
-            self.metrics.slow_consumers.inc();
-        } else {
-            state.frames.push_back(frame);
+        if origin == Origin::Room && state.frames.len() >= self.limits.frames {
+            self.mark_slow(&mut state);
+            wake(state);
+            return;
         }
+        if origin == Origin::Room {
+            // Only room frames count: replies and own echoes are bounded by the
+            // publishes in flight.
+            let before = self.queued.load(Ordering::Relaxed);
+            self.set_queued(before + frame.len());
+        }
+        state.frames.push_back(frame);
+        wake(state);
+        if origin == Origin::Room {
+            self.limits.budget.enforce();
+        }
+    }
+
+    /// Bytes of room frames waiting.
+    fn queued_bytes(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Sets the queued room bytes (with the state locked), telling the budget.
+    fn set_queued(self: &Arc<Self>, after: usize) {
+        let before = self.queued.swap(after, Ordering::Relaxed);
+        self.limits.budget.changed(self, before, after);
+    }
+
+    /// Marks the client slow and lets go of its frames, which will never be written: the
+    /// connection closes with 4001 before writing anything more.
+    fn mark_slow(self: &Arc<Self>, state: &mut State) {
+        state.slow = true;
+        state.frames = VecDeque::new();
+        self.set_queued(0);
+        self.metrics.slow_consumers.inc();
+    }
+
+    /// The budget's verdict: this queue holds the most while the server holds too much.
+    fn cut_off(self: &Arc<Self>) {
+        let mut state = self.state.lock().expect("queue lock");
+        if state.slow || state.closed {
+            // Its bytes are already given back; make sure the budget forgets it.
+            self.set_queued(0);
+            return;
+        }
+        self.mark_slow(&mut state);
         wake(state);
     }
 }
@@ -195,6 +262,7 @@ impl Queue {
             }
             let mut batch = std::mem::take(&mut self.spare);
             std::mem::swap(&mut batch, &mut state.frames);
+            self.shared.set_queued(0);
             let volatile = std::mem::take(&mut state.volatile);
             drop(state);
             batch.extend(volatile.into_iter().map(|(_, frame)| frame));
@@ -228,14 +296,16 @@ impl Queue {
 
     /// Everything queued now, without waiting (for the goodbye at shutdown).
     pub fn take_now(&mut self) -> VecDeque<Utf8Bytes> {
-        std::mem::take(&mut self.shared.state.lock().expect("queue lock").frames)
+        let mut state = self.shared.state.lock().expect("queue lock");
+        self.shared.set_queued(0);
+        std::mem::take(&mut state.frames)
     }
 
     /// Whether the connection may read another frame from its socket: not while
     /// [`MAX_IN_FLIGHT`] publishes wait for their ack, nor while half the queue is used.
     pub fn may_read(&self) -> bool {
         let state = self.shared.state.lock().expect("queue lock");
-        state.in_flight < MAX_IN_FLIGHT && state.frames.len() < self.shared.capacity.div_ceil(2)
+        state.in_flight < MAX_IN_FLIGHT && state.frames.len() < self.shared.limits.frames.div_ceil(2)
     }
 }
 
@@ -244,15 +314,17 @@ impl Drop for Queue {
         let mut state = self.shared.state.lock().expect("queue lock");
         state.closed = true;
         state.frames = VecDeque::new();
+        self.shared.set_queued(0);
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::budget::FAIR_SHARE_BYTES;
     use super::*;
 
     fn queue(capacity: usize) -> (Outbound, Queue) {
-        Outbound::new(1, capacity, Arc::new(Metrics::default()))
+        Outbound::new(1, QueueLimits::frames_only(capacity), Arc::new(Metrics::default()))
     }
 
     fn frame(text: &str) -> Utf8Bytes {
@@ -321,6 +393,33 @@ mod tests {
         tokio::task::yield_now().await;
         out.push(frame("a"));
         assert!(waiter.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn past_the_servers_budget_the_heaviest_queue_is_cut_off() {
+        let metrics = Arc::new(Metrics::default());
+        let limits = QueueLimits {
+            frames: 10_000,
+            budget: SendBudget::new(4 * FAIR_SHARE_BYTES as u64 + 16 * 1024, metrics.clone()),
+        };
+        let (stalled, mut stalled_queue) = Outbound::new(1, limits.clone(), metrics.clone());
+        let (behind, mut behind_queue) = Outbound::new(2, limits, metrics.clone());
+        let chunk = frame(&"x".repeat(16 * 1024));
+        // One client stopped reading (3 fair shares queued); another is a little behind
+        // (over its fair share, but holding less).
+        for _ in 0..(3 * FAIR_SHARE_BYTES / chunk.len()) {
+            stalled.push(chunk.clone());
+        }
+        for _ in 0..(FAIR_SHARE_BYTES / chunk.len() + 1) {
+            behind.push(chunk.clone());
+        }
+        assert_eq!(metrics.queued_bytes.get() as usize, 4 * FAIR_SHARE_BYTES + chunk.len(), "at the limit");
+        // The next frame for either of them cuts off the heaviest, whoever it is for.
+        behind.push(chunk.clone());
+        assert!(matches!(stalled_queue.next().await, Next::Slow));
+        assert!(matches!(behind_queue.next().await, Next::Frames(batch) if batch.len() == 6));
+        assert_eq!(metrics.queued_bytes.get(), 0, "the cut queue's frames are let go at once");
+        assert_eq!(metrics.slow_consumers.get(), 1);
     }
 
     #[test]
