@@ -28,6 +28,7 @@ pub async fn run(
     mut inputs: mpsc::UnboundedReceiver<Input>,
     events: mpsc::UnboundedSender<Event>,
     endpoint: tokio::sync::watch::Sender<String>,
+    stats: tokio::sync::watch::Sender<tether_shared::ConnectionStats>,
 ) {
     let ClientOptions { endpoints, connection, token, encoding } = options;
     let mut core = Connection::new(connection, seed);
@@ -111,6 +112,13 @@ pub async fn run(
             let changed = shown != core.endpoint();
             if changed {
                 core.endpoint().clone_into(shown);
+            }
+            changed
+        });
+        stats.send_if_modified(|shown| {
+            let changed = shown != core.stats();
+            if changed {
+                shown.clone_from(core.stats());
             }
             changed
         });

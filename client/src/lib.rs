@@ -31,7 +31,7 @@ mod token;
 use std::time::Duration;
 
 use serde_json::Value;
-use tether_shared::{ConnectionConfig, Event, Input, MessageIds};
+use tether_shared::{ConnectionConfig, ConnectionStats, Event, Input, MessageIds};
 use tokio::sync::mpsc;
 
 pub use tether_shared;
@@ -72,6 +72,7 @@ pub struct Client {
     inputs: mpsc::UnboundedSender<Input>,
     events: mpsc::UnboundedReceiver<Event>,
     endpoint: tokio::sync::watch::Receiver<String>,
+    stats: tokio::sync::watch::Receiver<ConnectionStats>,
     ids: MessageIds,
 }
 
@@ -89,8 +90,9 @@ impl Client {
         let (event_tx, events) = mpsc::unbounded_channel();
         let seed = fastrand::u64(..);
         let (endpoint_tx, endpoint) = tokio::sync::watch::channel(String::new());
-        tokio::spawn(driver::run(options, seed, input_rx, event_tx, endpoint_tx));
-        Client { inputs, events, endpoint, ids: MessageIds::new(seed.rotate_left(17)) }
+        let (stats_tx, stats) = tokio::sync::watch::channel(ConnectionStats::default());
+        tokio::spawn(driver::run(options, seed, input_rx, event_tx, endpoint_tx, stats_tx));
+        Client { inputs, events, endpoint, stats, ids: MessageIds::new(seed.rotate_left(17)) }
     }
 
     /// Feeds an input to the core (connect, join, publish, network changes, …).
@@ -102,6 +104,11 @@ impl Client {
     /// The address in use, or the one the next attempt will use.
     pub fn endpoint(&self) -> String {
         self.endpoint.borrow().clone()
+    }
+
+    /// What the connection has done so far: round trips, frames, reconnects, resends.
+    pub fn stats(&self) -> ConnectionStats {
+        self.stats.borrow().clone()
     }
 
     /// Queues a message for `room` and returns its client message id.

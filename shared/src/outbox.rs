@@ -146,6 +146,8 @@ struct Entry {
     envelope: Envelope,
     bytes: usize,
     sent_at: Option<Millis>,
+    /// Times it was handed out to be written.
+    sends: u32,
 }
 
 /// Unacknowledged messages in send order.
@@ -156,6 +158,8 @@ pub struct Outbox {
     by_id: HashMap<String, Key>,
     next_order: u64,
     bytes: usize,
+    /// Messages handed out to be written again (after a reconnect or an ack timeout).
+    resent: u64,
 }
 
 /// The snapshot format's version. Bump it when the snapshot's shape changes.
@@ -184,7 +188,7 @@ pub enum SnapshotError {
 impl Outbox {
     /// An empty outbox.
     pub fn new(config: OutboxConfig) -> Self {
-        Outbox { config, entries: BTreeMap::new(), by_id: HashMap::new(), next_order: 0, bytes: 0 }
+        Outbox { config, entries: BTreeMap::new(), by_id: HashMap::new(), next_order: 0, bytes: 0, resent: 0 }
     }
 
     /// The bounds and overflow policy it enforces.
@@ -269,7 +273,7 @@ impl Outbox {
         self.next_order += 1;
         self.bytes += bytes;
         self.by_id.insert(envelope.id.clone(), key);
-        self.entries.insert(key, Entry { envelope, bytes, sent_at: None });
+        self.entries.insert(key, Entry { envelope, bytes, sent_at: None, sends: 0 });
         Ok(Pushed { queued: true, dropped })
     }
 
@@ -284,15 +288,24 @@ impl Outbox {
     /// and returns them for the driver to write.
     pub fn take_sendable(&mut self, now: Millis, max_in_flight: usize) -> Vec<Envelope> {
         let room = max_in_flight.saturating_sub(self.in_flight());
+        let resent = &mut self.resent;
         self.entries
             .values_mut()
             .filter(|entry| entry.sent_at.is_none())
             .take(room)
             .map(|entry| {
                 entry.sent_at = Some(now);
+                *resent += u64::from(entry.sends > 0);
+                entry.sends += 1;
                 entry.envelope.clone()
             })
             .collect()
+    }
+
+    /// How many times a message was handed out to be written again, after a reconnect
+    /// or an ack timeout: what the server's dedupe is there for.
+    pub fn resent(&self) -> u64 {
+        self.resent
     }
 
     /// Removes the message the server acknowledged. A late or repeated ack finds nothing
@@ -329,11 +342,14 @@ impl Outbox {
     /// Sent messages whose ack is overdue by `ack_timeout`: stamped as sent again now
     /// and returned, in order, for the driver to re-send.
     pub fn overdue(&mut self, now: Millis, ack_timeout: Duration) -> Vec<Envelope> {
+        let resent = &mut self.resent;
         self.entries
             .values_mut()
             .filter(|entry| entry.sent_at.is_some_and(|at| at.after(ack_timeout) <= now))
             .map(|entry| {
                 entry.sent_at = Some(now);
+                entry.sends += 1;
+                *resent += 1;
                 entry.envelope.clone()
             })
             .collect()
@@ -565,6 +581,20 @@ mod tests {
         assert_eq!(expired.len(), 1);
         assert_eq!((expired[0].envelope.id.as_str(), expired[0].reason), ("waiting", DropReason::Expired));
         assert_eq!(ids(&outbox), ["sent"]);
+    }
+
+    #[test]
+    fn messages_written_again_are_counted_as_resent() {
+        let mut outbox = Outbox::new(OutboxConfig::default());
+        for id in ["a", "b"] {
+            outbox.push(envelope(id, 0)).unwrap();
+        }
+        assert_eq!(outbox.take_sendable(Millis(0), 10).len(), 2);
+        assert_eq!(outbox.resent(), 0, "first sends are not resends");
+        outbox.requeue_all();
+        assert_eq!(outbox.take_sendable(Millis(1), 10).len(), 2);
+        assert_eq!(outbox.overdue(Millis(100_000), Duration::from_secs(10)).len(), 2);
+        assert_eq!(outbox.resent(), 4);
     }
 
     #[test]

@@ -676,6 +676,7 @@ impl Connection {
                     for envelope in self.outbox.overdue(now, self.config.ack_timeout) {
                         self.send(envelope.frame());
                     }
+                    self.stats.resent = self.outbox.resent();
                 }
             }
             Timer::Expiry => {
@@ -784,6 +785,7 @@ impl Connection {
             for envelope in self.outbox.take_sendable(now, self.config.max_in_flight) {
                 self.send(envelope.frame());
             }
+            self.stats.resent = self.outbox.resent();
         }
     }
 

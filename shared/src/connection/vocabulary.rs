@@ -314,6 +314,9 @@ pub struct ConnectionStats {
     pub bytes_received: u64,
     /// Welcomes after the first: how often the connection came back.
     pub reconnects: u32,
+    /// Publishes written again, after a reconnect or an ack timeout; the server answers
+    /// those it already stored with their first ack.
+    pub resent: u64,
     /// When the current connection was welcomed; `None` while not open.
     pub connected_since: Option<Millis>,
 }
