@@ -41,6 +41,18 @@ impl Encoding {
     }
 }
 
+/// How deeply MessagePack may nest arrays and maps: as deeply as serde_json reads JSON
+/// (127 levels: its limit of 128 counts from one), and no deeper. A frame is written as JSON too (the server answers and
+/// relays in JSON text first and transcodes it; JSON clients share the room), so a
+/// frame that decodes from MessagePack must be one JSON can carry.
+const MAX_DEPTH: usize = 128;
+
+fn from_msgpack<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, rmp_serde::decode::Error> {
+    let mut deserializer = rmp_serde::Deserializer::from_read_ref(bytes);
+    deserializer.set_max_depth(MAX_DEPTH);
+    T::deserialize(&mut deserializer)
+}
+
 /// Why a binary frame could not be decoded, with the code a server answers with.
 #[derive(Debug, thiserror::Error)]
 #[error("{source}")]
@@ -57,7 +69,7 @@ impl ClientFrame {
     /// Decodes a client frame from MessagePack, with the same checks as JSON (duplicate
     /// keys in a body included).
     pub fn decode_msgpack(bytes: &[u8]) -> Result<Self, BinaryDecodeError> {
-        rmp_serde::from_slice(bytes).map_err(|source| {
+        from_msgpack(bytes).map_err(|source| {
             let code = match rmp_serde::from_slice::<IgnoredAny>(bytes) {
                 Ok(_) => ErrorCode::InvalidFrame,
                 Err(_) => ErrorCode::MalformedJson,
@@ -75,7 +87,7 @@ impl ClientFrame {
 impl ServerFrame {
     /// Decodes a server frame from MessagePack.
     pub fn decode_msgpack(bytes: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
-        rmp_serde::from_slice(bytes)
+        from_msgpack(bytes)
     }
 
     /// Encodes the frame as MessagePack.
@@ -133,5 +145,23 @@ mod tests {
         assert_eq!(ClientFrame::decode_msgpack(&wrong).unwrap_err().code, ErrorCode::InvalidFrame);
         let unknown = rmp_serde::to_vec_named(&json!({"type": "teleport"})).unwrap();
         assert_eq!(ClientFrame::decode_msgpack(&unknown).unwrap_err().code, ErrorCode::InvalidFrame);
+    }
+
+    #[test]
+    fn msgpack_nests_no_deeper_than_json_can() {
+        // An echo whose body is arrays nested `depth` deep, under the frame's own map.
+        let echo = |depth: usize| {
+            let mut bytes = vec![
+                0x82, 0xa4, b't', b'y', b'p', b'e', 0xa4, b'e', b'c', b'h', b'o', 0xa4, b'b', b'o', b'd',
+                b'y',
+            ];
+            bytes.extend(std::iter::repeat_n(0x91, depth));
+            bytes.push(0x01);
+            bytes
+        };
+        let deepest = ClientFrame::decode_msgpack(&echo(126)).unwrap();
+        assert_eq!(ClientFrame::decode(&deepest.encode()).unwrap(), deepest);
+        assert_eq!(ClientFrame::decode_msgpack(&echo(127)).unwrap_err().code, ErrorCode::InvalidFrame);
+        assert!(ServerFrame::decode_msgpack(&echo(1_000)).is_err());
     }
 }

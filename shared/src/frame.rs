@@ -11,7 +11,6 @@
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use serde_json::error::Category;
 
 use crate::time::Millis;
 
@@ -517,17 +516,14 @@ impl ClientFrame {
     /// incomplete frame, so that a server can answer each with its own [`ErrorCode`].
     ///
     /// One pass on the hot path; only a failed decode checks the text again, because
-    /// serde stops at an unknown `type` before it has seen the rest of the JSON.
+    /// serde stops at an unknown `type` before it has seen the rest of the JSON, and
+    /// because what the typed pass calls a syntax error may be JSON all the same (a
+    /// number too large for any field, `1e999`, or a lone surrogate escape): JSON is
+    /// what the grammar says, which is what `IgnoredAny` reads.
     pub fn decode(text: &str) -> Result<Self, DecodeError> {
-        serde_json::from_str(text).map_err(|error| {
-            let code = match error.classify() {
-                Category::Data => match serde_json::from_str::<IgnoredAny>(text) {
-                    Err(syntax) => return DecodeError { code: ErrorCode::MalformedJson, source: syntax },
-                    Ok(_) => ErrorCode::InvalidFrame,
-                },
-                _ => ErrorCode::MalformedJson,
-            };
-            DecodeError { code, source: error }
+        serde_json::from_str(text).map_err(|error| match serde_json::from_str::<IgnoredAny>(text) {
+            Err(syntax) => DecodeError { code: ErrorCode::MalformedJson, source: syntax },
+            Ok(_) => DecodeError { code: ErrorCode::InvalidFrame, source: error },
         })
     }
 
@@ -679,6 +675,14 @@ mod tests {
         assert_eq!(ClientFrame::decode(r#"[1,2]"#).unwrap_err().code, ErrorCode::InvalidFrame);
         let extra = r#"{"type":"ping","nonce":1,"extra":true}"#;
         assert_eq!(ClientFrame::decode(extra).unwrap_err().code, ErrorCode::InvalidFrame);
+        // JSON that no field can hold is still JSON: the same code whatever the type.
+        for too_big in [
+            r#"{"type":"ping","nonce":1e999}"#,
+            r#"{"limit":{},"presence":1e999}"#,
+            r#"{"type":"echo","body":"\ud800"}"#,
+        ] {
+            assert_eq!(ClientFrame::decode(too_big).unwrap_err().code, ErrorCode::InvalidFrame, "{too_big}");
+        }
         let broken_after_an_unknown_type = r#"{"type":"launch","x":"#;
         assert_eq!(
             ClientFrame::decode(broken_after_an_unknown_type).unwrap_err().code,

@@ -30,6 +30,9 @@ commands:
                           idle memory, fan-out, echo, durable publishes, the app's frame times
                           under a stream; report in docs/bench/
   cluster [N]             a local Redis and N nodes (default 3) on ports 8080.. serving the app
+  fuzz [--minutes M] [--seed S] [--target NAME] [--replay PATH..]
+                          fuzz decoders, outbox, tokens, client core and a live server (stable Rust),
+                          time split across targets; failures saved under fuzz/reproducers/
   setup [--browser] [--bench]  only install what is missing (--browser: also what the tests need: chromium, redis-server)
 ";
 
@@ -51,6 +54,7 @@ fn main() -> ExitCode {
         "test" => setup::all(true).and_then(|()| test()),
         "lint" => setup::wasm_target().and_then(|()| lint()),
         "bench" => setup::bench_peers().and_then(|()| bench(rest)),
+        "fuzz" => fuzz(rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
@@ -227,6 +231,13 @@ fn bench(args: &[String]) -> Result<(), String> {
         Cmd::new(bench)
     };
     command.args(args).env("TETHER_TOOLS_DIR", setup::tools_dir()).dir(&root).run()
+}
+
+/// Runs the fuzzer (`fuzz/`), a release build: it prints per target the cases run, the
+/// rate, the outcomes seen and the failures, whose reproducers it saves.
+fn fuzz(args: &[String]) -> Result<(), String> {
+    sh::step("fuzzing (cargo run --release -p tether-fuzz)");
+    Cmd::new("cargo").args(["run", "--release", "-p", "tether-fuzz", "--"]).args(args).dir(root()).run()
 }
 
 /// Formatting and lints, warnings denied, on both targets.

@@ -188,11 +188,16 @@ async fn write(api: &Api, call: &str, body: &[u8]) -> Result<serde_json::Value, 
 }
 
 /// A request body as `T`: 400 `invalid_json` when it is not JSON, `invalid_request`
-/// when it is JSON of the wrong shape.
+/// when it is JSON of the wrong shape. Which of the two is decided by reading the body
+/// again as bare JSON, since the typed read may stop at a wrong field before a syntax
+/// error further on, or call JSON no field can hold (`1e999`, a lone surrogate
+/// escape) a syntax error.
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
-    serde_json::from_slice(body).map_err(|e| match e.classify() {
-        serde_json::error::Category::Data => invalid(e.to_string()),
-        _ => Failure::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not JSON: {e}")),
+    serde_json::from_slice(body).map_err(|e| match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
+        Ok(_) => invalid(e.to_string()),
+        Err(syntax) => {
+            Failure::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not JSON: {syntax}"))
+        }
     })
 }
 

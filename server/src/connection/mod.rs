@@ -313,10 +313,13 @@ impl Credential {
     /// When the timer should fire next: the warning, then the expiry itself.
     fn next(&self, config: &crate::config::Config) -> tokio::time::Instant {
         let now = tokio::time::Instant::now();
-        let Some(expires) = self.expires else { return now + Duration::from_secs(365 * 24 * 3600) };
+        let far = now + Duration::from_secs(365 * 24 * 3600);
+        let Some(expires) = self.expires else { return far };
         let at = if self.warned { expires } else { expires.saturating_sub(config.token_warning.as_secs()) };
         let left = at.saturating_sub(crate::auth::unix_now());
-        now + Duration::from_secs(left)
+        // A token may say it never expires (`exp` near u64::MAX): further than an
+        // Instant can reach, so as far as a credential with no expiry.
+        now.checked_add(Duration::from_secs(left)).unwrap_or(far)
     }
 
     fn due(&self) -> Due {
