@@ -814,3 +814,43 @@ fn in_msgpack_the_core_writes_and_reads_binary_frames() {
         "an unreadable binary frame is reported, not fatal"
     );
 }
+
+#[test]
+fn a_join_the_server_failed_is_asked_again_with_backoff_until_it_goes_through() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    h.input(Input::Join("r".into()));
+    h.take_sent();
+    let failed = ServerFrame::Error {
+        code: tether_shared::ErrorCode::Internal,
+        message: "could not join the room".into(),
+        about: Some("r".into()),
+    }
+    .encode();
+    h.receive(&failed);
+    let first = h.due(Timer::Rejoin).expect("a rejoin is armed");
+    assert_eq!(first, h.now.after(Duration::from_secs(1)));
+    h.advance_to_timer(Timer::Rejoin);
+    assert!(matches!(h.take_sent().as_slice(), [ClientFrame::Join { room, .. }] if room == "r"));
+    // It fails again: the next wait is twice as long.
+    h.receive(&failed);
+    assert_eq!(h.due(Timer::Rejoin), Some(h.now.after(Duration::from_secs(2))));
+    h.advance_to_timer(Timer::Rejoin);
+    assert!(matches!(h.take_sent().as_slice(), [ClientFrame::Join { room, .. }] if room == "r"));
+    h.receive(
+        &ServerFrame::Joined {
+            room: "r".into(),
+            seq: 0,
+            epoch: "e".into(),
+            members: vec![],
+            count: 1,
+            presence: Default::default(),
+        }
+        .encode(),
+    );
+    assert_eq!(h.due(Timer::Rejoin), None);
+    // An error about a room it is in asks nothing again.
+    h.receive(&failed);
+    assert_eq!(h.due(Timer::Rejoin), None, "r is joined");
+}

@@ -17,6 +17,7 @@
 
 mod current;
 mod endpoints;
+mod rejoins;
 mod vocabulary;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -31,6 +32,7 @@ use crate::frame::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ReceiptKind, RoomCu
 use crate::outbox::{Envelope, MessageIds, Outbox};
 use crate::time::Millis;
 use endpoints::Endpoints;
+use rejoins::Rejoins;
 
 pub use current::CurrentSocket;
 pub use vocabulary::{
@@ -81,6 +83,7 @@ pub struct Connection {
     next_socket: u64,
     online: bool,
     rooms: BTreeMap<String, RoomState>,
+    rejoins: Rejoins,
     receipts: BTreeMap<(String, ReceiptKind), u64>,
     resume_token: Option<String>,
     user: Option<User>,
@@ -124,6 +127,7 @@ impl Connection {
             next_socket: 0,
             online: true,
             rooms: BTreeMap::new(),
+            rejoins: Rejoins::default(),
             receipts: BTreeMap::new(),
             resume_token: None,
             user: None,
@@ -562,6 +566,8 @@ impl Connection {
                 }
                 self.arm(Timer::Heartbeat, now.after(self.heartbeat));
                 self.set_state(State::Open);
+                self.rejoins.clear();
+                self.cancel(Timer::Rejoin);
                 self.events.push_back(Event::Welcome { user });
                 if !self.rooms.is_empty() {
                     let rooms = self
@@ -625,6 +631,7 @@ impl Connection {
                     state.last_seq.get_or_insert(seq);
                     state.joined = true;
                 }
+                self.rejoins.joined(room);
                 self.events.push_back(Event::Frame(frame));
             }
             ServerFrame::Message { ref room, seq, .. } => {
@@ -636,6 +643,16 @@ impl Connection {
             ServerFrame::Left { ref room } => {
                 if let Some(state) = self.rooms.get_mut(room) {
                     state.joined = false;
+                }
+                self.events.push_back(Event::Frame(frame));
+            }
+            ServerFrame::Error { code: ErrorCode::Internal, about: Some(ref room), .. }
+                if self.rooms.get(room).is_some_and(|state| !state.joined) =>
+            {
+                // The server could not join us for a reason of its own: ask again later.
+                let delay = self.rejoins.failed(room);
+                if self.deadline(Timer::Rejoin).is_none() {
+                    self.arm(Timer::Rejoin, now.after(delay));
                 }
                 self.events.push_back(Event::Frame(frame));
             }
@@ -682,6 +699,17 @@ impl Connection {
             Timer::Expiry => {
                 let expired = self.outbox.expire(now);
                 self.events.extend(expired.into_iter().map(Event::Dropped));
+            }
+            Timer::Rejoin => {
+                for room in self.rejoins.take() {
+                    if self.state == State::Open
+                        && let Some(state) = self.rooms.get(&room).filter(|state| !state.joined)
+                    {
+                        let since = state.last_seq;
+                        let history = self.history_for(since);
+                        self.send(ClientFrame::Join { room, since, history });
+                    }
+                }
             }
             Timer::TokenRetry => {
                 if self.tokens.waiting || self.state == State::Open {

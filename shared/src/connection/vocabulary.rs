@@ -36,11 +36,13 @@ pub enum Timer {
     Expiry,
     /// Time to ask the token provider again after it failed.
     TokenRetry,
+    /// Time to ask again for rooms the server failed to join (`error internal`).
+    Rejoin,
 }
 
 impl Timer {
     /// Every timer kind.
-    pub const ALL: [Timer; 7] = [
+    pub const ALL: [Timer; 8] = [
         Timer::Connect,
         Timer::Reconnect,
         Timer::Heartbeat,
@@ -48,6 +50,7 @@ impl Timer {
         Timer::AckTimeout,
         Timer::Expiry,
         Timer::TokenRetry,
+        Timer::Rejoin,
     ];
 }
 
