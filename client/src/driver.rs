@@ -63,13 +63,14 @@ pub async fn run(
                             }
                         };
                         // Nagle off: acks and pings are small and must not wait for a delayed ACK.
-                        let result = match connect_async_with_config(request, None, true).await {
-                            Ok((ws, _)) => Dialed::Opened(socket, Box::new(ws)),
-                            Err(tokio_tungstenite::tungstenite::Error::Url(error)) => {
-                                Dialed::Failed(socket, close::INVALID_ADDRESS, format!("{url}: {error}"))
-                            }
-                            Err(error) => Dialed::Failed(socket, close::ABNORMAL, error.to_string()),
-                        };
+                        let result =
+                            match connect_async_with_config(request, Some(socket_config()), true).await {
+                                Ok((ws, _)) => Dialed::Opened(socket, Box::new(ws)),
+                                Err(tokio_tungstenite::tungstenite::Error::Url(error)) => {
+                                    Dialed::Failed(socket, close::INVALID_ADDRESS, format!("{url}: {error}"))
+                                }
+                                Err(error) => Dialed::Failed(socket, close::ABNORMAL, error.to_string()),
+                            };
                         let _ = dial_tx.send(result);
                     });
                 }
@@ -178,6 +179,13 @@ pub async fn run(
             () = sleep => core.handle_timeout(Millis::monotonic()),
         }
     }
+}
+
+/// The socket's buffers: frames are small, so the 128 KiB read buffer tungstenite
+/// allocates by default would be most of a client's memory (a load generator or a
+/// service holding thousands of clients pays it for each).
+fn socket_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8 * 1024)
 }
 
 /// The upgrade request for `url`, asking for `encoding`'s subprotocol unless it is JSON

@@ -66,6 +66,8 @@ pub struct Metrics {
     /// Bytes waiting in every client's send queue together, which `--queued-bytes`
     /// bounds.
     pub queued_bytes: Gauge,
+    /// Tasks alive in the server's runtime, sampled every second: a leak shows here.
+    pub tasks: Gauge,
     /// Bytes of history dropped to stay within `--history-bytes`.
     pub history_shrunk_bytes: Counter,
     /// Joins refused because their user (or address) opened too many new rooms.
@@ -106,6 +108,7 @@ impl Default for Metrics {
             dedupe_entries: Gauge::default(),
             history_bytes: Gauge::default(),
             queued_bytes: Gauge::default(),
+            tasks: Gauge::default(),
             history_shrunk_bytes: Counter::default(),
             room_creations_refused: Counter::default(),
             backplane_seconds: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
@@ -164,6 +167,7 @@ impl Default for Metrics {
             ("dedupe_entries", "Publishes remembered for dedupe within the window", &metrics.dedupe_entries),
             ("history_bytes", "Bytes of history held (single node)", &metrics.history_bytes),
             ("queued_bytes", "Bytes waiting in all send queues together", &metrics.queued_bytes),
+            ("tasks", "Tasks alive in the server's runtime (sampled each second)", &metrics.tasks),
         ];
         for (name, help, gauge) in gauges {
             registry.register(name, help, gauge.clone());

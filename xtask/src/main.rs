@@ -33,6 +33,13 @@ commands:
   fuzz [--minutes M] [--seed S] [--target NAME] [--replay PATH..]
                           fuzz decoders, outbox, tokens, client core and a live server (stable Rust),
                           time split across targets; failures saved under fuzz/reproducers/
+  chaos [--cycles N] [--seed S] [--cluster N] [--clients C] [--storm N]
+                          checked clients under a seeded fault injector (SIGKILL, restarts,
+                          resets, blackholes, latency, Redis restarts), every acked message
+                          checked against history; then a reconnect storm of N clients
+  soak [--minutes M] [--clients N] [--out DIR]
+                          clients churning for M minutes (default 60) while the server's
+                          memory, descriptors, tasks and queues are sampled; PNG and CSV
   setup [--browser] [--bench]  only install what is missing (--browser: also what the tests need: chromium, redis-server)
 ";
 
@@ -55,6 +62,7 @@ fn main() -> ExitCode {
         "lint" => setup::wasm_target().and_then(|()| lint()),
         "bench" => setup::bench_peers().and_then(|()| bench(rest)),
         "fuzz" => fuzz(rest),
+        "chaos" | "soak" => setup::redis_server().and_then(|()| proof(command, rest)),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
@@ -202,6 +210,13 @@ fn test() -> Result<(), String> {
         .args(["test", "-p", "tether-e2e", "--", "--test-threads=1", "--nocapture"])
         .dir(&root)
         .run()?;
+    sh::step("proof under faults, short versions (cargo xtask chaos, soak)");
+    proof("chaos", &["--cycles", "10", "--storm", "1000"].map(String::from))?;
+    proof(
+        "chaos",
+        &["--cycles", "6", "--cluster", "3", "--clients", "12", "--storm", "0"].map(String::from),
+    )?;
+    proof("soak", &["--minutes", "1", "--clients", "200", "--every", "1"].map(String::from))?;
     println!("all test suites passed; screenshots in target/e2e-artifacts/");
     Ok(())
 }
@@ -231,6 +246,18 @@ fn bench(args: &[String]) -> Result<(), String> {
         Cmd::new(bench)
     };
     command.args(args).env("TETHER_TOOLS_DIR", setup::tools_dir()).dir(&root).run()
+}
+
+/// Builds the release server and the chaos harness, and runs `tether-chaos <command>`.
+fn proof(command: &str, args: &[String]) -> Result<(), String> {
+    let root = root();
+    sh::step("building the release server and the chaos harness");
+    Cmd::new("cargo")
+        .args(["build", "--release", "-p", "tether-server", "-p", "tether-chaos"])
+        .dir(&root)
+        .run()?;
+    sh::step(&format!("tether-chaos {command} {}", args.join(" ")));
+    Cmd::new(root.join("target/release/tether-chaos")).args([command]).args(args).dir(&root).run()
 }
 
 /// Runs the fuzzer (`fuzz/`), a release build: it prints per target the cases run, the

@@ -139,6 +139,7 @@ pub(crate) fn spawn(context: Arc<Context>) {
                 _ = ticks.tick() => {}
             }
             let now = (Instant::now(), Totals::read(&context.metrics));
+            context.metrics.tasks.set(tokio::runtime::Handle::current().metrics().num_alive_tasks() as i64);
             let seconds = now.0.duration_since(last.0).as_secs_f64().max(1e-3);
             let rate = |new: u64, old: u64| new.saturating_sub(old) as f64 / seconds;
             let (new, old) = (&now.1, &last.1);
