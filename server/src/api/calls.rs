@@ -440,8 +440,11 @@ impl Api {
         }
         context.metrics.publishes.inc();
         // A connection of its own, in no room: its queue only ever gets this answer.
-        let (reply, mut answers) =
-            Outbound::new(context.next_conn(), QueueLimits::frames_only(4), context.metrics.clone());
+        let (reply, mut answers) = Outbound::new(
+            context.next_conn(),
+            QueueLimits { frames: 4, budget: context.send_budget.clone() },
+            context.metrics.clone(),
+        );
         reply.begin_publish();
         context.sequencer.publish(Publish {
             room: room.clone(),

@@ -52,8 +52,8 @@ pub struct QueueLimits {
 }
 
 impl QueueLimits {
-    /// At most `frames` room frames, outside any server budget: for queues that only
-    /// ever get answers (the server API's) and for tests.
+    /// At most `frames` room frames, outside any server budget: for tests.
+    #[cfg(test)]
     pub fn frames_only(frames: usize) -> QueueLimits {
         QueueLimits { frames, budget: SendBudget::new(u64::MAX, Arc::new(Metrics::default())) }
     }
