@@ -1,21 +1,31 @@
 //! The accept loop: hyper serving warp's routes, with the door kept by the server.
 //!
-//! Two things warp's own `serve` cannot do are done here. Every TCP connection is
-//! counted against its address's quota from the moment it is accepted, not only once it
-//! has become a WebSocket, so one address cannot hold every descriptor with requests it
-//! never finishes. And request headers must arrive within [`HEADER_TIMEOUT`], so a
-//! half-sent upgrade is closed instead of held forever.
+//! What warp's own `serve` cannot do is done here. Every TCP connection is counted
+//! against its address's quota from the moment it is accepted, not only once it has
+//! become a WebSocket, so one address cannot hold every descriptor with requests it
+//! never finishes. And no connection is held forever by a peer that stops halfway
+//! ([`Guarded`], [`Timely`]): request headers must arrive within [`HEADER_TIMEOUT`] (a
+//! connection that sends nothing at all included), a request's body within
+//! [`BODY_TIMEOUT`] of its headers, and a write that the peer leaves unread for
+//! [`WRITE_STALL`] fails, so that whatever waits on it (a WebSocket's connection task, a
+//! response) ends and lets go of the connection.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
-use hyper::body::Incoming;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 use warp::filters::BoxedFilter;
 use warp::reply::Response;
@@ -26,6 +36,16 @@ use crate::shutdown::Shutdown;
 /// A request's headers must arrive within this long after the connection opened (or
 /// after the previous response, on a kept-alive connection).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A request's body must have arrived whole within this long after its headers. The
+/// largest body taken (a `POST /rt/send` of 64 frames of 64 KiB) needs 3.4 Mbit/s; real
+/// ones are a few frames.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A write that the peer has left unread for this long fails: its TCP window stayed
+/// shut, so it is gone or not reading on purpose. A live client reads at least its
+/// heartbeat's pongs far more often.
+pub const WRITE_STALL: Duration = Duration::from_secs(10);
 
 /// Connections one address may open beyond its quota, only to be told why they are
 /// refused (a close with 1013 after the upgrade). Any more are closed at once.
@@ -98,13 +118,15 @@ pub async fn run(listener: TcpListener, routes: BoxedFilter<(Response,)>, door: 
             continue;
         };
         let routes = warp::service(routes.clone());
-        let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let mut request = request.map(|body| Timely::new(body, BODY_TIMEOUT));
             request.extensions_mut().insert(Peer(peer));
             request.extensions_mut().insert(admission.clone());
             let answer = routes.clone().call(request);
             async move { Ok::<_, Infallible>(answer.await.unwrap_or_else(|never| match never {})) }
         });
-        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+        let stream = TokioIo::new(Guarded::new(stream, HEADER_TIMEOUT, WRITE_STALL));
+        let connection = builder.serve_connection_with_upgrades(stream, service).into_owned();
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(error) = connection.await {
@@ -115,4 +137,152 @@ pub async fn run(listener: TcpListener, routes: BoxedFilter<(Response,)>, door: 
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// A connection's socket with the two deadlines hyper does not keep.
+///
+/// The first byte must arrive within the header timeout: hyper's own starts once it has
+/// bytes to parse (the protocol detection before it reads the first ones with no
+/// deadline), so a connection that sends nothing would be held forever. And a write
+/// that stays pending for the stall timeout fails with `TimedOut`, because hyper and
+/// tungstenite wait on a write for as long as it takes: a client that never reads
+/// would hold its response, or its WebSocket's connection task, forever. The
+/// WebSocket a connection becomes reads and writes through this too.
+pub struct Guarded<S> {
+    inner: S,
+    /// Until the first byte: when the connection gives up on it.
+    first_byte: Option<Pin<Box<Sleep>>>,
+    /// While a write waits for the peer to read: when it gives up.
+    stalled: Option<Pin<Box<Sleep>>>,
+    stall: Duration,
+}
+
+impl<S> Guarded<S> {
+    /// `inner`, closed if nothing arrives within `first_byte`, its writes failing once
+    /// the peer has read nothing for `stall`.
+    pub fn new(inner: S, first_byte: Duration, stall: Duration) -> Guarded<S> {
+        Guarded { inner, first_byte: Some(Box::pin(tokio::time::sleep(first_byte))), stalled: None, stall }
+    }
+
+    /// After a write's outcome: one that is done (or failed) ends any stall; one still
+    /// pending fails once it has been pending, write after write, for the stall timeout.
+    fn wrote<T>(&mut self, outcome: Poll<io::Result<T>>, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
+        if outcome.is_ready() {
+            self.stalled = None;
+            return outcome;
+        }
+        let stall = self.stall;
+        let deadline = self.stalled.get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
+        ready!(deadline.as_mut().poll(cx));
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            "the peer read nothing for the write stall timeout",
+        )))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = &mut *self;
+        let before = buf.filled().len();
+        let outcome = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let Some(deadline) = this.first_byte.as_mut() else { return outcome };
+        match outcome {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => this.first_byte = None,
+            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+                let late =
+                    io::Error::new(io::ErrorKind::TimedOut, "nothing arrived within the header timeout");
+                return Poll::Ready(Err(late));
+            }
+            _ => {}
+        }
+        outcome
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Guarded<S> {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let outcome = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.wrote(outcome, cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let outcome = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.wrote(outcome, cx)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let outcome = Pin::new(&mut self.inner).poll_flush(cx);
+        self.wrote(outcome, cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A request body that must have arrived whole by a deadline; past it, reading it
+/// fails (warp then refuses the request, and hyper closes the connection since the
+/// body was not read to its end). The timer is only made if the body is not there at
+/// once, as small bodies are.
+pub struct Timely<B> {
+    inner: B,
+    patience: Duration,
+    deadline: Instant,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl<B> Timely<B> {
+    /// `inner`, due within `patience` from now.
+    pub fn new(inner: B, patience: Duration) -> Timely<B> {
+        Timely { inner, patience, deadline: Instant::now() + patience, timer: None }
+    }
+}
+
+/// Why a body could not be read: it was late.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within {0:?} of its headers")]
+pub struct BodyTimeout(Duration);
+
+impl<B> Body for Timely<B>
+where
+    B: Body + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    type Data = B::Data;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        let deadline = this.deadline;
+        let timer = this.timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        ready!(timer.as_mut().poll(cx));
+        Poll::Ready(Some(Err(Box::new(BodyTimeout(this.patience)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }

@@ -175,6 +175,12 @@ async fn a_token_is_refreshed_in_place_before_it_expires() {
         (token_for("u_mallory", SECRET, now() + 60), "another user's token"),
         (token_for("u_ada", "wrong-secret", now() + 60), "a forged token"),
         (token_for("u_ada", SECRET, now() - 1), "an expired token"),
+        (String::new(), "an empty token"),
+        ("not a token".into(), "words"),
+        ("a.b.c".into(), "three parts of nothing"),
+        ("%%%.%%%".into(), "not base64"),
+        ("x".repeat(8_000), "8 KB of one letter"),
+        (token_for("u_ada", SECRET, now() + 60).replace('.', ".."), "a token with its parts doubled"),
     ];
     for (refused, what) in refusals {
         send(&mut client, &ClientFrame::Refresh { token: refused }).await;

@@ -193,3 +193,30 @@ pub fn durable_config() -> (Config, std::path::PathBuf) {
     config.data_dir = dir.clone();
     (config, dir)
 }
+
+/// Opens a TCP connection from `source` (any 127.x address works on loopback).
+pub async fn tcp_from(source: &str, server: std::net::SocketAddr) -> tokio::net::TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
+    socket.connect(server).await.unwrap()
+}
+
+/// Whether a WebSocket client connecting from `source` gets an answer to a ping.
+pub async fn pinged_from(source: &str, server: std::net::SocketAddr) -> bool {
+    let socket = tokio_tungstenite::MaybeTlsStream::Plain(tcp_from(source, server).await);
+    let (mut client, _) = tokio_tungstenite::client_async(format!("ws://{server}/ws"), socket).await.unwrap();
+    send(&mut client, &ClientFrame::Ping { nonce: 7 }).await;
+    matches!(next_message(&mut client).await, Some(Message::Text(_)))
+}
+
+/// Resolves when the server closes `stream` (EOF or reset).
+pub async fn closed_by_server(stream: &mut tokio::net::TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut buffer = [0u8; 1024];
+    loop {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => continue,
+        }
+    }
+}

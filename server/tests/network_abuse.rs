@@ -1,0 +1,150 @@
+//! Abuse below the protocol: peers that stop halfway through a request, a WebSocket
+//! frame or a read. Each is let go by a deadline of the server's own (the header
+//! timeout, the body timeout, the write stall, the idle timeout), never held forever,
+//! and a well-behaved client is served all the while.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::*;
+use futures::SinkExt;
+use serde_json::{Value, json};
+use tether_shared::{ClientFrame, ServerFrame, close};
+use tokio::io::AsyncWriteExt;
+use tokio_tungstenite::tungstenite::Message;
+
+/// Longer than any of the server's deadlines for a peer that stops (5 s for headers,
+/// 10 s for a body or a write), with room for a loaded machine.
+const LET_GO: Duration = Duration::from_secs(40);
+
+/// A raw connection that sends `bytes` and then nothing more.
+async fn stalled(addr: SocketAddr, bytes: &[u8]) -> tokio::net::TcpStream {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(bytes).await.expect("write");
+    stream
+}
+
+/// The server's `tether_connections` gauge.
+async fn open_connections(addr: SocketAddr) -> u64 {
+    let (_, _, metrics) = http_get(addr, "/metrics").await;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("tether_connections "))
+        .and_then(|value| value.trim().parse().ok())
+        .expect("the connections gauge")
+}
+
+#[tokio::test]
+async fn requests_stopped_halfway_on_every_transport_are_let_go() {
+    let server = server().await;
+    let addr = server.addr();
+    let hello = json!({"type": "hello", "v": 1, "name": "Real"}).to_string();
+    let (status, _, body) = http_with(addr, "POST", "/rt/open", &[], &hello).await;
+    assert_eq!(status, 200, "{body}");
+    let session: Value = serde_json::from_str(&body).unwrap();
+    let session = session["session"].as_str().unwrap().to_owned();
+
+    let half_sent = [
+        // Nothing at all, not even a request line.
+        String::new(),
+        // Headers never finished: the WebSocket upgrade, the event stream, the long-poll.
+        "GET /ws HTTP/1.1\r\nHost: tether\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n".into(),
+        format!("GET /rt/sse?session={session} HTTP/1.1\r\nHost: tether\r\n"),
+        format!("GET /rt/poll?session={session}&after=0 HTTP/1.1\r\nHost: tether\r\n"),
+        // Bodies that stop short of their length: opening a session, sending on one.
+        "POST /rt/open HTTP/1.1\r\nHost: tether\r\nContent-Length: 1000\r\n\r\n{\"type\":\"hel".into(),
+        format!(
+            "POST /rt/send?session={session} HTTP/1.1\r\nHost: tether\r\nContent-Length: 1000\r\n\r\n[{{\"ty"
+        ),
+    ];
+    let mut attack = Vec::new();
+    for request in &half_sent {
+        attack.push((
+            request.lines().next().unwrap_or("(nothing)").to_owned(),
+            stalled(addr, request.as_bytes()).await,
+        ));
+    }
+    // While they hang, the server serves others on every transport.
+    assert!(pinged_from("127.0.0.2", addr).await, "a WebSocket is served");
+    let ping = ClientFrame::Ping { nonce: 9 }.encode();
+    let (status, _, _) = http_with(addr, "POST", &format!("/rt/send?session={session}"), &[], &ping).await;
+    assert_eq!(status, 204, "a fallback session is served");
+    for (what, stream) in &mut attack {
+        tokio::time::timeout(LET_GO, closed_by_server(stream))
+            .await
+            .unwrap_or_else(|_| panic!("`{what}` was held past every deadline"));
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_websocket_frame_stopped_halfway_ends_with_the_idle_timeout() {
+    let mut config = tether_server::Config::for_tests();
+    config.idle_timeout = Duration::from_secs(2);
+    let server = server_with(config).await;
+    let (mut stuck, _, _) = hello(server.addr(), "Stuck").await;
+    join(&mut stuck, "r", None).await;
+    // A masked text frame that says 1,000 bytes follow, then 10 of them.
+    let mut partial = vec![0x81, 0xFE, 0x03, 0xE8, 1, 2, 3, 4];
+    partial.extend_from_slice(b"{\"type\":\"p");
+    match stuck.get_mut() {
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.write_all(&partial).await.unwrap(),
+        _ => unreachable!("plain TCP"),
+    }
+    // Others in its room chat on meanwhile.
+    let mut other = member(server.addr(), "Other", "r").await;
+    assert_eq!(publish(&mut other, "r", "m1", json!("hi")).await.0, 1);
+    // The half frame is not a sign of life: the connection ends like a silent one.
+    assert_eq!(expect_close(&mut stuck).await.0, close::IDLE_TIMEOUT);
+    // (A fresh member: `other` has been silent for about as long.)
+    let mut later = member(server.addr(), "Later", "r").await;
+    assert_eq!(publish(&mut later, "r", "m2", json!("still here")).await.0, 2);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_is_let_go_and_does_not_hold_the_shutdown() {
+    let server = server().await;
+    let addr = server.addr();
+    // A small receive window, so the server's writes stall soon.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let tcp = socket.connect(addr).await.unwrap();
+    let (sloth, _) = tokio_tungstenite::client_async(
+        format!("ws://{addr}/ws"),
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+    )
+    .await
+    .unwrap();
+    let (mut write, read) = futures::StreamExt::split(sloth);
+    // It asks for 9 MB of echoes and reads none of them. The answers are the server's
+    // own writes on this connection, not a queue the slow-consumer limit would watch.
+    let body = json!("z".repeat(60_000));
+    let asking = tokio::spawn(async move {
+        for _ in 0..150 {
+            let echo = ClientFrame::Echo { body: body.clone() }.encode();
+            if write.send(Message::text(echo)).await.is_err() {
+                break;
+            }
+        }
+        write
+    });
+    // While the server's write to it is stuck, a well-behaved client is served.
+    let (mut good, _, _) = hello(addr, "Good").await;
+    send(&mut good, &ClientFrame::Ping { nonce: 1 }).await;
+    assert_eq!(next_frame(&mut good).await, ServerFrame::Pong { nonce: 1 });
+    // The stuck write fails after the write stall, which ends the sloth's connection:
+    // only the good client's is left open.
+    tokio::time::timeout(LET_GO, async {
+        while open_connections(addr).await > 1 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the connection that never reads was let go");
+    // And a shutdown is not held by it.
+    tokio::time::timeout(LET_GO, server.stop()).await.expect("the server stops");
+    drop((asking, read));
+}
