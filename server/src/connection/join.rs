@@ -4,11 +4,12 @@
 
 use futures::SinkExt;
 use tether_shared::frame::valid_room_name;
-use tether_shared::{ErrorCode, RoomCursor, ServerFrame};
+use tether_shared::{ErrorCode, RoomCursor, ServerFrame, close};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
-use super::{Conn, Transport, write};
+use super::{Conn, Ending, Transport, write};
 use crate::auth;
+use crate::close::Close;
 use crate::creations::Creator;
 use crate::metrics::OutcomeLabel;
 use crate::wire;
@@ -18,6 +19,13 @@ const ANNOUNCE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2)
 
 /// Why a join that would open one more new room is refused.
 const ROOM_QUOTA: &str = "too many new rooms opened in the last minute; join an existing room or wait";
+
+/// How a connection ends when a join's replay could not be read (the store or Redis
+/// failed for a moment). The client already has `joined`, and live messages may be
+/// queued behind it: answering with an error would let them through and leave a hole
+/// nobody was told about. Closing instead keeps the client's cursor where the replay
+/// should have started, and its reconnect resumes from there.
+const HISTORY_UNAVAILABLE: Close = Close::new(close::INTERNAL, "history is unavailable; resume later");
 
 /// Most recent messages a join without a cursor may ask for.
 const MAX_JOIN_HISTORY: u32 = 1_000;
@@ -33,16 +41,19 @@ impl Conn {
         }
     }
 
-    /// Joins each room in turn (one for `join`, several for `resume`).
+    /// Joins each room in turn (one for `join`, several for `resume`). `Some` ending
+    /// when a replay could not be read (see [`HISTORY_UNAVAILABLE`]).
     pub(super) async fn join_all(
         &mut self,
         socket: &mut impl Transport,
         rooms: Vec<RoomCursor>,
-    ) -> Result<(), WsError> {
+    ) -> Result<Option<Ending>, WsError> {
         for RoomCursor { room, since, history } in rooms {
-            self.join(socket, room, since, history).await?;
+            if let Some(ending) = self.join(socket, room, since, history).await? {
+                return Ok(Some(ending));
+            }
         }
-        Ok(())
+        Ok(None)
     }
 
     /// Joins a room: snapshot, then (with `since`) the replay, written before any live
@@ -53,7 +64,7 @@ impl Conn {
         room: String,
         since: Option<u64>,
         history: Option<u32>,
-    ) -> Result<(), WsError> {
+    ) -> Result<Option<Ending>, WsError> {
         let identity = self.identity.as_ref().expect("after hello");
         let refusal = if !valid_room_name(&room) {
             Some((ErrorCode::InvalidRoom, "room names are 1-64 characters from [A-Za-z0-9._:-]"))
@@ -67,7 +78,7 @@ impl Conn {
         if let Some((code, message)) = refusal {
             let about: String = room.chars().take(64).collect();
             let frame = self.error(code, message, Some(&about));
-            return write(socket, &frame, self.encoding).await;
+            return write(socket, &frame, self.encoding).await.map(|()| None);
         }
         let user = identity.user.clone();
         let joined = match self.context.hub.join(&room, &user, &self.out) {
@@ -82,7 +93,7 @@ impl Conn {
                     "could not join the room"
                 };
                 let frame = self.error(error.code(), message, Some(&room));
-                return write(socket, &frame, self.encoding).await;
+                return write(socket, &frame, self.encoding).await.map(|()| None);
             }
         };
         let head = joined.head;
@@ -93,7 +104,7 @@ impl Conn {
             self.context.metrics.room_creations_refused.inc();
             self.context.metrics.rate_limited.inc();
             let frame = self.error(ErrorCode::RateLimited, ROOM_QUOTA, Some(&room));
-            return write(socket, &frame, self.encoding).await;
+            return write(socket, &frame, self.encoding).await.map(|()| None);
         }
         self.rooms.insert(room.clone());
         let epoch = self.context.store.epoch();
@@ -114,7 +125,7 @@ impl Conn {
         let since = match (since, history) {
             (Some(since), _) => since,
             (None, Some(count)) if count > 0 => head.saturating_sub(u64::from(count.min(MAX_JOIN_HISTORY))),
-            (None, _) => return Ok(()),
+            (None, _) => return Ok(None),
         };
 
         // A cursor past the head comes from a history that no longer exists: say so, then
@@ -139,9 +150,7 @@ impl Conn {
             Ok(found) => found,
             Err(error) => {
                 tracing::error!(%error, room, "reading history failed");
-                let frame =
-                    self.error(ErrorCode::Internal, "history is unavailable; rejoin later", Some(&room));
-                return write(socket, &frame, self.encoding).await;
+                return Ok(Some(Ending::Close(HISTORY_UNAVAILABLE)));
             }
         };
         for message in &messages {
@@ -156,6 +165,7 @@ impl Conn {
         let complete = since <= head && (after == head || (oldest != 0 && oldest <= after + 1));
         let outcome = if complete { "complete" } else { "incomplete" };
         self.context.metrics.resumes.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
-        write(socket, &ServerFrame::Replayed { room, to: head, complete, oldest }, self.encoding).await
+        write(socket, &ServerFrame::Replayed { room, to: head, complete, oldest }, self.encoding).await?;
+        Ok(None)
     }
 }

@@ -223,7 +223,8 @@ pub async fn serve(
                             Err(error) => Err(error),
                         },
                         After::Join(rooms) => match Box::pin(conn.join_all(&mut socket, rooms)).await {
-                            Ok(()) => socket.flush().await,
+                            Ok(None) => socket.flush().await,
+                            Ok(Some(ending)) => break ending,
                             Err(error) => Err(error),
                         },
                     },
