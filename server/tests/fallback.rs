@@ -228,6 +228,34 @@ async fn a_dropped_event_stream_resumes_from_its_last_event_id() {
 }
 
 #[tokio::test]
+async fn frames_a_dead_stream_wrote_but_the_client_never_got_are_sent_again() {
+    let server = start().await;
+    let addr = server.addr();
+    let (session, _) = open(addr, "Ada").await;
+    let mut stream = Sse::open(addr, &session, Some(1)).await;
+    send_frames(addr, &session, &[ClientFrame::Join { room: "r".into(), since: None, history: None }]).await;
+    let (_, joined) = stream.until(|f| matches!(f, ServerFrame::Joined { .. }).then_some(())).await;
+    let mut writer = member(addr, "Writer", "r").await;
+    for n in 1..=3 {
+        publish(&mut writer, "r", &format!("m{n}"), json!(n)).await;
+    }
+    // The stream wrote all three and went on past them (a pong after them arrived)...
+    send_frames(addr, &session, &[ClientFrame::Ping { nonce: 5 }]).await;
+    stream.until(|f| matches!(f, ServerFrame::Pong { nonce: 5 }).then_some(())).await;
+    drop(stream);
+    // ...but the connection died with them in its buffers: the client saw `joined` last.
+    let mut stream = Sse::open(addr, &session, Some(joined)).await;
+    let mut seqs = Vec::new();
+    while seqs.len() < 3 {
+        let (seq, _) =
+            stream.until(|f| if let ServerFrame::Message { seq, .. } = f { Some(*seq) } else { None }).await;
+        seqs.push(seq);
+    }
+    assert_eq!(seqs, vec![1, 2, 3], "what the dead stream wrote comes again");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn unknown_and_foreign_session_ids_are_refused_with_typed_errors() {
     let server = start().await;
     let addr = server.addr();

@@ -113,7 +113,8 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
                         Err(refusal) => return refusal.into_response(),
                     };
                     let _reading = session.reading();
-                    let batch = session.after(query.after.unwrap_or(0), POLL_WAIT).await;
+                    // A poll confirms what it asks to be after: its answer has arrived.
+                    let batch = session.after(query.after.unwrap_or(0), 0, POLL_WAIT).await;
                     poll_answer(&batch)
                 }
             },
@@ -225,7 +226,7 @@ async fn open(context: Arc<Context>, origin: Option<String>, peer: Option<IpAddr
         .instrument(span),
     );
     session.send(vec![hello]).await;
-    let first = session.after(0, OPEN_PATIENCE).await;
+    let first = session.after(0, 0, OPEN_PATIENCE).await;
     match (first.frames.first(), first.closed) {
         (Some((event, frame)), _) if frame.starts_with(r#"{"type":"welcome""#) => {
             let body = format!(r#"{{"session":"{session_id}","event":{event},"frame":{frame}}}"#);
@@ -322,15 +323,18 @@ fn poll_answer(batch: &Batch) -> Response {
 }
 
 /// The SSE stream of a session from event `after` on, ending with a `close` event.
+///
+/// `after` is the client's `Last-Event-ID`, a confirmation; what the stream goes on to
+/// write is not, so it keeps the last [`session::SSE_RESEND`] of those for a reconnect.
 fn event_stream(session: Arc<Session>, after: u64) -> Response {
     let reading = session.reading();
     let events = futures::stream::unfold(
-        (session, after, reading, false),
-        |(session, after, reading, done)| async move {
+        (session, after, 0, reading, false),
+        |(session, after, keep, reading, done)| async move {
             if done {
                 return None;
             }
-            let batch = session.after(after, SSE_KEEPALIVE).await;
+            let batch = session.after(after, keep, SSE_KEEPALIVE).await;
             let mut events = Vec::new();
             let mut last = after;
             for (event, frame) in &batch.frames {
@@ -346,7 +350,7 @@ fn event_stream(session: Arc<Session>, after: u64) -> Response {
                 events.push(warp::sse::Event::default().comment("idle"));
             }
             let chunk = futures::stream::iter(events.into_iter().map(Ok::<_, std::convert::Infallible>));
-            Some((chunk, (session, last, reading, done)))
+            Some((chunk, (session, last, session::SSE_RESEND, reading, done)))
         },
     )
     .flatten();

@@ -6,6 +6,13 @@
 //! the next event id of its session, and stays in the buffer until the client has
 //! confirmed it (an SSE reconnect's `Last-Event-ID`, a poll's `after`), so a dropped
 //! stream resumes without a gap or a repeat.
+//!
+//! An event stream has no way to confirm while it lives: what it wrote may still be in
+//! a kernel buffer when the connection dies. So it keeps the last [`SSE_RESEND`] frames
+//! it wrote for a reconnect to ask again, and lets older ones go. A reconnect from
+//! before what was let go would skip frames nobody was told of: it ends the session
+//! instead, as a WebSocket that fell behind, and the client's new one resumes each room
+//! from its cursor.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
@@ -20,6 +27,9 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 /// Frames a client may leave unconfirmed before its session counts as a slow consumer.
 const MAX_UNCONFIRMED: usize = 4_096;
+/// Frames an event stream keeps after writing them, for a reconnect to ask again: more
+/// than a dead connection's buffers hold of ordinary frames.
+pub const SSE_RESEND: usize = 1_024;
 /// Upstream frames queued for the connection task before `POST /rt/send` waits.
 const UPSTREAM_QUEUE: usize = 256;
 
@@ -51,6 +61,8 @@ struct Downstream {
     next_id: u64,
     /// Unconfirmed frames, oldest first.
     frames: VecDeque<(u64, Utf8Bytes)>,
+    /// The newest event id let go: a request from before it would skip frames.
+    let_go: u64,
     /// How the connection ended, once it has.
     closed: Option<Ended>,
     /// Downstream requests open now, and when the last one ended.
@@ -73,6 +85,7 @@ impl Session {
         let down = Downstream {
             next_id: 1,
             frames: VecDeque::new(),
+            let_go: 0,
             closed: None,
             readers: 0,
             last_reader: Instant::now(),
@@ -98,14 +111,15 @@ impl Session {
         let _ = self.upstream.send(Message::Close(None)).await;
     }
 
-    /// Confirms every frame up to `id`, then returns those after it; waits for one (or
-    /// the end) until `wait` has passed if none is ready.
-    pub async fn after(&self, id: u64, wait: std::time::Duration) -> Batch {
+    /// Lets go of the frames up to `id` but the newest `keep` of them (0 when the client
+    /// confirmed `id`; [`SSE_RESEND`] when a stream only wrote it), then returns those
+    /// after it; waits for one (or the end) until `wait` has passed if none is ready.
+    pub async fn after(&self, id: u64, keep: usize, wait: std::time::Duration) -> Batch {
         let mut changes = self.changed.subscribe();
         let deadline = tokio::time::sleep(wait);
         tokio::pin!(deadline);
         loop {
-            let batch = self.take_after(id);
+            let batch = self.take_after(id, keep);
             if !batch.frames.is_empty() || batch.closed.is_some() {
                 return batch;
             }
@@ -116,12 +130,21 @@ impl Session {
         }
     }
 
-    fn take_after(&self, id: u64) -> Batch {
+    fn take_after(&self, id: u64, keep: usize) -> Batch {
         let mut down = self.down.lock().expect("session lock");
-        while down.frames.front().is_some_and(|(first, _)| *first <= id) {
-            down.frames.pop_front();
+        if id < down.let_go && down.closed.is_none() {
+            drop(down);
+            self.fell_behind();
+            down = self.down.lock().expect("session lock");
         }
-        let frames: Vec<(u64, Utf8Bytes)> = down.frames.iter().cloned().collect();
+        let sent = down.frames.iter().take_while(|(event, _)| *event <= id).count();
+        for _ in keep..sent {
+            if let Some((event, _)) = down.frames.pop_front() {
+                down.let_go = event;
+            }
+        }
+        let frames: Vec<(u64, Utf8Bytes)> =
+            down.frames.iter().filter(|(event, _)| *event > id).cloned().collect();
         let closed = if frames.is_empty() { down.closed.clone() } else { None };
         Batch { frames, closed }
     }
@@ -140,6 +163,9 @@ impl Session {
 
     fn push(&self, frame: Utf8Bytes) -> Result<(), WsError> {
         let mut down = self.down.lock().expect("session lock");
+        if down.closed.is_some() {
+            return Err(WsError::ConnectionClosed);
+        }
         if down.frames.len() >= MAX_UNCONFIRMED {
             return Err(WsError::Io(std::io::Error::other("the client stopped confirming frames")));
         }
@@ -147,6 +173,20 @@ impl Session {
         down.next_id += 1;
         down.frames.push_back((id, frame));
         Ok(())
+    }
+
+    /// A request asked for frames already let go: the session ends like a WebSocket
+    /// that fell behind (4001), and its connection task is told the client has gone.
+    fn fell_behind(&self) {
+        let mut down = self.down.lock().expect("session lock");
+        down.frames.clear();
+        drop(down);
+        self.close(Ended {
+            code: tether_shared::close::SLOW_CONSUMER,
+            reason: "the stream resumed from before the frames the session kept; resume in a new session"
+                .into(),
+        });
+        let _ = self.upstream.try_send(Message::Close(None));
     }
 
     fn close(&self, close: Ended) {
