@@ -16,7 +16,6 @@ pub mod engine;
 pub mod generate;
 pub mod mutate;
 pub mod reproducers;
-pub mod same;
 pub mod targets;
 
 pub use engine::{Budget, Outcome, Report, Target};

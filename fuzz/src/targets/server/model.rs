@@ -14,7 +14,6 @@ use serde_json::Value;
 use tether_shared::frame::valid_room_name;
 use tether_shared::{ClientFrame, Encoding, ErrorCode, PROTOCOL_VERSION, RejectCode, ServerFrame, close};
 
-use crate::same;
 use crate::targets::token::auth;
 
 /// One message a case sends on a connection.
@@ -296,9 +295,7 @@ pub fn compare(model: &Model, got: &[ServerFrame], sentinel: Option<u64>, cut: b
                 code == c && about == a
             }
             (Expect::Pong(nonce), Some(ServerFrame::Pong { nonce: n })) => nonce == n,
-            (Expect::Echo(body), Some(ServerFrame::Echo { body: b })) => {
-                same::values(body, b) != same::Same::No
-            }
+            (Expect::Echo(body), Some(ServerFrame::Echo { body: b })) => body == b,
             (Expect::Left(room), Some(ServerFrame::Left { room: r })) => room == r,
             (Expect::Members(room), Some(ServerFrame::Members { room: r, .. })) => room == r,
             (Expect::Refreshed, Some(ServerFrame::Refreshed { .. })) => true,
