@@ -5,12 +5,15 @@
 //!   restarts, resets, blackholes, latency; Redis restarts in cluster mode), then checks
 //!   every record against every room's history, then runs a reconnect storm.
 //! - `soak` churns clients for minutes and watches the server's resources for a leak.
+//! - `siege` holds thousands of connections that send nothing while a good client
+//!   measures its round trips.
 
 mod chaos;
 mod check;
 mod clients;
 mod nodes;
 mod plot;
+mod siege;
 mod soak;
 mod storm;
 
@@ -20,7 +23,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "tether-chaos", about = "Tether under faults: a checked chaos run and a soak")]
+#[command(name = "tether-chaos", about = "Tether under faults: a checked chaos run, a soak and a siege")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -67,10 +70,22 @@ enum Command {
         #[arg(long, default_value = "target/soak")]
         out: PathBuf,
     },
+    /// Connections that send nothing (silent TCP, then upgraded WebSockets without a
+    /// hello) against a well-behaved client's round trips.
+    Siege {
+        /// Attacking connections per phase.
+        #[arg(long, default_value_t = 10_000)]
+        connections: usize,
+        /// Seconds each phase lasts once its connections are up.
+        #[arg(long, default_value_t = 20.0)]
+        seconds: f64,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // Thousands of clients and connections, each a descriptor.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     let result = match Cli::parse().command {
         Command::Chaos { cycles, seed, clients, rooms, cluster, storm } => {
             let seed = seed.unwrap_or_else(|| fastrand::u64(..));
@@ -84,6 +99,7 @@ async fn main() -> ExitCode {
         Command::Soak { minutes, clients, rooms, every, out } => {
             soak::run(&soak::Options { minutes, clients, rooms, every, out }).await
         }
+        Command::Siege { connections, seconds } => siege::run(&siege::Options { connections, seconds }).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

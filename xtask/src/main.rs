@@ -40,6 +40,10 @@ commands:
   soak [--minutes M] [--clients N] [--out DIR]
                           clients churning for M minutes (default 60) while the server's
                           memory, descriptors, tasks and queues are sampled; PNG and CSV
+  siege [--connections N] [--seconds S]
+                          N connections (default 10,000) that send nothing, silent TCP then
+                          upgraded WebSockets, while a good client's RTT and the server's RSS
+                          per connection are measured
   setup [--browser] [--bench]  only install what is missing (--browser: also what the tests need: chromium, redis-server)
 ";
 
@@ -62,7 +66,7 @@ fn main() -> ExitCode {
         "lint" => setup::wasm_target().and_then(|()| lint()),
         "bench" => setup::bench_peers().and_then(|()| bench(rest)),
         "fuzz" => fuzz(rest),
-        "chaos" | "soak" => setup::redis_server().and_then(|()| proof(command, rest)),
+        "chaos" | "soak" | "siege" => setup::redis_server().and_then(|()| proof(command, rest)),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())
@@ -210,13 +214,14 @@ fn test() -> Result<(), String> {
         .args(["test", "-p", "tether-e2e", "--", "--test-threads=1", "--nocapture"])
         .dir(&root)
         .run()?;
-    sh::step("proof under faults, short versions (cargo xtask chaos, soak)");
+    sh::step("proof under faults, short versions (cargo xtask chaos, soak, siege)");
     proof("chaos", &["--cycles", "10", "--storm", "1000"].map(String::from))?;
     proof(
         "chaos",
         &["--cycles", "6", "--cluster", "3", "--clients", "12", "--storm", "0"].map(String::from),
     )?;
     proof("soak", &["--minutes", "1", "--clients", "200", "--every", "1"].map(String::from))?;
+    proof("siege", &["--connections", "2000", "--seconds", "5"].map(String::from))?;
     println!("all test suites passed; screenshots in target/e2e-artifacts/");
     Ok(())
 }

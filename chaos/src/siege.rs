@@ -1,0 +1,298 @@
+//! The siege: thousands of connections that each send nothing, against one server
+//! process, while a well-behaved client keeps measuring its round trips.
+//!
+//! Two kinds of silence, one phase each. **Silent TCP** connects and sends no byte (the
+//! server lets it go at its header timeout). **Upgraded** finishes the WebSocket
+//! upgrade and then never says hello (the server lets it go at its idle timeout). Each
+//! attacker opens its connection again as soon as the server lets it go, so the count
+//! stays up for the whole phase. The attackers come from 50 loopback addresses, as a
+//! botnet would, not one.
+//!
+//! Printed per phase: connections held, the good client's RTT (p50, p99, max), and the
+//! server's RSS (peak, and per held connection over the baseline) and descriptors. It
+//! fails if the good client waits longer than [`UNANSWERED`] for any pong, or if the
+//! attack could not get its connections up.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use futures::{SinkExt, StreamExt};
+use tether_shared::{ClientFrame, PROTOCOL_VERSION, ServerFrame};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::nodes::{Deployment, Node};
+
+/// A pong later than this fails the siege: the server stopped serving.
+const UNANSWERED: Duration = Duration::from_secs(5);
+/// Addresses the attack comes from.
+const SOURCES: usize = 50;
+/// Connections being opened at once (the listen backlog stays unflooded).
+const OPENING: usize = 256;
+/// The good client's pace.
+const PING_EVERY: Duration = Duration::from_millis(50);
+
+/// What the siege runs.
+pub struct Options {
+    /// Attacking connections per phase.
+    pub connections: usize,
+    /// How long each phase lasts once the connections are up.
+    pub seconds: f64,
+}
+
+/// The two kinds of silence.
+#[derive(Clone, Copy, Debug)]
+enum Silence {
+    Tcp,
+    Upgraded,
+}
+
+/// One phase's figures.
+struct Figures {
+    held_at_peak: usize,
+    reopened: u64,
+    rtts: Vec<Duration>,
+    rss_peak: u64,
+    fds_peak: usize,
+}
+
+/// Runs the siege; `Err` when the good client went unserved or the attack fell short.
+pub async fn run(options: &Options) -> Result<(), String> {
+    let deployment = Deployment::start(None, &[]).await;
+    let node = &deployment.nodes[0];
+    let mut good = Good::connect(node.addr).await?;
+    // The baseline: the good client alone.
+    let baseline_rtts = good.measure(Duration::from_secs(3)).await?;
+    let baseline_rss = node.rss();
+    println!(
+        "siege: baseline RTT p50 {} / p99 {}, server RSS {:.1} MB, {} fds",
+        ms(percentile(&baseline_rtts, 50)),
+        ms(percentile(&baseline_rtts, 99)),
+        baseline_rss as f64 / 1e6,
+        node.fds()
+    );
+    let mut failures = Vec::new();
+    for silence in [Silence::Tcp, Silence::Upgraded] {
+        let figures = phase(silence, options, node, &mut good).await?;
+        let worst = figures.rtts.iter().max().copied().unwrap_or_default();
+        let per_connection =
+            figures.rss_peak.saturating_sub(baseline_rss) as f64 / figures.held_at_peak.max(1) as f64;
+        println!(
+            "siege: {silence:?}: {} held (let go and reopened {} times); good client RTT p50 {} / p99 {} / max {}; \
+             server peak RSS {:.1} MB ({:.1} KB per held connection), peak {} fds",
+            figures.held_at_peak,
+            figures.reopened,
+            ms(percentile(&figures.rtts, 50)),
+            ms(percentile(&figures.rtts, 99)),
+            ms(worst),
+            figures.rss_peak as f64 / 1e6,
+            per_connection / 1e3,
+            figures.fds_peak,
+        );
+        if figures.held_at_peak < options.connections * 9 / 10 {
+            failures.push(format!(
+                "{silence:?}: only {} of {} connections were up at once",
+                figures.held_at_peak, options.connections
+            ));
+        }
+    }
+    if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) }
+}
+
+/// One phase: the attack comes up, holds for the phase's length while the good client
+/// measures, then goes.
+async fn phase(silence: Silence, options: &Options, node: &Node, good: &mut Good) -> Result<Figures, String> {
+    let server = node.addr;
+    let held = Arc::new(AtomicUsize::new(0));
+    let reopened = Arc::new(AtomicU64::new(0));
+    let (stop_tx, stop) = watch::channel(false);
+    let opening = Arc::new(Semaphore::new(OPENING));
+    let attackers: Vec<_> = (0..options.connections)
+        .map(|index| {
+            let source = Ipv4Addr::new(127, 0, 1, 1 + (index % SOURCES) as u8);
+            let (held, reopened, stop, opening) =
+                (held.clone(), reopened.clone(), stop.clone(), opening.clone());
+            tokio::spawn(attacker(silence, source, server, held, reopened, stop, opening))
+        })
+        .collect();
+    // Up: nearly all of them open at once, or a minute has passed.
+    let up_by = Instant::now() + Duration::from_secs(60);
+    while held.load(Ordering::Relaxed) < options.connections * 99 / 100 && Instant::now() < up_by {
+        good.ping().await?;
+    }
+    let mut figures = Figures { held_at_peak: 0, reopened: 0, rtts: Vec::new(), rss_peak: 0, fds_peak: 0 };
+    let reopened_before = reopened.load(Ordering::Relaxed);
+    let until = Instant::now() + Duration::from_secs_f64(options.seconds);
+    let mut sampled = Instant::now();
+    while Instant::now() < until {
+        figures.rtts.push(good.ping().await?);
+        if sampled.elapsed() >= Duration::from_millis(250) {
+            sampled = Instant::now();
+            let now_held = held.load(Ordering::Relaxed);
+            let rss = node.rss();
+            if now_held >= figures.held_at_peak {
+                figures.held_at_peak = now_held;
+            }
+            figures.rss_peak = figures.rss_peak.max(rss);
+            figures.fds_peak = figures.fds_peak.max(node.fds());
+        }
+        tokio::time::sleep(PING_EVERY).await;
+    }
+    figures.reopened = reopened.load(Ordering::Relaxed) - reopened_before;
+    let _ = stop_tx.send(true);
+    for attacker in attackers {
+        let _ = attacker.await;
+    }
+    Ok(figures)
+}
+
+/// One attacking connection, opened again each time the server lets it go.
+async fn attacker(
+    silence: Silence,
+    source: Ipv4Addr,
+    server: SocketAddr,
+    held: Arc<AtomicUsize>,
+    reopened: Arc<AtomicU64>,
+    mut stop: watch::Receiver<bool>,
+    opening: Arc<Semaphore>,
+) {
+    loop {
+        let connection = {
+            let _permit = opening.acquire().await.expect("never closed");
+            tokio::select! {
+                opened = open(silence, source, server) => opened,
+                _ = stop.changed() => return,
+            }
+        };
+        let Some(connection) = connection else {
+            // Refused or reset while opening: try again, as an attacker would.
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                _ = stop.changed() => return,
+            }
+        };
+        held.fetch_add(1, Ordering::Relaxed);
+        let let_go = tokio::select! {
+            () = connection.closed() => true,
+            _ = stop.changed() => false,
+        };
+        held.fetch_sub(1, Ordering::Relaxed);
+        if !let_go {
+            return;
+        }
+        reopened.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// An attacking connection that is up.
+enum Silent {
+    Tcp(TcpStream),
+    Upgraded(Box<tokio_tungstenite::WebSocketStream<TcpStream>>),
+}
+
+impl Silent {
+    /// Resolves when the server lets it go.
+    async fn closed(self) {
+        match self {
+            Silent::Tcp(mut stream) => {
+                let mut buffer = [0u8; 512];
+                while matches!(stream.read(&mut buffer).await, Ok(n) if n > 0) {}
+            }
+            Silent::Upgraded(mut socket) => while let Some(Ok(_)) = socket.next().await {},
+        }
+    }
+}
+
+async fn open(silence: Silence, source: Ipv4Addr, server: SocketAddr) -> Option<Silent> {
+    let socket = TcpSocket::new_v4().ok()?;
+    socket.bind(SocketAddr::from((source, 0))).ok()?;
+    let stream = socket.connect(server).await.ok()?;
+    match silence {
+        Silence::Tcp => Some(Silent::Tcp(stream)),
+        Silence::Upgraded => {
+            let (socket, _) =
+                tokio_tungstenite::client_async(format!("ws://{server}/ws"), stream).await.ok()?;
+            Some(Silent::Upgraded(Box::new(socket)))
+        }
+    }
+}
+
+/// The well-behaved client: signed in, in a room, pinging.
+struct Good {
+    socket: tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>,
+    nonce: u64,
+}
+
+impl Good {
+    async fn connect(server: SocketAddr) -> Result<Good, String> {
+        let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{server}/ws"))
+            .await
+            .map_err(|e| format!("the good client could not connect: {e}"))?;
+        let hello = ClientFrame::Hello {
+            v: PROTOCOL_VERSION,
+            token: None,
+            name: Some("Good".into()),
+            resume_token: None,
+        };
+        let join = ClientFrame::Join { room: "siege".into(), since: None, history: None };
+        for frame in [hello, join] {
+            socket.send(Message::text(frame.encode())).await.map_err(|e| e.to_string())?;
+        }
+        Ok(Good { socket, nonce: 0 })
+    }
+
+    /// One round trip: a ping and its pong.
+    async fn ping(&mut self) -> Result<Duration, String> {
+        self.nonce += 1;
+        let nonce = self.nonce;
+        let sent = Instant::now();
+        let ping = ClientFrame::Ping { nonce }.encode();
+        let round_trip = async {
+            self.socket
+                .send(Message::text(ping))
+                .await
+                .map_err(|e| format!("the good client's ping failed: {e}"))?;
+            loop {
+                match self.socket.next().await {
+                    Some(Ok(Message::Text(text))) => {
+                        if let Ok(ServerFrame::Pong { nonce: n }) = ServerFrame::decode(&text)
+                            && n == nonce
+                        {
+                            return Ok(sent.elapsed());
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    other => return Err(format!("the good client lost its connection: {other:?}")),
+                }
+            }
+        };
+        tokio::time::timeout(UNANSWERED, round_trip)
+            .await
+            .map_err(|_| format!("the good client waited more than {} s for a pong", UNANSWERED.as_secs()))?
+    }
+
+    /// Round trips for `lasting`, at the client's pace.
+    async fn measure(&mut self, lasting: Duration) -> Result<Vec<Duration>, String> {
+        let until = Instant::now() + lasting;
+        let mut rtts = Vec::new();
+        while Instant::now() < until {
+            rtts.push(self.ping().await?);
+            tokio::time::sleep(PING_EVERY).await;
+        }
+        Ok(rtts)
+    }
+}
+
+fn percentile(samples: &[Duration], p: usize) -> Duration {
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    sorted.get((sorted.len().saturating_sub(1)) * p / 100).copied().unwrap_or_default()
+}
+
+fn ms(duration: Duration) -> String {
+    format!("{:.2} ms", duration.as_secs_f64() * 1e3)
+}
