@@ -103,7 +103,10 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
     });
 
     let api =
-        warp::path("api").map(|| json(StatusCode::NOT_FOUND, serde_json::json!({"error": "not_found"})));
+        warp::path("api").map(|| {
+            let body = serde_json::json!({"error": "not_found", "message": "no such endpoint; the server API is under /api/v1/ (see API.md)"});
+            json(StatusCode::NOT_FOUND, body)
+        });
 
     healthz
         .or(readyz)

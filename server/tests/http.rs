@@ -51,7 +51,9 @@ async fn reserved_paths_are_never_shadowed_by_the_app() {
 
     let (status, _, body) = http_get(addr, "/api/does-not-exist").await;
     assert_eq!(status, 404);
-    assert!(body.contains("not_found"), "{body}");
+    let body: serde_json::Value = serde_json::from_str(&body).expect("a JSON answer");
+    assert_eq!(body["error"], "not_found");
+    assert!(body["message"].as_str().is_some_and(|m| m.contains("/api/v1/")), "says where to look: {body}");
 
     let (status, _, body) = http_get(addr, "/ws").await;
     assert_eq!(status, 400, "a plain GET on /ws explains itself");

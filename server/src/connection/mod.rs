@@ -179,7 +179,7 @@ pub async fn serve(
                 },
             },
             () = &mut expiry => {
-                match credential.due() {
+                match credential.due(&context.config) {
                     Due::Warn(expires_at) => {
                         credential.warned = true;
                         expiry.as_mut().reset(credential.next(&context.config));
@@ -323,12 +323,15 @@ impl Credential {
         now.checked_add(Duration::from_secs(left)).unwrap_or(far)
     }
 
-    fn due(&self) -> Due {
+    /// What to do now that the timer fired. It may fire with the warning not yet due:
+    /// for a token that expires further off than a timer is set (a year), it is only
+    /// set again.
+    fn due(&self, config: &crate::config::Config) -> Due {
         let Some(expires) = self.expires else { return Due::Nothing };
         let now = crate::auth::unix_now();
         if now >= expires {
             Due::Close
-        } else if !self.warned {
+        } else if !self.warned && now >= expires.saturating_sub(config.token_warning.as_secs()) {
             Due::Warn(expires)
         } else {
             Due::Nothing
@@ -352,4 +355,25 @@ async fn drain(
         socket.feed(outgoing(context, encoding, frame)).await?;
     }
     socket.flush().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Credential, Due};
+    use crate::config::Config;
+
+    #[test]
+    fn a_credential_warns_only_within_the_warning_of_its_expiry() {
+        let config = Config::for_tests();
+        let now = crate::auth::unix_now();
+        let warning = config.token_warning.as_secs();
+        let due = |expires: u64, warned: bool| Credential { expires: Some(expires), warned }.due(&config);
+        // The timer's longest wait is a year: a token good for ten gets no warning then.
+        assert!(matches!(due(now + 10 * 365 * 24 * 3600, false), Due::Nothing));
+        assert!(matches!(due(u64::MAX, false), Due::Nothing));
+        assert!(matches!(due(now + warning - 1, false), Due::Warn(_)));
+        assert!(matches!(due(now + warning - 1, true), Due::Nothing));
+        assert!(matches!(due(now, true), Due::Close));
+        assert!(matches!(Credential::default().due(&config), Due::Nothing));
+    }
 }
