@@ -139,29 +139,37 @@ pub async fn run(listener: TcpListener, routes: BoxedFilter<(Response,)>, door: 
     graceful.shutdown().await;
 }
 
+/// The opening HTTP/2 speaks with prior knowledge. Until what a connection sent stops
+/// matching it, hyper's protocol detection waits for more with no deadline.
+const H2_PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
 /// A connection's socket with the two deadlines hyper does not keep.
 ///
-/// The first byte must arrive within the header timeout: hyper's own starts once it has
-/// bytes to parse (the protocol detection before it reads the first ones with no
-/// deadline), so a connection that sends nothing would be held forever. And a write
+/// The opening must be told apart within the header timeout: hyper's own starts once
+/// its protocol detection has read enough to choose HTTP/1 (a byte off the HTTP/2
+/// preface, or all 24 of it; this server speaks HTTP/1 only and refuses the latter),
+/// and that detection waits with no deadline, so a connection that sends nothing, or
+/// only `PRI`, would be held forever. And a write
 /// that stays pending for the stall timeout fails with `TimedOut`, because hyper and
 /// tungstenite wait on a write for as long as it takes: a client that never reads
 /// would hold its response, or its WebSocket's connection task, forever. The
 /// WebSocket a connection becomes reads and writes through this too.
 pub struct Guarded<S> {
     inner: S,
-    /// Until the first byte: when the connection gives up on it.
-    first_byte: Option<Pin<Box<Sleep>>>,
+    /// Until the protocol is told: when the connection gives up, and how many bytes
+    /// so far match the HTTP/2 preface.
+    opening: Option<(Pin<Box<Sleep>>, usize)>,
     /// While a write waits for the peer to read: when it gives up.
     stalled: Option<Pin<Box<Sleep>>>,
     stall: Duration,
 }
 
 impl<S> Guarded<S> {
-    /// `inner`, closed if nothing arrives within `first_byte`, its writes failing once
-    /// the peer has read nothing for `stall`.
-    pub fn new(inner: S, first_byte: Duration, stall: Duration) -> Guarded<S> {
-        Guarded { inner, first_byte: Some(Box::pin(tokio::time::sleep(first_byte))), stalled: None, stall }
+    /// `inner`, closed if its protocol cannot be told within `opening`, its writes
+    /// failing once the peer has read nothing for `stall`.
+    pub fn new(inner: S, opening: Duration, stall: Duration) -> Guarded<S> {
+        let opening = Some((Box::pin(tokio::time::sleep(opening)), 0));
+        Guarded { inner, opening, stalled: None, stall }
     }
 
     /// After a write's outcome: one that is done (or failed) ends any stall; one still
@@ -190,12 +198,22 @@ impl<S: AsyncRead + Unpin> AsyncRead for Guarded<S> {
         let this = &mut *self;
         let before = buf.filled().len();
         let outcome = Pin::new(&mut this.inner).poll_read(cx, buf);
-        let Some(deadline) = this.first_byte.as_mut() else { return outcome };
+        let Some((deadline, matched)) = this.opening.as_mut() else { return outcome };
         match outcome {
-            Poll::Ready(Ok(())) if buf.filled().len() > before => this.first_byte = None,
+            Poll::Ready(Ok(())) => {
+                // A byte off the preface means HTTP/1, whose header timeout takes over;
+                // all of it, HTTP/2, which is refused.
+                let off = buf.filled()[before..].iter().any(|&byte| {
+                    let on = H2_PREFACE.get(*matched) == Some(&byte);
+                    *matched += usize::from(on);
+                    !on
+                });
+                if off || *matched == H2_PREFACE.len() {
+                    this.opening = None;
+                }
+            }
             Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
-                let late =
-                    io::Error::new(io::ErrorKind::TimedOut, "nothing arrived within the header timeout");
+                let late = io::Error::new(io::ErrorKind::TimedOut, "no request within the header timeout");
                 return Poll::Ready(Err(late));
             }
             _ => {}

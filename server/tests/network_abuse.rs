@@ -47,8 +47,10 @@ async fn requests_stopped_halfway_on_every_transport_are_let_go() {
     let session = session["session"].as_str().unwrap().to_owned();
 
     let half_sent = [
-        // Nothing at all, not even a request line.
+        // Nothing at all, not even a request line; the start of HTTP/2's preface.
         String::new(),
+        "P".into(),
+        "PRI * HTTP/2.0\r\n".into(),
         // Headers never finished: the WebSocket upgrade, the event stream, the long-poll.
         "GET /ws HTTP/1.1\r\nHost: tether\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n".into(),
         format!("GET /rt/sse?session={session} HTTP/1.1\r\nHost: tether\r\n"),
