@@ -256,6 +256,31 @@ async fn frames_a_dead_stream_wrote_but_the_client_never_got_are_sent_again() {
 }
 
 #[tokio::test]
+async fn reopening_a_stream_from_before_what_the_session_kept_ends_it_with_4001() {
+    let server = start().await;
+    let addr = server.addr();
+    let (session, _) = open(addr, "Ada").await;
+    let mut stream = Sse::open(addr, &session, Some(1)).await;
+    // More frames than a stream keeps once written (1,024), all read.
+    for batch in 0..20u64 {
+        let pings: Vec<ClientFrame> = (1..=64).map(|n| ClientFrame::Ping { nonce: batch * 64 + n }).collect();
+        assert_eq!(send_frames(addr, &session, &pings).await, 204);
+    }
+    stream.until(|f| matches!(f, ServerFrame::Pong { nonce: 1280 }).then_some(())).await;
+    drop(stream);
+    // A reopening from the start asks for frames let go: no frame past the hole, the end.
+    let mut stream = Sse::open(addr, &session, Some(1)).await;
+    let (_, event, data) = stream.next().await;
+    assert_eq!(event, "close", "{data}");
+    let ended: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(ended["code"], tether_shared::close::SLOW_CONSUMER);
+    // And the session is over for every request.
+    let (frames, closed) = poll(addr, &session, 1279).await;
+    assert!(frames.is_empty() && closed["code"] == tether_shared::close::SLOW_CONSUMER, "{closed}");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn unknown_and_foreign_session_ids_are_refused_with_typed_errors() {
     let server = start().await;
     let addr = server.addr();

@@ -26,6 +26,8 @@ use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
 /// Frames a client may leave unconfirmed before its session counts as a slow consumer.
+/// The frames an event stream keeps once written count too: a stream falls behind at
+/// 3,072 frames not yet written, a long-poll at 4,096 not yet asked for.
 const MAX_UNCONFIRMED: usize = 4_096;
 /// Frames an event stream keeps after writing them, for a reconnect to ask again: more
 /// than a dead connection's buffers hold of ordinary frames.
@@ -132,10 +134,8 @@ impl Session {
 
     fn take_after(&self, id: u64, keep: usize) -> Batch {
         let mut down = self.down.lock().expect("session lock");
-        if id < down.let_go && down.closed.is_none() {
-            drop(down);
-            self.fell_behind();
-            down = self.down.lock().expect("session lock");
+        if id < down.let_go {
+            return self.fell_behind(down);
         }
         let sent = down.frames.iter().take_while(|(event, _)| *event <= id).count();
         for _ in keep..sent {
@@ -175,18 +175,25 @@ impl Session {
         Ok(())
     }
 
-    /// A request asked for frames already let go: the session ends like a WebSocket
-    /// that fell behind (4001), and its connection task is told the client has gone.
-    fn fell_behind(&self) {
-        let mut down = self.down.lock().expect("session lock");
-        down.frames.clear();
-        drop(down);
-        self.close(Ended {
+    /// A request asked for frames already let go: whatever else it has, it gets no
+    /// frames past the hole, only the end. The session ends like a WebSocket that fell
+    /// behind (4001), in the same hold of the lock, so that no frame pushed meanwhile
+    /// can go out before the end; its connection task is told the client has gone.
+    fn fell_behind(&self, mut down: std::sync::MutexGuard<'_, Downstream>) -> Batch {
+        let ended = Ended {
             code: tether_shared::close::SLOW_CONSUMER,
             reason: "the stream resumed from before the frames the session kept; resume in a new session"
                 .into(),
-        });
-        let _ = self.upstream.try_send(Message::Close(None));
+        };
+        let first = down.closed.is_none();
+        down.frames.clear();
+        down.closed.get_or_insert(ended.clone());
+        drop(down);
+        if first {
+            self.changed.send_modify(|version| *version += 1);
+            let _ = self.upstream.try_send(Message::Close(None));
+        }
+        Batch { frames: Vec::new(), closed: Some(ended) }
     }
 
     fn close(&self, close: Ended) {
