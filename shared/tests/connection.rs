@@ -470,7 +470,10 @@ fn cursors_follow_messages_and_reset_with_the_epoch() {
         ServerFrame::Joined { room: "r".into(), seq, epoch: epoch.into(), members, count: 1, presence }
             .encode()
     };
+    let replayed = |to| ServerFrame::Replayed { room: "r".into(), to, complete: true, oldest: 1 }.encode();
     h.receive(&joined(10, "e1"));
+    assert_eq!(h.core.rooms()["r"].last_seq, None, "the cursor waits for the history asked for");
+    h.receive(&replayed(10));
     assert_eq!(h.core.rooms()["r"], RoomState { last_seq: Some(10), epoch: Some("e1".into()), joined: true });
     h.receive(&message("r", 11));
     h.receive(&message("r", 12));
@@ -480,6 +483,7 @@ fn cursors_follow_messages_and_reset_with_the_epoch() {
     h.advance_to_timer(Timer::Reconnect);
     h.open();
     h.receive(&joined(2, "e2"));
+    h.receive(&replayed(2));
     assert_eq!(h.core.rooms()["r"].last_seq, Some(2), "a new epoch starts a new cursor");
     // A cursor the server says is beyond its head is dropped; the replay sets it anew.
     h.receive(&message("r", 40));
@@ -550,6 +554,30 @@ fn a_room_without_a_cursor_asks_for_recent_history_and_one_with_a_cursor_resumes
     assert!(
         matches!(&sent[1], ClientFrame::Resume { rooms } if rooms[0].since == Some(9) && rooms[0].history.is_none()),
         "{sent:?}"
+    );
+}
+
+#[test]
+fn a_join_lost_before_its_replay_asks_for_the_history_again() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    h.input(Input::Join("fresh".into()));
+    let members = vec![user()];
+    let presence = tether_shared::PresenceMode::Full;
+    let joined =
+        ServerFrame::Joined { room: "fresh".into(), seq: 9, epoch: "e1".into(), members, count: 1, presence };
+    h.receive(&joined.encode());
+    // The server could not read the history to replay: it closes with 1011.
+    h.drop_socket(close::INTERNAL);
+    h.advance_to_timer(Timer::Reconnect);
+    h.take_sent();
+    h.open();
+    let sent = h.take_sent();
+    assert!(
+        matches!(&sent[1], ClientFrame::Resume { rooms }
+            if rooms[0].since.is_none() && rooms[0].history == Some(50)),
+        "the recent history is asked for again, not resumed past: {sent:?}"
     );
 }
 

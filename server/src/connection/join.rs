@@ -20,11 +20,13 @@ const ANNOUNCE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(2)
 /// Why a join that would open one more new room is refused.
 const ROOM_QUOTA: &str = "too many new rooms opened in the last minute; join an existing room or wait";
 
-/// How a connection ends when a join's replay could not be read (the store or Redis
+/// How a connection ends when a join's replay could not be read (SQLite or Redis
 /// failed for a moment). The client already has `joined`, and live messages may be
 /// queued behind it: answering with an error would let them through and leave a hole
 /// nobody was told about. Closing instead keeps the client's cursor where the replay
-/// should have started, and its reconnect resumes from there.
+/// should have started, and its reconnect resumes from there. (History that cannot be
+/// read back at all gets `replayed` with `complete: false` instead, or every reconnect
+/// would end here.)
 const HISTORY_UNAVAILABLE: Close = Close::new(close::INTERNAL, "history is unavailable; resume later");
 
 /// Most recent messages a join without a cursor may ask for.
@@ -146,8 +148,14 @@ impl Conn {
         })
         .await
         .expect("history read does not panic");
-        let (messages, oldest) = match read {
-            Ok(found) => found,
+        let (messages, oldest, unreadable) = match read {
+            Ok((messages, oldest)) => (messages, oldest, false),
+            // What the store holds cannot be read back, now or later: say the replay is
+            // incomplete rather than have every reconnect fail on it.
+            Err(error @ crate::store::StoreError::Corrupt(_)) => {
+                tracing::error!(%error, room, "history is unreadable");
+                (Vec::new(), 0, true)
+            }
             Err(error) => {
                 tracing::error!(%error, room, "reading history failed");
                 return Ok(Some(Ending::Close(HISTORY_UNAVAILABLE)));
@@ -162,7 +170,8 @@ impl Conn {
             };
             socket.feed(frame).await?;
         }
-        let complete = since <= head && (after == head || (oldest != 0 && oldest <= after + 1));
+        let complete =
+            !unreadable && since <= head && (after == head || (oldest != 0 && oldest <= after + 1));
         let outcome = if complete { "complete" } else { "incomplete" };
         self.context.metrics.resumes.get_or_create(&OutcomeLabel { outcome: outcome.into() }).inc();
         write(socket, &ServerFrame::Replayed { room, to: head, complete, oldest }, self.encoding).await?;

@@ -623,12 +623,18 @@ impl Connection {
                 }
             }
             ServerFrame::Joined { ref room, seq, ref epoch, .. } => {
+                let asked_history = self.config.join_history > 0;
                 if let Some(state) = self.rooms.get_mut(room) {
                     if state.epoch.as_ref().is_some_and(|known| known != epoch) {
                         state.last_seq = None;
                     }
                     state.epoch = Some(epoch.clone());
-                    state.last_seq.get_or_insert(seq);
+                    // A join without a cursor asked for recent history: the cursor waits
+                    // for its replay (`replayed`), so a connection lost before that asks
+                    // for the history again instead of resuming past it.
+                    if !(state.last_seq.is_none() && asked_history) {
+                        state.last_seq.get_or_insert(seq);
+                    }
                     state.joined = true;
                 }
                 self.rejoins.joined(room);
@@ -637,6 +643,12 @@ impl Connection {
             ServerFrame::Message { ref room, seq, .. } => {
                 if let Some(state) = self.rooms.get_mut(room) {
                     state.last_seq = Some(state.last_seq.map_or(seq, |last| last.max(seq)));
+                }
+                self.events.push_back(Event::Frame(frame));
+            }
+            ServerFrame::Replayed { ref room, to, .. } => {
+                if let Some(state) = self.rooms.get_mut(room) {
+                    state.last_seq = Some(state.last_seq.map_or(to, |last| last.max(to)));
                 }
                 self.events.push_back(Event::Frame(frame));
             }
