@@ -40,12 +40,19 @@ impl Node {
     }
 
     fn spawn(&mut self) {
+        // The harness publishes and connects far more from one address than a person;
+        // a node's own `args` may set any of these otherwise.
+        let generous = [
+            ("--publish-rate", "1000"),
+            ("--publish-burst", "2000"),
+            ("--max-connections-per-ip", "100000"),
+            ("--room-creations", "100000"),
+            ("--max-rooms", "64"),
+        ];
+        let defaults = generous.iter().filter(|(flag, _)| !self.args.iter().any(|arg| arg == flag));
         let mut child = Command::new(binary())
             .args(["--listen", &self.addr.to_string(), "--log-level", "error", "--api-key", API_KEY])
-            // The harness publishes and connects far more from one address than a person.
-            .args(["--publish-rate", "1000", "--publish-burst", "2000"])
-            .args(["--max-connections-per-ip", "100000", "--room-creations", "100000"])
-            .args(["--max-rooms", "64"])
+            .args(defaults.flat_map(|(flag, value)| [*flag, *value]))
             .args(&self.args)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
