@@ -281,6 +281,42 @@ async fn reopening_a_stream_from_before_what_the_session_kept_ends_it_with_4001(
 }
 
 #[tokio::test]
+async fn a_replay_bigger_than_the_session_buffer_goes_out_as_the_client_polls() {
+    let server = start().await;
+    let addr = server.addr();
+    // 5,000 messages: more than a session holds waiting to be handed out (4,096).
+    let mut writer = member(addr, "Writer", "big").await;
+    let burst: Vec<ClientFrame> = (1..=5_000)
+        .map(|n| ClientFrame::Publish {
+            id: format!("m{n}"),
+            room: "big".into(),
+            body: json!(n),
+            priority: 0,
+        })
+        .collect();
+    for frame in &burst[..4_999] {
+        send(&mut writer, frame).await;
+    }
+    publish(&mut writer, "big", "m5000", json!(5_000)).await;
+    let (session, _) = open(addr, "Ada").await;
+    send_frames(addr, &session, &[ClientFrame::Join { room: "big".into(), since: Some(0), history: None }])
+        .await;
+    let mut seqs = Vec::new();
+    let (replayed, _) = poll_until(addr, &session, 1, |frame| match frame {
+        ServerFrame::Message { seq, .. } => {
+            seqs.push(*seq);
+            None
+        }
+        ServerFrame::Replayed { to, complete, .. } => Some((*to, *complete)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(replayed, (5_000, true));
+    assert_eq!(seqs, (1..=5_000).collect::<Vec<u64>>(), "every message once, in order");
+    server.stop().await;
+}
+
+#[tokio::test]
 async fn unknown_and_foreign_session_ids_are_refused_with_typed_errors() {
     let server = start().await;
     let addr = server.addr();

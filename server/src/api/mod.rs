@@ -68,12 +68,9 @@ enum Incoming {
 #[serde(deny_unknown_fields)]
 struct DisconnectRequest {
     user: String,
-    #[serde(default = "yes")]
-    reconnect: bool,
-}
-
-fn yes() -> bool {
-    true
+    /// Absent or `null`, as any optional field of the API: `true`.
+    #[serde(default)]
+    reconnect: Option<bool>,
 }
 
 /// Every `/api/v1/` route.
@@ -176,7 +173,7 @@ async fn write(api: &Api, call: &str, body: &[u8]) -> Result<serde_json::Value, 
         }
         "disconnect" => {
             let request: DisconnectRequest = parse(body)?;
-            Ok(json!(api.disconnect(&request.user, request.reconnect)))
+            Ok(json!(api.disconnect(&request.user, request.reconnect.unwrap_or(true))))
         }
         "presence" | "history" | "rooms" | "stats" => Err(Failure::new(
             StatusCode::METHOD_NOT_ALLOWED,

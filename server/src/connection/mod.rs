@@ -285,9 +285,21 @@ async fn goodbye(
         if close != crate::close::SHUTDOWN {
             context.metrics.refused.get_or_create(&CodeLabel { code: close.code.to_string() }).inc();
         }
-        // A client that never reads would hold the goodbye forever.
+        // The closing handshake: the client's own close (or its end) is read before the
+        // socket is let go. Frames it sent meanwhile would otherwise lie unread in the
+        // kernel, and closing a socket over them resets it, which can throw away the
+        // close frame on its way to the client. A client that never reads or answers
+        // would hold the goodbye forever: it is bounded.
         let closing = async {
             socket.send(Message::Close(Some(close.frame()))).await?;
+            loop {
+                match socket.next().await {
+                    None | Some(Ok(Message::Close(_))) => break,
+                    Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_))) => break,
+                    // Whatever else the client sent, or sent wrong, is read past.
+                    Some(_) => {}
+                }
+            }
             SinkExt::close(socket).await
         };
         let _ = tokio::time::timeout(CLOSE_PATIENCE, closing).await;

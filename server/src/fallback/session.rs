@@ -18,17 +18,21 @@ use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context as TaskContext, Poll};
+use std::task::{Context as TaskContext, Poll, Waker};
 
 use futures::{Sink, Stream};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
-/// Frames a client may leave unconfirmed before its session counts as a slow consumer.
-/// The frames an event stream keeps once written count too: a stream falls behind at
-/// 3,072 frames not yet written, a long-poll at 4,096 not yet asked for.
-const MAX_UNCONFIRMED: usize = 4_096;
+/// Frames waiting for a downstream request to hand them out. Past this the connection
+/// task's writes wait, as a WebSocket's wait on a full TCP window: a replay bigger than
+/// this (a resume of many rooms) goes out as the client reads, and a client that stops
+/// reading is let go at the idle timeout.
+const MAX_WAITING: u64 = 4_096;
+/// Frames the buffer may hold at all, waiting and handed out but unconfirmed; more means
+/// the sink was written without asking whether it was ready.
+const MAX_HELD: usize = 2 * MAX_WAITING as usize + SSE_RESEND;
 /// Frames an event stream keeps after writing them, for a reconnect to ask again: more
 /// than a dead connection's buffers hold of ordinary frames.
 pub const SSE_RESEND: usize = 1_024;
@@ -65,6 +69,12 @@ struct Downstream {
     frames: VecDeque<(u64, Utf8Bytes)>,
     /// The newest event id let go: a request from before it would skip frames.
     let_go: u64,
+    /// The newest event id handed out (to a stream or in a poll's answer).
+    handed_out: u64,
+    /// The connection task's write, waiting for frames to be handed out.
+    writer: Option<Waker>,
+    /// The client has left (`/rt/close`, or no request for the idle timeout): writes fail.
+    gone: bool,
     /// How the connection ended, once it has.
     closed: Option<Ended>,
     /// Downstream requests open now, and when the last one ended.
@@ -88,6 +98,9 @@ impl Session {
             next_id: 1,
             frames: VecDeque::new(),
             let_go: 0,
+            handed_out: 0,
+            writer: None,
+            gone: false,
             closed: None,
             readers: 0,
             last_reader: Instant::now(),
@@ -108,8 +121,17 @@ impl Session {
         true
     }
 
-    /// Tells the connection task the client is gone, as a WebSocket's close would.
+    /// Tells the connection task the client is gone, as a WebSocket's close would; a
+    /// write waiting for the client fails at once.
     pub async fn client_left(&self) {
+        let writer = {
+            let mut down = self.down.lock().expect("session lock");
+            down.gone = true;
+            down.writer.take()
+        };
+        if let Some(writer) = writer {
+            writer.wake();
+        }
         let _ = self.upstream.send(Message::Close(None)).await;
     }
 
@@ -145,6 +167,13 @@ impl Session {
         }
         let frames: Vec<(u64, Utf8Bytes)> =
             down.frames.iter().filter(|(event, _)| *event > id).cloned().collect();
+        if let Some((last, _)) = frames.last() {
+            down.handed_out = down.handed_out.max(*last);
+        }
+        // Whatever this request handed out or let go, a waiting write may go on.
+        if let Some(writer) = down.writer.take() {
+            writer.wake();
+        }
         let closed = if frames.is_empty() { down.closed.clone() } else { None };
         Batch { frames, closed }
     }
@@ -166,7 +195,7 @@ impl Session {
         if down.closed.is_some() {
             return Err(WsError::ConnectionClosed);
         }
-        if down.frames.len() >= MAX_UNCONFIRMED {
+        if down.frames.len() >= MAX_HELD {
             return Err(WsError::Io(std::io::Error::other("the client stopped confirming frames")));
         }
         let id = down.next_id;
@@ -188,7 +217,12 @@ impl Session {
         let first = down.closed.is_none();
         down.frames.clear();
         down.closed.get_or_insert(ended.clone());
+        down.gone = true;
+        let writer = down.writer.take();
         drop(down);
+        if let Some(writer) = writer {
+            writer.wake();
+        }
         if first {
             self.changed.send_modify(|version| *version += 1);
             let _ = self.upstream.try_send(Message::Close(None));
@@ -225,6 +259,10 @@ impl Stream for SessionSocket {
     type Item = Result<Message, WsError>;
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        // An ended session has nothing more to say, as a closed socket.
+        if self.session.down.lock().expect("session lock").closed.is_some() {
+            return Poll::Ready(None);
+        }
         self.upstream.poll_recv(cx).map(|message| message.map(Ok))
     }
 }
@@ -232,8 +270,20 @@ impl Stream for SessionSocket {
 impl Sink<Message> for SessionSocket {
     type Error = WsError;
 
-    fn poll_ready(self: Pin<&mut Self>, _: &mut TaskContext<'_>) -> Poll<Result<(), WsError>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Result<(), WsError>> {
+        let mut down = self.session.down.lock().expect("session lock");
+        if down.gone {
+            return Poll::Ready(Err(WsError::ConnectionClosed));
+        }
+        let waiting = (down.next_id - 1).saturating_sub(down.handed_out.max(down.let_go));
+        if waiting < MAX_WAITING {
+            return Poll::Ready(Ok(()));
+        }
+        down.writer = Some(cx.waker().clone());
+        drop(down);
+        // What waits must be seen by the requests that will hand it out.
+        self.session.changed.send_modify(|version| *version += 1);
+        Poll::Pending
     }
 
     fn start_send(self: Pin<&mut Self>, message: Message) -> Result<(), WsError> {
