@@ -470,10 +470,9 @@ fn cursors_follow_messages_and_reset_with_the_epoch() {
         ServerFrame::Joined { room: "r".into(), seq, epoch: epoch.into(), members, count: 1, presence }
             .encode()
     };
-    let replayed = |to| ServerFrame::Replayed { room: "r".into(), to, complete: true, oldest: 1 }.encode();
     h.receive(&joined(10, "e1"));
     assert_eq!(h.core.rooms()["r"].last_seq, None, "the cursor waits for the history asked for");
-    h.receive(&replayed(10));
+    h.receive(&message("r", 10));
     assert_eq!(h.core.rooms()["r"], RoomState { last_seq: Some(10), epoch: Some("e1".into()), joined: true });
     h.receive(&message("r", 11));
     h.receive(&message("r", 12));
@@ -483,7 +482,7 @@ fn cursors_follow_messages_and_reset_with_the_epoch() {
     h.advance_to_timer(Timer::Reconnect);
     h.open();
     h.receive(&joined(2, "e2"));
-    h.receive(&replayed(2));
+    h.receive(&message("r", 2));
     assert_eq!(h.core.rooms()["r"].last_seq, Some(2), "a new epoch starts a new cursor");
     // A cursor the server says is beyond its head is dropped; the replay sets it anew.
     h.receive(&message("r", 40));

@@ -630,7 +630,7 @@ impl Connection {
                     }
                     state.epoch = Some(epoch.clone());
                     // A join without a cursor asked for recent history: the cursor waits
-                    // for its replay (`replayed`), so a connection lost before that asks
+                    // for the replayed messages, so a connection lost before them asks
                     // for the history again instead of resuming past it.
                     if !(state.last_seq.is_none() && asked_history) {
                         state.last_seq.get_or_insert(seq);
@@ -643,12 +643,6 @@ impl Connection {
             ServerFrame::Message { ref room, seq, .. } => {
                 if let Some(state) = self.rooms.get_mut(room) {
                     state.last_seq = Some(state.last_seq.map_or(seq, |last| last.max(seq)));
-                }
-                self.events.push_back(Event::Frame(frame));
-            }
-            ServerFrame::Replayed { ref room, to, .. } => {
-                if let Some(state) = self.rooms.get_mut(room) {
-                    state.last_seq = Some(state.last_seq.map_or(to, |last| last.max(to)));
                 }
                 self.events.push_back(Event::Frame(frame));
             }
