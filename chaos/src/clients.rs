@@ -2,7 +2,7 @@
 //! resends) that publish into rooms and record everything they were told, checking as
 //! they go that no room's stream repeats or skips a message unannounced.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,7 +34,12 @@ pub struct Record {
     pub violations: Vec<String>,
     /// Rooms whose next message may skip ahead (a `complete: false` was told).
     gap_open: HashSet<String>,
+    /// The last [`TRAIL`] things the client was told, in words, for a violation's report.
+    trail: VecDeque<String>,
 }
+
+/// How much of what a client was told a violation's report shows.
+const TRAIL: usize = 48;
 
 impl Record {
     /// The last seq seen in `room`.
@@ -50,6 +55,7 @@ impl Record {
     fn event(&mut self, event: Event) {
         match event {
             Event::Welcome { .. } => {
+                self.note("welcome".into());
                 self.welcomes += 1;
                 self.joined.clear();
             }
@@ -70,11 +76,35 @@ impl Record {
                 self.failed.insert(envelope.id);
             }
             Event::Frame(frame) => self.frame(frame),
+            Event::State(state) => self.note(format!("{state:?}")),
             _ => {}
         }
     }
 
+    /// Remembers `what` for the report of a violation that may follow.
+    fn note(&mut self, what: String) {
+        if self.trail.len() == TRAIL {
+            self.trail.pop_front();
+        }
+        self.trail.push_back(what);
+    }
+
+    /// A broken promise, with what led to it.
+    fn violated(&mut self, what: String) {
+        let trail: Vec<&str> = self.trail.iter().map(String::as_str).collect();
+        self.violations.push(format!("{what}\n      after: {}", trail.join(" · ")));
+    }
+
     fn frame(&mut self, frame: ServerFrame) {
+        match &frame {
+            ServerFrame::Joined { room, seq, .. } => self.note(format!("joined {room} at #{seq}")),
+            ServerFrame::Message { room, seq, .. } => self.note(format!("{room} #{seq}")),
+            ServerFrame::Replayed { room, to, complete, .. } => {
+                self.note(format!("replayed {room} to #{to} complete {complete}"))
+            }
+            ServerFrame::Error { code, about, .. } => self.note(format!("error {code:?} about {about:?}")),
+            _ => {}
+        }
         match frame {
             ServerFrame::Joined { room, .. } => {
                 self.joined.insert(room);
@@ -83,12 +113,10 @@ impl Record {
                 if let Some(last) = self.last_seen(&room) {
                     let told = self.gap_open.remove(&room);
                     if seq <= last {
-                        self.violations
-                            .push(format!("{}: {room} #{seq} ({id}) arrived after #{last}", self.name));
+                        self.violated(format!("{}: {room} #{seq} ({id}) arrived after #{last}", self.name));
                     } else if seq != last + 1 && !told {
                         let hole = format!("#{}..#{}", last + 1, seq - 1);
-                        self.violations
-                            .push(format!("{}: {room} skipped {hole} without being told", self.name));
+                        self.violated(format!("{}: {room} skipped {hole} without being told", self.name));
                     }
                 }
                 self.seen.entry(room).or_default().push((seq, id));
