@@ -74,7 +74,7 @@ pub async fn run(options: &Options) -> Result<(), String> {
         let deployment = Deployment::start(None, &["--max-connections-per-ip", "256"]).await;
         let node = &deployment.nodes[0];
         let mut good = Good::connect(node.addr).await?;
-        let baseline = good.measure(Duration::from_secs(3)).await?;
+        let baseline = good.measure(Duration::from_secs(3), || {}).await?;
         let baseline_rss = node.rss();
         let figures = phase(silence, options, node, &mut good).await?;
         let per_connection =
@@ -134,26 +134,21 @@ async fn phase(silence: Silence, options: &Options, node: &Node, good: &mut Good
     while held.load(Ordering::Relaxed) < options.connections * 99 / 100 && Instant::now() < up_by {
         ramp.push(good.ping().await?);
     }
-    let mut figures =
-        Figures { held_at_peak: 0, reopened: 0, ramp, rtts: Vec::new(), rss_peak: 0, fds_peak: 0 };
     let reopened_before = reopened.load(Ordering::Relaxed);
-    let until = Instant::now() + Duration::from_secs_f64(options.seconds);
+    let (mut held_at_peak, mut rss_peak, mut fds_peak) = (0, 0, 0);
     let mut sampled = Instant::now();
-    while Instant::now() < until {
-        figures.rtts.push(good.ping().await?);
-        if sampled.elapsed() >= Duration::from_millis(250) {
-            sampled = Instant::now();
-            let now_held = held.load(Ordering::Relaxed);
-            let rss = node.rss();
-            if now_held >= figures.held_at_peak {
-                figures.held_at_peak = now_held;
+    let rtts = good
+        .measure(Duration::from_secs_f64(options.seconds), || {
+            if sampled.elapsed() >= Duration::from_millis(250) {
+                sampled = Instant::now();
+                held_at_peak = held_at_peak.max(held.load(Ordering::Relaxed));
+                rss_peak = rss_peak.max(node.rss());
+                fds_peak = fds_peak.max(node.fds());
             }
-            figures.rss_peak = figures.rss_peak.max(rss);
-            figures.fds_peak = figures.fds_peak.max(node.fds());
-        }
-        tokio::time::sleep(PING_EVERY).await;
-    }
-    figures.reopened = reopened.load(Ordering::Relaxed) - reopened_before;
+        })
+        .await?;
+    let reopened = reopened.load(Ordering::Relaxed) - reopened_before;
+    let figures = Figures { held_at_peak, reopened, ramp, rtts, rss_peak, fds_peak };
     let _ = stop_tx.send(true);
     for attacker in attackers {
         let _ = attacker.await;
@@ -286,12 +281,17 @@ impl Good {
             .map_err(|_| format!("the good client waited more than {} s for a pong", UNANSWERED.as_secs()))?
     }
 
-    /// Round trips for `lasting`, at the client's pace.
-    async fn measure(&mut self, lasting: Duration) -> Result<Vec<Duration>, String> {
+    /// Round trips for `lasting`, at the client's pace, calling `between` after each.
+    async fn measure(
+        &mut self,
+        lasting: Duration,
+        mut between: impl FnMut(),
+    ) -> Result<Vec<Duration>, String> {
         let until = Instant::now() + lasting;
         let mut rtts = Vec::new();
         while Instant::now() < until {
             rtts.push(self.ping().await?);
+            between();
             tokio::time::sleep(PING_EVERY).await;
         }
         Ok(rtts)

@@ -184,6 +184,18 @@ impl Sse {
         }
     }
 
+    /// The seqs of the next `count` messages, skipping other frames.
+    async fn message_seqs(&mut self, count: usize) -> Vec<u64> {
+        let mut seqs = Vec::new();
+        while seqs.len() < count {
+            let (seq, _) = self
+                .until(|f| if let ServerFrame::Message { seq, .. } = f { Some(*seq) } else { None })
+                .await;
+            seqs.push(seq);
+        }
+        seqs
+    }
+
     /// Events until a frame matches `wanted`; returns it and its event id.
     async fn until<T>(&mut self, mut wanted: impl FnMut(&ServerFrame) -> Option<T>) -> (T, u64) {
         loop {
@@ -217,12 +229,7 @@ async fn a_dropped_event_stream_resumes_from_its_last_event_id() {
         publish(&mut writer, "r", &format!("m{n}"), json!(n)).await;
     }
     let mut stream = Sse::open(addr, &session, Some(last)).await;
-    let mut seqs = Vec::new();
-    while seqs.len() < 3 {
-        let (seq, _) =
-            stream.until(|f| if let ServerFrame::Message { seq, .. } = f { Some(*seq) } else { None }).await;
-        seqs.push(seq);
-    }
+    let seqs = stream.message_seqs(3).await;
     assert_eq!(seqs, vec![2, 3, 4], "nothing missed, nothing twice");
     server.stop().await;
 }
@@ -245,12 +252,7 @@ async fn frames_a_dead_stream_wrote_but_the_client_never_got_are_sent_again() {
     drop(stream);
     // ...but the connection died with them in its buffers: the client saw `joined` last.
     let mut stream = Sse::open(addr, &session, Some(joined)).await;
-    let mut seqs = Vec::new();
-    while seqs.len() < 3 {
-        let (seq, _) =
-            stream.until(|f| if let ServerFrame::Message { seq, .. } = f { Some(*seq) } else { None }).await;
-        seqs.push(seq);
-    }
+    let seqs = stream.message_seqs(3).await;
     assert_eq!(seqs, vec![1, 2, 3], "what the dead stream wrote comes again");
     server.stop().await;
 }

@@ -181,6 +181,20 @@ fn publish_ids(frames: &[ClientFrame]) -> Vec<String> {
         .collect()
 }
 
+/// The `joined` answer for `room`, with this client its only member.
+fn joined(room: &str, seq: u64, epoch: &str) -> String {
+    let presence = tether_shared::PresenceMode::Full;
+    ServerFrame::Joined {
+        room: room.into(),
+        seq,
+        epoch: epoch.into(),
+        members: vec![user()],
+        count: 1,
+        presence,
+    }
+    .encode()
+}
+
 fn message(room: &str, seq: u64) -> String {
     ServerFrame::Message {
         room: room.into(),
@@ -464,13 +478,7 @@ fn cursors_follow_messages_and_reset_with_the_epoch() {
     h.input(Input::Join("r".into()));
     h.input(Input::Connect);
     h.open();
-    let joined = |seq, epoch: &str| {
-        let members = vec![user()];
-        let presence = tether_shared::PresenceMode::Full;
-        ServerFrame::Joined { room: "r".into(), seq, epoch: epoch.into(), members, count: 1, presence }
-            .encode()
-    };
-    h.receive(&joined(10, "e1"));
+    h.receive(&joined("r", 10, "e1"));
     assert_eq!(h.core.rooms()["r"].last_seq, None, "the cursor waits for the history asked for");
     h.receive(&message("r", 10));
     assert_eq!(h.core.rooms()["r"], RoomState { last_seq: Some(10), epoch: Some("e1".into()), joined: true });
@@ -481,7 +489,7 @@ fn cursors_follow_messages_and_reset_with_the_epoch() {
     assert!(!h.core.rooms()["r"].joined);
     h.advance_to_timer(Timer::Reconnect);
     h.open();
-    h.receive(&joined(2, "e2"));
+    h.receive(&joined("r", 2, "e2"));
     h.receive(&message("r", 2));
     assert_eq!(h.core.rooms()["r"].last_seq, Some(2), "a new epoch starts a new cursor");
     // A cursor the server says is beyond its head is dropped; the replay sets it anew.
@@ -562,11 +570,7 @@ fn a_join_lost_before_its_replay_asks_for_the_history_again() {
     h.input(Input::Connect);
     h.open();
     h.input(Input::Join("fresh".into()));
-    let members = vec![user()];
-    let presence = tether_shared::PresenceMode::Full;
-    let joined =
-        ServerFrame::Joined { room: "fresh".into(), seq: 9, epoch: "e1".into(), members, count: 1, presence };
-    h.receive(&joined.encode());
+    h.receive(&joined("fresh", 9, "e1"));
     // The server could not read the history to replay: it closes with 1011.
     h.drop_socket(close::INTERNAL);
     h.advance_to_timer(Timer::Reconnect);

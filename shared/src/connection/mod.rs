@@ -623,7 +623,7 @@ impl Connection {
                 }
             }
             ServerFrame::Joined { ref room, seq, ref epoch, .. } => {
-                let asked_history = self.config.join_history > 0;
+                let asked_history = self.history_for(None).is_some();
                 if let Some(state) = self.rooms.get_mut(room) {
                     if state.epoch.as_ref().is_some_and(|known| known != epoch) {
                         state.last_seq = None;
