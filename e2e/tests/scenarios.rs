@@ -153,9 +153,14 @@ async fn s2_server_crash_nothing_lost_nothing_doubled() {
     for i in 1..=3 {
         c.alice.say(&format!("during {i}")).await;
     }
-    c.alice.until("queued", PATIENCE, "document.querySelector('.queue-count')").await;
-    let queued = c.alice.texts(".queue-count").await.join("");
-    assert_eq!(queued, "3 messages waiting");
+    // The count renders as each message is queued: wait for all three, not for the first.
+    c.alice
+        .until(
+            "three queued",
+            PATIENCE,
+            "document.querySelector('.queue-count')?.textContent === '3 messages waiting'",
+        )
+        .await;
     assert_eq!(ticks(&c.alice).await[3..], ["○ sending", "○ sending", "○ sending"]);
     c.alice.screenshot("crash-reconnecting").await;
 
