@@ -804,6 +804,7 @@ async fn shared_state_is_throttled_with_the_last_value_always_sent_and_ends_when
     unmount(bob_app, bob_root).await;
 }
 
+#[cfg(feature = "msgpack")]
 #[wasm_bindgen_test]
 async fn a_link_speaking_msgpack_chats_with_a_json_peer() {
     let options = LinkOptions { encoding: tether_shared::Encoding::MessagePack, ..fast_options() };

@@ -4,9 +4,15 @@
 //! carries the same fields under the same names (`rmp-serde`, maps with field names),
 //! so a frame means the same in either, and bodies stay JSON values at the API. A
 //! connection picks its encoding once, with a WebSocket subprotocol.
+//!
+//! MessagePack is the `msgpack` cargo feature (on by default). A browser app that only
+//! speaks JSON turns it off (`default-features = false`) and its bundle does not carry
+//! the MessagePack codec; the server and the native client always have it.
 
+#[cfg(feature = "msgpack")]
 use serde::de::IgnoredAny;
 
+#[cfg(feature = "msgpack")]
 use crate::frame::{ClientFrame, ErrorCode, ServerFrame};
 
 /// How a connection's frames are encoded.
@@ -15,7 +21,9 @@ pub enum Encoding {
     /// JSON text messages: readable, what every example in `PROTOCOL.md` shows.
     #[default]
     Json,
-    /// MessagePack binary messages: smaller, and cheaper to parse for numbers.
+    /// MessagePack binary messages: smaller, and cheaper to parse for numbers (the
+    /// `msgpack` feature).
+    #[cfg(feature = "msgpack")]
     MessagePack,
 }
 
@@ -24,18 +32,24 @@ impl Encoding {
     pub fn subprotocol(self) -> &'static str {
         match self {
             Encoding::Json => "tether.v1.json",
+            #[cfg(feature = "msgpack")]
             Encoding::MessagePack => "tether.v1.msgpack",
         }
     }
+
+    /// Every encoding this build can speak.
+    pub const ALL: &[Encoding] = &[
+        Encoding::Json,
+        #[cfg(feature = "msgpack")]
+        Encoding::MessagePack,
+    ];
 
     /// The encoding a `Sec-WebSocket-Protocol` list asks for: the first one known, JSON
     /// when none is (or there is no list).
     pub fn from_offer(offered: Option<&str>) -> Encoding {
         let offered = offered.unwrap_or_default().split(',').map(str::trim);
         offered
-            .filter_map(|name| {
-                [Encoding::Json, Encoding::MessagePack].into_iter().find(|e| e.subprotocol() == name)
-            })
+            .filter_map(|name| Encoding::ALL.iter().copied().find(|e| e.subprotocol() == name))
             .next()
             .unwrap_or_default()
     }
@@ -45,8 +59,10 @@ impl Encoding {
 /// (127 levels: its limit of 128 counts from one), and no deeper. A frame is written as JSON too (the server answers and
 /// relays in JSON text first and transcodes it; JSON clients share the room), so a
 /// frame that decodes from MessagePack must be one JSON can carry.
+#[cfg(feature = "msgpack")]
 const MAX_DEPTH: usize = 128;
 
+#[cfg(feature = "msgpack")]
 fn from_msgpack<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, rmp_serde::decode::Error> {
     let mut deserializer = rmp_serde::Deserializer::from_read_ref(bytes);
     deserializer.set_max_depth(MAX_DEPTH);
@@ -54,6 +70,7 @@ fn from_msgpack<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, rmp_s
 }
 
 /// Why a binary frame could not be decoded, with the code a server answers with.
+#[cfg(feature = "msgpack")]
 #[derive(Debug, thiserror::Error)]
 #[error("{source}")]
 pub struct BinaryDecodeError {
@@ -65,6 +82,7 @@ pub struct BinaryDecodeError {
     pub source: rmp_serde::decode::Error,
 }
 
+#[cfg(feature = "msgpack")]
 impl ClientFrame {
     /// Decodes a client frame from MessagePack, with the same checks as JSON (duplicate
     /// keys in a body included).
@@ -84,6 +102,7 @@ impl ClientFrame {
     }
 }
 
+#[cfg(feature = "msgpack")]
 impl ServerFrame {
     /// Decodes a server frame from MessagePack.
     pub fn decode_msgpack(bytes: &[u8]) -> Result<Self, rmp_serde::decode::Error> {
@@ -96,8 +115,20 @@ impl ServerFrame {
     }
 }
 
-#[cfg(test)]
-mod tests {
+#[cfg(all(test, not(feature = "msgpack")))]
+mod json_only_tests {
+    use super::*;
+
+    #[test]
+    fn without_msgpack_every_offer_gets_json() {
+        assert_eq!(Encoding::ALL, [Encoding::Json]);
+        assert_eq!(Encoding::from_offer(Some("tether.v1.msgpack")), Encoding::Json);
+        assert_eq!(Encoding::from_offer(Some("tether.v1.msgpack, tether.v1.json")), Encoding::Json);
+    }
+}
+
+#[cfg(all(test, feature = "msgpack"))]
+mod msgpack_tests {
     use serde_json::json;
 
     use super::*;

@@ -27,7 +27,9 @@ pub use connection::{
     Action, Connection, ConnectionConfig, ConnectionStats, CurrentSocket, Event, Input, SocketId, State,
     Timer, TokenError,
 };
-pub use encoding::{BinaryDecodeError, Encoding};
+#[cfg(feature = "msgpack")]
+pub use encoding::BinaryDecodeError;
+pub use encoding::Encoding;
 pub use frame::{
     ClientFrame, DecodeError, ErrorCode, Limits, PROTOCOL_VERSION, PresenceMode, ReceiptKind, RejectCode,
     RoomCursor, ServerFrame, User,

@@ -161,6 +161,11 @@ fn test() -> Result<(), String> {
         ])
         .dir(&root)
         .run()?;
+    sh::step("the protocol crate without MessagePack (what a JSON-only app builds)");
+    Cmd::new("cargo")
+        .args(["test", "-p", "tether-shared", "--no-default-features", "--lib"])
+        .dir(&root)
+        .run()?;
 
     sh::step("browser tests (wasm-bindgen-test in headless Chromium, against a real server)");
     Cmd::new("cargo").args(["build", "-p", "tether-server"]).dir(&root).run()?;
@@ -297,6 +302,12 @@ fn lint() -> Result<(), String> {
             "wasm32-unknown-unknown",
         ])
         .args(["--", "-D", "warnings"])
+        .dir(&root)
+        .run()?;
+    sh::step("clippy, wasm32, JSON only (the msgpack feature off)");
+    Cmd::new("cargo")
+        .args(["clippy", "-p", "tether-shared", "-p", "tether-yew", "--no-default-features", "--all-targets"])
+        .args(["--target", "wasm32-unknown-unknown", "--", "-D", "warnings"])
         .dir(&root)
         .run()?;
     sh::step("docs (cargo doc, warnings denied: every link must resolve)");

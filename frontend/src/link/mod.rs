@@ -142,7 +142,8 @@ pub struct LinkOptions {
     /// renewed in place), and after a refused token, with backoff while it fails.
     pub token: Option<TokenProvider>,
     /// How frames travel on a WebSocket: JSON text (the default) or MessagePack binary
-    /// (`tether.v1.msgpack`). The HTTP fallbacks always carry JSON.
+    /// (`tether.v1.msgpack`, with the `msgpack` feature, on by default). The HTTP
+    /// fallbacks always carry JSON.
     pub encoding: tether_shared::Encoding,
     /// More addresses of the same service, besides the link's URL. With any, each link
     /// starts at one of them all drawn at random (so a fleet spreads out), moves to the

@@ -336,7 +336,13 @@ impl Connection {
                 if self.socket == Some(socket) {
                     self.stats.frames_received += 1;
                     self.stats.bytes_received += bytes.len() as u64;
-                    self.received(ServerFrame::decode_msgpack(&bytes).map_err(|e| e.to_string()), now);
+                    #[cfg(feature = "msgpack")]
+                    let decoded = ServerFrame::decode_msgpack(&bytes).map_err(|e| e.to_string());
+                    #[cfg(not(feature = "msgpack"))]
+                    let decoded =
+                        Err("a binary frame, and this build reads JSON only (the msgpack feature is off)"
+                            .into());
+                    self.received(decoded, now);
                 }
             }
             Input::SocketClosed { socket, code, reason } => {
@@ -804,6 +810,7 @@ impl Connection {
                 self.stats.bytes_sent += text.len() as u64;
                 Action::Send(socket, text)
             }
+            #[cfg(feature = "msgpack")]
             Encoding::MessagePack => {
                 let bytes = frame.encode_msgpack();
                 self.stats.bytes_sent += bytes.len() as u64;
