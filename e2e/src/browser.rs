@@ -135,6 +135,17 @@ impl Page {
         }
     }
 
+    /// Signs in to the dashboard (`/admin`, already opened) with `key`. The page's load
+    /// event comes before the app has drawn its form, so the form is awaited first.
+    pub async fn sign_in_to_dashboard(&self, key: &str) {
+        let form = "document.querySelector('#api-key') && document.querySelector('.sign-in button')";
+        self.until("the dashboard's sign-in form", Duration::from_secs(20), form).await;
+        self.js(&format!(
+            "document.querySelector('#api-key').value = {key:?}; document.querySelector('.sign-in button').click(); return true;"
+        ))
+        .await;
+    }
+
     /// Texts of every element matching `selector`.
     pub async fn texts(&self, selector: &str) -> Vec<String> {
         let script =

@@ -526,9 +526,7 @@ async fn s11_a_long_session_renews_its_token_in_place_and_a_stopped_node_is_left
     // Node A's dashboard has a row per live node: A and Bob's remaining one.
     let admin = browser.page("Admin").await;
     admin.client.goto(&format!("{base}/admin")).await.unwrap();
-    admin
-        .js("document.querySelector('#api-key').value = 'e2e-cluster-key'; document.querySelector('.sign-in button').click(); return true;")
-        .await;
+    admin.sign_in_to_dashboard("e2e-cluster-key").await;
     admin
         .until("two node rows", PATIENCE, "document.querySelectorAll('.nodes-table .node-row').length === 2")
         .await;
@@ -543,15 +541,10 @@ async fn s12_the_dashboard_shows_the_server_live_and_acts_on_it() {
     let c = chat(&["--api-key", "e2e-dashboard-key"]).await;
     let admin = c.browser.page("Admin").await;
     admin.client.goto(&format!("http://{}/admin", c.server.addr)).await.unwrap();
-    let sign_in = |key: &str| {
-        format!(
-            "document.querySelector('#api-key').value = '{key}'; document.querySelector('.sign-in button').click(); return true;"
-        )
-    };
-    admin.js(&sign_in("not-the-key")).await;
+    admin.sign_in_to_dashboard("not-the-key").await;
     admin.until("a wrong key refused", PATIENCE, "document.querySelector('.refusal')").await;
     assert!(admin.texts(".refusal").await.join("").contains("The key was refused"));
-    admin.js(&sign_in("e2e-dashboard-key")).await;
+    admin.sign_in_to_dashboard("e2e-dashboard-key").await;
     let tile =
         |name: &str| format!("Number(document.querySelector('[data-tile=\"{name}\"] .value')?.textContent)");
     admin.until("two connections", PATIENCE, &format!("{} === 2", tile("connections"))).await;
