@@ -78,6 +78,27 @@ async fn publish_ok(client: &mut Client) -> u64 {
     publish(client, "a", "fine", json!("ok")).await.0
 }
 
+/// A body nested past the limit could not be read back inside the envelopes history
+/// comes in (the API's answer adds three levels) by a decoder that stops at 128.
+#[tokio::test]
+async fn a_body_nested_past_the_limit_is_too_large_and_one_at_it_is_stored() {
+    let server = server().await;
+    let (mut client, _, _) = hello(server.addr(), "Deep").await;
+    join(&mut client, "a", None).await;
+    let nested = |depth: usize| (0..depth).fold(json!(1), |inner, _| json!([inner]));
+    let too_deep = ClientFrame::Publish {
+        id: "too-deep".into(),
+        room: "a".into(),
+        body: nested(tether_shared::frame::MAX_BODY_DEPTH + 1),
+        priority: 0,
+    };
+    send(&mut client, &too_deep).await;
+    expect_reject(&mut client, "too-deep", RejectCode::TooLarge).await;
+    let (seq, _) = publish(&mut client, "a", "deepest", nested(tether_shared::frame::MAX_BODY_DEPTH)).await;
+    assert_eq!(seq, 1, "the first message stored in the room");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn repeated_garbage_closes_with_1008_and_others_carry_on() {
     let server = server().await;

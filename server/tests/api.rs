@@ -190,6 +190,8 @@ async fn bad_input_gets_a_typed_4xx_never_a_500() {
     let addr = server.addr();
     let big = json!({"room": "r", "body": "x".repeat(20 * 1024)}).to_string();
     let huge = "x".repeat(200 * 1024);
+    let deep = (0..=tether_shared::frame::MAX_BODY_DEPTH).fold(json!(1), |inner, _| json!([inner]));
+    let deep = json!({"room": "r", "body": deep}).to_string();
     let cases: Vec<(&str, &str, String, u16, &str)> = vec![
         ("POST", "/api/v1/publish", "{not json".into(), 400, "invalid_json"),
         ("POST", "/api/v1/publish", json!({"room": "r"}).to_string(), 400, "invalid_request"),
@@ -217,6 +219,7 @@ async fn bad_input_gets_a_typed_4xx_never_a_500() {
         ),
         ("POST", "/api/v1/publish", big, 413, "too_large"),
         ("POST", "/api/v1/publish", huge, 413, "too_large"),
+        ("POST", "/api/v1/publish", deep, 413, "too_large"),
         ("GET", "/api/v1/publish", String::new(), 405, "method_not_allowed"),
         ("POST", "/api/v1/stats", "{}".into(), 405, "method_not_allowed"),
         ("DELETE", "/api/v1/rooms", String::new(), 405, "method_not_allowed"),

@@ -639,6 +639,22 @@ pub const SERVER_KINDS: &[&str] = &[
     "error",
 ];
 
+/// How deeply a publish body may nest arrays and objects. The server puts stored bodies
+/// inside envelopes (a `message` frame, a long-poll answer, the server API's history),
+/// and each must stay within the 128 levels that serde_json and most other decoders read
+/// by default; 64 leaves room for all of them.
+pub const MAX_BODY_DEPTH: usize = 64;
+
+/// How deeply `value` nests arrays and objects: 0 for a scalar, 1 for `[1]` or
+/// `{"a": 1}`, 2 for `[[1]]`.
+pub fn nesting(value: &serde_json::Value) -> usize {
+    match value {
+        serde_json::Value::Array(items) => 1 + items.iter().map(nesting).max().unwrap_or(0),
+        serde_json::Value::Object(fields) => 1 + fields.values().map(nesting).max().unwrap_or(0),
+        _ => 0,
+    }
+}
+
 /// A room name is 1–64 characters from `[A-Za-z0-9._:-]`. Clients check before sending
 /// and servers check again.
 pub fn valid_room_name(room: &str) -> bool {
@@ -688,6 +704,15 @@ mod tests {
             ClientFrame::decode(broken_after_an_unknown_type).unwrap_err().code,
             ErrorCode::MalformedJson
         );
+    }
+
+    #[test]
+    fn nesting_counts_arrays_and_objects() {
+        assert_eq!(nesting(&json!(1)), 0);
+        assert_eq!(nesting(&json!([])), 1);
+        assert_eq!(nesting(&json!({"a": [1, {"b": [[2]]}], "c": 3})), 5);
+        let deep = (0..MAX_BODY_DEPTH).fold(json!(1), |inner, _| json!([inner]));
+        assert_eq!(nesting(&deep), MAX_BODY_DEPTH);
     }
 
     #[test]

@@ -50,6 +50,10 @@ pub enum ApiError {
     /// The body is over the server's `max_body_bytes`.
     #[error("bodies are at most {0} bytes")]
     TooLarge(usize),
+    /// The body nests arrays and objects deeper than
+    /// [`MAX_BODY_DEPTH`](tether_shared::frame::MAX_BODY_DEPTH).
+    #[error("bodies nest at most {0} levels of arrays and objects")]
+    TooDeep(usize),
     /// The sequencer refused the publish (the store is unavailable, the server stops).
     #[error("{message}")]
     Rejected {
@@ -70,7 +74,7 @@ impl ApiError {
             ApiError::InvalidRoom(_) => "invalid_room",
             ApiError::InvalidField(_) => "invalid_request",
             ApiError::RoomNotFound(_) => "room_not_found",
-            ApiError::TooLarge(_) => "too_large",
+            ApiError::TooLarge(_) | ApiError::TooDeep(_) => "too_large",
             ApiError::Rejected { .. } | ApiError::Unavailable(_) => "unavailable",
         }
     }
@@ -80,7 +84,7 @@ impl ApiError {
         match self {
             ApiError::InvalidRoom(_) | ApiError::InvalidField(_) => 400,
             ApiError::RoomNotFound(_) => 404,
-            ApiError::TooLarge(_) => 413,
+            ApiError::TooLarge(_) | ApiError::TooDeep(_) => 413,
             ApiError::Rejected { .. } | ApiError::Unavailable(_) => 503,
         }
     }
@@ -434,9 +438,13 @@ impl Api {
     ) -> Result<Published, ApiError> {
         check_room(&room)?;
         let context = &self.context;
+        let depth = tether_shared::frame::nesting(&body);
         let body = serde_json::value::to_raw_value(&body).expect("a JSON value serialises");
         if body.get().len() > context.config.max_body_bytes {
             return Err(ApiError::TooLarge(context.config.max_body_bytes));
+        }
+        if depth > tether_shared::frame::MAX_BODY_DEPTH {
+            return Err(ApiError::TooDeep(tether_shared::frame::MAX_BODY_DEPTH));
         }
         context.metrics.publishes.inc();
         // A connection of its own, in no room: its queue only ever gets this answer.

@@ -1,9 +1,10 @@
 //! Checking a publish before it goes to the sequencer: the id, the room, the body's
-//! size and the rate limit. Its ack (or rejection) comes back through the queue.
+//! size and depth, and the rate limit. Its ack (or rejection) comes back through the queue.
 
 use std::sync::Arc;
 
 use serde_json::Value;
+use tether_shared::frame::MAX_BODY_DEPTH;
 use tether_shared::{RejectCode, ServerFrame, User};
 
 use super::Conn;
@@ -19,9 +20,14 @@ impl Conn {
         if !self.rooms.contains(&room) {
             return Some(self.reject(&id, RejectCode::NotJoined, "join the room before publishing to it"));
         }
+        let depth = tether_shared::frame::nesting(&body);
         let body = serde_json::value::to_raw_value(&body).expect("a JSON value serialises");
         if body.get().len() > self.context.config.max_body_bytes {
             let message = format!("bodies are at most {} bytes", self.context.config.max_body_bytes);
+            return Some(self.reject(&id, RejectCode::TooLarge, &message));
+        }
+        if depth > MAX_BODY_DEPTH {
+            let message = format!("bodies nest at most {MAX_BODY_DEPTH} levels of arrays and objects");
             return Some(self.reject(&id, RejectCode::TooLarge, &message));
         }
         if self.publishes.check().is_err() {

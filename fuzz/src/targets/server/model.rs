@@ -187,7 +187,9 @@ impl Model {
                     Some(RejectCode::InvalidId)
                 } else if !joined(self, &room) {
                     Some(RejectCode::NotJoined)
-                } else if serde_json::to_string(&body).map_or(0, |t| t.len()) > MAX_BODY_BYTES {
+                } else if serde_json::to_string(&body).map_or(0, |t| t.len()) > MAX_BODY_BYTES
+                    || tether_shared::frame::nesting(&body) > tether_shared::frame::MAX_BODY_DEPTH
+                {
                     Some(RejectCode::TooLarge)
                 } else {
                     None
