@@ -14,7 +14,9 @@ pub(crate) mod http;
 pub(crate) mod model;
 pub mod socket;
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -35,6 +37,38 @@ pub const PATIENCE: Duration = Duration::from_secs(5);
 /// A WebSocket client.
 pub type Client = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// The server's own account of the connections it ended last (its `connection ended`
+/// and `connection failed` lines), so that a case whose connection ended otherwise than
+/// the model says can report what the server thought happened.
+static ENDINGS: Mutex<VecDeque<String>> = Mutex::new(VecDeque::new());
+/// How many of those lines are kept.
+const ENDINGS_KEPT: usize = 8;
+
+/// Where the server's connection log lines go: into [`ENDINGS`].
+struct Endings;
+
+impl std::io::Write for Endings {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let line = String::from_utf8_lossy(buf).trim_end().to_owned();
+        let mut endings = ENDINGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if endings.len() == ENDINGS_KEPT {
+            endings.pop_front();
+        }
+        endings.push_back(line);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The server's last lines about the connections it ended, oldest first.
+pub fn endings() -> String {
+    let endings = ENDINGS.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    endings.iter().map(|line| format!("\n    {line}")).collect()
+}
+
 /// A server in this process, with its runtime.
 pub struct Live {
     /// The runtime the server and the clients run on.
@@ -51,6 +85,12 @@ pub struct Live {
 impl Live {
     /// Starts both servers and the well-behaved client.
     pub fn start() -> Live {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("tether_server::connection=info"))
+            .with_writer(|| Endings)
+            .with_ansi(false)
+            .without_time()
+            .try_init();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()

@@ -206,9 +206,10 @@ impl Case {
             (None, None) => outcome.label("stayed open"),
             (expected, got) => {
                 return Err(format!(
-                    "the connection should end with {expected:?}, it ended with {got:?} after {:?}{}",
+                    "the connection should end with {expected:?}, it ended with {got:?} after {:?}{}\n  the server's last connection lines:{}",
                     started.elapsed(),
-                    context()
+                    context(),
+                    super::endings()
                 ));
             }
         }
