@@ -150,3 +150,66 @@ async fn a_client_that_never_reads_is_let_go_and_does_not_hold_the_shutdown() {
     tokio::time::timeout(LET_GO, server.stop()).await.expect("the server stops");
     drop((asking, read));
 }
+
+/// A client that is slow to read what it asked for (here a replay of several
+/// megabytes, read through a small receive buffer) and sent frames after one that ended
+/// the connection (text that is not UTF-8) must still get its close frame. The server
+/// cannot read those frames as frames any more; if it let go of the socket over them,
+/// TCP would reset the connection and throw away the end of the replay and the close
+/// still queued for the client. It reads them away until the client closes instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_over_frames_sent_after_it_reaches_a_slow_reader() {
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+
+    const REPLAYED: u32 = 500;
+    let server = server_with(unthrottled()).await;
+    let addr = server.addr();
+    let (mut writer, _, _) = hello(addr, "Writer").await;
+    join(&mut writer, "big", None).await;
+    let page = "x".repeat(15_000);
+    for n in 0..REPLAYED {
+        publish(&mut writer, "big", &format!("m{n}"), json!(page)).await;
+    }
+
+    // A receive buffer of a few KB: most of the 7.5 MB replay waits in the server's
+    // send buffer while this client reads.
+    let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+    socket.set_recv_buffer_size(4096).expect("a small receive buffer");
+    let stream = socket.connect(addr).await.expect("connect");
+    let (mut slow, _) =
+        tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream).await.expect("upgrade");
+    let hello = ClientFrame::Hello { v: 1, token: None, name: Some("Slow".into()), resume_token: None };
+    let join = ClientFrame::Join { room: "big".into(), since: None, history: Some(REPLAYED) };
+    let not_utf8 = Frame::message(&b"{\"type\":\"ping\",\"nonce\":\xff}"[..], OpCode::Data(Data::Text), true);
+    for message in [
+        Message::text(hello.encode()),
+        Message::text(join.encode()),
+        Message::Frame(not_utf8),
+        // More than the server reads at once: most of it is still in the kernel when
+        // the server has read the frame before it.
+        Message::text("x".repeat(60_000)),
+    ] {
+        slow.feed(message).await.expect("send");
+    }
+    slow.flush().await.expect("send");
+
+    let mut replayed = 0;
+    let closed = loop {
+        match tokio::time::timeout(LET_GO, futures::StreamExt::next(&mut slow)).await.expect("an answer") {
+            Some(Ok(Message::Text(text))) => {
+                if let Ok(ServerFrame::Message { .. }) = ServerFrame::decode(&text) {
+                    replayed += 1;
+                }
+            }
+            Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+            Some(Ok(_)) => {}
+            Some(Err(error)) => panic!("the connection failed after {replayed} replayed messages: {error}"),
+            None => panic!("the connection ended without a close after {replayed} replayed messages"),
+        }
+    };
+    assert_eq!(closed, Some(close::INVALID_PAYLOAD));
+    assert_eq!(replayed, REPLAYED, "the whole replay came before the close");
+    drop(slow);
+    server.stop().await;
+}

@@ -73,15 +73,30 @@ fn quota(per_sec: u32, burst: u32) -> Quota {
 pub trait Transport:
     futures::Stream<Item = Result<Message, WsError>> + futures::Sink<Message, Error = WsError> + Unpin + Send
 {
+    /// Called once the close frame is written but the client's frames can no longer be
+    /// read as frames: the stream ended on the error that closed it (text that is not
+    /// UTF-8, a message over the limit), while the client may still be sending. Reads
+    /// and drops whatever else comes, until the client closes its side. Letting go of a
+    /// socket with bytes unread makes TCP reset it, and the reset throws away what is
+    /// still on its way to the client: the close frame, and the end of a replay before
+    /// it. The caller bounds the wait.
+    fn linger(&mut self) -> impl std::future::Future<Output = ()> + Send {
+        async {}
+    }
 }
 
-impl<T> Transport for T where
-    T: futures::Stream<Item = Result<Message, WsError>>
-        + futures::Sink<Message, Error = WsError>
-        + Unpin
-        + Send
-{
+impl Transport for crate::upgrade::Socket {
+    async fn linger(&mut self) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let raw = self.get_mut();
+        // Nothing follows the close frame: the client may close as soon as it reads it.
+        let _ = raw.shutdown().await;
+        let mut unread = [0u8; 4096];
+        while let Ok(1..) = raw.read(&mut unread).await {}
+    }
 }
+
+impl Transport for crate::fallback::session::SessionSocket {}
 
 /// Sends a frame straight to the socket, bypassing the queue (used before draining it).
 async fn write(socket: &mut impl Transport, frame: &ServerFrame, encoding: Encoding) -> Result<(), WsError> {
@@ -294,7 +309,11 @@ async fn goodbye(
             socket.send(Message::Close(Some(close.frame()))).await?;
             loop {
                 match socket.next().await {
-                    None | Some(Ok(Message::Close(_))) => break,
+                    None => {
+                        socket.linger().await;
+                        break;
+                    }
+                    Some(Ok(Message::Close(_))) => break,
                     Some(Err(WsError::ConnectionClosed | WsError::AlreadyClosed | WsError::Io(_))) => break,
                     // Whatever else the client sent, or sent wrong, is read past.
                     Some(_) => {}
