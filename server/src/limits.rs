@@ -1,5 +1,5 @@
 //! The limits a connection lives within: connections per IP address, the frame rate,
-//! and how many invalid frames are tolerated. `welcome.limits` announces them all.
+//! how many invalid frames are tolerated, and what a publish body may be. `welcome.limits` announces them all.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -10,6 +10,35 @@ pub const MAX_STRIKES: u32 = 10;
 
 /// Largest `state` value, in bytes of JSON: a cursor or a selection, not a document.
 pub const MAX_STATE_BYTES: usize = 2 * 1024;
+
+/// Why a publish body is refused (both answer `too_large`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum BodyRefused {
+    /// Over `max_body_bytes` as compact JSON.
+    #[error("bodies are at most {0} bytes")]
+    TooLarge(usize),
+    /// Nested deeper than [`tether_shared::frame::MAX_BODY_DEPTH`].
+    #[error("bodies nest at most {0} levels of arrays and objects")]
+    TooDeep(usize),
+}
+
+/// A publish body as it is stored (compact JSON), if it is within `max_bytes` and
+/// [`tether_shared::frame::MAX_BODY_DEPTH`]: one rule for the WebSocket, the fallbacks
+/// and the server API.
+pub fn checked_body(
+    body: &serde_json::Value,
+    max_bytes: usize,
+) -> Result<Box<serde_json::value::RawValue>, BodyRefused> {
+    let raw = serde_json::value::to_raw_value(body).expect("a JSON value serialises");
+    if raw.get().len() > max_bytes {
+        return Err(BodyRefused::TooLarge(max_bytes));
+    }
+    let max_depth = tether_shared::frame::MAX_BODY_DEPTH;
+    if tether_shared::frame::nesting(body) > max_depth {
+        return Err(BodyRefused::TooDeep(max_depth));
+    }
+    Ok(raw)
+}
 
 /// Frames per second per connection, of any kind, at the least.
 const FRAMES_PER_SEC: u32 = 100;

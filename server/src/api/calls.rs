@@ -47,13 +47,9 @@ pub enum ApiError {
     /// The room has no members and no history.
     #[error("no room {0:?}: it has no members and no history")]
     RoomNotFound(String),
-    /// The body is over the server's `max_body_bytes`.
-    #[error("bodies are at most {0} bytes")]
-    TooLarge(usize),
-    /// The body nests arrays and objects deeper than
-    /// [`MAX_BODY_DEPTH`](tether_shared::frame::MAX_BODY_DEPTH).
-    #[error("bodies nest at most {0} levels of arrays and objects")]
-    TooDeep(usize),
+    /// The body is over the server's `max_body_bytes`, or nested too deep.
+    #[error(transparent)]
+    TooLarge(#[from] crate::limits::BodyRefused),
     /// The sequencer refused the publish (the store is unavailable, the server stops).
     #[error("{message}")]
     Rejected {
@@ -74,7 +70,7 @@ impl ApiError {
             ApiError::InvalidRoom(_) => "invalid_room",
             ApiError::InvalidField(_) => "invalid_request",
             ApiError::RoomNotFound(_) => "room_not_found",
-            ApiError::TooLarge(_) | ApiError::TooDeep(_) => "too_large",
+            ApiError::TooLarge(_) => "too_large",
             ApiError::Rejected { .. } | ApiError::Unavailable(_) => "unavailable",
         }
     }
@@ -84,7 +80,7 @@ impl ApiError {
         match self {
             ApiError::InvalidRoom(_) | ApiError::InvalidField(_) => 400,
             ApiError::RoomNotFound(_) => 404,
-            ApiError::TooLarge(_) | ApiError::TooDeep(_) => 413,
+            ApiError::TooLarge(_) => 413,
             ApiError::Rejected { .. } | ApiError::Unavailable(_) => 503,
         }
     }
@@ -438,14 +434,7 @@ impl Api {
     ) -> Result<Published, ApiError> {
         check_room(&room)?;
         let context = &self.context;
-        let depth = tether_shared::frame::nesting(&body);
-        let body = serde_json::value::to_raw_value(&body).expect("a JSON value serialises");
-        if body.get().len() > context.config.max_body_bytes {
-            return Err(ApiError::TooLarge(context.config.max_body_bytes));
-        }
-        if depth > tether_shared::frame::MAX_BODY_DEPTH {
-            return Err(ApiError::TooDeep(tether_shared::frame::MAX_BODY_DEPTH));
-        }
+        let body = crate::limits::checked_body(&body, context.config.max_body_bytes)?;
         context.metrics.publishes.inc();
         // A connection of its own, in no room: its queue only ever gets this answer.
         let (reply, mut answers) = Outbound::new(

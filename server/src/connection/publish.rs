@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use serde_json::Value;
-use tether_shared::frame::MAX_BODY_DEPTH;
 use tether_shared::{RejectCode, ServerFrame, User};
 
 use super::Conn;
@@ -20,16 +19,10 @@ impl Conn {
         if !self.rooms.contains(&room) {
             return Some(self.reject(&id, RejectCode::NotJoined, "join the room before publishing to it"));
         }
-        let depth = tether_shared::frame::nesting(&body);
-        let body = serde_json::value::to_raw_value(&body).expect("a JSON value serialises");
-        if body.get().len() > self.context.config.max_body_bytes {
-            let message = format!("bodies are at most {} bytes", self.context.config.max_body_bytes);
-            return Some(self.reject(&id, RejectCode::TooLarge, &message));
-        }
-        if depth > MAX_BODY_DEPTH {
-            let message = format!("bodies nest at most {MAX_BODY_DEPTH} levels of arrays and objects");
-            return Some(self.reject(&id, RejectCode::TooLarge, &message));
-        }
+        let body = match crate::limits::checked_body(&body, self.context.config.max_body_bytes) {
+            Ok(body) => body,
+            Err(refused) => return Some(self.reject(&id, RejectCode::TooLarge, &refused.to_string())),
+        };
         if self.publishes.check().is_err() {
             self.context.metrics.rate_limited.inc();
             let message = format!("at most {} publishes per second", self.context.config.publish_rate);

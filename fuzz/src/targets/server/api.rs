@@ -317,13 +317,7 @@ fn expected(request: &Request) -> (Expected, &'static str) {
                         exactly(400, "invalid_request")
                     }
                     Ok(publish) if !valid_room_name(&publish.room) => exactly(400, "invalid_room"),
-                    Ok(publish)
-                        if serde_json::to_string(&publish.body).map_or(0, |t| t.len()) > 16 * 1024
-                            || tether_shared::frame::nesting(&publish.body)
-                                > tether_shared::frame::MAX_BODY_DEPTH =>
-                    {
-                        exactly(413, "too_large")
-                    }
+                    Ok(publish) if super::model::too_large(&publish.body) => exactly(413, "too_large"),
                     Ok(_) => exactly(200, ""),
                 },
                 "broadcast" => match serde_json::from_slice::<BroadcastRequest>(&request.body) {

@@ -80,6 +80,13 @@ const MAX_ROOMS: usize = 32;
 const MAX_BODY_BYTES: usize = 16 * 1024;
 const MAX_STATE_BYTES: usize = 2 * 1024;
 
+/// Whether a publish body is refused as `too_large`: over [`MAX_BODY_BYTES`] as compact
+/// JSON, or nested past [`tether_shared::frame::MAX_BODY_DEPTH`] (PROTOCOL.md, *Publish*).
+pub fn too_large(body: &serde_json::Value) -> bool {
+    serde_json::to_string(body).map_or(0, |t| t.len()) > MAX_BODY_BYTES
+        || tether_shared::frame::nesting(body) > tether_shared::frame::MAX_BODY_DEPTH
+}
+
 impl Model {
     /// A new connection to the dev server or (`auth`) the one that wants tokens, at
     /// `now` (seconds since the epoch).
@@ -187,9 +194,7 @@ impl Model {
                     Some(RejectCode::InvalidId)
                 } else if !joined(self, &room) {
                     Some(RejectCode::NotJoined)
-                } else if serde_json::to_string(&body).map_or(0, |t| t.len()) > MAX_BODY_BYTES
-                    || tether_shared::frame::nesting(&body) > tether_shared::frame::MAX_BODY_DEPTH
-                {
+                } else if too_large(&body) {
                     Some(RejectCode::TooLarge)
                 } else {
                     None
