@@ -1,5 +1,6 @@
 //! The limits a connection lives within: connections per IP address, the frame rate,
-//! how many invalid frames are tolerated, and what a publish body may be. `welcome.limits` announces them all.
+//! how many invalid frames are tolerated, and what a publish body may be.
+//! `welcome.limits` announces them all.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
