@@ -30,7 +30,7 @@ use futures::StreamExt;
 use serde_json::value::RawValue;
 use tracing::Instrument;
 use warp::filters::BoxedFilter;
-use warp::http::StatusCode;
+use warp::http::{HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
@@ -62,7 +62,7 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
 
     let open = {
         let context = context.clone();
-        warp::path!("rt" / "open")
+        warp::path!("open")
             .and(warp::post())
             .and(warp::header::optional::<String>("origin"))
             .and(peer())
@@ -76,7 +76,7 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
 
     let send = {
         let context = context.clone();
-        warp::path!("rt" / "send")
+        warp::path!("send")
             .and(warp::post())
             .and(warp::query::<Query>())
             .and(peer())
@@ -104,7 +104,7 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
 
     let poll = {
         let context = context.clone();
-        warp::path!("rt" / "poll").and(warp::get()).and(warp::query::<Query>()).and(peer()).then(
+        warp::path!("poll").and(warp::get()).and(warp::query::<Query>()).and(peer()).then(
             move |query: Query, peer: Option<IpAddr>| {
                 let context = context.clone();
                 async move {
@@ -123,24 +123,32 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
 
     let sse = {
         let context = context.clone();
-        warp::path!("rt" / "sse")
-            .and(warp::get())
-            .and(warp::query::<Query>())
-            .and(warp::sse::last_event_id::<u64>())
-            .and(peer())
-            .map(move |query: Query, last: Option<u64>, peer: Option<IpAddr>| {
+        // The header is taken as it came: one that is not an event id is refused as JSON
+        // like any other bad request, after the session is known.
+        let last_event_id =
+            warp::header::value("last-event-id").map(Some).or(warp::any().map(|| None)).unify();
+        warp::path!("sse").and(warp::get()).and(warp::query::<Query>()).and(last_event_id).and(peer()).map(
+            move |query: Query, last: Option<HeaderValue>, peer: Option<IpAddr>| {
                 let session = match find(&context, &query.session, peer) {
                     Ok(session) => session,
                     Err(refusal) => return refusal.into_response(),
                 };
-                let after = last.or(query.last_event_id).unwrap_or(0);
-                event_stream(session, after)
-            })
+                let last = match last.map(|value| event_id(&value)) {
+                    None => None,
+                    Some(Some(event)) => Some(event),
+                    Some(None) => {
+                        let message = "Last-Event-ID is not an event id this server sent";
+                        return error(StatusCode::BAD_REQUEST, "invalid_request", message);
+                    }
+                };
+                event_stream(session, last.or(query.last_event_id).unwrap_or(0))
+            },
+        )
     };
 
     let close = {
         let context = context.clone();
-        warp::path!("rt" / "close").and(warp::post()).and(warp::query::<Query>()).and(peer()).then(
+        warp::path!("close").and(warp::post()).and(warp::query::<Query>()).and(peer()).then(
             move |query: Query, peer: Option<IpAddr>| {
                 let context = context.clone();
                 async move {
@@ -159,14 +167,10 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
     // Pages on another origin (allowed by `--allowed-origin`, or any without it) read
     // the answers; requests are "simple" (POST bodies as text/plain), so no preflight.
     let allowed = context.config.allowed_origins.clone();
-    open.or(send)
-        .unify()
-        .or(poll)
-        .unify()
-        .or(sse)
-        .unify()
-        .or(close)
-        .unify()
+    let calls =
+        open.or(send).unify().or(poll).unify().or(sse).unify().or(close).unify().recover(refused).unify();
+    warp::path("rt")
+        .and(calls)
         .and(warp::header::optional::<String>("origin"))
         .map(move |mut response: Response, origin: Option<String>| {
             let allow = match origin {
@@ -174,7 +178,7 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
                 _ if allowed.is_empty() => "*".to_owned(),
                 _ => return response,
             };
-            if let Ok(value) = warp::http::HeaderValue::from_str(&allow) {
+            if let Ok(value) = HeaderValue::from_str(&allow) {
                 response.headers_mut().insert(warp::http::header::ACCESS_CONTROL_ALLOW_ORIGIN, value);
             }
             response
@@ -355,6 +359,32 @@ fn event_stream(session: Arc<Session>, after: u64) -> Response {
     )
     .flatten();
     warp::sse::reply(events).into_response()
+}
+
+/// The decimal event id in a `Last-Event-ID` header, if that is what it holds.
+fn event_id(value: &HeaderValue) -> Option<u64> {
+    value.to_str().ok()?.trim().parse().ok()
+}
+
+/// Any request under `/rt` that no call took, answered as JSON like the calls' own
+/// refusals, so a client on a fallback reads every answer the same way.
+async fn refused(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
+    let refusal = if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        Refusal(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is over the server's size limit")
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        Refusal(StatusCode::LENGTH_REQUIRED, "length_required", "send the body with a Content-Length")
+    } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
+        Refusal(StatusCode::BAD_REQUEST, "invalid_request", "the query string is not valid")
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        Refusal(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "open, send and close are POST; sse and poll GET",
+        )
+    } else {
+        Refusal(StatusCode::NOT_FOUND, "not_found", "no such fallback call; see PROTOCOL.md")
+    };
+    Ok(refusal.into_response())
 }
 
 /// A refused request: its status, an error code and words for people.

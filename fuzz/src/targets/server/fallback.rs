@@ -407,8 +407,8 @@ fn too_bad(response: &Response, what: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// A request with a made-up session or the wrong method: refused, never a 5xx, and an
-/// unknown session is `unknown_session`.
+/// A request with a made-up session or the wrong method: refused, never a 5xx, always
+/// as JSON when hyper could read it, and an unknown session is `unknown_session`.
 async fn stray_request(
     addr: std::net::SocketAddr,
     request: &Request,
@@ -424,7 +424,27 @@ async fn stray_request(
         }
         Err(error) => return Err(error),
     };
-    too_bad(&response, &format!("{} {}", request.method, request.target))?;
+    let what = format!("{} {}", request.method, request.target);
+    if request.method == "HEAD" {
+        // The answer's head without its body: only the status can be judged.
+        if response.status >= 500 {
+            return Err(format!("{what} answered {}", response.status));
+        }
+    } else {
+        too_bad(&response, &what)?;
+    }
+    // hyper refuses a request line or header it cannot parse before any route sees it
+    // (a target byte outside the URL's plain characters, a control byte in a header);
+    // every other refusal under /rt is the fallback's own, and JSON.
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b"/?=&-_.~%!$'()*+,;:@".contains(&b);
+    let parsed = request.target.bytes().all(plain)
+        && request
+            .headers
+            .iter()
+            .all(|(_, value)| value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f)));
+    if parsed && request.target.starts_with("/rt") && response.status >= 400 && !response.is_json() {
+        return Err(format!("{what} answered {} without a JSON body: {}", response.status, response.text()));
+    }
     let kind = if response.is_json() { "json" } else { "text" };
     outcome.label(format!("stray {} {kind}", response.status));
     let unknown = request.target.contains("session=unknown-session")
