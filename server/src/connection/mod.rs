@@ -91,7 +91,9 @@ impl Transport for crate::upgrade::Socket {
         let raw = self.get_mut();
         // Nothing follows the close frame: the client may close as soon as it reads it.
         let _ = raw.shutdown().await;
-        let mut unread = [0u8; 4096];
+        // On the heap, for the linger only: an array here would be part of every
+        // connection task's future, idle ones too (4 KB each).
+        let mut unread = vec![0u8; 4096];
         while let Ok(1..) = raw.read(&mut unread).await {}
     }
 }
