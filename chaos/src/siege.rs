@@ -11,10 +11,11 @@
 //! Each phase has a fresh server with its own per-address cap (256, the default).
 //! Printed per phase: connections held, the good client's RTT (p50, p99, max) alone,
 //! while the attack comes up and while it holds, and the server's RSS (alone, at the
-//! peak, and per held connection) and descriptors. The good client runs in the same
-//! process as the attack, so its RTT includes the attack's own scheduling: an upper
-//! bound. It fails if the good client waits longer than [`UNANSWERED`] for any pong,
-//! or if the attack could not get its connections up.
+//! peak, and per held connection) and descriptors. The good client runs on a thread
+//! of its own with its own runtime ([`Pinger`]), so its round trips never queue behind
+//! the attack's tasks; it shares the machine's cores with the attack and the server as
+//! any client on this host would. It fails if the good client waits longer than
+//! [`UNANSWERED`] for any pong, or if the attack could not get its connections up.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -38,6 +39,8 @@ const SOURCES: usize = 50;
 const OPENING: usize = 256;
 /// The good client's pace.
 const PING_EVERY: Duration = Duration::from_millis(50);
+/// How often the phase reads the server's memory and descriptors and the count held.
+const SAMPLE_EVERY: Duration = Duration::from_millis(250);
 
 /// What the siege runs.
 pub struct Options {
@@ -73,10 +76,11 @@ pub async fn run(options: &Options) -> Result<(), String> {
         // Its own per-address cap (the default, 256) applies: 50 addresses stay under it.
         let deployment = Deployment::start(None, &["--max-connections-per-ip", "256"]).await;
         let node = &deployment.nodes[0];
-        let mut good = Good::connect(node.addr).await?;
-        let baseline = good.measure(Duration::from_secs(3), || {}).await?;
+        let good = Pinger::start(node.addr).await?;
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let baseline = good.take()?;
         let baseline_rss = node.rss();
-        let figures = phase(silence, options, node, &mut good).await?;
+        let figures = phase(silence, options, node, &good).await?;
         let per_connection =
             figures.rss_peak.saturating_sub(baseline_rss) as f64 / figures.held_at_peak.max(1) as f64;
         println!(
@@ -114,7 +118,7 @@ pub async fn run(options: &Options) -> Result<(), String> {
 
 /// One phase: the attack comes up, holds for the phase's length while the good client
 /// measures, then goes.
-async fn phase(silence: Silence, options: &Options, node: &Node, good: &mut Good) -> Result<Figures, String> {
+async fn phase(silence: Silence, options: &Options, node: &Node, good: &Pinger) -> Result<Figures, String> {
     let server = node.addr;
     let held = Arc::new(AtomicUsize::new(0));
     let reopened = Arc::new(AtomicU64::new(0));
@@ -130,23 +134,23 @@ async fn phase(silence: Silence, options: &Options, node: &Node, good: &mut Good
         .collect();
     // Up: nearly all of them open at once, or a minute has passed.
     let up_by = Instant::now() + Duration::from_secs(60);
-    let mut ramp = Vec::new();
+    let mut watch = tokio::time::interval(SAMPLE_EVERY);
     while held.load(Ordering::Relaxed) < options.connections * 99 / 100 && Instant::now() < up_by {
-        ramp.push(good.ping().await?);
+        watch.tick().await;
+        good.check()?;
     }
+    let ramp = good.take()?;
     let reopened_before = reopened.load(Ordering::Relaxed);
     let (mut held_at_peak, mut rss_peak, mut fds_peak) = (0, 0, 0);
-    let mut sampled = Instant::now();
-    let rtts = good
-        .measure(Duration::from_secs_f64(options.seconds), || {
-            if sampled.elapsed() >= Duration::from_millis(250) {
-                sampled = Instant::now();
-                held_at_peak = held_at_peak.max(held.load(Ordering::Relaxed));
-                rss_peak = rss_peak.max(node.rss());
-                fds_peak = fds_peak.max(node.fds());
-            }
-        })
-        .await?;
+    let until = Instant::now() + Duration::from_secs_f64(options.seconds);
+    while Instant::now() < until {
+        watch.tick().await;
+        good.check()?;
+        held_at_peak = held_at_peak.max(held.load(Ordering::Relaxed));
+        rss_peak = rss_peak.max(node.rss());
+        fds_peak = fds_peak.max(node.fds());
+    }
+    let rtts = good.take()?;
     let reopened = reopened.load(Ordering::Relaxed) - reopened_before;
     let figures = Figures { held_at_peak, reopened, ramp, rtts, rss_peak, fds_peak };
     let _ = stop_tx.send(true);
@@ -280,21 +284,81 @@ impl Good {
             .await
             .map_err(|_| format!("the good client waited more than {} s for a pong", UNANSWERED.as_secs()))?
     }
+}
 
-    /// Round trips for `lasting`, at the client's pace, calling `between` after each.
-    async fn measure(
-        &mut self,
-        lasting: Duration,
-        mut between: impl FnMut(),
-    ) -> Result<Vec<Duration>, String> {
-        let until = Instant::now() + lasting;
-        let mut rtts = Vec::new();
-        while Instant::now() < until {
-            rtts.push(self.ping().await?);
-            between();
-            tokio::time::sleep(PING_EVERY).await;
+/// The good client pinging at its pace on a thread of its own, until dropped. Its
+/// round trips are collected as they come; the first failure ends it and is kept.
+struct Pinger {
+    rtts: Arc<std::sync::Mutex<Result<Vec<Duration>, String>>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Pinger {
+    /// Connects (waiting for the good client to be in its room) and starts pinging.
+    async fn start(server: SocketAddr) -> Result<Pinger, String> {
+        let rtts = Arc::new(std::sync::Mutex::new(Ok(Vec::new())));
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (connected_tx, connected) = tokio::sync::oneshot::channel();
+        let thread = {
+            let (rtts, stop) = (rtts.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let runtime =
+                    tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a runtime");
+                runtime.block_on(async move {
+                    let mut good = match Good::connect(server).await {
+                        Ok(good) => good,
+                        Err(error) => return drop(connected_tx.send(Err(error))),
+                    };
+                    let _ = connected_tx.send(Ok(()));
+                    while !stop.load(Ordering::Relaxed) {
+                        let rtt = good.ping().await;
+                        let failed = {
+                            let mut kept = rtts.lock().expect("not poisoned");
+                            match (rtt, kept.as_mut()) {
+                                (Ok(rtt), Ok(kept)) => {
+                                    kept.push(rtt);
+                                    false
+                                }
+                                (Err(error), _) => {
+                                    *kept = Err(error);
+                                    true
+                                }
+                                (_, Err(_)) => true,
+                            }
+                        };
+                        if failed {
+                            return;
+                        }
+                        tokio::time::sleep(PING_EVERY).await;
+                    }
+                })
+            })
+        };
+        connected.await.map_err(|_| "the good client's thread ended".to_string())??;
+        Ok(Pinger { rtts, stop, thread: Some(thread) })
+    }
+
+    /// The round trips since the last take, or the failure that ended the pinging.
+    fn take(&self) -> Result<Vec<Duration>, String> {
+        match &mut *self.rtts.lock().expect("not poisoned") {
+            Ok(rtts) => Ok(std::mem::take(rtts)),
+            Err(error) => Err(error.clone()),
         }
-        Ok(rtts)
+    }
+
+    /// `Err` once the pinging failed.
+    fn check(&self) -> Result<(), String> {
+        self.rtts.lock().expect("not poisoned").as_ref().map(drop).map_err(Clone::clone)
+    }
+}
+
+impl Drop for Pinger {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
