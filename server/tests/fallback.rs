@@ -362,6 +362,11 @@ async fn every_refusal_under_rt_is_json_with_an_error_code() {
         ("POST", "/rt/nope".into(), None, 404, "not_found"),
         ("GET", "/rt".into(), None, 404, "not_found"),
     ];
+    // With no --allowed-origin, any page may open, even one whose Origin is not text.
+    let hello = json!({"type": "hello", "v": 1, "name": "Bob"}).to_string();
+    let (got, head, body) = http_with(addr, "POST", "/rt/open", &[("Origin", "é")], &hello).await;
+    assert_eq!(got, 200, "{body}");
+    assert!(head.to_ascii_lowercase().contains("access-control-allow-origin: *"), "{head}");
     for (method, path, last_event_id, status, code) in cases {
         let headers: Vec<(&str, &str)> = last_event_id.map(|id| ("Last-Event-ID", id)).into_iter().collect();
         let (got, head, body) = http_with(addr, method, &path, &headers, "").await;
@@ -465,6 +470,14 @@ async fn sessions_obey_the_origin_list_the_address_cap_and_their_owner() {
     let hello = r#"{"type":"hello","v":1,"name":"Ada"}"#;
     let (status, _, body) =
         http_with(addr, "POST", "/rt/open", &[("Origin", "http://evil.example")], hello).await;
+    assert_eq!(
+        (status, serde_json::from_str::<Value>(&body).unwrap()["error"].clone()),
+        (403, json!("origin_forbidden"))
+    );
+
+    // An Origin that is not text is no allowed origin either, and refused the same way.
+    let (status, _, body) =
+        http_with(addr, "POST", "/rt/open", &[("Origin", "http://é.example")], hello).await;
     assert_eq!(
         (status, serde_json::from_str::<Value>(&body).unwrap()["error"].clone()),
         (403, json!("origin_forbidden"))

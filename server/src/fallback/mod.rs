@@ -64,13 +64,13 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
         let context = context.clone();
         warp::path!("open")
             .and(warp::post())
-            .and(warp::header::optional::<String>("origin"))
+            .and(raw_header("origin"))
             .and(peer())
             .and(warp::body::content_length_limit(context.config.max_message_bytes as u64))
             .and(warp::body::bytes())
-            .then(move |origin: Option<String>, peer: Option<IpAddr>, body: Bytes| {
+            .then(move |origin: Option<HeaderValue>, peer: Option<IpAddr>, body: Bytes| {
                 let context = context.clone();
-                async move { open(context, origin, peer, body).await }
+                async move { open(context, readable(origin), peer, body).await }
             })
     };
 
@@ -123,12 +123,14 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
 
     let sse = {
         let context = context.clone();
-        // The header is taken as it came: one that is not an event id is refused as JSON
-        // like any other bad request, after the session is known.
-        let last_event_id =
-            warp::header::value("last-event-id").map(Some).or(warp::any().map(|| None)).unify();
-        warp::path!("sse").and(warp::get()).and(warp::query::<Query>()).and(last_event_id).and(peer()).map(
-            move |query: Query, last: Option<HeaderValue>, peer: Option<IpAddr>| {
+        // One that is not an event id is refused as JSON like any other bad request,
+        // after the session is known.
+        warp::path!("sse")
+            .and(warp::get())
+            .and(warp::query::<Query>())
+            .and(raw_header("last-event-id"))
+            .and(peer())
+            .map(move |query: Query, last: Option<HeaderValue>, peer: Option<IpAddr>| {
                 let session = match find(&context, &query.session, peer) {
                     Ok(session) => session,
                     Err(refusal) => return refusal.into_response(),
@@ -142,8 +144,7 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
                     }
                 };
                 event_stream(session, last.or(query.last_event_id).unwrap_or(0))
-            },
-        )
+            })
     };
 
     let close = {
@@ -171,9 +172,9 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
         open.or(send).unify().or(poll).unify().or(sse).unify().or(close).unify().recover(refused).unify();
     warp::path("rt")
         .and(calls)
-        .and(warp::header::optional::<String>("origin"))
-        .map(move |mut response: Response, origin: Option<String>| {
-            let allow = match origin {
+        .and(raw_header("origin"))
+        .map(move |mut response: Response, origin: Option<HeaderValue>| {
+            let allow = match readable(origin) {
                 Some(origin) if allowed.is_empty() || allowed.contains(&origin) => origin,
                 _ if allowed.is_empty() => "*".to_owned(),
                 _ => return response,
@@ -359,6 +360,20 @@ fn event_stream(session: Arc<Session>, after: u64) -> Response {
     )
     .flatten();
     warp::sse::reply(events).into_response()
+}
+
+/// A header as it came, if there is one. warp's typed header filters reject a value
+/// that is not visible ASCII before any call sees it; this leaves the judging to the
+/// call, which answers as JSON.
+fn raw_header(
+    name: &'static str,
+) -> impl Filter<Extract = (Option<HeaderValue>,), Error = std::convert::Infallible> + Clone {
+    warp::header::value(name).map(Some).or(warp::any().map(|| None)).unify()
+}
+
+/// A header's value as text; one that is not visible ASCII is as good as absent.
+fn readable(value: Option<HeaderValue>) -> Option<String> {
+    value.and_then(|value| value.to_str().ok().map(str::to_owned))
 }
 
 /// The decimal event id in a `Last-Event-ID` header, if that is what it holds.
