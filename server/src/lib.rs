@@ -21,6 +21,7 @@ mod creations;
 mod dedupe;
 mod fallback;
 mod handshake;
+mod headers;
 mod hub;
 mod identity;
 mod limits;

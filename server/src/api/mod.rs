@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 use warp::Filter;
 use warp::filters::BoxedFilter;
-use warp::http::StatusCode;
+use warp::http::{HeaderValue, StatusCode};
 use warp::reply::{Reply, Response};
 
 pub use calls::Api;
@@ -79,9 +79,12 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
     let limit = context.config.max_body_bytes as u64 + REQUEST_OVERHEAD;
     let authorized = {
         let key = context.config.api_key.clone();
-        warp::header::optional::<String>("authorization").and_then(move |header: Option<String>| {
+        crate::headers::raw("authorization").and_then(move |header: Option<HeaderValue>| {
             let key = key.clone();
-            async move { authorize(key.as_deref(), header.as_deref()).map_err(warp::reject::custom) }
+            async move {
+                authorize(key.as_deref(), header.as_ref().map(HeaderValue::as_bytes))
+                    .map_err(warp::reject::custom)
+            }
         })
     };
     // The call is matched before the method, so a wrong path is a 404 and a wrong
@@ -115,14 +118,15 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
     warp::path("api").and(warp::path("v1")).and(calls).boxed()
 }
 
-/// Checks the bearer key: 404 with the API off, 401 without the right key.
-fn authorize(key: Option<&str>, header: Option<&str>) -> Result<(), Failure> {
+/// Checks the bearer key: 404 with the API off, 401 without the right key. The header
+/// is compared as bytes: one that is not text is a wrong key like any other.
+fn authorize(key: Option<&str>, header: Option<&[u8]>) -> Result<(), Failure> {
     let Some(key) = key else {
         let message = "the server API is off: start the server with --api-key";
         return Err(Failure::new(StatusCode::NOT_FOUND, "not_found", message));
     };
-    let given = header.and_then(|h| h.strip_prefix("Bearer ")).unwrap_or_default();
-    if same(given.as_bytes(), key.as_bytes()) {
+    let given = header.and_then(|h| h.strip_prefix(b"Bearer ")).unwrap_or_default();
+    if same(given, key.as_bytes()) {
         return Ok(());
     }
     let message = match header {

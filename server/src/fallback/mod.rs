@@ -35,6 +35,7 @@ use warp::reply::Response;
 use warp::{Filter, Reply};
 
 use crate::context::Context;
+use crate::headers;
 use crate::serve::Peer;
 use session::{Batch, Session};
 
@@ -64,13 +65,13 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
         let context = context.clone();
         warp::path!("open")
             .and(warp::post())
-            .and(raw_header("origin"))
+            .and(headers::raw("origin"))
             .and(peer())
             .and(warp::body::content_length_limit(context.config.max_message_bytes as u64))
             .and(warp::body::bytes())
             .then(move |origin: Option<HeaderValue>, peer: Option<IpAddr>, body: Bytes| {
                 let context = context.clone();
-                async move { open(context, readable(origin), peer, body).await }
+                async move { open(context, headers::text(origin), peer, body).await }
             })
     };
 
@@ -128,7 +129,7 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
         warp::path!("sse")
             .and(warp::get())
             .and(warp::query::<Query>())
-            .and(raw_header("last-event-id"))
+            .and(headers::raw("last-event-id"))
             .and(peer())
             .map(move |query: Query, last: Option<HeaderValue>, peer: Option<IpAddr>| {
                 let session = match find(&context, &query.session, peer) {
@@ -172,9 +173,9 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
         open.or(send).unify().or(poll).unify().or(sse).unify().or(close).unify().recover(refused).unify();
     warp::path("rt")
         .and(calls)
-        .and(raw_header("origin"))
+        .and(headers::raw("origin"))
         .map(move |mut response: Response, origin: Option<HeaderValue>| {
-            let allow = match readable(origin) {
+            let allow = match headers::text(origin) {
                 Some(origin) if allowed.is_empty() || allowed.contains(&origin) => origin,
                 _ if allowed.is_empty() => "*".to_owned(),
                 _ => return response,
@@ -360,20 +361,6 @@ fn event_stream(session: Arc<Session>, after: u64) -> Response {
     )
     .flatten();
     warp::sse::reply(events).into_response()
-}
-
-/// A header as it came, if there is one. warp's typed header filters reject a value
-/// that is not visible ASCII before any call sees it; this leaves the judging to the
-/// call, which answers as JSON.
-fn raw_header(
-    name: &'static str,
-) -> impl Filter<Extract = (Option<HeaderValue>,), Error = std::convert::Infallible> + Clone {
-    warp::header::value(name).map(Some).or(warp::any().map(|| None)).unify()
-}
-
-/// A header's value as text; one that is not visible ASCII is as good as absent.
-fn readable(value: Option<HeaderValue>) -> Option<String> {
-    value.and_then(|value| value.to_str().ok().map(str::to_owned))
 }
 
 /// The decimal event id in a `Last-Event-ID` header, if that is what it holds.

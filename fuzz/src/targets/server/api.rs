@@ -178,6 +178,7 @@ fn request(u: &mut Unstructured) -> arbitrary::Result<Request> {
         1 => Some(format!("Bearer {API_KEY}x")),
         2 => Some(format!("bearer {API_KEY}")),
         3 => Some(API_KEY.to_owned()),
+        4 => Some(format!("Bearer {API_KEY}é")),
         _ => Some(format!("Bearer {API_KEY}")),
     };
     if let Some(auth) = auth {
