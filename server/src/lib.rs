@@ -28,6 +28,7 @@ mod limits;
 mod metrics;
 mod outbound;
 mod presence;
+mod rejections;
 mod routes;
 mod sequencer;
 mod serve;

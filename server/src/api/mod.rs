@@ -206,18 +206,10 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
 async fn refusal(rejection: warp::Rejection) -> Result<Response, Infallible> {
     let failure = if let Some(refused) = rejection.find::<Failure>() {
         Failure::new(refused.status, refused.code, refused.message.clone())
-    } else if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        Failure::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            "the request is over the server's size limit",
-        )
-    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
-        Failure::new(StatusCode::LENGTH_REQUIRED, "length_required", "send the body with a Content-Length")
-    } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
-        invalid("the query string is not valid")
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        Failure::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "reads are GET, writes are POST")
+    } else if let Some((status, code, message)) =
+        crate::rejections::typed(&rejection, "reads are GET, writes are POST")
+    {
+        Failure::new(status, code, message)
     } else {
         Failure::new(StatusCode::NOT_FOUND, "not_found", "no such call; see API.md")
     };

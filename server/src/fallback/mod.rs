@@ -136,13 +136,9 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
                     Ok(session) => session,
                     Err(refusal) => return refusal.into_response(),
                 };
-                let last = match last.map(|value| event_id(&value)) {
-                    None => None,
-                    Some(Some(event)) => Some(event),
-                    Some(None) => {
-                        let message = "Last-Event-ID is not an event id this server sent";
-                        return error(StatusCode::BAD_REQUEST, "invalid_request", message);
-                    }
+                let Ok(last) = last.map(|value| event_id(&value).ok_or(())).transpose() else {
+                    let message = "Last-Event-ID is not an event id this server sent";
+                    return error(StatusCode::BAD_REQUEST, "invalid_request", message);
                 };
                 event_stream(session, last.or(query.last_event_id).unwrap_or(0))
             })
@@ -371,20 +367,10 @@ fn event_id(value: &HeaderValue) -> Option<u64> {
 /// Any request under `/rt` that no call took, answered as JSON like the calls' own
 /// refusals, so a client on a fallback reads every answer the same way.
 async fn refused(rejection: warp::Rejection) -> Result<Response, std::convert::Infallible> {
-    let refusal = if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
-        Refusal(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the body is over the server's size limit")
-    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
-        Refusal(StatusCode::LENGTH_REQUIRED, "length_required", "send the body with a Content-Length")
-    } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
-        Refusal(StatusCode::BAD_REQUEST, "invalid_request", "the query string is not valid")
-    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
-        Refusal(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_not_allowed",
-            "open, send and close are POST; sse and poll GET",
-        )
-    } else {
-        Refusal(StatusCode::NOT_FOUND, "not_found", "no such fallback call; see PROTOCOL.md")
+    let methods = "open, send and close are POST; sse and poll GET";
+    let refusal = match crate::rejections::typed(&rejection, methods) {
+        Some((status, code, message)) => Refusal(status, code, message),
+        None => Refusal(StatusCode::NOT_FOUND, "not_found", "no such fallback call; see PROTOCOL.md"),
     };
     Ok(refusal.into_response())
 }
