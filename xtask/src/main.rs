@@ -9,12 +9,14 @@
 //! second run costs seconds. Written with `std` alone so that it compiles in moments on
 //! a fresh machine.
 
+mod bundle;
 mod cluster;
 mod setup;
 mod sh;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use sh::{Cmd, fail};
 
@@ -44,7 +46,10 @@ commands:
                           N connections (default 10,000) that send nothing, silent TCP then
                           upgraded WebSockets, while a good client's RTT and the server's RSS
                           per connection are measured
-  setup [--browser] [--bench]  only install what is missing (--browser: also what the tests need: chromium, redis-server)
+  setup [--browser] [--bench] [--trunk]
+                          only install what is missing (--browser: also what the tests need:
+                          chromium, redis-server; --bench: the Node peers; --trunk: trunk, for
+                          `trunk serve` while working on the UI)
 ";
 
 fn main() -> ExitCode {
@@ -54,8 +59,12 @@ fn main() -> ExitCode {
         None => ("help", &[][..]),
     };
     let result = match command {
-        "setup" => setup::all(rest.iter().any(|a| a == "--browser"))
-            .and_then(|()| if rest.iter().any(|a| a == "--bench") { setup::bench_peers() } else { Ok(()) }),
+        "setup" => {
+            let asked = |flag: &str| rest.iter().any(|a| a == flag);
+            setup::all(asked("--browser"))
+                .and_then(|()| if asked("--bench") { setup::bench_peers() } else { Ok(()) })
+                .and_then(|()| if asked("--trunk") { setup::trunk() } else { Ok(()) })
+        }
         "dist" => setup::all(false).and_then(|()| dist()),
         "run" => setup::all(false).and_then(|()| run(rest)),
         "cluster" => setup::all(false)
@@ -73,6 +82,7 @@ fn main() -> ExitCode {
         }
         other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
     };
+    sh::timings();
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -87,43 +97,10 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
-/// Builds the release bundle into `dist/` and prints its compressed size.
+/// Builds the release bundles into `dist/` (the dashboard into `dist/admin/`) and
+/// prints their compressed sizes.
 fn dist() -> Result<(), String> {
-    sh::step("building the release bundle (trunk build --release)");
-    Cmd::new("trunk").args(["build", "--release"]).dir(root()).path_prepend(setup::tools_bin()).run()?;
-    report_bundle_size(&root().join("dist"))?;
-    // The dashboard is a bundle of its own under dist/admin/, so the app never loads it.
-    sh::step("building the dashboard bundle (trunk build --release admin.html)");
-    Cmd::new("trunk")
-        .args(["build", "admin.html", "--release", "--dist", "dist/admin", "--public-url", "/admin/"])
-        .dir(root())
-        .path_prepend(setup::tools_bin())
-        .run()?;
-    report_bundle_size(&root().join("dist/admin"))
-}
-
-fn report_bundle_size(dist: &Path) -> Result<(), String> {
-    let mut raw = 0;
-    let mut gzipped = 0;
-    let entries = std::fs::read_dir(dist).map_err(|e| format!("reading {}: {e}", dist.display()))?;
-    for entry in entries.flatten() {
-        let path = entry.path();
-        let wanted = matches!(path.extension().and_then(|e| e.to_str()), Some("wasm" | "js"));
-        if wanted {
-            let bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
-            let size = sh::gzip_size(&path)?;
-            println!(
-                "  {:<48} {:>8} B raw {:>8} B gzip",
-                path.file_name().unwrap().to_string_lossy(),
-                bytes.len(),
-                size
-            );
-            raw += bytes.len();
-            gzipped += size;
-        }
-    }
-    println!("bundle (.wasm + .js): {raw} B raw, {gzipped} B gzip ({:.1} KB)", gzipped as f64 / 1000.0);
-    Ok(())
+    bundle::build(&root(), &root().join("dist"))
 }
 
 /// Builds the bundle and the release server.
@@ -144,33 +121,57 @@ fn run(server_args: &[String]) -> Result<(), String> {
     Cmd::new(binary).args(args).dir(root()).run()
 }
 
+/// The workspace's native packages: everything but the browser crates, which build for
+/// wasm32. One selection everywhere, so that cargo unifies features the same way each
+/// time and never builds a dependency twice over.
+const NATIVE: [&str; 5] = ["--workspace", "--exclude", "tether-yew", "--exclude", "tether-demo"];
+
+/// How long each suite may run before it is stopped and the run fails: far above what
+/// it takes (see the step times printed at the end), so only a hang reaches it.
+const SUITE_LIMIT: Duration = Duration::from_secs(15 * 60);
+
 /// Runs every suite; stops at the first that fails.
 fn test() -> Result<(), String> {
     let root = root();
-    sh::step("native tests (cargo test --workspace)");
-    Cmd::new("cargo")
-        .args([
-            "test",
-            "--workspace",
-            "--exclude",
-            "tether-yew",
-            "--exclude",
-            "tether-demo",
-            "--exclude",
-            "tether-e2e",
-        ])
-        .dir(&root)
-        .run()?;
+    // cargo-nextest runs every test binary's tests side by side (most wait on sockets and
+    // timers, not the CPU: 65 s instead of 6 min here) and stops any that hangs
+    // (`.config/nextest.toml`). Without it, cargo test runs them one binary at a time.
+    let nextest = Cmd::new("cargo").args(["nextest", "--version"]).output().is_some();
+    if nextest {
+        sh::step("building the native tests (cargo nextest, the e2e scenarios too)");
+        Cmd::new("cargo").args(["nextest", "run", "--no-run"]).args(NATIVE).dir(&root).run()?;
+        sh::step("native tests (cargo nextest run)");
+        Cmd::new("cargo")
+            .args(["nextest", "run"])
+            .args(NATIVE)
+            .args(["-E", "not package(tether-e2e)"])
+            .dir(&root)
+            .limit(SUITE_LIMIT)
+            .run()?;
+        sh::step("native doctests (cargo test --doc)");
+        Cmd::new("cargo").args(["test", "--doc"]).args(NATIVE).dir(&root).limit(SUITE_LIMIT).run()?;
+    } else {
+        sh::step("native tests (cargo test; install cargo-nextest to run them side by side)");
+        Cmd::new("cargo")
+            .args(["test"])
+            .args(NATIVE)
+            .args(["--exclude", "tether-e2e"])
+            .dir(&root)
+            .limit(SUITE_LIMIT)
+            .run()?;
+    }
     sh::step("the protocol crate without MessagePack (what a JSON-only app builds)");
     Cmd::new("cargo")
         .args(["test", "-p", "tether-shared", "--no-default-features", "--lib"])
         .dir(&root)
+        .limit(SUITE_LIMIT)
         .run()?;
 
     sh::step("browser tests (wasm-bindgen-test in headless Chromium, against a real server)");
-    Cmd::new("cargo").args(["build", "-p", "tether-server"]).dir(&root).run()?;
+    // The debug server the native tests were built with (their integration tests run it).
+    let debug_server = root.join("target/debug/tether-server");
     let server = sh::Server::start(
-        &root.join("target/debug/tether-server"),
+        &debug_server,
         &[
             "--store",
             "memory",
@@ -187,12 +188,7 @@ fn test() -> Result<(), String> {
         ],
     )?;
     // Two more, for the endpoint failover test, which stops one of them.
-    let spare = || {
-        sh::Server::start(
-            &root.join("target/debug/tether-server"),
-            &["--store", "memory", "--test-endpoints"],
-        )
-    };
+    let spare = || sh::Server::start(&debug_server, &["--store", "memory", "--test-endpoints"]);
     let spares = [spare()?, spare()?];
     let output = Cmd::new("cargo")
         .args(["test", "-p", "tether-yew", "-p", "tether-demo", "--target", "wasm32-unknown-unknown"])
@@ -204,6 +200,7 @@ fn test() -> Result<(), String> {
             "TETHER_TEST_FAILOVER",
             spares.iter().map(|s| format!("ws://{}/ws", s.addr())).collect::<Vec<_>>().join(" "),
         )
+        .limit(SUITE_LIMIT)
         .run_tee();
     drop(server);
     drop(spares);
@@ -212,23 +209,38 @@ fn test() -> Result<(), String> {
         return fail("the wasm tests did not run in headless Chrome; refusing to count them");
     }
 
-    sh::step("end-to-end scenarios (release server and bundle, Chromium, fault proxy)");
     dist()?;
-    Cmd::new("cargo").args(["build", "--release", "-p", "tether-server"]).dir(&root).run()?;
-    Cmd::new("cargo")
-        .args(["test", "-p", "tether-e2e", "--", "--test-threads=1", "--nocapture"])
-        .dir(&root)
-        .run()?;
+    release_binaries()?;
+    sh::step("end-to-end scenarios (release server and bundle, Chromium, fault proxy)");
+    let e2e = if nextest {
+        // The same selection as the build above, so nothing is built again.
+        Cmd::new("cargo").args(["nextest", "run"]).args(NATIVE).args(["-E", "package(tether-e2e)", "-j", "1"])
+    } else {
+        Cmd::new("cargo").args(["test", "-p", "tether-e2e", "--", "--test-threads=1"])
+    };
+    e2e.dir(&root).limit(SUITE_LIMIT).run()?;
+
     sh::step("proof under faults, short versions (cargo xtask chaos, soak, siege)");
-    proof("chaos", &["--cycles", "10", "--storm", "1000"].map(String::from))?;
-    proof(
-        "chaos",
-        &["--cycles", "6", "--cluster", "3", "--clients", "12", "--storm", "0"].map(String::from),
-    )?;
-    proof("soak", &["--minutes", "1", "--clients", "200", "--every", "1"].map(String::from))?;
-    proof("siege", &["--connections", "2000", "--seconds", "5"].map(String::from))?;
+    let chaos = |args: &[&str]| {
+        sh::step(&format!("tether-chaos {}", args.join(" ")));
+        Cmd::new(root.join("target/release/tether-chaos")).args(args).dir(&root).limit(SUITE_LIMIT).run()
+    };
+    chaos(&["chaos", "--cycles", "10", "--storm", "1000"])?;
+    chaos(&["chaos", "--cycles", "6", "--cluster", "3", "--clients", "12", "--storm", "0"])?;
+    chaos(&["soak", "--minutes", "1", "--clients", "200", "--every", "1"])?;
+    chaos(&["siege", "--connections", "2000", "--seconds", "5"])?;
     println!("all test suites passed; screenshots in target/e2e-artifacts/");
     Ok(())
+}
+
+/// The release server and the chaos harness, in one cargo run, which the e2e scenarios
+/// and the proof runs share.
+fn release_binaries() -> Result<(), String> {
+    sh::step("building the release server and the chaos harness");
+    Cmd::new("cargo")
+        .args(["build", "--release", "-p", "tether-server", "-p", "tether-chaos"])
+        .dir(root())
+        .run()
 }
 
 /// Builds release binaries and runs the benchmarks, which print their figures. The load
@@ -260,14 +272,9 @@ fn bench(args: &[String]) -> Result<(), String> {
 
 /// Builds the release server and the chaos harness, and runs `tether-chaos <command>`.
 fn proof(command: &str, args: &[String]) -> Result<(), String> {
-    let root = root();
-    sh::step("building the release server and the chaos harness");
-    Cmd::new("cargo")
-        .args(["build", "--release", "-p", "tether-server", "-p", "tether-chaos"])
-        .dir(&root)
-        .run()?;
+    release_binaries()?;
     sh::step(&format!("tether-chaos {command} {}", args.join(" ")));
-    Cmd::new(root.join("target/release/tether-chaos")).args([command]).args(args).dir(&root).run()
+    Cmd::new(root().join("target/release/tether-chaos")).args([command]).args(args).dir(root()).run()
 }
 
 /// Runs the fuzzer (`fuzz/`), a release build: it prints per target the cases run, the

@@ -1,8 +1,9 @@
 //! Installing what the build and the tests need, only when it is missing.
 //!
-//! Versions are pinned where the toolchain facts demand it: trunk 0.21 (0.22 needs a
-//! newer rustc), a wasm-bindgen CLI equal to the library in `Cargo.lock`, and wasm-opt
-//! from binaryen 132 on npm, because Debian's binaryen is too old for today's rustc.
+//! Versions are pinned where the toolchain facts demand it: a wasm-bindgen CLI equal to
+//! the library in `Cargo.lock`, wasm-opt from binaryen 132 on npm (Debian's binaryen is
+//! too old for today's rustc), and trunk 0.21 (0.22 needs a newer rustc), which only
+//! `trunk serve` needs and only `setup --trunk` installs.
 
 use std::path::PathBuf;
 
@@ -24,13 +25,18 @@ pub const REDIS_SERVER: &str = "/usr/bin/redis-server";
 pub fn all(for_tests: bool) -> Result<(), String> {
     wasm_target()?;
     cargo_tool("wasm-bindgen", "wasm-bindgen-cli", WASM_BINDGEN, false)?;
-    cargo_tool("trunk", "trunk", TRUNK, true)?;
     wasm_opt()?;
     if for_tests {
         chromium()?;
         redis_server()?;
     }
     Ok(())
+}
+
+/// trunk, for `trunk serve` while working on the UI. The bundle itself is built without
+/// it (`bundle.rs`), so the README's two commands never wait for its ten-minute build.
+pub fn trunk() -> Result<(), String> {
+    cargo_tool("trunk", "trunk", TRUNK, true)
 }
 
 /// Debian's `redis-server`, which the cluster tests and `cargo xtask cluster` start on
@@ -84,7 +90,7 @@ pub fn tools_dir() -> PathBuf {
     data.join("tether-tools")
 }
 
-/// The folder to put first on `PATH` for trunk, so it finds wasm-opt.
+/// Where wasm-opt is (and the folder to put first on `PATH` for `trunk serve --release`).
 pub fn tools_bin() -> PathBuf {
     tools_dir().join("node_modules/.bin")
 }

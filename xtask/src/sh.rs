@@ -1,15 +1,37 @@
 //! Running commands the way a person would read them: each is echoed before it runs,
 //! and a failure says which command failed.
 
-use std::ffi::OsString;
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Mutex;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
-/// Prints a step heading.
+/// Every step begun in this run, with when it began, for [`timings`].
+static STEPS: Mutex<Vec<(String, Instant)>> = Mutex::new(Vec::new());
+
+/// Prints a step heading and notes when it began.
 pub fn step(what: &str) {
     println!("\n==> {what}");
+    STEPS.lock().unwrap_or_else(|e| e.into_inner()).push((what.to_owned(), Instant::now()));
+}
+
+/// How long each step took (until the next began, the last until now), longest first,
+/// so that a slow CI run says where its time went.
+pub fn timings() {
+    let steps = STEPS.lock().unwrap_or_else(|e| e.into_inner());
+    let Some(first) = steps.first() else { return };
+    let ends = steps.iter().skip(1).map(|(_, began)| *began).chain([Instant::now()]);
+    let mut took: Vec<(Duration, &str)> =
+        steps.iter().zip(ends).map(|((what, began), end)| (end - *began, what.as_str())).collect();
+    took.sort_by(|a, b| b.0.cmp(&a.0));
+    println!("\ntime per step ({} s in all):", first.1.elapsed().as_secs());
+    for (duration, what) in took {
+        println!("  {:>6.1} s  {what}", duration.as_secs_f64());
+    }
 }
 
 /// An `Err` with a message, for `?` chains.
@@ -21,6 +43,8 @@ pub fn fail<T>(message: impl Into<String>) -> Result<T, String> {
 pub struct Cmd {
     command: Command,
     shown: String,
+    /// How long it may take before it and everything it started are stopped.
+    limit: Option<Duration>,
 }
 
 impl Cmd {
@@ -28,7 +52,7 @@ impl Cmd {
     pub fn new(program: impl AsRef<std::ffi::OsStr>) -> Self {
         let shown =
             Path::new(program.as_ref()).file_name().unwrap_or_default().to_string_lossy().into_owned();
-        Cmd { command: Command::new(program), shown }
+        Cmd { command: Command::new(program), shown, limit: None }
     }
 
     /// Adds arguments.
@@ -57,21 +81,33 @@ impl Cmd {
         self
     }
 
-    /// Puts `dir` first on `PATH`.
-    pub fn path_prepend(mut self, dir: PathBuf) -> Self {
-        let mut paths = vec![dir];
-        if let Some(current) = std::env::var_os("PATH") {
-            paths.extend(std::env::split_paths(&current));
-        }
-        let joined: OsString = std::env::join_paths(paths).expect("PATH entries are joinable");
-        self.command.env("PATH", joined);
+    /// Gives it at most `limit`: past that, it and every process it started (its
+    /// process group: cargo, the test binaries, their browsers and servers) are stopped
+    /// and the run fails, so that a suite that hangs fails instead of eating CI's time.
+    pub fn limit(mut self, limit: Duration) -> Self {
+        self.command.process_group(0);
+        self.limit = Some(limit);
         self
     }
 
     /// Runs with inherited output; an unsuccessful exit is an error.
     pub fn run(mut self) -> Result<(), String> {
         println!("$ {}", self.shown);
-        let status = self.command.status().map_err(|e| format!("could not start `{}`: {e}", self.shown))?;
+        let mut child = self.command.spawn().map_err(|e| format!("could not start `{}`: {e}", self.shown))?;
+        let watchdog = self.limit.map(|limit| Watchdog::start(child.id(), limit));
+        let status = child.wait().map_err(|e| e.to_string())?;
+        self.judge(status, watchdog)
+    }
+
+    /// Success, a failure with its status, or the limit's verdict.
+    fn judge(&self, status: ExitStatus, watchdog: Option<Watchdog>) -> Result<(), String> {
+        if let Some(limit) = watchdog.and_then(Watchdog::fired) {
+            return fail(format!(
+                "`{}` took longer than its limit of {} s and was stopped",
+                self.shown,
+                limit.as_secs()
+            ));
+        }
         if status.success() { Ok(()) } else { fail(format!("`{}` failed ({status})", self.shown)) }
     }
 
@@ -84,18 +120,51 @@ impl Cmd {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| format!("could not start `{}`: {e}", self.shown))?;
+        let watchdog = self.limit.map(|limit| Watchdog::start(child.id(), limit));
         let stderr = child.stderr.take().expect("piped");
         let errors = std::thread::spawn(move || tee(stderr, true));
         let mut text = tee(child.stdout.take().expect("piped"), false);
         text.push_str(&errors.join().unwrap_or_default());
         let status = child.wait().map_err(|e| e.to_string())?;
-        if status.success() { Ok(text) } else { fail(format!("`{}` failed ({status})", self.shown)) }
+        self.judge(status, watchdog).map(|()| text)
     }
 
     /// Runs quietly and returns stdout, or `None` if it could not run or failed.
     pub fn output(mut self) -> Option<String> {
         let output = self.command.stderr(Stdio::null()).output().ok()?;
         output.status.success().then(|| String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+}
+
+/// Stops a process group when its time is up, unless dropped first.
+struct Watchdog {
+    cancel: mpsc::Sender<()>,
+    thread: std::thread::JoinHandle<Option<Duration>>,
+}
+
+impl Watchdog {
+    /// Watches the group led by `pid` (a child started with `process_group(0)`).
+    fn start(pid: u32, limit: Duration) -> Watchdog {
+        let (cancel, cancelled) = mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            if cancelled.recv_timeout(limit) != Err(RecvTimeoutError::Timeout) {
+                return None;
+            }
+            let group = format!("-{pid}");
+            eprintln!("xtask: time is up ({} s): stopping process group {pid}", limit.as_secs());
+            let _ = Command::new("kill").args(["-s", "TERM", "--", &group]).status();
+            if cancelled.recv_timeout(Duration::from_secs(10)) == Err(RecvTimeoutError::Timeout) {
+                let _ = Command::new("kill").args(["-s", "KILL", "--", &group]).status();
+            }
+            Some(limit)
+        });
+        Watchdog { cancel, thread }
+    }
+
+    /// Ends the watch (the command ended) and says whether the limit had been reached.
+    fn fired(self) -> Option<Duration> {
+        let _ = self.cancel.send(());
+        self.thread.join().ok().flatten()
     }
 }
 
