@@ -1,5 +1,5 @@
-//! The dashboard's entry point: trunk builds it from `admin.html` into `dist/admin/`,
-//! and the server serves it at `/admin`.
+//! The dashboard's entry point: `cargo xtask dist` bundles it from `admin.html` into
+//! `dist/admin/`, and the server serves it at `/admin`.
 
 use tether_demo::Dashboard;
 

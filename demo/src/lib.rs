@@ -1,5 +1,5 @@
 //! The demo app's pages, built only on `tether-yew`'s public API: what an integrator
-//! writes. `main.rs` is the entry point trunk builds into the bundle.
+//! writes. `main.rs` is the app's entry point and `admin.rs` the dashboard's.
 
 pub mod chat;
 pub mod dashboard;

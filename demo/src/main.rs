@@ -1,4 +1,5 @@
-//! The Tether demo app, built by trunk and served by `tether-server`.
+//! The Tether demo app, bundled from `index.html` (by `cargo xtask dist`, or `trunk
+//! serve` while working on it) and served by `tether-server`.
 
 use gloo_storage::{LocalStorage, Storage};
 use tether_demo::chat::{ChatRoom, RoomPicker};

@@ -17,7 +17,7 @@ pub struct Config {
     #[arg(long, env = "TETHER_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Folder holding the built single-page app (trunk's `dist/`). Unknown paths serve
+    /// Folder holding the built single-page app (`cargo xtask dist` builds it into `dist/`). Unknown paths serve
     /// its `index.html`, so client-side routes survive a reload.
     #[arg(long, env = "TETHER_STATIC_DIR", default_value = "dist")]
     pub static_dir: PathBuf,

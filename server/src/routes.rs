@@ -220,8 +220,16 @@ fn spa(dir: &std::path::Path) -> BoxedFilter<(Response,)> {
         .and(warp::path("admin"))
         .and(warp::fs::file(dir.join("admin/index.html")))
         .map(Reply::into_response);
+    // Without its bundle, `/admin` says so instead of falling through to the app's page.
+    let no_dashboard = warp::get().and(warp::path("admin")).map(|| {
+        text(
+            StatusCode::NOT_FOUND,
+            "the dashboard is not built: `cargo xtask dist` builds it into dist/admin/\n",
+        )
+    });
     let fallback = warp::get().and(warp::fs::file(index)).map(Reply::into_response);
-    not_reserved.untuple_one().and(files.or(dashboard).unify().or(fallback).unify()).boxed()
+    let pages = files.or(dashboard).unify().or(no_dashboard).unify().or(fallback).unify();
+    not_reserved.untuple_one().and(pages).boxed()
 }
 
 /// Accepts an upgrade and hands the socket to a tracked connection task. Refusals

@@ -67,3 +67,24 @@ async fn reserved_paths_are_never_shadowed_by_the_app() {
     server.stop().await;
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn the_dashboard_is_its_own_page_or_says_it_is_not_built() {
+    let (server, dir) = server_with_bundle().await;
+    let addr = server.addr();
+    for path in ["/admin", "/admin/", "/admin/rooms"] {
+        let (status, _, body) = http_get(addr, path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(body.contains("dashboard is not built"), "{path} fell through to the app: {body}");
+    }
+
+    std::fs::create_dir_all(dir.join("admin")).unwrap();
+    std::fs::write(dir.join("admin/index.html"), "<!doctype html><title>Tether dashboard</title>").unwrap();
+    for path in ["/admin", "/admin/rooms"] {
+        let (status, _, body) = http_get(addr, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(body.contains("<title>Tether dashboard</title>"), "{path}: {body}");
+    }
+    server.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -454,7 +454,14 @@ impl Link {
                 let health = format!("{}/healthz", crate::http_socket::http_base(&self.endpoint()));
                 let weak = self.weak();
                 wasm_bindgen_futures::spawn_local(async move {
-                    let healthy = gloo_net::http::Request::get(&health).send().await.is_ok_and(|r| r.ok());
+                    // The server's own answer, not just any 200: a development server or
+                    // a proxy that answers every path with the app's page is not Tether.
+                    let healthy = match gloo_net::http::Request::get(&health).send().await {
+                        Ok(response) if response.ok() => {
+                            response.text().await.is_ok_and(|body| body.trim() == "ok")
+                        }
+                        _ => false,
+                    };
                     if healthy && let Some(link) = Link::upgrade(&weak) {
                         link.inner.borrow_mut().transport.websocket_blocked();
                     }
