@@ -2,44 +2,43 @@
 //! stopped and started again on the same port and store, alone or as a cluster on a
 //! real `redis-server`, and read from outside (`/metrics`, the server API, `/proc`).
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
+use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+pub use tether_e2e::process::rss_of;
+use tether_e2e::process::{Launch, ServerProcess, release_server};
 use tether_e2e::{FaultProxy, Redis};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// The server API's key on every node started here.
 pub const API_KEY: &str = "chaos-api-key";
 
-/// One server process, restartable on its address and store.
+/// One server process, restartable on its address and store (`kill`, `terminate`,
+/// `revive`, `rss` and the rest come from [`ServerProcess`]), read through its API.
 pub struct Node {
-    child: Option<Child>,
-    /// Where it listens, the same across restarts.
-    pub addr: SocketAddr,
-    args: Vec<String>,
+    process: ServerProcess,
 }
 
-/// The release server binary; `cargo xtask chaos` builds it.
-fn binary() -> PathBuf {
-    let path = tether_e2e::root().join("target/release/tether-server");
-    assert!(path.exists(), "{} is missing: run `cargo xtask chaos` (it builds it)", path.display());
-    path
+impl Deref for Node {
+    type Target = ServerProcess;
+    fn deref(&self) -> &ServerProcess {
+        &self.process
+    }
+}
+
+impl DerefMut for Node {
+    fn deref_mut(&mut self) -> &mut ServerProcess {
+        &mut self.process
+    }
 }
 
 impl Node {
     /// Starts a node with `args` (besides its address and the settings every node here
     /// shares) and waits until it listens.
     pub fn start(args: Vec<String>) -> Node {
-        let mut node = Node { child: None, addr: tether_e2e::free_addr(), args };
-        node.spawn();
-        node
-    }
-
-    fn spawn(&mut self) {
         // The harness publishes and connects far more from one address than a person;
         // a node's own `args` may set any of these otherwise.
         let generous = [
@@ -49,69 +48,13 @@ impl Node {
             ("--room-creations", "100000"),
             ("--max-rooms", "64"),
         ];
-        let defaults = generous.iter().filter(|(flag, _)| !self.args.iter().any(|arg| arg == flag));
-        let mut child = Command::new(binary())
-            .args(["--listen", &self.addr.to_string(), "--log-level", "error", "--api-key", API_KEY])
+        let defaults = generous.iter().filter(|(flag, _)| !args.iter().any(|arg| arg == flag));
+        let addr = tether_e2e::free_addr().to_string();
+        let launch = Launch::new(release_server())
+            .args(["--listen", &addr, "--log-level", "error", "--api-key", API_KEY])
             .args(defaults.flat_map(|(flag, value)| [*flag, *value]))
-            .args(&self.args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start tether-server");
-        let mut lines = BufReader::new(child.stdout.take().expect("piped"));
-        let mut line = String::new();
-        lines.read_line(&mut line).expect("the start-up line");
-        assert!(line.starts_with("Tether is running at"), "unexpected start-up line {line:?}");
-        std::thread::spawn(move || std::io::copy(&mut lines, &mut std::io::sink()));
-        self.child = Some(child);
-    }
-
-    /// Whether the process is up.
-    pub fn running(&self) -> bool {
-        self.child.is_some()
-    }
-
-    /// SIGKILL: no goodbye, no flush. What was acked must survive it.
-    pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-
-    /// SIGTERM, as a deployment stops a server: sockets are told 1001 and it exits.
-    pub fn terminate(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = child.id().to_string();
-            let told = Command::new("kill").args(["-s", "TERM", &pid]).status().is_ok_and(|s| s.success());
-            if !told {
-                let _ = child.kill();
-            }
-            let _ = child.wait();
-        }
-    }
-
-    /// Starts it again (if it is down) on the same address and store.
-    pub fn revive(&mut self) {
-        if self.child.is_none() {
-            self.spawn();
-        }
-    }
-
-    /// The process id, while it runs.
-    pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
-    }
-
-    /// Resident memory in bytes (0 while down).
-    pub fn rss(&self) -> u64 {
-        self.pid().map_or(0, rss_of)
-    }
-
-    /// Open file descriptors (0 while down).
-    pub fn fds(&self) -> usize {
-        let Some(pid) = self.pid() else { return 0 };
-        std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |dir| dir.count())
+            .args(args);
+        Node { process: launch.start() }
     }
 
     /// Every metric line of `/metrics` as (name, value); empty when it does not answer.
@@ -148,22 +91,6 @@ impl Node {
         );
         exchange(self.addr, &request).await.is_some_and(|response| response.starts_with("HTTP/1.0 200"))
     }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Resident memory of process `pid` in bytes (0 once it is gone).
-pub fn rss_of(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmRSS:"))
-        .and_then(|kb| kb.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 /// A GET over HTTP/1.0 (so the body is never chunked): the body of a 200, else `None`.

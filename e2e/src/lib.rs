@@ -9,6 +9,7 @@ pub mod browser;
 /// Decoding chunked HTTP bodies, shared with the server's tests.
 #[path = "../../server/tests/common/chunked.rs"]
 pub mod chunked;
+pub mod process;
 pub mod proxy;
 /// A real `redis-server` on a free port, shared with the server's cluster tests.
 #[path = "../../server/tests/common/redis.rs"]
@@ -16,6 +17,7 @@ pub mod redis;
 pub mod server;
 
 pub use browser::{Browser, Page};
+pub use process::{Launch, ServerProcess};
 pub use proxy::{Fault, FaultProxy};
 pub use redis::Redis;
 pub use server::Server;

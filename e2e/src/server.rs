@@ -1,25 +1,18 @@
 //! The release server binary, started like a deployment: bundle plus binary, durable store.
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 
+use crate::process::{Launch, ServerProcess, release_server};
 use crate::root;
 
-/// A running `tether-server`; killed when dropped.
+/// A running `tether-server` serving `dist/` from a fresh SQLite store; killed and its
+/// store removed when dropped.
 pub struct Server {
-    child: Option<Child>,
+    process: ServerProcess,
     /// Where it listens (kept across restarts).
     pub addr: SocketAddr,
     data: PathBuf,
-    extra: Vec<String>,
-}
-
-fn binary() -> PathBuf {
-    let path = root().join("target/release/tether-server");
-    assert!(path.exists(), "{} is missing: run the e2e suite through `cargo xtask test`", path.display());
-    path
 }
 
 impl Server {
@@ -30,54 +23,23 @@ impl Server {
             dist.join("index.html").exists(),
             "dist/ is missing: run the e2e suite through `cargo xtask test`"
         );
-        let data =
-            std::env::temp_dir().join(format!("tether-e2e-{}-{}", std::process::id(), crate::free_port()));
-        let mut server = Server {
-            child: None,
-            addr: crate::free_addr(),
-            data,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        server.spawn();
-        server
-    }
-
-    fn spawn(&mut self) {
-        let mut child = Command::new(binary())
-            .args(["--listen", &self.addr.to_string(), "--static-dir"])
-            .arg(root().join("dist"))
-            .args(["--store", "sqlite", "--data-dir"])
-            .arg(&self.data)
-            .args(["--log-level", "warn"])
-            .args(&self.extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start tether-server");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.starts_with("Tether is running at"), "unexpected start-up line {line:?}");
-        self.child = Some(child);
+        let addr = crate::free_addr();
+        let data = std::env::temp_dir().join(format!("tether-e2e-{}-{}", std::process::id(), addr.port()));
+        let launch = Launch::new(release_server())
+            .args(["--listen", &addr.to_string(), "--static-dir", &dist.display().to_string()])
+            .args(["--store", "sqlite", "--data-dir", &data.display().to_string(), "--log-level", "warn"])
+            .args(extra);
+        Server { process: launch.start(), addr, data }
     }
 
     /// Kills the process with SIGKILL: no goodbye, no flush.
     pub fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.kill().unwrap();
-            child.wait().unwrap();
-        }
+        self.process.kill();
     }
 
     /// Stops it as a deployment does (SIGTERM): sockets are told goodbye with 1001.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let pid = child.id().to_string();
-            let signalled =
-                Command::new("kill").args(["-s", "TERM", &pid]).status().is_ok_and(|s| s.success());
-            if !signalled {
-                let _ = child.kill();
-            }
-            child.wait().unwrap();
-        }
+        self.process.terminate();
     }
 
     /// The value of one metric (a counter's or gauge's line in `/metrics`), 0 if absent.
@@ -94,16 +56,16 @@ impl Server {
             .unwrap_or(0.0)
     }
 
-    /// Starts it again on the same port and store.
+    /// Starts it again on the same port and store (after a SIGKILL if it still runs).
     pub fn restart(&mut self) {
-        self.kill();
-        self.spawn();
+        self.process.kill();
+        self.process.revive();
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        self.kill();
+        self.process.kill();
         let _ = std::fs::remove_dir_all(&self.data);
     }
 }
