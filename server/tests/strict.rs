@@ -155,6 +155,7 @@ async fn the_api_refuses_arrays_duplicate_keys_and_integers_past_64_bits() {
     let refused = [
         ("publish", r#"["r",{"text":"hi"}]"#),
         ("publish", r#"{"room":"r","body":1,"from":["bot","Bot"]}"#),
+        ("publish", r#"{"room":"r","body":1,"from":{"id":"bot","name":"Bot","colour":"red"}}"#),
         ("broadcast", r#"[["r"],{"text":"hi"}]"#),
         ("disconnect", r#"["u_1",true]"#),
         ("publish", r#"{"room":"r","body":{"a":1,"a":2}}"#),

@@ -88,7 +88,7 @@ impl ApiError {
 
 /// Who an API publish is from; the server's own user when unnamed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(remote = "Self")]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Sender {
     /// A user id (1-64 characters): with the message id, the dedupe key.
     pub id: String,
