@@ -244,6 +244,7 @@ pub const ERROR_CODES: &[ErrorCode] = &[
     ErrorCode::MalformedJson,
     ErrorCode::InvalidFrame,
     ErrorCode::BinaryNotSupported,
+    ErrorCode::TextNotSupported,
     ErrorCode::HelloRequired,
     ErrorCode::AlreadyHello,
     ErrorCode::InvalidRoom,

@@ -85,9 +85,11 @@ pub struct BinaryDecodeError {
 #[cfg(feature = "msgpack")]
 impl ClientFrame {
     /// Decodes a client frame from MessagePack, with the same checks as JSON (duplicate
-    /// keys in a body included).
+    /// keys in a body included), once the bytes are shown to hold only what JSON could
+    /// (no `bin`, no `ext`, string keys: see `strict_msgpack`).
     pub fn decode_msgpack(bytes: &[u8]) -> Result<Self, BinaryDecodeError> {
-        from_msgpack(bytes).map_err(|source| {
+        let decoded = crate::strict_msgpack::json_shaped(bytes, MAX_DEPTH).and_then(|()| from_msgpack(bytes));
+        decoded.map_err(|source| {
             let code = match rmp_serde::from_slice::<IgnoredAny>(bytes) {
                 Ok(_) => ErrorCode::InvalidFrame,
                 Err(_) => ErrorCode::MalformedJson,
@@ -176,6 +178,95 @@ mod msgpack_tests {
         assert_eq!(ClientFrame::decode_msgpack(&wrong).unwrap_err().code, ErrorCode::InvalidFrame);
         let unknown = rmp_serde::to_vec_named(&json!({"type": "teleport"})).unwrap();
         assert_eq!(ClientFrame::decode_msgpack(&unknown).unwrap_err().code, ErrorCode::InvalidFrame);
+    }
+
+    /// MessagePack written by hand, for what serde would never write.
+    mod packed {
+        pub fn str(text: &str) -> Vec<u8> {
+            [&[0xa0 | text.len() as u8][..], text.as_bytes()].concat()
+        }
+        pub fn bin(bytes: &str) -> Vec<u8> {
+            [&[0xc4, bytes.len() as u8][..], bytes.as_bytes()].concat()
+        }
+        pub fn f64(value: f64) -> Vec<u8> {
+            [&[0xcb][..], &value.to_be_bytes()].concat()
+        }
+        pub fn map(entries: &[(Vec<u8>, Vec<u8>)]) -> Vec<u8> {
+            let mut bytes = vec![0x80 | entries.len() as u8];
+            for (key, value) in entries {
+                bytes.extend(key);
+                bytes.extend(value);
+            }
+            bytes
+        }
+    }
+
+    #[test]
+    fn an_array_is_not_a_frame_in_msgpack_either() {
+        for array in [json!(["ping", 7]), json!(["hello", 1]), json!(["leave", "r"])] {
+            let bytes = rmp_serde::to_vec_named(&array).unwrap();
+            assert_eq!(
+                ClientFrame::decode_msgpack(&bytes).unwrap_err().code,
+                ErrorCode::InvalidFrame,
+                "{array}"
+            );
+        }
+        let cursors = rmp_serde::to_vec_named(&json!({"type": "resume", "rooms": [["general", 5]]})).unwrap();
+        assert_eq!(ClientFrame::decode_msgpack(&cursors).unwrap_err().code, ErrorCode::InvalidFrame);
+        let objects =
+            rmp_serde::to_vec_named(&json!({"type": "resume", "rooms": [{"room": "general"}]})).unwrap();
+        assert!(ClientFrame::decode_msgpack(&objects).is_ok());
+    }
+
+    #[test]
+    fn msgpack_holds_only_what_json_can() {
+        use packed::{bin, map, str};
+        let ping = |key: Vec<u8>, kind: Vec<u8>| map(&[(key, kind), (str("nonce"), vec![0x07])]);
+        assert_eq!(
+            ClientFrame::decode_msgpack(&ping(str("type"), str("ping"))).unwrap(),
+            ClientFrame::Ping { nonce: 7 }
+        );
+        let refused = [
+            ("a bin type", ping(str("type"), bin("ping"))),
+            ("a bin key", ping(bin("type"), str("ping"))),
+            ("a bin room", map(&[(str("type"), str("leave")), (str("room"), bin("r"))])),
+            (
+                "a bin in a body",
+                map(&[(str("type"), str("echo")), (str("body"), map(&[(bin("k"), str("v"))]))]),
+            ),
+            ("a number for a key", map(&[(str("type"), str("ping")), (vec![0x00], vec![0x07])])),
+            ("an ext", map(&[(str("type"), str("echo")), (str("body"), vec![0xd4, 0x01, 0x00])])),
+        ];
+        for (what, bytes) in refused {
+            let error = ClientFrame::decode_msgpack(&bytes).unwrap_err();
+            assert_eq!(error.code, ErrorCode::InvalidFrame, "{what}: {error}");
+        }
+    }
+
+    #[test]
+    fn numbers_json_cannot_write_are_refused_in_bodies_and_state() {
+        use packed::{f64, map, str};
+        for bad in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            let echo = map(&[(str("type"), str("echo")), (str("body"), f64(bad))]);
+            let state = map(&[
+                (str("type"), str("state")),
+                (str("room"), str("r")),
+                (str("key"), str("k")),
+                (str("value"), map(&[(str("x"), f64(bad))])),
+            ]);
+            let publish = map(&[
+                (str("type"), str("publish")),
+                (str("id"), str("m")),
+                (str("room"), str("r")),
+                (str("body"), [&[0x91][..], &f64(bad)].concat()),
+            ]);
+            for bytes in [echo, state, publish] {
+                let error = ClientFrame::decode_msgpack(&bytes).unwrap_err();
+                assert_eq!(error.code, ErrorCode::InvalidFrame, "{bad}: {error}");
+            }
+        }
+        let finite = map(&[(str("type"), str("echo")), (str("body"), f64(-0.5))]);
+        assert_eq!(ClientFrame::decode_msgpack(&finite).unwrap(), ClientFrame::Echo { body: json!(-0.5) });
     }
 
     #[test]

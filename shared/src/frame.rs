@@ -8,18 +8,20 @@
 //! `PROTOCOL.md` documents each frame with an example; the test suite parses those
 //! examples, so the document and this file cannot drift apart.
 
-use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::strict_json::Refused;
 use crate::time::Millis;
 
 /// The protocol version a client announces in [`ClientFrame::Hello`].
 pub const PROTOCOL_VERSION: u32 = 1;
 
-/// A frame sent by a client to the server.
+/// A frame sent by a client to the server. It decodes from an object only (see
+/// [`crate::object`]): an array in its place, as serde's derive alone would take, is an
+/// invalid frame.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(remote = "Self", tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum ClientFrame {
     /// The first frame on every connection. Nothing else is accepted before it.
     Hello {
@@ -339,9 +341,10 @@ pub enum ServerFrame {
     },
 }
 
-/// A last-seen seq for one room, sent in [`ClientFrame::Resume`].
+/// A last-seen seq for one room, sent in [`ClientFrame::Resume`]; an object, like the
+/// frame around it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct RoomCursor {
     /// Room name.
     pub room: String,
@@ -352,6 +355,8 @@ pub struct RoomCursor {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub history: Option<u32>,
 }
+
+crate::objects_only!(serialize: ClientFrame, RoomCursor);
 
 /// A user as others see them.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -463,6 +468,9 @@ pub enum ErrorCode {
     InvalidFrame,
     /// A binary WebSocket message arrived where text frames are expected.
     BinaryNotSupported,
+    /// A text WebSocket message arrived on a connection that asked for MessagePack,
+    /// where every frame is binary.
+    TextNotSupported,
     /// A frame other than `hello`, `ping` or `echo` arrived before `hello`.
     HelloRequired,
     /// A second `hello` on the same connection.
@@ -514,16 +522,12 @@ pub struct DecodeError {
 impl ClientFrame {
     /// Decodes a client frame, telling malformed JSON from a well-formed but unknown or
     /// incomplete frame, so that a server can answer each with its own [`ErrorCode`].
-    ///
-    /// One pass on the hot path; only a failed decode checks the text again, because
-    /// serde stops at an unknown `type` before it has seen the rest of the JSON, and
-    /// because what the typed pass calls a syntax error may be JSON all the same (a
-    /// number too large for any field, `1e999`, or a lone surrogate escape): JSON is
-    /// what the grammar says, which is what `IgnoredAny` reads.
+    /// Read as [`crate::strict_json::from_str`] reads: an integer past 64 bits anywhere
+    /// in it makes the frame invalid.
     pub fn decode(text: &str) -> Result<Self, DecodeError> {
-        serde_json::from_str(text).map_err(|error| match serde_json::from_str::<IgnoredAny>(text) {
-            Err(syntax) => DecodeError { code: ErrorCode::MalformedJson, source: syntax },
-            Ok(_) => DecodeError { code: ErrorCode::InvalidFrame, source: error },
+        crate::strict_json::from_str(text).map_err(|refused| match refused {
+            Refused::NotJson(source) => DecodeError { code: ErrorCode::MalformedJson, source },
+            Refused::Invalid(source) => DecodeError { code: ErrorCode::InvalidFrame, source },
         })
     }
 
@@ -655,6 +659,18 @@ pub fn nesting(value: &serde_json::Value) -> usize {
     }
 }
 
+/// The most characters a message id or a `state` key may have (and, at the server API,
+/// a sender's user id).
+pub const MAX_ID_CHARS: usize = 64;
+
+/// Whether `id` is 1–[`MAX_ID_CHARS`] characters. Characters are Unicode scalar values,
+/// as the documents count them: an `é` is one (two bytes of UTF-8), so 64 of them are a
+/// valid id. A JavaScript string's `length` counts UTF-16 units, never fewer, so a
+/// browser that checks with it never sends what this refuses.
+pub fn valid_id(id: &str) -> bool {
+    !id.is_empty() && (id.len() <= MAX_ID_CHARS || id.chars().count() <= MAX_ID_CHARS)
+}
+
 /// A room name is 1–64 characters from `[A-Za-z0-9._:-]`. Clients check before sending
 /// and servers check again.
 pub fn valid_room_name(room: &str) -> bool {
@@ -734,6 +750,50 @@ mod tests {
     }
 
     #[test]
+    fn an_array_is_not_a_frame() {
+        for array in [
+            r#"["ping",7]"#,
+            r#"["hello",1]"#,
+            r#"["echo",{"text":"hi"}]"#,
+            r#"{"type":"resume","rooms":[["general",5]]}"#,
+        ] {
+            assert_eq!(ClientFrame::decode(array).unwrap_err().code, ErrorCode::InvalidFrame, "{array}");
+        }
+        let objects = r#"{"type":"resume","rooms":[{"room":"general","since":5}]}"#;
+        let cursor = RoomCursor { room: "general".into(), since: Some(5), history: None };
+        assert_eq!(ClientFrame::decode(objects).unwrap(), ClientFrame::Resume { rooms: vec![cursor] });
+    }
+
+    #[test]
+    fn integers_past_64_bits_are_refused_and_the_rest_kept_exactly() {
+        let echo =
+            |number: &str| ClientFrame::decode(&format!(r#"{{"type":"echo","body":{{"n":[{number}]}}}}"#));
+        for wide in [
+            "1180591620717411303425",
+            "18446744073709551616",
+            "-9223372036854775809",
+            "1".repeat(300).as_str(),
+        ] {
+            let error = echo(wide).unwrap_err();
+            assert_eq!(error.code, ErrorCode::InvalidFrame, "{wide}");
+            assert!(error.to_string().contains("64 bits"), "{error}");
+        }
+        let body = |frame: ClientFrame| match frame {
+            ClientFrame::Echo { body } => body["n"][0].clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(body(echo("18446744073709551615").unwrap()), json!(u64::MAX));
+        assert_eq!(body(echo("-9223372036854775808").unwrap()), json!(i64::MIN));
+        // Written with a fraction or an exponent, a number is a double: the nearest one.
+        assert_eq!(body(echo("1180591620717411303425.0").unwrap()), json!(2f64.powi(70)));
+        assert_eq!(body(echo("1.1805916207174113e21").unwrap()), json!(2f64.powi(70)));
+        assert_eq!(body(echo("0.1").unwrap()), json!(0.1));
+        // Digits in a string are text, however many.
+        let quoted = r#"{"type":"echo","body":"1180591620717411303425 \" 1180591620717411303425"}"#;
+        assert!(ClientFrame::decode(quoted).is_ok());
+    }
+
+    #[test]
     fn priority_zero_is_omitted_and_defaulted() {
         let frame = ClientFrame::Publish { id: "m1".into(), room: "r".into(), body: json!(1), priority: 0 };
         assert!(!frame.encode().contains("priority"));
@@ -749,6 +809,16 @@ mod tests {
         let long = "x".repeat(65);
         for bad in ["", "has space", "emoji😀", "slash/room", long.as_str()] {
             assert!(!valid_room_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn ids_are_counted_in_characters() {
+        for good in ["m", "é".repeat(64).as_str(), "😀".repeat(64).as_str(), "x".repeat(64).as_str()] {
+            assert!(valid_id(good), "{good}");
+        }
+        for bad in ["", "é".repeat(65).as_str(), "x".repeat(65).as_str()] {
+            assert!(!valid_id(bad), "{bad}");
         }
     }
 

@@ -18,8 +18,11 @@ pub mod close;
 pub mod connection;
 pub mod encoding;
 pub mod frame;
+pub mod object;
 pub mod outbox;
-mod strict_json;
+pub mod strict_json;
+#[cfg(feature = "msgpack")]
+mod strict_msgpack;
 pub mod time;
 
 pub use backoff::{Backoff, BackoffConfig, Jitter};
@@ -36,3 +39,7 @@ pub use frame::{
 };
 pub use outbox::{DropReason, Dropped, Envelope, MessageIds, Outbox, OutboxConfig, OutboxError, Overflow};
 pub use time::Millis;
+
+/// serde, for the code that [`objects_only!`] writes in other crates.
+#[doc(hidden)]
+pub use serde as __serde;

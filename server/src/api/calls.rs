@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tether_shared::frame::valid_room_name;
+use tether_shared::frame::{valid_id, valid_room_name};
 use tether_shared::{Millis, RejectCode, ServerFrame, User, close};
 
 use super::stats::{Sample, Totals};
@@ -88,6 +88,7 @@ impl ApiError {
 
 /// Who an API publish is from; the server's own user when unnamed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct Sender {
     /// A user id (1-64 characters): with the message id, the dedupe key.
     pub id: String,
@@ -95,13 +96,15 @@ pub struct Sender {
     pub name: String,
 }
 
-/// A message to put into a room.
+/// A message to put into a room. Like every request and the objects in it, it decodes
+/// from an object only, never an array (see `tether_shared::object`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct PublishRequest {
     /// The room it goes to (created if new).
     pub room: String,
-    /// The message, any JSON value.
+    /// The message, any JSON value without an object that names a key twice.
+    #[serde(deserialize_with = "tether_shared::strict_json::value")]
     pub body: Value,
     /// A message id (1-64 characters) for dedupe: the same id from the same sender in
     /// the same room within the dedupe window is stored once and answered with the
@@ -115,11 +118,12 @@ pub struct PublishRequest {
 
 /// One message to several rooms.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 pub struct BroadcastRequest {
     /// The rooms, each getting its own copy with its own seq.
     pub rooms: Vec<String>,
-    /// The message.
+    /// The message, as in a publish.
+    #[serde(deserialize_with = "tether_shared::strict_json::value")]
     pub body: Value,
     /// A message id for dedupe, the same in every room (dedupe is per room).
     #[serde(default)]
@@ -128,6 +132,9 @@ pub struct BroadcastRequest {
     #[serde(default)]
     pub from: Option<Sender>,
 }
+
+tether_shared::objects_only!(PublishRequest, BroadcastRequest);
+tether_shared::objects_only!(serialize: Sender);
 
 /// A stored publish: what its ack said.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -416,7 +423,7 @@ impl Api {
     fn sender(&self, from: Option<Sender>) -> Result<User, ApiError> {
         let Sender { id, name } =
             from.unwrap_or_else(|| Sender { id: SERVER_USER.0.into(), name: SERVER_USER.1.into() });
-        if id.is_empty() || id.len() > 64 {
+        if !valid_id(&id) {
             return Err(ApiError::InvalidField("from.id is 1-64 characters"));
         }
         if name.trim().is_empty() || name.chars().count() > 32 {
@@ -488,7 +495,7 @@ fn check_room(room: &str) -> Result<(), ApiError> {
 
 fn message_id(id: Option<String>) -> Result<String, ApiError> {
     match id {
-        Some(id) if id.is_empty() || id.len() > 64 => Err(ApiError::InvalidField("id is 1-64 characters")),
+        Some(id) if !valid_id(&id) => Err(ApiError::InvalidField("id is 1-64 characters")),
         Some(id) => Ok(id),
         None => Ok(identity::random_id("api")),
     }

@@ -23,6 +23,7 @@ use warp::reply::{Reply, Response};
 
 pub use calls::Api;
 use calls::ApiError;
+use tether_shared::strict_json::Refused;
 
 use crate::context::Context;
 
@@ -65,13 +66,15 @@ enum Incoming {
 
 /// `disconnect`'s request.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 struct DisconnectRequest {
     user: String,
     /// Absent or `null`, as any optional field of the API: `true`.
     #[serde(default)]
     reconnect: Option<bool>,
 }
+
+tether_shared::objects_only!(DisconnectRequest);
 
 /// Every `/api/v1/` route.
 pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
@@ -125,7 +128,7 @@ fn authorize(key: Option<&str>, header: Option<&[u8]>) -> Result<(), Failure> {
         let message = "the server API is off: start the server with --api-key";
         return Err(Failure::new(StatusCode::NOT_FOUND, "not_found", message));
     };
-    let given = header.and_then(|h| h.strip_prefix(b"Bearer ")).unwrap_or_default();
+    let given = header.and_then(bearer).unwrap_or_default();
     if same(given, key.as_bytes()) {
         return Ok(());
     }
@@ -134,6 +137,15 @@ fn authorize(key: Option<&str>, header: Option<&[u8]>) -> Result<(), Failure> {
         Some(_) => "wrong API key",
     };
     Err(Failure::new(StatusCode::UNAUTHORIZED, "unauthorized", message))
+}
+
+/// The credentials of a `Bearer` authorization: the scheme in any case (`bearer`,
+/// `BEARER`: RFC 9110 §11.1 makes it case-insensitive), then one or more spaces.
+fn bearer(header: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = header.split_at_checked(b"Bearer".len())?;
+    let credentials = rest.strip_prefix(b" ")?;
+    let spaces = credentials.iter().take_while(|&&b| b == b' ').count();
+    scheme.eq_ignore_ascii_case(b"Bearer").then_some(&credentials[spaces..])
 }
 
 /// Compares in time that does not depend on where the first difference is.
@@ -188,17 +200,17 @@ async fn write(api: &Api, call: &str, body: &[u8]) -> Result<serde_json::Value, 
     }
 }
 
-/// A request body as `T`: 400 `invalid_json` when it is not JSON, `invalid_request`
-/// when it is JSON of the wrong shape. Which of the two is decided by reading the body
-/// again as bare JSON, since the typed read may stop at a wrong field before a syntax
-/// error further on, or call JSON no field can hold (`1e999`, a lone surrogate
-/// escape) a syntax error.
+/// A request body as `T`, read as a client's frames are (`strict_json::from_str`): 400
+/// `invalid_json` when it is not JSON, `invalid_request` when it is JSON of the wrong
+/// shape (an array for the request, a key named twice, an integer past 64 bits).
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Failure> {
-    serde_json::from_slice(body).map_err(|e| match serde_json::from_slice::<serde::de::IgnoredAny>(body) {
-        Ok(_) => invalid(e.to_string()),
-        Err(syntax) => {
-            Failure::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not JSON: {syntax}"))
-        }
+    let not_json = |reason: &dyn std::fmt::Display| {
+        Failure::new(StatusCode::BAD_REQUEST, "invalid_json", format!("the body is not JSON: {reason}"))
+    };
+    let text = std::str::from_utf8(body).map_err(|e| not_json(&e))?;
+    tether_shared::strict_json::from_str(text).map_err(|refused| match refused {
+        Refused::NotJson(syntax) => not_json(&syntax),
+        Refused::Invalid(error) => invalid(error.to_string()),
     })
 }
 

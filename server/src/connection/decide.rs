@@ -86,6 +86,12 @@ impl Conn {
             return self.strike(ErrorCode::RateLimited, "too many frames; slow down").into();
         }
         match message {
+            Message::Text(_) if self.encoding == tether_shared::Encoding::MessagePack => self
+                .strike(
+                    ErrorCode::TextNotSupported,
+                    "this connection speaks MessagePack: every frame is a binary message",
+                )
+                .into(),
             Message::Text(text) => match ClientFrame::decode(&text) {
                 Ok(frame) => self.frame(frame),
                 Err(error) => self.strike(error.code, error.to_string()).into(),

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use tether_shared::frame::valid_id;
 use tether_shared::{RejectCode, ServerFrame, User};
 
 use super::Conn;
@@ -13,7 +14,7 @@ impl Conn {
     /// Validates a publish and hands it to the sequencer; `Some` is an immediate answer.
     pub(super) fn publish(&mut self, id: String, room: String, body: Value) -> Option<ServerFrame> {
         self.context.metrics.publishes.inc();
-        if id.is_empty() || id.len() > 64 {
+        if !valid_id(&id) {
             return Some(self.reject(&id, RejectCode::InvalidId, "message ids are 1-64 characters"));
         }
         if !self.rooms.contains(&room) {

@@ -4,6 +4,7 @@
 use std::hash::{Hash, Hasher};
 
 use serde_json::Value;
+use tether_shared::frame::valid_id;
 use tether_shared::{ErrorCode, ServerFrame, User};
 
 use super::Conn;
@@ -15,7 +16,7 @@ impl Conn {
         if !self.rooms.contains(&room) {
             return Some(self.error(ErrorCode::NotJoined, "join the room first", Some(&room)));
         }
-        if key.is_empty() || key.len() > 64 {
+        if !valid_id(&key) {
             return Some(self.error(ErrorCode::InvalidFrame, "state keys are 1-64 characters", Some(&room)));
         }
         if serde_json::to_string(&value).map_or(usize::MAX, |text| text.len()) > MAX_STATE_BYTES {

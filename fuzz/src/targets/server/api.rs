@@ -16,6 +16,7 @@ use serde::de::IgnoredAny;
 use serde_json::{Value, json};
 use tether_server::api::calls::{BroadcastRequest, PublishRequest, Sender};
 use tether_shared::frame::valid_room_name;
+use tether_shared::strict_json;
 
 use super::http::{self, Request};
 use super::{API_KEY, Live, PATIENCE};
@@ -233,15 +234,17 @@ fn body(u: &mut Unstructured, call: &str) -> arbitrary::Result<Vec<u8>> {
     })
 }
 
-/// `disconnect`'s request, as the server reads it.
+/// `disconnect`'s request, as the server reads it: an object only.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(remote = "Self", deny_unknown_fields)]
 #[allow(dead_code)]
 struct DisconnectRequest {
     user: String,
     #[serde(default)]
     reconnect: Option<bool>,
 }
+
+tether_shared::objects_only!(DisconnectRequest);
 
 /// The status and error code `API.md` gives a request.
 fn expected(request: &Request) -> (Expected, &'static str) {
@@ -251,8 +254,12 @@ fn expected(request: &Request) -> (Expected, &'static str) {
         // Outside the API: the server's catch-all for /api.
         return exactly(404, "not_found");
     };
-    let authorized =
-        request.headers.iter().any(|(n, v)| n == "Authorization" && *v == format!("Bearer {API_KEY}"));
+    // The scheme in any case (RFC 9110 §11.1), then the key.
+    let authorized = request.headers.iter().any(|(n, v)| {
+        n == "Authorization"
+            && v.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("Bearer "))
+            && v.get(7..) == Some(API_KEY)
+    });
     if !authorized {
         return exactly(401, "unauthorized");
     }
@@ -300,19 +307,24 @@ fn expected(request: &Request) -> (Expected, &'static str) {
             if !writes.contains(&call) {
                 return exactly(404, "not_found");
             }
-            if serde_json::from_slice::<IgnoredAny>(&request.body).is_err() {
+            // JSON is UTF-8 text (RFC 8259 §8.1), read as a client's frames are.
+            let Ok(text) = std::str::from_utf8(&request.body) else { return exactly(400, "invalid_json") };
+            if serde_json::from_str::<IgnoredAny>(text).is_err() {
                 return exactly(400, "invalid_json");
             }
             let check_sender = |from: &Option<Sender>, id: &Option<String>| {
                 if let Some(Sender { id, name }) = from
-                    && (id.is_empty() || id.len() > 64 || name.trim().is_empty() || name.chars().count() > 32)
+                    && (id.is_empty()
+                        || id.chars().count() > 64
+                        || name.trim().is_empty()
+                        || name.chars().count() > 32)
                 {
                     return false;
                 }
-                id.as_ref().is_none_or(|id| !id.is_empty() && id.len() <= 64)
+                id.as_ref().is_none_or(|id| !id.is_empty() && id.chars().count() <= 64)
             };
             match call {
-                "publish" => match serde_json::from_slice::<PublishRequest>(&request.body) {
+                "publish" => match strict_json::from_str::<PublishRequest>(text) {
                     Err(_) => exactly(400, "invalid_request"),
                     Ok(publish) if !check_sender(&publish.from, &publish.id) => {
                         exactly(400, "invalid_request")
@@ -321,14 +333,14 @@ fn expected(request: &Request) -> (Expected, &'static str) {
                     Ok(publish) if super::model::too_large(&publish.body) => exactly(413, "too_large"),
                     Ok(_) => exactly(200, ""),
                 },
-                "broadcast" => match serde_json::from_slice::<BroadcastRequest>(&request.body) {
+                "broadcast" => match strict_json::from_str::<BroadcastRequest>(text) {
                     Err(_) => exactly(400, "invalid_request"),
                     Ok(broadcast) if !check_sender(&broadcast.from, &broadcast.id) => {
                         exactly(400, "invalid_request")
                     }
                     Ok(_) => exactly(200, ""),
                 },
-                _ => match serde_json::from_slice::<DisconnectRequest>(&request.body) {
+                _ => match strict_json::from_str::<DisconnectRequest>(text) {
                     Err(_) => exactly(400, "invalid_request"),
                     Ok(_) => exactly(200, ""),
                 },

@@ -115,6 +115,9 @@ impl Model {
             return;
         }
         match sent {
+            Sent::Text(_) if self.encoding == Encoding::MessagePack => {
+                self.strike(ErrorCode::TextNotSupported)
+            }
             Sent::Text(text) => match ClientFrame::decode(text) {
                 Ok(frame) => self.frame(frame),
                 Err(error) => self.strike(error.code),
@@ -190,7 +193,7 @@ impl Model {
                 self.expected.push(Expect::Left(room));
             }
             ClientFrame::Publish { id, room, body, .. } => {
-                let code = if id.is_empty() || id.len() > 64 {
+                let code = if id.is_empty() || id.chars().count() > 64 {
                     Some(RejectCode::InvalidId)
                 } else if !joined(self, &room) {
                     Some(RejectCode::NotJoined)
@@ -213,7 +216,7 @@ impl Model {
                 if !joined(self, &room) {
                     self.error(ErrorCode::NotJoined, &room);
                 } else if key.is_empty()
-                    || key.len() > 64
+                    || key.chars().count() > 64
                     || serde_json::to_string(&value).map_or(0, |t| t.len()) > MAX_STATE_BYTES
                 {
                     self.error(ErrorCode::InvalidFrame, &room);

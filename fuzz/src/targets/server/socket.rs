@@ -117,11 +117,12 @@ impl Case {
             let token = if auth { Some(token(u, now)?) } else { None };
             let hello =
                 ClientFrame::Hello { v: 1, token, name: Some(generate::string(u)?), resume_token: None };
-            sends.push(Sent::Text(hello.encode()));
+            sends.push(framed(&hello, encoding));
         }
         if u.ratio(1, 2)? {
-            sends.push(Sent::Text(
-                ClientFrame::Join { room: GOOD_ROOM.into(), since: None, history: None }.encode(),
+            sends.push(framed(
+                &ClientFrame::Join { room: GOOD_ROOM.into(), since: None, history: None },
+                encoding,
             ));
         }
         for _ in 0..u.int_in_range(0..=12)? {
@@ -146,24 +147,13 @@ impl Case {
         for sent in &self.sends {
             model.feed(sent);
             too_big |= matches!(sent, Sent::TooBig);
-            let message = match sent {
-                Sent::Text(text) => Message::text(text.clone()),
-                Sent::Binary(bytes) => Message::binary(bytes.clone()),
-                Sent::BadUtf8 => Message::Frame(Frame::message(
-                    &b"{\"type\":\"ping\",\"nonce\":\xff}"[..],
-                    OpCode::Data(Data::Text),
-                    true,
-                )),
-                Sent::TooBig => Message::text("x".repeat(70_000)),
-                Sent::Ping => Message::Ping(b"fuzz".to_vec().into()),
-            };
-            if client.send(message).await.is_err() {
+            if client.send(sent.message()).await.is_err() {
                 break;
             }
         }
         let sentinel = (!model.closed()).then_some(sentinel);
         if let Some(nonce) = sentinel {
-            let _ = client.send(Message::text(ClientFrame::Ping { nonce }.encode())).await;
+            let _ = client.send(framed(&ClientFrame::Ping { nonce }, encoding).message()).await;
         }
         let read = read(&mut client, encoding, sentinel, &model.acks).await;
         let _ = tokio::time::timeout(std::time::Duration::from_millis(100), client.close(None)).await;
@@ -239,8 +229,34 @@ fn message(u: &mut Unstructured, auth: bool, encoding: Encoding, now: u64) -> ar
         16 => Sent::Ping,
         17 if u.ratio(1, 3)? => Sent::BadUtf8,
         18 if u.ratio(1, 3)? => Sent::TooBig,
-        _ => Sent::Text(ClientFrame::Ping { nonce: generate::number(u)? }.encode()),
+        _ => framed(&ClientFrame::Ping { nonce: generate::number(u)? }, encoding),
     })
+}
+
+impl Sent {
+    /// The WebSocket message that sends it.
+    fn message(&self) -> Message {
+        match self {
+            Sent::Text(text) => Message::text(text.clone()),
+            Sent::Binary(bytes) => Message::binary(bytes.clone()),
+            Sent::BadUtf8 => Message::Frame(Frame::message(
+                &b"{\"type\":\"ping\",\"nonce\":\xff}"[..],
+                OpCode::Data(Data::Text),
+                true,
+            )),
+            Sent::TooBig => Message::text("x".repeat(70_000)),
+            Sent::Ping => Message::Ping(b"fuzz".to_vec().into()),
+        }
+    }
+}
+
+/// A frame as the connection's encoding carries it: text for JSON, binary for
+/// MessagePack (where a text message is refused, `text_not_supported`).
+fn framed(frame: &ClientFrame, encoding: Encoding) -> Sent {
+    match encoding {
+        Encoding::Json => Sent::Text(frame.encode()),
+        Encoding::MessagePack => Sent::Binary(frame.encode_msgpack()),
+    }
 }
 
 fn abbreviated(sends: &[Sent]) -> Vec<String> {
