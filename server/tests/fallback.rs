@@ -377,6 +377,36 @@ async fn every_refusal_under_rt_is_json_with_an_error_code() {
     server.stop().await;
 }
 
+/// `POST /rt/close` is a deliberate end: whatever still reads the session (a poll held
+/// meanwhile, an event stream) is told 1000, which a client obeys by staying closed,
+/// not 1006, which tells it to reconnect and resume.
+#[tokio::test]
+async fn a_session_closed_by_its_client_ends_with_1000_on_its_poll_and_its_stream() {
+    let server = start().await;
+    let addr = server.addr();
+
+    let (session, _) = open(addr, "Ada").await;
+    let held = {
+        let session = session.clone();
+        tokio::spawn(async move { poll(addr, &session, 1).await })
+    };
+    let (status, _, body) = http_with(addr, "POST", &format!("/rt/close?session={session}"), &[], "").await;
+    assert_eq!(status, 204, "{body}");
+    let (frames, closed) = tokio::time::timeout(PATIENCE, held).await.expect("the poll ends").unwrap();
+    assert!(frames.is_empty(), "{frames:?}");
+    assert_eq!(closed["code"], 1000, "{closed}");
+
+    let (session, _) = open(addr, "Bob").await;
+    let mut stream = Sse::open(addr, &session, Some(1)).await;
+    let (status, _, body) = http_with(addr, "POST", &format!("/rt/close?session={session}"), &[], "").await;
+    assert_eq!(status, 204, "{body}");
+    let (_, event, data) = stream.next().await;
+    assert_eq!(event, "close", "{data}");
+    let ended: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(ended["code"], 1000, "{ended}");
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_session_nobody_reads_leaves_presence_like_a_silent_socket() {
     let mut config = server_config();

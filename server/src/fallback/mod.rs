@@ -152,7 +152,7 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
                 async move {
                     match find(&context, &query.session, peer) {
                         Ok(session) => {
-                            session.client_left().await;
+                            session.client_closed().await;
                             StatusCode::NO_CONTENT.into_response()
                         }
                         Err(refusal) => refusal.into_response(),

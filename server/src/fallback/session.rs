@@ -121,6 +121,14 @@ impl Session {
         true
     }
 
+    /// The client closed the session (`POST /rt/close`): it ends with 1000, as a
+    /// WebSocket closed by its client does, so that a request still reading it (a held
+    /// poll, a stream) is told of a deliberate end, not of a lost connection to recover.
+    pub async fn client_closed(&self) {
+        self.close(Ended { code: tether_shared::close::NORMAL, reason: "closed by the client".into() });
+        self.client_left().await;
+    }
+
     /// Tells the connection task the client is gone, as a WebSocket's close would; a
     /// write waiting for the client fails at once.
     pub async fn client_left(&self) {
