@@ -19,6 +19,7 @@
 //! is refused, as is an unknown id. A session that no downstream request has read for
 //! the idle timeout is closed like a silent WebSocket.
 
+pub mod recent;
 pub mod session;
 
 use std::net::IpAddr;
@@ -279,6 +280,9 @@ fn find(context: &Context, id: &str, peer: Option<IpAddr>) -> Result<Arc<Session
             "session_not_yours",
             "this session belongs to another address",
         )),
+        None if context.sessions.ended(id) => {
+            Err(Refusal(StatusCode::GONE, "session_closed", "the session has ended; open a new one"))
+        }
         None => Err(Refusal(StatusCode::NOT_FOUND, "unknown_session", "no such session; open a new one")),
     }
 }
