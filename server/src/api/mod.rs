@@ -92,7 +92,7 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
     let reads = warp::get().and(warp::query::<HashMap<String, String>>()).map(Incoming::Read);
     let writes = warp::post()
         .and(warp::body::content_length_limit(limit))
-        .and(warp::body::bytes())
+        .and(crate::body::whole())
         .map(Incoming::Write);
     let calls = authorized
         .and(warp::path::param::<String>())

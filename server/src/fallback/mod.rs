@@ -69,7 +69,7 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
             .and(headers::raw("origin"))
             .and(peer())
             .and(warp::body::content_length_limit(context.config.max_message_bytes as u64))
-            .and(warp::body::bytes())
+            .and(crate::body::whole())
             .then(move |origin: Option<HeaderValue>, peer: Option<IpAddr>, body: Bytes| {
                 let context = context.clone();
                 async move { open(context, headers::text(origin), peer, body).await }
@@ -83,7 +83,7 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
             .and(warp::query::<Query>())
             .and(peer())
             .and(warp::body::content_length_limit(body_limit))
-            .and(warp::body::bytes())
+            .and(crate::body::whole())
             .then(move |query: Query, peer: Option<IpAddr>, body: Bytes| {
                 let context = context.clone();
                 async move {
