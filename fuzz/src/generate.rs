@@ -266,6 +266,7 @@ pub const REJECT_CODES: &[RejectCode] = &[
     RejectCode::Forbidden,
     RejectCode::InvalidId,
     RejectCode::Unavailable,
+    RejectCode::Unconfirmed,
 ];
 
 /// Any client frame.
