@@ -23,8 +23,9 @@ use crate::time::Millis;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Overflow {
-    /// Evict the oldest message of the lowest priority, as long as it is not more
-    /// important than the new one; otherwise the new one is dropped.
+    /// Evict the oldest message of the lowest priority that was never sent, as long as
+    /// it is not more important than the new one; otherwise the new one is dropped. A
+    /// message already written is never evicted: the server may have stored it.
     DropOldest,
     /// Drop the new message.
     DropNewest,
@@ -94,7 +95,8 @@ impl Envelope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DropReason {
-    /// Evicted, or not admitted, because the outbox was full.
+    /// Evicted, or not admitted, because the outbox was full. Only a message never sent
+    /// is evicted, so the server never had it.
     Overflow,
     /// Its TTL ran out before it was ever sent, so the server never had it. A message
     /// that was written once is never expired: the server may have stored it (its ack
@@ -260,19 +262,15 @@ impl Outbox {
                 }
                 Overflow::DropOldest => {
                     // The least important is the lowest priority; among equals, the oldest.
-                    let lowest =
-                        self.entries.keys().next_back().map(|k| k.0).expect("full implies non-empty");
-                    let victim = *self
-                        .entries
-                        .range((lowest, 0)..=(lowest, u64::MAX))
-                        .next()
-                        .map(|(k, _)| k)
-                        .expect("a key with this priority exists");
-                    if victim.0 < key.0 {
-                        // Everything held is more important than the newcomer.
+                    // Only a message never sent may go: one written may be stored already.
+                    let unsent = || self.entries.iter().filter(|(_, e)| e.sends == 0).map(|(k, _)| *k);
+                    let victim =
+                        unsent().map(|k| k.0).max().and_then(|lowest| unsent().find(|k| k.0 == lowest));
+                    let Some(victim) = victim.filter(|victim| victim.0 >= key.0) else {
+                        // Everything that may go is more important than the newcomer.
                         dropped.push(Dropped { envelope, reason: DropReason::Overflow });
                         return Ok(Pushed { queued: false, dropped });
-                    }
+                    };
                     let gone = self.remove_key(victim);
                     dropped.push(Dropped { envelope: gone, reason: DropReason::Overflow });
                 }
@@ -553,6 +551,24 @@ mod tests {
         assert!(!pushed.queued);
         assert_eq!(pushed.dropped[0].envelope.id, "low");
         assert_eq!(ids(&outbox), ["x", "y"]);
+    }
+
+    #[test]
+    fn drop_oldest_never_evicts_a_message_already_written() {
+        let mut outbox = Outbox::new(config(2, Overflow::DropOldest));
+        outbox.push(envelope("written", 0)).unwrap();
+        outbox.push(envelope("waiting", 0)).unwrap();
+        outbox.take_sendable(Millis(0), 1);
+        outbox.requeue_all();
+        let pushed = outbox.push(envelope("new", 0)).unwrap();
+        assert_eq!(pushed.dropped.iter().map(|d| d.envelope.id.as_str()).collect::<Vec<_>>(), ["waiting"]);
+        assert_eq!(ids(&outbox), ["written", "new"]);
+        outbox.take_sendable(Millis(1), 2);
+        // Everything held was written: the newcomer gives way.
+        let pushed = outbox.push(envelope("newer", 9)).unwrap();
+        assert!(!pushed.queued);
+        assert_eq!(pushed.dropped.iter().map(|d| d.envelope.id.as_str()).collect::<Vec<_>>(), ["newer"]);
+        assert_eq!(ids(&outbox), ["written", "new"]);
     }
 
     #[test]
