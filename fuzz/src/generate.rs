@@ -267,6 +267,7 @@ pub const REJECT_CODES: &[RejectCode] = &[
     RejectCode::Forbidden,
     RejectCode::InvalidId,
     RejectCode::Unavailable,
+    RejectCode::Unconfirmed,
 ];
 
 /// Any client frame.

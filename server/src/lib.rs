@@ -11,6 +11,7 @@
 
 pub mod api;
 mod auth;
+mod body;
 mod close;
 mod cluster;
 pub mod config;
@@ -162,7 +163,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         store,
         metrics,
     ));
-    let door = serve::Door::new(context.config.max_connections_per_ip);
+    let door = serve::Door::new(context.config.max_connections_per_ip, context.config.body_timeout);
     api::stats::spawn(context.clone());
     let api = Api::new(context.clone());
     let listener = tokio::spawn(serve::run(listener, routes::routes(context), door, shutdown.clone()));

@@ -1,8 +1,9 @@
 //! warp's own rejections as typed answers, for the routes whose every answer is JSON
 //! (the server API, the HTTP fallback). Each route keeps its own recovery for its own
 //! refusals and for a path it does not know; what warp decides before a call runs (a
-//! body over the limit, one without a length, a query that does not parse, the wrong
-//! method) reads the same on both.
+//! body over the limit, one without a length, one that did not arrive whole
+//! ([`crate::body`]), a query that does not parse, the wrong method) reads the same on
+//! both.
 
 use warp::Rejection;
 use warp::http::StatusCode;
@@ -20,6 +21,17 @@ pub fn typed(
         Some((StatusCode::LENGTH_REQUIRED, "length_required", "send the body with a Content-Length"))
     } else if rejection.find::<warp::reject::InvalidQuery>().is_some() {
         Some((StatusCode::BAD_REQUEST, "invalid_request", "the query string is not valid"))
+    } else if let Some(unread) = rejection.find::<crate::body::Unread>() {
+        Some(match unread {
+            crate::body::Unread::Late => (
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                "the request body did not arrive in time; send it whole",
+            ),
+            crate::body::Unread::Cut => {
+                (StatusCode::BAD_REQUEST, "invalid_request", "the request body ended before it was whole")
+            }
+        })
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         Some((StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", methods))
     } else {

@@ -6,7 +6,7 @@
 //! never finishes. And no connection is held forever by a peer that stops halfway
 //! ([`Guarded`], [`Timely`]): request headers must arrive within [`HEADER_TIMEOUT`] (a
 //! connection that sends nothing at all included), a request's body within
-//! [`BODY_TIMEOUT`] of its headers, and a write that the peer leaves unread for
+//! the body timeout (`--body-timeout`) of its headers, and a write that the peer leaves unread for
 //! [`WRITE_STALL`] fails, so that whatever waits on it (a WebSocket's connection task, a
 //! response) ends and lets go of the connection.
 
@@ -37,11 +37,6 @@ use crate::shutdown::Shutdown;
 /// after the previous response, on a kept-alive connection).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A request's body must have arrived whole within this long after its headers. The
-/// largest body taken (a `POST /rt/send` of 64 frames of 64 KiB) needs 3.4 Mbit/s; real
-/// ones are a few frames.
-pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// A write that the peer has left unread for this long fails: its TCP window stayed
 /// shut, so it is gone or not reading on purpose. A live client reads at least its
 /// heartbeat's pongs far more often.
@@ -69,16 +64,19 @@ impl Admission {
     }
 }
 
-/// Who gets in: the per-address quota, and a few refusals beyond it.
+/// Who gets in: the per-address quota, and a few refusals beyond it; and how long a
+/// request's body may take once its headers are in.
 pub struct Door {
     slots: Arc<IpSlots>,
     refusals: Arc<IpSlots>,
+    body_timeout: Duration,
 }
 
 impl Door {
-    /// A door letting each address hold `per_address` connections at once.
-    pub fn new(per_address: usize) -> Door {
-        Door { slots: IpSlots::new(per_address), refusals: IpSlots::new(REFUSALS_IN_FLIGHT) }
+    /// A door letting each address hold `per_address` connections at once, each
+    /// request's body due within `body_timeout` of its headers.
+    pub fn new(per_address: usize, body_timeout: Duration) -> Door {
+        Door { slots: IpSlots::new(per_address), refusals: IpSlots::new(REFUSALS_IN_FLIGHT), body_timeout }
     }
 
     /// Admits a connection from `ip`, with a slot if it is within its quota; `None`
@@ -118,8 +116,9 @@ pub async fn run(listener: TcpListener, routes: BoxedFilter<(Response,)>, door: 
             continue;
         };
         let routes = warp::service(routes.clone());
+        let body_timeout = door.body_timeout;
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let mut request = request.map(|body| Timely::new(body, BODY_TIMEOUT));
+            let mut request = request.map(|body| Timely::new(body, body_timeout));
             request.extensions_mut().insert(Peer(peer));
             request.extensions_mut().insert(admission.clone());
             let answer = routes.clone().call(request);

@@ -10,6 +10,9 @@ use crate::store::StoredMessage;
 
 /// The reason given with `unavailable` when the store fails; the client retries.
 pub const STORE_UNAVAILABLE: &str = "storage is unavailable; retry later";
+/// The explanation of a `reject` `unconfirmed`.
+pub const STORE_UNCONFIRMED: &str =
+    "the store did not confirm this message: it may have been stored; send it again with the same id";
 
 /// The wire shape of [`ServerFrame::Message`], borrowing the stored raw body so that a
 /// broadcast never parses or copies the body to encode it.

@@ -279,7 +279,8 @@ async fn a_node_that_misses_live_messages_fills_the_gap_before_going_on() {
     }
 }
 
-/// Publishes until acked, retrying on `unavailable` the way a client's outbox does.
+/// Publishes until acked, retrying on `unavailable` or `unconfirmed` the way a client's
+/// outbox does.
 async fn publish_retrying(client: &mut Client, room: &str, id: &str, body: serde_json::Value) -> u64 {
     for _ in 0..100 {
         send(
@@ -290,7 +291,7 @@ async fn publish_retrying(client: &mut Client, room: &str, id: &str, body: serde
         let answer = until(client, |frame| match frame {
             ServerFrame::Ack { id: acked, seq, .. } if acked == id => Some(Some(seq)),
             ServerFrame::Reject { id: rejected, code, .. } if rejected == id => {
-                assert_eq!(code, tether_shared::RejectCode::Unavailable);
+                assert!(code.retryable(), "{code:?}");
                 Some(None)
             }
             _ => None,
@@ -326,7 +327,10 @@ async fn a_redis_outage_rejects_publishes_retryably_and_loses_nothing_acked() {
         _ => None,
     })
     .await;
-    assert_eq!(code, tether_shared::RejectCode::Unavailable);
+    // The node may not have seen the connection die before writing to it: then it
+    // cannot know whether Redis ran the publish, and says so.
+    use tether_shared::RejectCode::{Unavailable, Unconfirmed};
+    assert!(matches!(code, Unavailable | Unconfirmed), "{code:?}");
     assert!(code.retryable());
     let (status, _, body) = http_get(nodes[0].addr(), "/readyz").await;
     assert_eq!(status, 503, "{body}");
@@ -564,4 +568,278 @@ async fn volatile_state_crosses_nodes() {
     })
     .await;
     assert_eq!((from.name.as_str(), value), ("Alice", json!({"x": 3})));
+}
+
+/// How a publish was answered.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Answer {
+    Acked(u64),
+    Rejected(tether_shared::RejectCode),
+}
+
+/// Every message id in room `r`'s history in Redis, with how many times each is there.
+fn ids_in_history(redis: &Redis) -> HashMap<String, usize> {
+    let entries: Vec<(String, Vec<(String, String)>)> = ::redis::cmd("XRANGE")
+        .arg("tether:{r}:log")
+        .arg("-")
+        .arg("+")
+        .query(&mut redis_connection(redis))
+        .unwrap();
+    let mut ids = HashMap::new();
+    for (_, fields) in entries {
+        let id = fields.into_iter().find(|(name, _)| name == "i").expect("an id field").1;
+        *ids.entry(id).or_default() += 1;
+    }
+    ids
+}
+
+/// Redis killed with publishes in flight, and back from its append-only file: a publish
+/// rejected `unavailable` was not stored; one rejected `unconfirmed` may have been (its
+/// pipeline reached Redis, the replies were lost), and sending it again with the same id
+/// settles it, each message in history exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_crash_mid_publish_is_answered_only_with_what_is_known() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    const WRITERS: usize = 4;
+    const EACH: usize = 300;
+    let mut redis = Redis::start();
+    let node = node(&redis).await;
+    let addr = node.addr();
+    let first_ack = std::sync::Arc::new(tokio::sync::Notify::new());
+    let mut tasks = Vec::new();
+    for w in 0..WRITERS {
+        let client = member(addr, &format!("writer{w}"), "r").await;
+        let first_ack = first_ack.clone();
+        tasks.push(tokio::spawn(async move {
+            let (mut sink, mut stream) = client.split();
+            let sending = tokio::spawn(async move {
+                for n in 0..EACH {
+                    let publish = ClientFrame::Publish {
+                        id: format!("w{w}-{n}"),
+                        room: "r".into(),
+                        body: json!(n),
+                        priority: 0,
+                    };
+                    sink.feed(Message::text(publish.encode())).await.unwrap();
+                }
+                sink.flush().await.unwrap();
+                sink
+            });
+            let mut answers = HashMap::new();
+            while answers.len() < EACH {
+                let message = tokio::time::timeout(std::time::Duration::from_secs(30), stream.next())
+                    .await
+                    .expect("every publish is answered")
+                    .expect("the socket stays open")
+                    .unwrap();
+                let Message::Text(text) = message else { continue };
+                match ServerFrame::decode(&text).unwrap() {
+                    ServerFrame::Ack { id, seq, .. } => {
+                        first_ack.notify_one();
+                        answers.insert(id, Answer::Acked(seq));
+                    }
+                    ServerFrame::Reject { id, code, .. } => {
+                        answers.insert(id, Answer::Rejected(code));
+                    }
+                    _ => {}
+                }
+            }
+            let sink = sending.await.unwrap();
+            (sink.reunite(stream).unwrap(), answers)
+        }));
+    }
+    // Killed once publishes are flowing, with more in flight; back at once.
+    tokio::time::timeout(PATIENCE, first_ack.notified()).await.expect("publishes are acked");
+    redis.stop();
+    redis.resume();
+
+    let mut clients = Vec::new();
+    let mut answers = HashMap::new();
+    for task in tasks {
+        let (client, answered) = task.await.unwrap();
+        clients.push(client);
+        answers.extend(answered);
+    }
+    let count = |wanted: fn(&Answer) -> bool| answers.values().filter(|a| wanted(a)).count();
+    let (acked, unavailable, unconfirmed) = (
+        count(|a| matches!(a, Answer::Acked(_))),
+        count(|a| *a == Answer::Rejected(tether_shared::RejectCode::Unavailable)),
+        count(|a| *a == Answer::Rejected(tether_shared::RejectCode::Unconfirmed)),
+    );
+    println!("{acked} acked, {unavailable} unavailable, {unconfirmed} unconfirmed");
+    assert_eq!(acked + unavailable + unconfirmed, WRITERS * EACH, "only these answers: {answers:?}");
+    assert!(unavailable + unconfirmed > 0, "the crash caught no publish in flight");
+
+    let history = ids_in_history(&redis);
+    let stored_unconfirmed = answers
+        .iter()
+        .filter(|(id, a)| {
+            **a == Answer::Rejected(tether_shared::RejectCode::Unconfirmed) && history.contains_key(*id)
+        })
+        .count();
+    println!("{stored_unconfirmed} of the {unconfirmed} unconfirmed had been stored");
+    for (id, answer) in &answers {
+        match answer {
+            Answer::Acked(_) => assert_eq!(history.get(id), Some(&1), "{id} was acked"),
+            Answer::Rejected(tether_shared::RejectCode::Unavailable) => {
+                assert_eq!(history.get(id), None, "{id} was rejected `unavailable`, yet it was stored")
+            }
+            _ => {}
+        }
+    }
+    // Each `unconfirmed` one, sent again with its id: acked once, stored once.
+    for (id, answer) in &answers {
+        if *answer == Answer::Rejected(tether_shared::RejectCode::Unconfirmed) {
+            let writer: usize = id[1..id.find('-').unwrap()].parse().unwrap();
+            let n: u64 = id[id.find('-').unwrap() + 1..].parse().unwrap();
+            let seq = publish_retrying(&mut clients[writer], "r", id, json!(n)).await;
+            assert!(seq > 0);
+        }
+    }
+    let history = ids_in_history(&redis);
+    for (id, answer) in &answers {
+        if *answer == Answer::Rejected(tether_shared::RejectCode::Unconfirmed) {
+            assert_eq!(history.get(id), Some(&1), "{id}, sent again with its id, is stored once");
+        }
+    }
+    node.stop().await;
+}
+
+/// A TCP relay in front of Redis that loses Redis's answer to a publish: once armed,
+/// a connection that carries a publish (`FCALL tether_publish`) up to Redis is cut as
+/// soon as Redis answers, the answer swallowed. Redis has run the publish; the node
+/// sees only a connection that died with its write in flight, as when Redis is killed
+/// between storing a batch and the node reading the replies.
+struct AnswerLosingRelay {
+    addr: std::net::SocketAddr,
+    armed: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl AnswerLosingRelay {
+    /// The relay runs on a thread and runtime of its own: the node reads history with
+    /// blocking calls, which must not stop the relay they go through.
+    fn start(redis: &Redis) -> AnswerLosingRelay {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let target = redis.url().trim_start_matches("redis://").to_owned();
+        let armed = std::sync::Arc::new(AtomicBool::new(false));
+        let armed_for_relay = armed.clone();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                while let Ok((node, _)) = listener.accept().await {
+                    let Ok(redis) = tokio::net::TcpStream::connect(&target).await else { continue };
+                    let (mut node_read, mut node_write) = node.into_split();
+                    let (mut redis_read, mut redis_write) = redis.into_split();
+                    let carried_publish = std::sync::Arc::new(AtomicBool::new(false));
+                    let (armed, carried) = (armed_for_relay.clone(), carried_publish.clone());
+                    tokio::spawn(async move {
+                        let mut buffer = vec![0; 64 * 1024];
+                        while let Ok(n @ 1..) = node_read.read(&mut buffer).await {
+                            let chunk = &buffer[..n];
+                            if armed.load(Ordering::SeqCst)
+                                && chunk.windows(14).any(|w| w == b"tether_publish")
+                            {
+                                carried.store(true, Ordering::SeqCst);
+                            }
+                            if redis_write.write_all(chunk).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                    tokio::spawn(async move {
+                        let mut buffer = vec![0; 64 * 1024];
+                        while let Ok(n @ 1..) = redis_read.read(&mut buffer).await {
+                            if carried_publish.load(Ordering::SeqCst) {
+                                // Redis has answered the publish: lose the answer, cut the node off.
+                                return;
+                            }
+                            if node_write.write_all(&buffer[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            })
+        });
+        AnswerLosingRelay { addr, armed }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}", self.addr)
+    }
+
+    fn arm(&self, armed: bool) {
+        self.armed.store(armed, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A publish whose answer from Redis was lost after Redis stored it is not rejected as
+/// `unavailable` (which says nothing was stored) but `unconfirmed`; sent again with the
+/// same id, it gets its original seq, and history holds it once.
+#[tokio::test]
+async fn a_publish_whose_answer_redis_lost_is_unconfirmed_not_unavailable() {
+    let redis = Redis::start();
+    let relay = AnswerLosingRelay::start(&redis);
+    let mut config = unthrottled();
+    config.redis = Some(relay.url());
+    config.api_key = Some("key".into());
+    let node = server_with(config).await;
+    let mut writer = member(node.addr(), "Writer", "r").await;
+    assert_eq!(publish(&mut writer, "r", "before", json!(1)).await.0, 1);
+
+    relay.arm(true);
+    send(
+        &mut writer,
+        &ClientFrame::Publish { id: "cut".into(), room: "r".into(), body: json!(2), priority: 0 },
+    )
+    .await;
+    let code = until(&mut writer, |frame| match frame {
+        ServerFrame::Reject { id, code, .. } if id == "cut" => Some(code),
+        ServerFrame::Ack { id, .. } if id == "cut" => panic!("acked, though Redis's answer was lost"),
+        _ => None,
+    })
+    .await;
+    relay.arm(false);
+    // Redis did store it: `unavailable` would have been a lie.
+    assert_eq!(ids_in_history(&redis).get("cut"), Some(&1), "Redis ran the publish");
+    assert_eq!(code, tether_shared::RejectCode::Unconfirmed);
+    assert_eq!(publish_retrying(&mut writer, "r", "cut", json!(2)).await, 2, "its original seq");
+    assert_eq!(ids_in_history(&redis).get("cut"), Some(&1), "stored once");
+
+    // The server API says the same, with the id it made, to publish again under.
+    let node_addr = node.addr();
+    let api_publish = |body: serde_json::Value| async move {
+        let headers = [("Authorization", "Bearer key")];
+        let (status, _, answer) =
+            http_with(node_addr, "POST", "/api/v1/publish", &headers, &body.to_string()).await;
+        (status, serde_json::from_str::<serde_json::Value>(&answer).unwrap())
+    };
+    relay.arm(true);
+    let (status, answer) = api_publish(json!({"room": "r", "body": 3})).await;
+    relay.arm(false);
+    assert_eq!((status, answer["error"].as_str()), (503, Some("unconfirmed")), "{answer}");
+    let id = answer["id"].as_str().expect("the id to publish again under").to_owned();
+    assert_eq!(ids_in_history(&redis).get(&id), Some(&1), "Redis ran the publish");
+    let mut again = None;
+    for _ in 0..100 {
+        let (status, answer) = api_publish(json!({"room": "r", "body": 3, "id": id})).await;
+        if status == 200 {
+            again = Some(answer);
+            break;
+        }
+        assert!(matches!(answer["error"].as_str(), Some("unavailable" | "unconfirmed")), "{answer}");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let again = again.expect("published again once Redis answers");
+    assert_eq!((again["id"].as_str(), again["seq"].as_u64()), (Some(id.as_str()), Some(3)), "{again}");
+    assert_eq!(ids_in_history(&redis).get(&id), Some(&1), "stored once");
+    node.stop().await;
 }

@@ -377,6 +377,79 @@ async fn every_refusal_under_rt_is_json_with_an_error_code() {
     server.stop().await;
 }
 
+/// `POST /rt/close` is a deliberate end: whatever still reads the session (a poll held
+/// meanwhile, an event stream) is told 1000, which a client obeys by staying closed,
+/// not 1006, which tells it to reconnect and resume.
+#[tokio::test]
+async fn a_session_closed_by_its_client_ends_with_1000_on_its_poll_and_its_stream() {
+    let server = start().await;
+    let addr = server.addr();
+
+    let (session, _) = open(addr, "Ada").await;
+    let held = {
+        let session = session.clone();
+        tokio::spawn(async move { poll(addr, &session, 1).await })
+    };
+    let (status, _, body) = http_with(addr, "POST", &format!("/rt/close?session={session}"), &[], "").await;
+    assert_eq!(status, 204, "{body}");
+    let (frames, closed) = tokio::time::timeout(PATIENCE, held).await.expect("the poll ends").unwrap();
+    assert!(frames.is_empty(), "{frames:?}");
+    assert_eq!(closed["code"], 1000, "{closed}");
+
+    let (session, _) = open(addr, "Bob").await;
+    let mut stream = Sse::open(addr, &session, Some(1)).await;
+    let (status, _, body) = http_with(addr, "POST", &format!("/rt/close?session={session}"), &[], "").await;
+    assert_eq!(status, 204, "{body}");
+    let (_, event, data) = stream.next().await;
+    assert_eq!(event, "close", "{data}");
+    let ended: Value = serde_json::from_str(&data).unwrap();
+    assert_eq!(ended["code"], 1000, "{ended}");
+    server.stop().await;
+}
+
+/// A session that ended is forgotten an idle timeout later; a request naming it after
+/// that is still told it ended (410 `session_closed`), not that it never existed.
+#[tokio::test]
+async fn an_ended_session_still_answers_410_once_it_is_forgotten() {
+    let mut config = server_config();
+    config.idle_timeout = std::time::Duration::from_secs(1);
+    let server = server_with(config).await;
+    let addr = server.addr();
+    let (session, _) = open(addr, "Ada").await;
+    let (status, _, _) = http_with(addr, "POST", &format!("/rt/close?session={session}"), &[], "").await;
+    assert_eq!(status, 204);
+    // Its end stays readable for an idle timeout; then the session itself is let go.
+    let poll_path = format!("/rt/poll?session={session}&after=1");
+    let forgotten = tokio::time::timeout(PATIENCE, async {
+        loop {
+            let (status, _, body) = http_get(addr, &poll_path).await;
+            if status != 200 {
+                return (status, body);
+            }
+            let answer: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(answer["closed"]["code"], 1000, "{answer}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the ended session is let go after the idle timeout");
+    assert_eq!(forgotten.0, 410, "{}", forgotten.1);
+    for (method, path) in [
+        ("GET", poll_path.clone()),
+        ("GET", format!("/rt/sse?session={session}")),
+        ("POST", format!("/rt/send?session={session}")),
+        ("POST", format!("/rt/close?session={session}")),
+    ] {
+        let (status, _, body) = http_with(addr, method, &path, &[], "").await;
+        assert_eq!(status, 410, "{method} {path}: {body}");
+        assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "session_closed", "{path}");
+    }
+    // An id that never was is still unknown.
+    let (status, _, _) = http_get(addr, "/rt/poll?session=never&after=0").await;
+    assert_eq!(status, 404);
+    server.stop().await;
+}
+
 #[tokio::test]
 async fn a_session_nobody_reads_leaves_presence_like_a_silent_socket() {
     let mut config = server_config();

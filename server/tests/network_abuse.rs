@@ -81,6 +81,55 @@ async fn requests_stopped_halfway_on_every_transport_are_let_go() {
     server.stop().await;
 }
 
+/// A request whose body stops short of its `Content-Length` is answered, once the body
+/// timeout has passed, with the documented timeout answer: `408` `body_timeout` as JSON,
+/// on the fallback and the server API alike (not as a call that does not exist).
+#[tokio::test]
+async fn a_body_stopped_halfway_is_answered_408_body_timeout() {
+    let mut config = tether_server::Config::for_tests();
+    config.body_timeout = Duration::from_millis(300);
+    config.api_key = Some("key".into());
+    let server = server_with(config).await;
+    let addr = server.addr();
+    let hello = json!({"type": "hello", "v": 1, "name": "Ada"}).to_string();
+    let (status, _, body) = http_with(addr, "POST", "/rt/open", &[], &hello).await;
+    assert_eq!(status, 200, "{body}");
+    let session: Value = serde_json::from_str(&body).unwrap();
+    let session = session["session"].as_str().unwrap().to_owned();
+
+    for (path, headers, start) in [
+        ("/rt/open".to_owned(), "", "{\"type\":\"hel"),
+        (format!("/rt/send?session={session}"), "", "[{\"ty"),
+        ("/api/v1/publish".to_owned(), "Authorization: Bearer key\r\n", "{\"room\":\"r\",\"bo"),
+    ] {
+        let request =
+            format!("POST {path} HTTP/1.1\r\nHost: tether\r\n{headers}Content-Length: 1000\r\n\r\n{start}");
+        let mut stream = stalled(addr, request.as_bytes()).await;
+        let mut raw = Vec::new();
+        tokio::time::timeout(PATIENCE, tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut raw))
+            .await
+            .unwrap_or_else(|_| panic!("{path}: no answer after the body timeout"))
+            .unwrap();
+        let raw = String::from_utf8_lossy(&raw);
+        let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{path}: {raw:?}"));
+        assert!(head.starts_with("HTTP/1.1 408"), "{path}: {head}\n\n{body}");
+        assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{path}: {head}");
+        let body: Value =
+            serde_json::from_str(&dechunk_if(head, body)).unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert_eq!(body["error"], "body_timeout", "{path}: {body}");
+    }
+    server.stop().await;
+}
+
+/// A body as sent: chunked ones decoded.
+fn dechunk_if(head: &str, body: &str) -> String {
+    if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    }
+}
+
 #[tokio::test]
 async fn a_websocket_frame_stopped_halfway_ends_with_the_idle_timeout() {
     let mut config = tether_server::Config::for_tests();

@@ -447,14 +447,20 @@ pub enum RejectCode {
     Forbidden,
     /// The id is empty or too long.
     InvalidId,
-    /// The server could not store the message. Retry later.
+    /// The server could not store the message, and did not: nothing was stored. Retry
+    /// later.
     Unavailable,
+    /// The server handed the message to its store and lost the answer (Redis went away
+    /// with the write in flight): it may have been stored, and delivered. Send it again
+    /// with the same id: a stored one gets its original ack, one that was not is stored
+    /// then. Never under a new id, which could store it twice.
+    Unconfirmed,
 }
 
 impl RejectCode {
     /// Whether sending the same message again later can succeed.
     pub fn retryable(self) -> bool {
-        matches!(self, RejectCode::RateLimited | RejectCode::Unavailable)
+        matches!(self, RejectCode::RateLimited | RejectCode::Unavailable | RejectCode::Unconfirmed)
     }
 }
 

@@ -23,8 +23,9 @@ use crate::time::Millis;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Overflow {
-    /// Evict the oldest message of the lowest priority, as long as it is not more
-    /// important than the new one; otherwise the new one is dropped.
+    /// Evict the oldest message of the lowest priority that was never sent, as long as
+    /// it is not more important than the new one; otherwise the new one is dropped. A
+    /// message already written is never evicted: the server may have stored it.
     DropOldest,
     /// Drop the new message.
     DropNewest,
@@ -42,6 +43,7 @@ pub struct OutboxConfig {
     /// What gives way when full.
     pub overflow: Overflow,
     /// Lifetime of a message that has not been sent yet; `None` keeps it until sent.
+    /// Once written, a message is kept until the server answers for it, TTL or not.
     pub default_ttl: Option<Duration>,
 }
 
@@ -93,9 +95,13 @@ impl Envelope {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DropReason {
-    /// Evicted, or not admitted, because the outbox was full.
+    /// Evicted, or not admitted, because the outbox was full. Only a message never sent
+    /// is evicted, so the server never had it.
     Overflow,
-    /// Its TTL ran out before it could be sent.
+    /// Its TTL ran out before it was ever sent, so the server never had it. A message
+    /// that was written once is never expired: the server may have stored it (its ack
+    /// lost with the connection, or a `reject` `unconfirmed`), so it stays until its ack
+    /// or a refusal says what became of it.
     Expired,
 }
 
@@ -169,6 +175,10 @@ pub const SNAPSHOT_VERSION: u32 = 1;
 struct Snapshot {
     version: u32,
     messages: Vec<Envelope>,
+    /// The ids of those written at least once: the server may have them, so their TTL
+    /// no longer applies after the reload either. Absent in older snapshots.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    written: Vec<String>,
 }
 
 /// Why a stored snapshot could not be loaded.
@@ -252,19 +262,15 @@ impl Outbox {
                 }
                 Overflow::DropOldest => {
                     // The least important is the lowest priority; among equals, the oldest.
-                    let lowest =
-                        self.entries.keys().next_back().map(|k| k.0).expect("full implies non-empty");
-                    let victim = *self
-                        .entries
-                        .range((lowest, 0)..=(lowest, u64::MAX))
-                        .next()
-                        .map(|(k, _)| k)
-                        .expect("a key with this priority exists");
-                    if victim.0 < key.0 {
-                        // Everything held is more important than the newcomer.
+                    // Only a message never sent may go: one written may be stored already.
+                    let unsent = || self.entries.iter().filter(|(_, e)| e.sends == 0).map(|(k, _)| *k);
+                    let victim =
+                        unsent().map(|k| k.0).max().and_then(|lowest| unsent().find(|k| k.0 == lowest));
+                    let Some(victim) = victim.filter(|victim| victim.0 >= key.0) else {
+                        // Everything that may go is more important than the newcomer.
                         dropped.push(Dropped { envelope, reason: DropReason::Overflow });
                         return Ok(Pushed { queued: false, dropped });
-                    }
+                    };
                     let gone = self.remove_key(victim);
                     dropped.push(Dropped { envelope: gone, reason: DropReason::Overflow });
                 }
@@ -360,12 +366,13 @@ impl Outbox {
         self.entries.values().filter_map(|entry| entry.sent_at).min().map(|at| at.after(ack_timeout))
     }
 
-    /// Drops unsent messages whose TTL has run out.
+    /// Drops messages never sent whose TTL has run out. One sent before a reconnect is
+    /// waiting to be sent again, not unsent: the server may have it.
     pub fn expire(&mut self, now: Millis) -> Vec<Dropped> {
         let expired: Vec<Key> = self
             .entries
             .iter()
-            .filter(|(_, e)| e.sent_at.is_none() && e.envelope.expires.is_some_and(|at| at <= now))
+            .filter(|(_, e)| e.sends == 0 && e.envelope.expires.is_some_and(|at| at <= now))
             .map(|(key, _)| *key)
             .collect();
         expired
@@ -374,20 +381,23 @@ impl Outbox {
             .collect()
     }
 
-    /// When the next unsent message expires.
+    /// When the next never-sent message expires.
     pub fn next_expiry(&self) -> Option<Millis> {
-        self.entries.values().filter(|e| e.sent_at.is_none()).filter_map(|e| e.envelope.expires).min()
+        self.entries.values().filter(|e| e.sends == 0).filter_map(|e| e.envelope.expires).min()
     }
 
     /// A versioned JSON snapshot of every unacked message, in send order, for storage
     /// across a page reload.
     pub fn snapshot(&self) -> String {
-        let snapshot = Snapshot { version: SNAPSHOT_VERSION, messages: self.iter().cloned().collect() };
+        let written = self.entries.values().filter(|e| e.sends > 0).map(|e| e.envelope.id.clone()).collect();
+        let snapshot =
+            Snapshot { version: SNAPSHOT_VERSION, messages: self.iter().cloned().collect(), written };
         serde_json::to_string(&snapshot).expect("envelopes always serialise")
     }
 
     /// Rebuilds an outbox from [`Outbox::snapshot`]'s output. Every restored message is
-    /// unsent. Bounds and policy of `config` apply, and anything they drop is returned.
+    /// to be sent (again); those written before keep that mark, which exempts them from
+    /// their TTL. Bounds and policy of `config` apply, and anything they drop is returned.
     pub fn restore(config: OutboxConfig, text: &str) -> Result<(Outbox, Vec<Dropped>), SnapshotError> {
         let value: Value = serde_json::from_str(text).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
         let version = value
@@ -405,6 +415,11 @@ impl Outbox {
             match outbox.push(envelope.clone()) {
                 Ok(pushed) => dropped.extend(pushed.dropped),
                 Err(_) => dropped.push(Dropped { envelope, reason: DropReason::Overflow }),
+            }
+        }
+        for id in &snapshot.written {
+            if let Some(entry) = outbox.by_id.get(id).and_then(|key| outbox.entries.get_mut(key)) {
+                entry.sends = entry.sends.max(1);
             }
         }
         Ok((outbox, dropped))
@@ -539,6 +554,24 @@ mod tests {
     }
 
     #[test]
+    fn drop_oldest_never_evicts_a_message_already_written() {
+        let mut outbox = Outbox::new(config(2, Overflow::DropOldest));
+        outbox.push(envelope("written", 0)).unwrap();
+        outbox.push(envelope("waiting", 0)).unwrap();
+        outbox.take_sendable(Millis(0), 1);
+        outbox.requeue_all();
+        let pushed = outbox.push(envelope("new", 0)).unwrap();
+        assert_eq!(pushed.dropped.iter().map(|d| d.envelope.id.as_str()).collect::<Vec<_>>(), ["waiting"]);
+        assert_eq!(ids(&outbox), ["written", "new"]);
+        outbox.take_sendable(Millis(1), 2);
+        // Everything held was written: the newcomer gives way.
+        let pushed = outbox.push(envelope("newer", 9)).unwrap();
+        assert!(!pushed.queued);
+        assert_eq!(pushed.dropped.iter().map(|d| d.envelope.id.as_str()).collect::<Vec<_>>(), ["newer"]);
+        assert_eq!(ids(&outbox), ["written", "new"]);
+    }
+
+    #[test]
     fn drop_newest_and_reject() {
         let mut newest = Outbox::new(config(1, Overflow::DropNewest));
         newest.push(envelope("a", 0)).unwrap();
@@ -581,6 +614,27 @@ mod tests {
         assert_eq!(expired.len(), 1);
         assert_eq!((expired[0].envelope.id.as_str(), expired[0].reason), ("waiting", DropReason::Expired));
         assert_eq!(ids(&outbox), ["sent"]);
+    }
+
+    #[test]
+    fn a_message_once_written_outlives_its_ttl_across_reconnects_and_reloads() {
+        let config = OutboxConfig { default_ttl: Some(Duration::from_secs(5)), ..OutboxConfig::default() };
+        let mut outbox = Outbox::new(config.clone());
+        outbox.push(envelope("written", 0)).unwrap();
+        outbox.push(envelope("never", 0)).unwrap();
+        outbox.take_sendable(Millis(0), 1);
+        // The connection dropped: both wait to be sent, but the server may hold the first.
+        outbox.requeue_all();
+        assert_eq!(outbox.next_expiry(), Some(Millis(5_000)));
+        let expired = outbox.expire(Millis(60_000));
+        assert_eq!(expired.iter().map(|d| d.envelope.id.as_str()).collect::<Vec<_>>(), ["never"]);
+        assert_eq!(ids(&outbox), ["written"]);
+        assert_eq!(outbox.next_expiry(), None);
+        // So across a reload.
+        let (mut restored, dropped) = Outbox::restore(config, &outbox.snapshot()).unwrap();
+        assert!(dropped.is_empty());
+        assert!(restored.expire(Millis(60_000)).is_empty());
+        assert_eq!(ids(&restored), ["written"]);
     }
 
     #[test]

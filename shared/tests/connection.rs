@@ -472,6 +472,45 @@ fn rejections_remove_or_retry_by_code() {
     assert_eq!(publish_ids(&h.take_sent()), ["fast"]);
 }
 
+/// `unconfirmed` says the message may have been stored. The core keeps it, re-sends it
+/// under the same id (never a new one), and never gives it up as lost: not when its ack
+/// is overdue, nor when a reconnect comes after its TTL.
+#[test]
+fn an_unconfirmed_publish_is_sent_again_with_its_id_and_never_given_up() {
+    let mut config = config();
+    config.outbox.default_ttl = Some(Duration::from_secs(5));
+    let mut h = Harness::new(config);
+    h.input(Input::Connect);
+    h.open();
+    h.publish("maybe", "r", 0);
+    assert_eq!(publish_ids(&h.take_sent()), ["maybe"]);
+    let unconfirmed = ServerFrame::Reject {
+        id: "maybe".into(),
+        code: RejectCode::Unconfirmed,
+        message: "the store did not confirm it".into(),
+    };
+    h.receive(&unconfirmed.encode());
+    assert!(
+        matches!(h.events.last(), Some(Event::Rejected { will_retry: true, .. })),
+        "{:?}",
+        h.events.last()
+    );
+    h.advance_to_timer(Timer::AckTimeout);
+    assert_eq!(publish_ids(&h.take_sent()), ["maybe"]);
+
+    // The connection drops and comes back long after the TTL.
+    h.drop_socket(close::GOING_AWAY);
+    h.now = Millis(h.now.0 + 60_000);
+    h.wake();
+    h.input(Input::Connect);
+    h.open();
+    assert_eq!(publish_ids(&h.take_sent()), ["maybe"], "sent again, with the same id");
+    let dropped: Vec<_> = h.events.iter().filter(|e| matches!(e, Event::Dropped(_))).collect();
+    assert!(dropped.is_empty(), "a message the server may hold was given up: {dropped:?}");
+    h.ack("maybe", "r", 7);
+    assert!(h.core.outbox().is_empty());
+}
+
 #[test]
 fn cursors_follow_messages_and_reset_with_the_epoch() {
     let mut h = Harness::new(config());

@@ -88,7 +88,8 @@ proptest! {
 
     /// The outbox never exceeds its bounds, and every message that entered it is either
     /// still there, acked, or reported dropped: none vanishes. Its order is always
-    /// priority first, then arrival.
+    /// priority first, then arrival. And a message once handed out to be written is never
+    /// dropped (by overflow or TTL): the server may have stored it.
     #[test]
     fn outbox_keeps_bounds_and_loses_nothing_silently(
         max_messages in 1usize..12,
@@ -105,6 +106,7 @@ proptest! {
         // The model: what should be inside, with (priority, arrival).
         let mut live: BTreeMap<String, (u8, u64)> = BTreeMap::new();
         let mut arrivals = 0u64;
+        let mut written: BTreeSet<String> = BTreeSet::new();
         for op in ops {
             match op {
                 OutboxOp::Push { id, priority, size } => {
@@ -116,6 +118,7 @@ proptest! {
                     // A refusal (Reject policy, too large) changes nothing, as the bounds check shows.
                     if let Ok(pushed) = outbox.push(envelope) {
                         for dropped in &pushed.dropped {
+                            prop_assert!(!written.contains(&dropped.envelope.id), "{} was written", dropped.envelope.id);
                             live.remove(&dropped.envelope.id);
                         }
                         if pushed.queued {
@@ -124,15 +127,17 @@ proptest! {
                         }
                     }
                 }
-                OutboxOp::Send(n) => { outbox.take_sendable(now, n); }
+                OutboxOp::Send(n) => written.extend(outbox.take_sendable(now, n).into_iter().map(|e| e.id)),
                 OutboxOp::Ack(id) => {
                     let id = format!("m{id}");
                     prop_assert_eq!(outbox.ack(&id).is_some(), live.remove(&id).is_some());
+                    written.remove(&id);
                 }
                 OutboxOp::Requeue => outbox.requeue_all(),
                 OutboxOp::Expire(ms) => {
                     now = Millis(now.0 + ms);
                     for dropped in outbox.expire(now) {
+                        prop_assert!(!written.contains(&dropped.envelope.id), "{} was written", dropped.envelope.id);
                         prop_assert!(live.remove(&dropped.envelope.id).is_some());
                     }
                 }

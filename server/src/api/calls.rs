@@ -51,6 +51,7 @@ pub enum ApiError {
     #[error(transparent)]
     TooLarge(#[from] crate::limits::BodyRefused),
     /// The sequencer refused the publish (the store is unavailable, the server stops).
+    /// Nothing was stored.
     #[error("{message}")]
     Rejected {
         /// The rejection's code, as a client would have received it.
@@ -61,6 +62,17 @@ pub enum ApiError {
     /// The store (or Redis) could not be read.
     #[error("history is unavailable: {0}")]
     Unavailable(String),
+    /// The publish reached the store (Redis) and its answer was lost: it may have been
+    /// stored, and delivered. Publish it again with the same `id` (and sender): a stored
+    /// one is answered with its original seq, one that was not is stored then.
+    #[error(
+        "the store did not confirm message {id:?}: it may have been stored; publish it again with the same id"
+    )]
+    Unconfirmed {
+        /// The message id to publish it again under, made by the server if the request
+        /// had none.
+        id: String,
+    },
 }
 
 impl ApiError {
@@ -72,6 +84,7 @@ impl ApiError {
             ApiError::RoomNotFound(_) => "room_not_found",
             ApiError::TooLarge(_) => "too_large",
             ApiError::Rejected { .. } | ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unconfirmed { .. } => "unconfirmed",
         }
     }
 
@@ -81,7 +94,15 @@ impl ApiError {
             ApiError::InvalidRoom(_) | ApiError::InvalidField(_) => 400,
             ApiError::RoomNotFound(_) => 404,
             ApiError::TooLarge(_) => 413,
-            ApiError::Rejected { .. } | ApiError::Unavailable(_) => 503,
+            ApiError::Rejected { .. } | ApiError::Unavailable(_) | ApiError::Unconfirmed { .. } => 503,
+        }
+    }
+
+    /// The message id a caller must publish again under, when the outcome is unknown.
+    pub fn retry_id(&self) -> Option<&str> {
+        match self {
+            ApiError::Unconfirmed { id } => Some(id),
+            _ => None,
         }
     }
 }
@@ -163,6 +184,9 @@ pub enum BroadcastResult {
         error: &'static str,
         /// Why.
         message: String,
+        /// With `unconfirmed`: the message id to publish it again under.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<String>,
     },
 }
 
@@ -282,9 +306,12 @@ impl Api {
             async move {
                 match self.publish_one(room.clone(), body, id, sender).await {
                     Ok(published) => BroadcastResult::Published(published),
-                    Err(error) => {
-                        BroadcastResult::Failed { room, error: error.code(), message: error.to_string() }
-                    }
+                    Err(error) => BroadcastResult::Failed {
+                        room,
+                        error: error.code(),
+                        message: error.to_string(),
+                        id: error.retry_id().map(str::to_owned),
+                    },
                 }
             }
         });
@@ -463,6 +490,9 @@ impl Api {
         };
         match answer {
             Some(ServerFrame::Ack { seq, ts, .. }) => Ok(Published { room, id, seq, ts }),
+            Some(ServerFrame::Reject { code: RejectCode::Unconfirmed, .. }) => {
+                Err(ApiError::Unconfirmed { id })
+            }
             Some(ServerFrame::Reject { code, message, .. }) => Err(ApiError::Rejected { code, message }),
             _ => Err(ApiError::Unavailable("the sequencer gave no answer".into())),
         }

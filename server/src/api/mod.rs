@@ -38,17 +38,22 @@ struct Failure {
     status: StatusCode,
     code: &'static str,
     message: String,
+    /// The message id to publish again under, when a publish's outcome is unknown.
+    id: Option<String>,
 }
 
 impl warp::reject::Reject for Failure {}
 
 impl Failure {
     fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Failure {
-        Failure { status, code, message: message.into() }
+        Failure { status, code, message: message.into(), id: None }
     }
 
     fn into_response(self) -> Response {
-        let body = json!({ "error": self.code, "message": self.message });
+        let mut body = json!({ "error": self.code, "message": self.message });
+        if let Some(id) = self.id {
+            body["id"] = json!(id);
+        }
         let mut response = warp::reply::with_status(warp::reply::json(&body), self.status).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             let bearer = warp::http::HeaderValue::from_static("Bearer");
@@ -95,7 +100,7 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
     let reads = warp::get().and(warp::query::<HashMap<String, String>>()).map(Incoming::Read);
     let writes = warp::post()
         .and(warp::body::content_length_limit(limit))
-        .and(warp::body::bytes())
+        .and(crate::body::whole())
         .map(Incoming::Write);
     let calls = authorized
         .and(warp::path::param::<String>())
@@ -230,7 +235,10 @@ async fn refusal(rejection: warp::Rejection) -> Result<Response, Infallible> {
 
 fn failed(error: ApiError) -> Failure {
     let status = StatusCode::from_u16(error.status()).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-    Failure::new(status, error.code(), error.to_string())
+    Failure {
+        id: error.retry_id().map(str::to_owned),
+        ..Failure::new(status, error.code(), error.to_string())
+    }
 }
 
 fn invalid(message: impl Into<String>) -> Failure {

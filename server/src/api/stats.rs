@@ -17,8 +17,8 @@ const EVERY: Duration = Duration::from_secs(1);
 /// Samples kept: five minutes.
 const KEPT: usize = 300;
 /// Rejection codes, as the metrics label them.
-const REJECTION_CODES: [&str; 6] =
-    ["rate_limited", "too_large", "not_joined", "forbidden", "invalid_id", "unavailable"];
+const REJECTION_CODES: [&str; 7] =
+    ["rate_limited", "too_large", "not_joined", "forbidden", "invalid_id", "unavailable", "unconfirmed"];
 
 /// Counters since the server started.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]

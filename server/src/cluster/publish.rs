@@ -11,6 +11,10 @@
 //!
 //! Publishes queue up while a batch is in flight and go out together as one pipeline:
 //! one round trip for many messages, like the single node's group commit.
+//!
+//! A rejection says only what is known: `unavailable` when Redis never had the publish
+//! (it refused the connection, or its function answered an error), `unconfirmed` when
+//! the pipeline may have reached it and the replies were lost ([`unanswered`]).
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -132,15 +136,10 @@ impl Publisher {
         let replies = match replies {
             Ok(replies) => replies,
             Err(error) => {
-                tracing::warn!(%error, "publishing to Redis failed");
+                let (code, words) = unanswered(&error);
+                tracing::warn!(%error, ?code, "publishing to Redis failed");
                 for publish in publishes {
-                    reject(
-                        &self.metrics,
-                        &publish.reply,
-                        &publish.id,
-                        RejectCode::Unavailable,
-                        wire::STORE_UNAVAILABLE,
-                    );
+                    reject(&self.metrics, &publish.reply, &publish.id, code, words);
                 }
                 return;
             }
@@ -195,6 +194,20 @@ impl Publisher {
         }
         pipe.ignore_errors();
         pipe.query_async(&mut self.redis).await
+    }
+}
+
+/// What a pipeline that got no replies means for its publishes. Only a connection
+/// Redis refused is known to have carried nothing. Any other failure may have come after
+/// the pipeline was written, and Redis may have run some of its functions (stored,
+/// numbered, announced) before the replies were lost, as when it is killed mid-batch:
+/// those publishes are `unconfirmed`, to be sent again with the same id, which the
+/// dedupe marker answers with the original receipt if it was stored.
+fn unanswered(error: &redis::RedisError) -> (RejectCode, &'static str) {
+    if error.is_connection_refusal() {
+        (RejectCode::Unavailable, wire::STORE_UNAVAILABLE)
+    } else {
+        (RejectCode::Unconfirmed, wire::STORE_UNCONFIRMED)
     }
 }
 

@@ -19,6 +19,7 @@
 //! is refused, as is an unknown id. A session that no downstream request has read for
 //! the idle timeout is closed like a silent WebSocket.
 
+pub mod recent;
 pub mod session;
 
 use std::net::IpAddr;
@@ -68,7 +69,7 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
             .and(headers::raw("origin"))
             .and(peer())
             .and(warp::body::content_length_limit(context.config.max_message_bytes as u64))
-            .and(warp::body::bytes())
+            .and(crate::body::whole())
             .then(move |origin: Option<HeaderValue>, peer: Option<IpAddr>, body: Bytes| {
                 let context = context.clone();
                 async move { open(context, headers::text(origin), peer, body).await }
@@ -82,7 +83,7 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
             .and(warp::query::<Query>())
             .and(peer())
             .and(warp::body::content_length_limit(body_limit))
-            .and(warp::body::bytes())
+            .and(crate::body::whole())
             .then(move |query: Query, peer: Option<IpAddr>, body: Bytes| {
                 let context = context.clone();
                 async move {
@@ -152,7 +153,7 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
                 async move {
                     match find(&context, &query.session, peer) {
                         Ok(session) => {
-                            session.client_left().await;
+                            session.client_closed().await;
                             StatusCode::NO_CONTENT.into_response()
                         }
                         Err(refusal) => refusal.into_response(),
@@ -279,6 +280,9 @@ fn find(context: &Context, id: &str, peer: Option<IpAddr>) -> Result<Arc<Session
             "session_not_yours",
             "this session belongs to another address",
         )),
+        None if context.sessions.ended(id) => {
+            Err(Refusal(StatusCode::GONE, "session_closed", "the session has ended; open a new one"))
+        }
         None => Err(Refusal(StatusCode::NOT_FOUND, "unknown_session", "no such session; open a new one")),
     }
 }

@@ -25,6 +25,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 
+use super::recent::RecentlyEnded;
+
 /// Frames waiting for a downstream request to hand them out. Past this the connection
 /// task's writes wait, as a WebSocket's wait on a full TCP window: a replay bigger than
 /// this (a resume of many rooms) goes out as the client reads, and a client that stops
@@ -119,6 +121,14 @@ impl Session {
             }
         }
         true
+    }
+
+    /// The client closed the session (`POST /rt/close`): it ends with 1000, as a
+    /// WebSocket closed by its client does, so that a request still reading it (a held
+    /// poll, a stream) is told of a deliberate end, not of a lost connection to recover.
+    pub async fn client_closed(&self) {
+        self.close(Ended { code: tether_shared::close::NORMAL, reason: "closed by the client".into() });
+        self.client_left().await;
     }
 
     /// Tells the connection task the client is gone, as a WebSocket's close would; a
@@ -320,11 +330,13 @@ impl Drop for SessionSocket {
     }
 }
 
-/// Every open session, by id, and how many each address holds.
+/// Every open session, by id, and how many each address holds; and the ids of those
+/// that ended lately, to be told apart from ids that never were.
 #[derive(Default)]
 pub struct Sessions {
     open: Mutex<HashMap<String, Arc<Session>>>,
     per_address: Mutex<HashMap<IpAddr, usize>>,
+    ended: Mutex<RecentlyEnded>,
 }
 
 impl Sessions {
@@ -347,10 +359,16 @@ impl Sessions {
         self.open.lock().expect("sessions lock").get(id).cloned()
     }
 
+    /// Whether session `id` ended lately (see [`RecentlyEnded`]).
+    pub fn ended(&self, id: &str) -> bool {
+        self.ended.lock().expect("sessions lock").contains(id, Instant::now())
+    }
+
     /// Forgets a session (its connection has ended and its end was handed out, or it
-    /// was abandoned).
+    /// was abandoned), remembering only that it ended.
     pub fn remove(&self, id: &str) {
         let Some(session) = self.open.lock().expect("sessions lock").remove(id) else { return };
+        self.ended.lock().expect("sessions lock").insert(id, Instant::now());
         if let Some(peer) = session.peer {
             let mut counts = self.per_address.lock().expect("sessions lock");
             if let Some(count) = counts.get_mut(&peer) {
