@@ -42,7 +42,7 @@ pub struct ClusterRun {
 /// [`NODES`] nodes on it.
 fn cluster() -> (Redis, Vec<Process>) {
     let redis = Redis::start();
-    if taskset_works() {
+    if taskset_works(SERVER_CPU) {
         let _ = std::process::Command::new("taskset")
             .args(["-cp", SERVER_CPU, &redis.pid().to_string()])
             .stdout(std::process::Stdio::null())

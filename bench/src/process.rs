@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use tether_e2e::process::rss_of;
 use tether_e2e::process::{Launch, ServerProcess};
+pub use tether_e2e::process::{rss_of, taskset_works};
 
 /// The core the server under test runs on; the load generator takes the other one.
 pub const SERVER_CPU: &str = "0";
@@ -56,9 +56,4 @@ impl Drop for Process {
             let _ = std::fs::remove_dir_all(dir);
         }
     }
-}
-
-/// Whether processes can be pinned here (`taskset` present and the core exists).
-pub fn taskset_works() -> bool {
-    tether_e2e::process::taskset_works(SERVER_CPU)
 }

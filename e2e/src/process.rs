@@ -11,6 +11,11 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+/// How long a server may take to name its address after it starts.
+const STARTUP: Duration = Duration::from_secs(30);
+/// How long a server may take to exit after SIGTERM before it is killed.
+const STOPPING: Duration = Duration::from_secs(30);
+
 /// How to start a server: the program, its arguments and environment, and the core it
 /// is pinned to, if any.
 #[derive(Clone, Debug)]
@@ -79,20 +84,28 @@ impl ServerProcess {
         };
         command.args(&launch.args).stdout(Stdio::piped()).stderr(Stdio::inherit());
         command.envs(launch.env.iter().map(|(k, v)| (k, v)));
-        let program = launch.program.display();
+        let program = launch.program.display().to_string();
         let mut child = command.spawn().unwrap_or_else(|e| panic!("starting {program}: {e}"));
-        let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        self.addr = loop {
-            let line = match lines.next() {
-                Some(Ok(line)) => line,
-                _ => panic!("{program} exited before naming its address"),
-            };
-            if let Some(addr) = address_in(&line) {
-                break addr;
+        // Lines are read on a thread of their own, which keeps draining stdout after the
+        // address (so the child never blocks on a full pipe), and the wait for the
+        // address has a deadline.
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (found, addresses) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(addr) = address_in(&line) {
+                    let _ = found.send(addr);
+                }
             }
-        };
-        // Keep draining stdout so the child never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        });
+        match addresses.recv_timeout(STARTUP) {
+            Ok(addr) => self.addr = addr,
+            Err(why) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{program} did not name its address within {STARTUP:?} ({why:?}: it exited or hung)");
+            }
+        }
         self.child = Some(child);
     }
 
@@ -116,13 +129,17 @@ impl ServerProcess {
     }
 
     /// SIGTERM, as a deployment stops a server: its sockets are told goodbye (1001).
+    /// One that has not exited after [`STOPPING`] is killed.
     pub fn terminate(&mut self) {
         if let Some(mut child) = self.child.take() {
             let pid = child.id().to_string();
             let told = Command::new("kill").args(["-s", "TERM", &pid]).status().is_ok_and(|s| s.success());
-            if !told {
-                let _ = child.kill();
+            let deadline = std::time::Instant::now() + STOPPING;
+            // std has no wait with a timeout: ask every few milliseconds until it exits.
+            while told && std::time::Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+                std::thread::sleep(Duration::from_millis(20));
             }
+            let _ = child.kill();
             let _ = child.wait();
         }
     }

@@ -3,7 +3,6 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
@@ -27,7 +26,7 @@ pub fn timings() {
     let ends = steps.iter().skip(1).map(|(_, began)| *began).chain([Instant::now()]);
     let mut took: Vec<(Duration, &str)> =
         steps.iter().zip(ends).map(|((what, began), end)| (end - *began, what.as_str())).collect();
-    took.sort_by(|a, b| b.0.cmp(&a.0));
+    took.sort_by_key(|(duration, _)| std::cmp::Reverse(*duration));
     println!("\ntime per step ({} s in all):", first.1.elapsed().as_secs());
     for (duration, what) in took {
         println!("  {:>6.1} s  {what}", duration.as_secs_f64());
@@ -81,11 +80,11 @@ impl Cmd {
         self
     }
 
-    /// Gives it at most `limit`: past that, it and every process it started (its
-    /// process group: cargo, the test binaries, their browsers and servers) are stopped
-    /// and the run fails, so that a suite that hangs fails instead of eating CI's time.
+    /// Gives it at most `limit`: past that, it and every process it started (cargo, the
+    /// test binaries, their browsers and servers) are stopped and the run fails, so that
+    /// a suite that hangs fails instead of eating CI's time. They stay in the terminal's
+    /// process group, so Ctrl-C still reaches them all.
     pub fn limit(mut self, limit: Duration) -> Self {
-        self.command.process_group(0);
         self.limit = Some(limit);
         self
     }
@@ -136,25 +135,24 @@ impl Cmd {
     }
 }
 
-/// Stops a process group when its time is up, unless dropped first.
+/// Stops a process and everything it started when its time is up, unless ended first.
 struct Watchdog {
     cancel: mpsc::Sender<()>,
     thread: std::thread::JoinHandle<Option<Duration>>,
 }
 
 impl Watchdog {
-    /// Watches the group led by `pid` (a child started with `process_group(0)`).
+    /// Watches the process `pid` and its descendants.
     fn start(pid: u32, limit: Duration) -> Watchdog {
         let (cancel, cancelled) = mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             if cancelled.recv_timeout(limit) != Err(RecvTimeoutError::Timeout) {
                 return None;
             }
-            let group = format!("-{pid}");
-            eprintln!("xtask: time is up ({} s): stopping process group {pid}", limit.as_secs());
-            let _ = Command::new("kill").args(["-s", "TERM", "--", &group]).status();
+            eprintln!("xtask: time is up ({} s): stopping process {pid} and all it started", limit.as_secs());
+            signal_tree(pid, "TERM");
             if cancelled.recv_timeout(Duration::from_secs(10)) == Err(RecvTimeoutError::Timeout) {
-                let _ = Command::new("kill").args(["-s", "KILL", "--", &group]).status();
+                signal_tree(pid, "KILL");
             }
             Some(limit)
         });
@@ -166,6 +164,33 @@ impl Watchdog {
         let _ = self.cancel.send(());
         self.thread.join().ok().flatten()
     }
+}
+
+/// Sends `signal` to `pid` and every process below it (children first, read from
+/// `/proc`), so a test binary's browsers and servers go with it.
+fn signal_tree(pid: u32, signal: &str) {
+    let mut parents = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(child) = entry.file_name().to_str().and_then(|name| name.parse::<u32>().ok()) else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // After the parenthesised command name: the state, then the parent's pid.
+        let parent =
+            stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<u32>().ok());
+        if let Some(parent) = parent {
+            parents.push((child, parent));
+        }
+    }
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let below = tree[i];
+        tree.extend(parents.iter().filter(|(_, parent)| *parent == below).map(|(child, _)| *child));
+        i += 1;
+    }
+    let pids: Vec<String> = tree.iter().rev().map(u32::to_string).collect();
+    let _ = Command::new("kill").args(["-s", signal, "--"]).args(&pids).status();
 }
 
 fn tee(stream: impl Read, to_stderr: bool) -> String {
@@ -250,5 +275,35 @@ impl Cmd {
     /// Adds `--version`.
     pub fn arg_version(self) -> Self {
         self.args(["--version"])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_command_past_its_limit_is_stopped_with_all_it_started() {
+        let marker = format!("tether-xtask-limit-{}", std::process::id());
+        let started = Instant::now();
+        // A shell that starts a grandchild and waits on it: both must go.
+        let script = format!("sleep 60 & echo $! > /tmp/{marker}; wait");
+        let result = Cmd::new("sh").args(["-c", &script]).limit(Duration::from_secs(1)).run();
+        let error = result.expect_err("the limit stops it");
+        assert!(error.contains("longer than its limit"), "{error}");
+        assert!(started.elapsed() < Duration::from_secs(20), "stopped at once, not after the sleep");
+        let grandchild = std::fs::read_to_string(format!("/tmp/{marker}")).unwrap();
+        let _ = std::fs::remove_file(format!("/tmp/{marker}"));
+        let alive = std::path::Path::new(&format!("/proc/{}", grandchild.trim())).exists();
+        let zombie = std::fs::read_to_string(format!("/proc/{}/stat", grandchild.trim())).is_ok_and(|stat| {
+            stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        });
+        assert!(!alive || zombie, "the grandchild {} was left running", grandchild.trim());
+    }
+
+    #[test]
+    fn a_command_within_its_limit_runs_as_usual() {
+        assert!(Cmd::new("true").limit(Duration::from_secs(30)).run().is_ok());
+        assert!(Cmd::new("false").limit(Duration::from_secs(30)).run().unwrap_err().contains("failed"));
     }
 }
