@@ -8,7 +8,6 @@ use std::collections::{HashMap, HashSet};
 use common::redis::Redis;
 use common::*;
 use serde_json::json;
-use tether_server::Running;
 use tether_shared::{ClientFrame, PROTOCOL_VERSION, ServerFrame, User};
 
 /// A node of the cluster on `redis`, without publish limits.
