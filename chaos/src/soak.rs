@@ -1,11 +1,20 @@
 //! `cargo xtask soak`: clients joining, chatting, leaving and reconnecting at a steady
 //! churn for M minutes, while the server's memory, descriptors, tasks and queues are
-//! sampled; it fails if memory or descriptors trend upward after the warm-up.
+//! sampled; it fails if they trend upward after the warm-up, or if the clients were not
+//! served all along.
 //!
-//! The rule: the samples after the warm-up (the first fifth of the run) are split in
-//! thirds. The run fails if the last third's mean resident memory exceeds the first
-//! third's by more than 10 % (and 8 MB), or its mean descriptor count by more than 5 %
-//! (and 20): a leak grows without bound, a steady churn does not.
+//! The trend rule: the samples after the warm-up (the first fifth of the run) are split
+//! in thirds. The run fails if the last third's mean resident memory exceeds the first
+//! third's by more than 10 % (and 8 MB), its mean descriptor count by more than 5 %
+//! (and 20), or its mean task count by more than 10 % (and 50): a leak grows without
+//! bound, a steady churn does not.
+//!
+//! The service rule ([`served`]): a flat memory curve also comes from a server that
+//! serves nobody. So the run also fails on any error the clients were told (an error
+//! frame, a rejected, refused or dropped publish), if fewer than 98 % of the publishes
+//! were acked (the rest can only be those in flight when a session ended), if fewer
+//! messages were received than acked (every acked message reaches at least its sender),
+//! or if any client slot went without an acked publish or a received message.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -51,7 +60,7 @@ pub struct Sample {
     pub connections: f64,
 }
 
-/// Counts of what the clients did.
+/// Counts of what the clients did, in all and per client slot.
 #[derive(Default)]
 struct Activity {
     sessions: AtomicU64,
@@ -59,6 +68,62 @@ struct Activity {
     acked: AtomicU64,
     received: AtomicU64,
     errors: AtomicU64,
+    /// What the errors were, for the report.
+    error_kinds: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    /// Per slot: acked publishes and received messages.
+    slots: Vec<[AtomicU64; 2]>,
+}
+
+/// What the clients did, read once at the end.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Served {
+    published: u64,
+    acked: u64,
+    received: u64,
+    errors: u64,
+    /// Slots that never had a publish acked, and that never received a message.
+    unacked_slots: usize,
+    unfed_slots: usize,
+}
+
+impl Activity {
+    fn new(clients: usize) -> Activity {
+        Activity { slots: (0..clients).map(|_| Default::default()).collect(), ..Activity::default() }
+    }
+
+    fn served(&self) -> Served {
+        let a = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        Served {
+            published: a(&self.published),
+            acked: a(&self.acked),
+            received: a(&self.received),
+            errors: a(&self.errors),
+            unacked_slots: self.slots.iter().filter(|[acked, _]| a(acked) == 0).count(),
+            unfed_slots: self.slots.iter().filter(|[_, received]| a(received) == 0).count(),
+        }
+    }
+}
+
+/// The service rule: what was wrong with how the clients were served; empty when
+/// nothing was.
+fn served(served: &Served) -> Vec<String> {
+    let mut wrong = Vec::new();
+    if served.errors > 0 {
+        wrong.push(format!("{} errors told to clients", served.errors));
+    }
+    if served.published == 0 || (served.acked as f64) < served.published as f64 * 0.98 {
+        wrong.push(format!("{} of {} publishes acked (at least 98 % due)", served.acked, served.published));
+    }
+    if served.received < served.acked {
+        wrong.push(format!("{} messages received for {} acked", served.received, served.acked));
+    }
+    if served.unacked_slots > 0 {
+        wrong.push(format!("{} clients never had a publish acked", served.unacked_slots));
+    }
+    if served.unfed_slots > 0 {
+        wrong.push(format!("{} clients never received a message", served.unfed_slots));
+    }
+    wrong
 }
 
 /// Runs the soak; `Err` when the server died or a resource trended upward.
@@ -78,7 +143,7 @@ pub async fn run(options: &Options) -> Result<(), String> {
     ];
     let deployment = Deployment::start(None, &flags).await;
     let url = format!("ws://{}/ws", deployment.nodes[0].addr);
-    let activity = Arc::new(Activity::default());
+    let activity = Arc::new(Activity::new(options.clients));
     let started = Instant::now();
     let until = started + Duration::from_secs_f64(options.minutes * 60.0);
     let rooms: Arc<Vec<String>> = Arc::new((0..options.rooms).map(|i| format!("soak-{i}")).collect());
@@ -115,22 +180,33 @@ pub async fn run(options: &Options) -> Result<(), String> {
     write_csv(&options.out.join("soak.csv"), &samples)?;
     crate::plot::soak(&options.out.join("soak.png"), &samples)?;
     let verdict = trend(&samples);
-    let a = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+    let service = activity.served();
+    let wrong = served(&service);
     let mut report = String::new();
     let _ = writeln!(
         report,
         "soak: {:.1} min, {} clients churning over {} rooms: {} sessions, {} published, {} acked, \
-         {} received, {} error frames",
+         {} received, {} errors",
         started.elapsed().as_secs_f64() / 60.0,
         options.clients,
         options.rooms,
-        a(&activity.sessions),
-        a(&activity.published),
-        a(&activity.acked),
-        a(&activity.received),
-        a(&activity.errors)
+        activity.sessions.load(Ordering::Relaxed),
+        service.published,
+        service.acked,
+        service.received,
+        service.errors
     );
     let _ = writeln!(report, "  {}", verdict.summary);
+    let kinds = activity.error_kinds.lock().expect("not poisoned");
+    if !kinds.is_empty() {
+        let _ = writeln!(report, "  errors: {kinds:?}");
+    }
+    drop(kinds);
+    let _ = writeln!(
+        report,
+        "  {}",
+        if wrong.is_empty() { "every client served".to_owned() } else { wrong.join("; ") }
+    );
     let _ = writeln!(
         report,
         "  samples in {}, plot in {}",
@@ -138,11 +214,14 @@ pub async fn run(options: &Options) -> Result<(), String> {
         options.out.join("soak.png").display()
     );
     print!("{report}");
-    if verdict.upward.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("trending upward after the warm-up: {}", verdict.upward.join("; ")))
+    let mut failures = Vec::new();
+    if !verdict.upward.is_empty() {
+        failures.push(format!("trending upward after the warm-up: {}", verdict.upward.join("; ")));
     }
+    if !wrong.is_empty() {
+        failures.push(format!("clients not served: {}", wrong.join("; ")));
+    }
+    if failures.is_empty() { Ok(()) } else { Err(failures.join("; ")) }
 }
 
 /// One client slot: sessions of 20–120 s one after another, each joining 1–3 rooms,
@@ -157,11 +236,14 @@ async fn churn(index: usize, url: String, rooms: Arc<Vec<String>>, activity: Arc
             ConnectionConfig { name: Some(format!("soak-{index}")), join_history: 5, ..Default::default() };
         let mut client = Client::start(ClientOptions { connection, ..ClientOptions::new(url.clone()) });
         client.input(Input::Connect);
+        // Distinct rooms: a room joined twice and then left once would still be
+        // published to, and rightly refused (not_joined).
         let mut joined: Vec<String> = Vec::new();
         for _ in 0..rng.usize(1..=3) {
-            let room = rooms[rng.usize(..rooms.len())].clone();
-            client.input(Input::Join(room.clone()));
-            joined.push(room);
+            if let Some(room) = another_room(&mut rng, &rooms, &joined) {
+                client.input(Input::Join(room.clone()));
+                joined.push(room);
+            }
         }
         let session_ends = (Instant::now() + Duration::from_secs(rng.u64(20..120))).min(until);
         let mut next_publish = Instant::now() + Duration::from_millis(rng.u64(2_000..6_000));
@@ -169,9 +251,30 @@ async fn churn(index: usize, url: String, rooms: Arc<Vec<String>>, activity: Arc
             let wake = next_publish.min(session_ends);
             tokio::select! {
                 event = client.next_event() => match event {
-                    Some(Event::Acked { .. }) => { activity.acked.fetch_add(1, Ordering::Relaxed); }
-                    Some(Event::Frame(ServerFrame::Message { .. })) => { activity.received.fetch_add(1, Ordering::Relaxed); }
-                    Some(Event::Frame(ServerFrame::Error { .. })) => { activity.errors.fetch_add(1, Ordering::Relaxed); }
+                    Some(Event::Acked { .. }) => {
+                        activity.acked.fetch_add(1, Ordering::Relaxed);
+                        activity.slots[index][0].fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(Event::Frame(ServerFrame::Message { .. })) => {
+                        activity.received.fetch_add(1, Ordering::Relaxed);
+                        activity.slots[index][1].fetch_add(1, Ordering::Relaxed);
+                    }
+                    Some(error @ (
+                        Event::Frame(ServerFrame::Error { .. })
+                        | Event::Rejected { .. }
+                        | Event::Refused { .. }
+                        | Event::Dropped(_)
+                    )) => {
+                        activity.errors.fetch_add(1, Ordering::Relaxed);
+                        let kind = match error {
+                            Event::Frame(ServerFrame::Error { code, .. }) => format!("error {code:?}"),
+                            Event::Rejected { code, .. } => format!("rejected {code:?}"),
+                            Event::Refused { error, .. } => format!("refused: {error}"),
+                            Event::Dropped(dropped) => format!("dropped {:?}", dropped.reason),
+                            _ => unreachable!(),
+                        };
+                        *activity.error_kinds.lock().expect("not poisoned").entry(kind).or_default() += 1;
+                    }
                     Some(_) => {}
                     None => break,
                 },
@@ -180,11 +283,12 @@ async fn churn(index: usize, url: String, rooms: Arc<Vec<String>>, activity: Arc
                         let room = &joined[rng.usize(..joined.len())];
                         client.publish(room, json!({ "text": "soaking", "from": index }));
                         activity.published.fetch_add(1, Ordering::Relaxed);
-                        if rng.u8(..10) == 0 {
+                        if rng.u8(..10) == 0
+                            && let Some(room) = another_room(&mut rng, &rooms, &joined)
+                        {
                             // Move: leave one room, join another.
                             let left = joined.swap_remove(rng.usize(..joined.len()));
                             client.input(Input::Leave(left));
-                            let room = rooms[rng.usize(..rooms.len())].clone();
                             client.input(Input::Join(room.clone()));
                             joined.push(room);
                         }
@@ -196,6 +300,12 @@ async fn churn(index: usize, url: String, rooms: Arc<Vec<String>>, activity: Arc
         drop(client);
         tokio::time::sleep(Duration::from_millis(rng.u64(500..3_000))).await;
     }
+}
+
+/// A room picked at random among those not in `joined`, if any is left.
+fn another_room(rng: &mut fastrand::Rng, rooms: &[String], joined: &[String]) -> Option<String> {
+    let free: Vec<&String> = rooms.iter().filter(|room| !joined.contains(room)).collect();
+    (!free.is_empty()).then(|| free[rng.usize(..free.len())].clone())
 }
 
 /// The trend rule's verdict.
@@ -227,6 +337,9 @@ fn trend(samples: &[Sample]) -> Verdict {
     }
     if fds.1 > fds.0 * 1.05 && fds.1 - fds.0 > 20.0 {
         upward.push(format!("descriptors {:.0} → {:.0}", fds.0, fds.1));
+    }
+    if tasks.1 > tasks.0 * 1.10 && tasks.1 - tasks.0 > 50.0 {
+        upward.push(format!("tasks {:.0} → {:.0}", tasks.0, tasks.1));
     }
     let summary = format!(
         "after warm-up, first third → last third: RSS {:.1} → {:.1} MB, descriptors {:.0} → {:.0}, \
@@ -267,6 +380,31 @@ mod tests {
                 connections: 1000.0,
             })
             .collect()
+    }
+
+    #[test]
+    fn growing_tasks_are_a_leak_too() {
+        let mut leaking = samples(|_| 100_000_000);
+        for (i, sample) in leaking.iter_mut().enumerate() {
+            sample.tasks = 2000.0 + i as f64 * 10.0;
+        }
+        assert_eq!(trend(&leaking).upward, ["tasks 2325 → 2865"]);
+    }
+
+    #[test]
+    fn a_server_that_serves_nobody_fails_however_flat_its_memory() {
+        let good = Served { published: 1000, acked: 995, received: 8000, ..Served::default() };
+        assert!(served(&good).is_empty(), "{:?}", served(&good));
+        let refused = Served { unacked_slots: 200, unfed_slots: 200, ..Served::default() };
+        assert_eq!(served(&refused).len(), 3, "{:?}", served(&refused));
+        let expiring = Served { acked: 500, ..good.clone() };
+        assert!(served(&expiring)[0].contains("500 of 1000 publishes acked"));
+        let erring = Served { errors: 1, ..good.clone() };
+        assert_eq!(served(&erring), ["1 errors told to clients"]);
+        let undelivered = Served { received: 10, ..good.clone() };
+        assert_eq!(served(&undelivered), ["10 messages received for 995 acked"]);
+        let one_starved = Served { unfed_slots: 1, ..good };
+        assert_eq!(served(&one_starved), ["1 clients never received a message"]);
     }
 
     #[test]

@@ -74,18 +74,25 @@ pub async fn run(clients: usize, rooms: usize) -> Result<(), String> {
             }
         })
     };
-    // Something each room's members missed while away.
+    // Something each room's members missed while away, and the head they must reach.
+    // A publish or a read that fails is the storm's failure: a head taken as 0 would
+    // count every client as caught up.
     let node = &deployment.nodes[0];
-    let mut heads = Vec::new();
+    let mut heads = std::collections::HashMap::new();
     for room in &names {
-        node.api_publish(room, json!({ "text": "while you were away" })).await;
+        if !node.api_publish(room, json!({ "text": "while you were away" })).await {
+            return Err(format!("storm: publishing to {room} after the restart failed"));
+        }
         let head = node.api(&format!("history?room={room}&limit=1")).await.and_then(|a| a["head"].as_u64());
-        heads.push((room.clone(), head.unwrap_or(0)));
+        let head =
+            head.ok_or_else(|| format!("storm: reading the head of {room} after the restart failed"))?;
+        heads.insert(room.clone(), head);
     }
-    let heads: std::collections::HashMap<String, u64> = heads.into_iter().collect();
     let back = wait_until(&checked, DEADLINE, |record, index| {
         record.welcomes >= 2
-            && rooms_of(index).iter().all(|room| record.last_seen(room).unwrap_or(0) >= heads[room])
+            && rooms_of(index)
+                .iter()
+                .all(|room| record.last_seen(room).is_some_and(|seen| seen >= heads[room]))
     })
     .await;
     let all_back = restarted.elapsed();

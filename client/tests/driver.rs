@@ -13,7 +13,20 @@ use tether_shared::{
 };
 use tokio_tungstenite::tungstenite::Message;
 
-const PATIENCE: Duration = Duration::from_secs(10);
+#[path = "../../server/tests/common/deadline.rs"]
+mod deadline;
+
+use deadline::{PATIENCE, within, within_for};
+
+/// A real server, started within [`PATIENCE`].
+async fn start(config: tether_server::Config) -> tether_server::Running {
+    within("the server starting", tether_server::start(config)).await.expect("server starts")
+}
+
+/// Stops a server within [`PATIENCE`].
+async fn stop(server: tether_server::Running) {
+    within("the server stopping", server.stop()).await;
+}
 
 fn fast_config() -> ConnectionConfig {
     ConnectionConfig {
@@ -32,7 +45,7 @@ fn fast_config() -> ConnectionConfig {
 async fn server_at(addr: SocketAddr) -> tether_server::Running {
     let mut config = tether_server::Config::for_tests();
     config.listen = addr;
-    tether_server::start(config).await.expect("server starts")
+    start(config).await
 }
 
 fn url(addr: SocketAddr) -> String {
@@ -51,7 +64,7 @@ async fn wait_state(client: &mut Client, wanted: impl Fn(&State) -> bool) -> Sta
 
 #[tokio::test]
 async fn connects_is_welcomed_and_echoes() {
-    let server = tether_server::start(tether_server::Config::for_tests()).await.unwrap();
+    let server = start(tether_server::Config::for_tests()).await;
     let mut client = Client::spawn(url(server.addr()), fast_config());
     client.input(Input::Connect);
     let user = client
@@ -67,24 +80,24 @@ async fn connects_is_welcomed_and_echoes() {
         })
         .await;
     assert_eq!(echoed, Some(json!({"n": 1})));
-    server.stop().await;
+    stop(server).await;
 }
 
 #[tokio::test]
 async fn reconnects_after_a_server_restart() {
-    let server = tether_server::start(tether_server::Config::for_tests()).await.unwrap();
+    let server = start(tether_server::Config::for_tests()).await;
     let addr = server.addr();
     let mut client = Client::spawn(url(addr), fast_config());
     client.input(Input::Connect);
     wait_state(&mut client, |s| *s == State::Open).await;
 
-    server.stop().await;
+    stop(server).await;
     let state = wait_state(&mut client, |s| matches!(s, State::Reconnecting { .. })).await;
     assert!(matches!(state, State::Reconnecting { attempt: 1, .. }), "{state:?}");
 
     let server = server_at(addr).await;
     wait_state(&mut client, |s| *s == State::Open).await;
-    server.stop().await;
+    stop(server).await;
 }
 
 #[tokio::test]
@@ -102,7 +115,7 @@ async fn gives_up_after_max_attempts_against_a_dead_port() {
 
 #[tokio::test]
 async fn offline_then_online_reconnects_at_once() {
-    let server = tether_server::start(tether_server::Config::for_tests()).await.unwrap();
+    let server = start(tether_server::Config::for_tests()).await;
     let mut client = Client::spawn(url(server.addr()), fast_config());
     client.input(Input::Connect);
     wait_state(&mut client, |s| *s == State::Open).await;
@@ -112,7 +125,7 @@ async fn offline_then_online_reconnects_at_once() {
     let state = wait_state(&mut client, |s| matches!(s, State::Connecting { .. })).await;
     assert_eq!(state, State::Connecting { attempt: 0 }, "no backoff wait after coming online");
     wait_state(&mut client, |s| *s == State::Open).await;
-    server.stop().await;
+    stop(server).await;
 }
 
 /// A WebSocket peer that welcomes the client and then never says another word (nor
@@ -177,8 +190,8 @@ async fn a_silent_connection_is_detected_by_heartbeat() {
 
 #[tokio::test]
 async fn with_two_endpoints_a_stopped_server_is_left_for_the_other() {
-    let first = tether_server::start(tether_server::Config::for_tests()).await.unwrap();
-    let second = tether_server::start(tether_server::Config::for_tests()).await.unwrap();
+    let first = start(tether_server::Config::for_tests()).await;
+    let second = start(tether_server::Config::for_tests()).await;
     let options = tether_client::ClientOptions {
         endpoints: vec![url(first.addr()), url(second.addr())],
         connection: fast_config(),
@@ -194,7 +207,7 @@ async fn with_two_endpoints_a_stopped_server_is_left_for_the_other() {
         true => (first, second),
         false => (second, first),
     };
-    stopped.stop().await;
+    stop(stopped).await;
     wait_state(&mut client, |s| matches!(s, State::Reconnecting { .. })).await;
     wait_state(&mut client, |s| *s == State::Open).await;
     assert_eq!(client.endpoint(), url(survivor.addr()), "moved to the other endpoint");
@@ -206,7 +219,7 @@ async fn with_two_endpoints_a_stopped_server_is_left_for_the_other() {
         })
         .await;
     assert!(acked.is_some(), "a publish after the move is stored");
-    survivor.stop().await;
+    stop(survivor).await;
 }
 
 #[tokio::test]
@@ -219,7 +232,7 @@ async fn a_token_provider_keeps_a_client_signed_in_through_failures_refusals_and
     let mut config = tether_server::Config::for_tests();
     config.auth_secret = Some(SECRET.into());
     config.token_warning = Duration::from_secs(2);
-    let server = tether_server::start(config).await.unwrap();
+    let server = start(config).await;
     let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
     let calls = Arc::new(AtomicU32::new(0));
     let provider = {
@@ -249,19 +262,25 @@ async fn a_token_provider_keeps_a_client_signed_in_through_failures_refusals_and
     client.input(Input::Join("r".into()));
     let mut welcomes = 0;
     let mut refreshed = 0;
-    while refreshed < 2 {
-        let event =
-            tokio::time::timeout(PATIENCE, client.next_event()).await.expect("events keep coming").unwrap();
-        match event {
-            Event::Welcome { user } => {
-                assert_eq!(user.id, "u_ada");
-                welcomes += 1;
+    // Round trips and other events keep coming: the wait for two renewals is bounded whole.
+    within_for(2 * PATIENCE, "two renewals in place", async {
+        while refreshed < 2 {
+            let event = tokio::time::timeout(PATIENCE, client.next_event())
+                .await
+                .expect("events keep coming")
+                .unwrap();
+            match event {
+                Event::Welcome { user } => {
+                    assert_eq!(user.id, "u_ada");
+                    welcomes += 1;
+                }
+                Event::Frame(ServerFrame::Refreshed { .. }) => refreshed += 1,
+                Event::State(State::Failed { reason }) => panic!("gave up: {reason}"),
+                _ => {}
             }
-            Event::Frame(ServerFrame::Refreshed { .. }) => refreshed += 1,
-            Event::State(State::Failed { reason }) => panic!("gave up: {reason}"),
-            _ => {}
         }
-    }
+    })
+    .await;
     assert_eq!(welcomes, 1, "renewed in place, never reconnected after the first welcome");
     assert!(calls.load(Ordering::SeqCst) >= 4, "failed, stale, then a token per renewal");
     let id = client.publish("r", json!({"text": "on the renewed credential"}));
@@ -272,12 +291,12 @@ async fn a_token_provider_keeps_a_client_signed_in_through_failures_refusals_and
         })
         .await;
     assert!(acked.is_some());
-    server.stop().await;
+    stop(server).await;
 }
 
 #[tokio::test]
 async fn a_msgpack_client_and_a_json_client_chat_in_one_room() {
-    let server = tether_server::start(tether_server::Config::for_tests()).await.unwrap();
+    let server = start(tether_server::Config::for_tests()).await;
     let packed_options = tether_client::ClientOptions {
         connection: fast_config(),
         encoding: tether_shared::Encoding::MessagePack,
@@ -309,5 +328,5 @@ async fn a_msgpack_client_and_a_json_client_chat_in_one_room() {
         })
         .await;
     assert_eq!(heard, Some(json!("json")));
-    server.stop().await;
+    stop(server).await;
 }

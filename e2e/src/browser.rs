@@ -7,6 +7,11 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{Value, json};
 
+use crate::deadline::{within, within_for};
+
+/// How long a page (or a browser session) may take to load.
+const PAGE_LOAD: Duration = Duration::from_secs(30);
+
 /// A chromedriver process; sessions are opened from it.
 pub struct Browser {
     driver: Child,
@@ -28,7 +33,10 @@ impl Browser {
             .expect("chromedriver (apt install chromium-driver; `cargo xtask test` does)");
         let url = format!("http://127.0.0.1:{port}");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        while within("chromedriver answering", tokio::net::TcpStream::connect(("127.0.0.1", port)))
+            .await
+            .is_err()
+        {
             assert!(Instant::now() < deadline, "chromedriver did not start");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -48,11 +56,11 @@ impl Browser {
                          "--window-size=1000,700"],
             }),
         );
-        let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(capabilities)
-            .connect(&self.url)
-            .await
-            .expect("a WebDriver session");
+        let mut builder = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new());
+        builder.capabilities(capabilities);
+        let connecting = builder.connect(&self.url);
+        let client =
+            within_for(PAGE_LOAD, "a WebDriver session", connecting).await.expect("a WebDriver session");
         Page { client, name: name.to_owned() }
     }
 }
@@ -107,18 +115,20 @@ pub struct Page {
 impl Page {
     /// Opens the app through `base` as this user.
     pub async fn open(&self, base: &str) {
-        self.client.goto(&format!("{base}/?name={}", self.name)).await.unwrap();
+        let url = format!("{base}/?name={}", self.name);
+        within_for(PAGE_LOAD, "the page loading", self.client.goto(&url)).await.unwrap();
     }
 
     /// Opens the app through `base` as this user, with more of the query string
     /// (`endpoints=…`).
     pub async fn open_with(&self, base: &str, query: &str) {
-        self.client.goto(&format!("{base}/?name={}&{query}", self.name)).await.unwrap();
+        let url = format!("{base}/?name={}&{query}", self.name);
+        within_for(PAGE_LOAD, "the page loading", self.client.goto(&url)).await.unwrap();
     }
 
     /// Runs `script` (a function body) and returns its value.
     pub async fn js(&self, script: &str) -> Value {
-        self.client.execute(script, vec![]).await.unwrap()
+        within("a script's answer", self.client.execute(script, vec![])).await.unwrap()
     }
 
     /// Re-checks `condition` (a JS expression) until it is true; panics with `what` after
@@ -158,19 +168,18 @@ impl Page {
 
     /// Types `text` into the composer and presses Enter.
     pub async fn say(&self, text: &str) {
-        let input = self.client.find(Locator::Css(".composer-input")).await.unwrap();
-        input.send_keys(&format!("{text}\u{E007}")).await.unwrap();
+        self.type_only(&format!("{text}\u{E007}")).await;
     }
 
     /// Types into the composer without sending.
     pub async fn type_only(&self, text: &str) {
-        let input = self.client.find(Locator::Css(".composer-input")).await.unwrap();
-        input.send_keys(text).await.unwrap();
+        let input = within("the composer", self.client.find(Locator::Css(".composer-input"))).await.unwrap();
+        within("typing", input.send_keys(text)).await.unwrap();
     }
 
     /// Saves a screenshot as `target/e2e-artifacts/<name>.png`.
     pub async fn screenshot(&self, name: &str) {
-        let png = self.client.screenshot().await.unwrap();
+        let png = within("a screenshot", self.client.screenshot()).await.unwrap();
         std::fs::write(crate::artifacts().join(format!("{name}.png")), png).unwrap();
     }
 
@@ -181,6 +190,6 @@ impl Page {
 
     /// Ends the session.
     pub async fn close(self) {
-        let _ = self.client.close().await;
+        let _ = within("the session closing", self.client.close()).await;
     }
 }

@@ -9,6 +9,9 @@ pub mod browser;
 /// Decoding chunked HTTP bodies, shared with the server's tests.
 #[path = "../../server/tests/common/chunked.rs"]
 pub mod chunked;
+/// Deadlines for every await in a test, shared with the server's tests.
+#[path = "../../server/tests/common/deadline.rs"]
+pub mod deadline;
 pub mod process;
 pub mod proxy;
 /// A real `redis-server` on a free port, shared with the server's cluster tests.

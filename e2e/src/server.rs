@@ -45,11 +45,15 @@ impl Server {
     /// The value of one metric (a counter's or gauge's line in `/metrics`), 0 if absent.
     pub async fn metric(&self, name: &str) -> f64 {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let mut stream = tokio::net::TcpStream::connect(self.addr).await.expect("the server answers");
-        let request = format!("GET /metrics HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr);
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let mut response = String::new();
-        stream.read_to_string(&mut response).await.unwrap();
+        let response = crate::deadline::within("the server's /metrics", async {
+            let mut stream = tokio::net::TcpStream::connect(self.addr).await.expect("the server answers");
+            let request = format!("GET /metrics HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr);
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut response = String::new();
+            stream.read_to_string(&mut response).await.unwrap();
+            response
+        })
+        .await;
         response
             .lines()
             .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())

@@ -4,6 +4,7 @@
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
+use tether_e2e::deadline::{within, within_for};
 use tether_e2e::{Browser, Fault, FaultProxy, Page, Redis, Server};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -95,6 +96,17 @@ async fn s1_chat_presence_typing_order_and_ticks() {
         )
         .await;
     c.alice.screenshot("chat-read").await;
+    // The README's picture (docs/screenshots/chat.png): presence, ticks, Bob typing and
+    // the connection indicator on one screen.
+    c.bob.type_only("typing…").await;
+    c.alice
+        .until(
+            "Bob typing",
+            PATIENCE,
+            "document.querySelector('.typing').textContent.includes('Bob is typing')",
+        )
+        .await;
+    c.alice.screenshot("chat").await;
     report("1 (chat)", started);
 }
 
@@ -102,8 +114,8 @@ async fn s1_chat_presence_typing_order_and_ticks() {
 async fn s6_a_bad_actor_is_shut_out_and_the_conversation_goes_on() {
     let started = Instant::now();
     let c = chat(&[]).await;
-    let (mut mallory, _) =
-        tokio_tungstenite::connect_async(format!("ws://{}/ws", c.server.addr)).await.unwrap();
+    let connecting = tokio_tungstenite::connect_async(format!("ws://{}/ws", c.server.addr));
+    let (mut mallory, _) = within("mallory's handshake", connecting).await.unwrap();
     let mut closed_with = None;
     for i in 0..500 {
         let message = match i % 3 {
@@ -111,7 +123,7 @@ async fn s6_a_bad_actor_is_shut_out_and_the_conversation_goes_on() {
             1 => Message::binary(vec![0xde; 64]),
             _ => Message::text("x".repeat(200_000)),
         };
-        if mallory.send(message).await.is_err() {
+        if within("mallory's frame sent", mallory.send(message)).await.is_err() {
             break;
         }
     }
@@ -264,7 +276,7 @@ async fn s5_a_reload_with_a_full_outbox_sends_each_message_once() {
         .until("saved", PATIENCE, "Object.keys(localStorage).some(k => k.startsWith('tether.outbox.'))")
         .await;
     c.alice_proxy.set(Fault::Pass);
-    c.alice.client.refresh().await.unwrap();
+    within_for(PATIENCE, "the page reloading", c.alice.client.refresh()).await.unwrap();
     c.alice.until("connected after reload", PATIENCE, "document.querySelector('.indicator.connected')").await;
     c.bob.until("three messages", PATIENCE, "document.querySelectorAll('.message').length >= 3").await;
     c.alice
@@ -470,7 +482,12 @@ async fn s11_a_long_session_renews_its_token_in_place_and_a_stopped_node_is_left
         let page = page.client.clone();
         async move {
             let script = "return document.querySelector('.indicator').dataset.endpoint";
-            page.execute(script, vec![]).await.unwrap().as_str().unwrap_or_default().to_owned()
+            within("a script's answer", page.execute(script, vec![]))
+                .await
+                .unwrap()
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
         }
     };
     let bob_first = endpoint_of(&bob).await;
@@ -525,7 +542,7 @@ async fn s11_a_long_session_renews_its_token_in_place_and_a_stopped_node_is_left
 
     // Node A's dashboard has a row per live node: A and Bob's remaining one.
     let admin = browser.page("Admin").await;
-    admin.client.goto(&format!("{base}/admin")).await.unwrap();
+    within_for(PATIENCE, "the dashboard loading", admin.client.goto(&format!("{base}/admin"))).await.unwrap();
     admin.sign_in_to_dashboard("e2e-cluster-key").await;
     admin
         .until("two node rows", PATIENCE, "document.querySelectorAll('.nodes-table .node-row').length === 2")
@@ -540,7 +557,8 @@ async fn s12_the_dashboard_shows_the_server_live_and_acts_on_it() {
     let started = Instant::now();
     let c = chat(&["--api-key", "e2e-dashboard-key"]).await;
     let admin = c.browser.page("Admin").await;
-    admin.client.goto(&format!("http://{}/admin", c.server.addr)).await.unwrap();
+    let dashboard = format!("http://{}/admin", c.server.addr);
+    within_for(PATIENCE, "the dashboard loading", admin.client.goto(&dashboard)).await.unwrap();
     admin.sign_in_to_dashboard("not-the-key").await;
     admin.until("a wrong key refused", PATIENCE, "document.querySelector('.refusal')").await;
     assert!(admin.texts(".refusal").await.join("").contains("The key was refused"));
@@ -691,12 +709,6 @@ async fn s13_live_cursors_follow_within_a_measured_bound() {
         );
         tokio::join!(alice_moves, bob_moves);
         let last = format!("{:.1}", (offset + 59) as f64 / 10.0);
-        println!(
-            "DEBUG sent {} seen {} cursors {:?}",
-            c.alice.js("return JSON.stringify(window.sent)").await,
-            c.bob.js("return JSON.stringify(window.seen)").await,
-            c.bob.js("return document.querySelectorAll('.cursor').length").await
-        );
         c.bob.until("Alice's last position", PATIENCE, &format!("window.seen['{last}'] !== undefined")).await;
         let mut latencies = cursor_latencies(&c.alice, &c.bob).await;
         latencies.extend(cursor_latencies(&c.bob, &c.alice).await);

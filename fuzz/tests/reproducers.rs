@@ -7,6 +7,8 @@ use tether_fuzz::{engine, reproducers, targets};
 fn every_saved_reproducer_passes() {
     let mut failures = Vec::new();
     let saved = reproducers::all(&reproducers::dir());
+    // None found (a moved folder, a renamed extension) would pass with nothing replayed.
+    assert!(!saved.is_empty(), "no reproducers under {}: nothing was replayed", reproducers::dir().display());
     for (name, path) in &saved {
         let mut target =
             targets::make(name).unwrap_or_else(|| panic!("no target {name} for {}", path.display()));

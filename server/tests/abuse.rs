@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use futures::SinkExt;
 use serde_json::json;
 use tether_shared::{ClientFrame, ErrorCode, RejectCode, ServerFrame, close};
 use tokio_tungstenite::tungstenite::Message;
@@ -32,13 +31,13 @@ async fn each_kind_of_bad_input_gets_its_typed_answer() {
     let server = server_with(config).await;
     let (mut client, _, _) = hello(server.addr(), "Mallory").await;
 
-    client.send(Message::text("{{{")).await.unwrap();
+    send_message(&mut client, Message::text("{{{")).await.unwrap();
     expect_error(&mut client, ErrorCode::MalformedJson).await;
-    client.send(Message::text(r#"{"type":"nuke"}"#)).await.unwrap();
+    send_message(&mut client, Message::text(r#"{"type":"nuke"}"#)).await.unwrap();
     expect_error(&mut client, ErrorCode::InvalidFrame).await;
-    client.send(Message::text(r#"{"type":"join"}"#)).await.unwrap();
+    send_message(&mut client, Message::text(r#"{"type":"join"}"#)).await.unwrap();
     expect_error(&mut client, ErrorCode::InvalidFrame).await;
-    client.send(Message::binary(vec![0u8; 8])).await.unwrap();
+    send_message(&mut client, Message::binary(vec![0u8; 8])).await.unwrap();
     expect_error(&mut client, ErrorCode::BinaryNotSupported).await;
 
     send(&mut client, &ClientFrame::Join { room: "bad room!".into(), since: None, history: None }).await;
@@ -54,7 +53,7 @@ async fn each_kind_of_bad_input_gets_its_typed_answer() {
     expect_reject(&mut client, "p1", RejectCode::NotJoined).await;
     join(&mut client, "a", None).await;
     let said_twice = r#"{"type":"publish","id":"p0","room":"a","body":{"text":"hi","text":"bye"}}"#;
-    client.send(Message::text(said_twice)).await.unwrap();
+    send_message(&mut client, Message::text(said_twice)).await.unwrap();
     expect_error(&mut client, ErrorCode::InvalidFrame).await;
     send(&mut client, &publish("p2", "a", json!("x".repeat(200)))).await;
     expect_reject(&mut client, "p2", RejectCode::TooLarge).await;
@@ -108,7 +107,7 @@ async fn repeated_garbage_closes_with_1008_and_others_carry_on() {
     join(&mut bob, "r", None).await;
     let mut mallory = connect(server.addr()).await;
     for _ in 0..20 {
-        if mallory.send(Message::text("garbage")).await.is_err() {
+        if send_message(&mut mallory, Message::text("garbage")).await.is_err() {
             break;
         }
     }
@@ -127,7 +126,7 @@ async fn invalid_utf8_closes_with_1007() {
     let server = server().await;
     let mut client = connect(server.addr()).await;
     let frame = Frame::message(vec![0xff, 0xfe, 0xfd], OpCode::Data(Data::Text), true);
-    client.send(Message::Frame(frame)).await.unwrap();
+    send_message(&mut client, Message::Frame(frame)).await.unwrap();
     assert_eq!(expect_close(&mut client).await.0, close::INVALID_PAYLOAD);
     server.stop().await;
 }
@@ -216,20 +215,20 @@ async fn a_slow_consumer_is_closed_with_4001_and_the_publisher_is_unaffected() {
     // Once the server has marked it slow, the sloth reads again: it gets what was
     // already on its way, then the close.
     let addr = server.addr();
-    loop {
-        let (_, _, metrics) = http_get(addr, "/metrics").await;
-        if metrics.contains("tether_slow_consumer_drops_total 1") {
-            break;
+    eventually("the sloth marked slow in /metrics", || async {
+        http_get(addr, "/metrics").await.2.contains("tether_slow_consumer_drops_total 1")
+    })
+    .await;
+    let code = within("the sloth's close", async {
+        loop {
+            match next_message(&mut sloth).await {
+                Some(Message::Close(frame)) => break frame.map(|f| u16::from(f.code)),
+                Some(_) => continue,
+                None => break None,
+            }
         }
-        tokio::task::yield_now().await;
-    }
-    let code = loop {
-        match next_message(&mut sloth).await {
-            Some(Message::Close(frame)) => break frame.map(|f| u16::from(f.code)),
-            Some(_) => continue,
-            None => break None,
-        }
-    };
+    })
+    .await;
     assert_eq!(code, Some(close::SLOW_CONSUMER));
     let mut publisher =
         tokio::time::timeout(std::time::Duration::from_secs(60), firehose).await.unwrap().unwrap();
@@ -252,23 +251,26 @@ async fn random_bytes_never_hurt_the_server() {
             } else {
                 Message::binary(bytes)
             };
-            if fuzzer.send(message).await.is_err() {
+            if send_message(&mut fuzzer, message).await.is_err() {
                 break;
             }
         }
         // Every answer is an error frame or a close; never silence, never a crash.
         send(&mut fuzzer, &ClientFrame::Ping { nonce: 1 }).await;
-        loop {
-            match next_message(&mut fuzzer).await {
-                Some(Message::Text(text)) => match ServerFrame::decode(&text).unwrap() {
-                    ServerFrame::Pong { .. } => break,
-                    ServerFrame::Error { .. } => continue,
-                    other => panic!("unexpected {other:?}"),
-                },
-                Some(Message::Close(_)) | None => break,
-                Some(_) => continue,
+        within("a pong or a close after the noise", async {
+            loop {
+                match next_message(&mut fuzzer).await {
+                    Some(Message::Text(text)) => match ServerFrame::decode(&text).unwrap() {
+                        ServerFrame::Pong { .. } => break,
+                        ServerFrame::Error { .. } => continue,
+                        other => panic!("unexpected {other:?}"),
+                    },
+                    Some(Message::Close(_)) | None => break,
+                    Some(_) => continue,
+                }
             }
-        }
+        })
+        .await;
     }
     let (seq, _) = publish(&mut alice, "r", "after-fuzz", json!("still fine")).await;
     assert_eq!(seq, 1);

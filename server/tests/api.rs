@@ -11,7 +11,7 @@ use tether_shared::{ClientFrame, ServerFrame, close};
 
 const KEY: &str = "api-test-key-0123456789";
 
-async fn with_api() -> tether_server::Running {
+async fn with_api() -> Running {
     let mut config = unthrottled();
     config.api_key = Some(KEY.into());
     server_with(config).await

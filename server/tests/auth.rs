@@ -22,7 +22,7 @@ fn token(secret: &str, rooms: &[&str], exp: u64) -> String {
     sign_token(secret.as_bytes(), &claims)
 }
 
-async fn secured() -> tether_server::Running {
+async fn secured() -> Running {
     let mut config = tether_server::Config::for_tests();
     config.auth_secret = Some(SECRET.into());
     server_with(config).await
@@ -91,9 +91,15 @@ async fn origins_outside_the_allow_list_are_closed_with_4408() {
         request.headers_mut().insert("Origin", origin.parse().unwrap());
         request
     };
-    let (mut evil, _) = tokio_tungstenite::connect_async(with_origin("https://evil.example")).await.unwrap();
+    let (mut evil, _) =
+        within("the handshake", tokio_tungstenite::connect_async(with_origin("https://evil.example")))
+            .await
+            .unwrap();
     assert_eq!(expect_close(&mut evil).await, (close::ORIGIN_FORBIDDEN, "origin not allowed".into()));
-    let (mut good, _) = tokio_tungstenite::connect_async(with_origin("https://chat.example")).await.unwrap();
+    let (mut good, _) =
+        within("the handshake", tokio_tungstenite::connect_async(with_origin("https://chat.example")))
+            .await
+            .unwrap();
     send(&mut good, &ClientFrame::Ping { nonce: 1 }).await;
     assert_eq!(next_frame(&mut good).await, ServerFrame::Pong { nonce: 1 });
     server.stop().await;
@@ -161,13 +167,16 @@ async fn a_token_is_refreshed_in_place_before_it_expires() {
     // The warning is pushed at once; the join's answer may come before or after it.
     send(&mut client, &ClientFrame::Join { room: "r".into(), since: None, history: None }).await;
     let (mut joined, mut expiring) = (false, None);
-    while !joined || expiring.is_none() {
-        match next_frame(&mut client).await {
-            ServerFrame::Joined { .. } => joined = true,
-            ServerFrame::TokenExpiring { expires_at } => expiring = Some(expires_at),
-            _ => {}
+    within("joined and warned", async {
+        while !joined || expiring.is_none() {
+            match next_frame(&mut client).await {
+                ServerFrame::Joined { .. } => joined = true,
+                ServerFrame::TokenExpiring { expires_at } => expiring = Some(expires_at),
+                _ => {}
+            }
         }
-    }
+    })
+    .await;
     let expiring = expiring.expect("warned");
     assert!(expiring > now(), "told before it expires");
 
@@ -199,13 +208,16 @@ async fn a_token_is_refreshed_in_place_before_it_expires() {
         ClientFrame::Publish { id: "m1".into(), room: "r".into(), body: serde_json::json!(1), priority: 0 };
     send(&mut client, &publish).await;
     let (mut acked, mut warned) = (false, false);
-    while !(acked && warned) {
-        match next_frame(&mut client).await {
-            ServerFrame::Ack { seq: 1, .. } => acked = true,
-            ServerFrame::TokenExpiring { expires_at } if expires_at == renewed => warned = true,
-            _ => {}
+    within("acked and warned again", async {
+        while !(acked && warned) {
+            match next_frame(&mut client).await {
+                ServerFrame::Ack { seq: 1, .. } => acked = true,
+                ServerFrame::TokenExpiring { expires_at } if expires_at == renewed => warned = true,
+                _ => {}
+            }
         }
-    }
+    })
+    .await;
     // Unrefreshed, it closes the connection when it expires.
     assert_eq!(expect_close(&mut client).await, (close::TOKEN_EXPIRED, "token expired".into()));
     assert!(now() >= renewed, "closed at the renewed expiry, not before");

@@ -23,10 +23,11 @@ async fn metric(addr: std::net::SocketAddr, name: &str) -> f64 {
 
 /// A client that said hello from `source` (any 127.x address works on loopback).
 async fn hello_from(source: &str, addr: std::net::SocketAddr, name: &str) -> Client {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-    let stream = tokio_tungstenite::MaybeTlsStream::Plain(socket.connect(addr).await.unwrap());
-    let (mut client, _) = tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream).await.unwrap();
+    let stream = tokio_tungstenite::MaybeTlsStream::Plain(tcp_from(source, addr).await);
+    let (mut client, _) =
+        within("the handshake", tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream))
+            .await
+            .unwrap();
     let frame =
         ClientFrame::Hello { v: PROTOCOL_VERSION, token: None, name: Some(name.into()), resume_token: None };
     send(&mut client, &frame).await;
@@ -87,15 +88,18 @@ async fn history_over_its_byte_cap_loses_the_oldest_messages_of_all_rooms_and_a_
 /// The seqs a replay of `room` carried, and its `replayed` frame's `complete` and `oldest`.
 async fn replay(client: &mut Client, room: &str) -> (Vec<u64>, bool, u64) {
     let mut seqs = Vec::new();
-    loop {
-        match next_frame(client).await {
-            ServerFrame::Message { room: r, seq, .. } if r == room => seqs.push(seq),
-            ServerFrame::Replayed { room: r, complete, oldest, .. } if r == room => {
-                return (seqs, complete, oldest);
+    within("the replay", async {
+        loop {
+            match next_frame(client).await {
+                ServerFrame::Message { room: r, seq, .. } if r == room => seqs.push(seq),
+                ServerFrame::Replayed { room: r, complete, oldest, .. } if r == room => {
+                    return (seqs, complete, oldest);
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
+    })
+    .await
 }
 
 #[tokio::test]
@@ -166,13 +170,16 @@ async fn slow_readers_past_the_servers_queue_budget_are_closed_and_readers_that_
         seen
     });
     for i in 0..total {
-        seen_by_reader.wait_for(|&seen| seen + 64 >= i).await.expect("the reader is alive");
+        within("the reader's progress", seen_by_reader.wait_for(|&seen| seen + 64 >= i))
+            .await
+            .expect("the reader is alive");
         let frame =
             ClientFrame::Publish { id: format!("m{i}"), room: "r".into(), body: body.clone(), priority: 0 };
-        publishing.send(Message::text(frame.encode())).await.expect("send");
+        within("sending a publish", publishing.send(Message::text(frame.encode()))).await.expect("send");
     }
-    assert_eq!(acked.await.unwrap(), total, "every publish is acked");
-    assert_eq!(reading.await.unwrap(), total, "the reader that keeps up gets every message");
+    assert_eq!(within("every ack", acked).await.unwrap(), total, "every publish is acked");
+    let seen = within("every message", reading).await.unwrap();
+    assert_eq!(seen, total, "the reader that keeps up gets every message");
     // The stalled members were cut off: reading what reached them ends in a 4001.
     for client in &mut stalled {
         let code = loop {

@@ -8,7 +8,6 @@ use std::collections::{HashMap, HashSet};
 use common::redis::Redis;
 use common::*;
 use serde_json::json;
-use tether_server::Running;
 use tether_shared::{ClientFrame, PROTOCOL_VERSION, ServerFrame, User};
 
 /// A node of the cluster on `redis`, without publish limits.
@@ -66,16 +65,19 @@ async fn one_order_per_room_across_three_nodes() {
             // Its own message first, then the ack, as on one node.
             let mut echoed = HashSet::new();
             let mut acked = 0;
-            while acked < EACH {
-                match next_frame(&mut client).await {
-                    ServerFrame::Message { id, .. } => drop(echoed.insert(id)),
-                    ServerFrame::Ack { id, .. } => {
-                        assert!(echoed.contains(&id), "the ack of {id} came before its message");
-                        acked += 1;
+            within("every ack", async {
+                while acked < EACH {
+                    match next_frame(&mut client).await {
+                        ServerFrame::Message { id, .. } => drop(echoed.insert(id)),
+                        ServerFrame::Ack { id, .. } => {
+                            assert!(echoed.contains(&id), "the ack of {id} came before its message");
+                            acked += 1;
+                        }
+                        _ => {}
                     }
-                    _ => {}
                 }
-            }
+            })
+            .await;
             client
         }));
     }
@@ -150,19 +152,12 @@ async fn a_client_resumes_on_another_node_from_its_cursor() {
 
     let (mut reader, _, _) = hello(nodes[1].addr(), "Reader").await;
     send(&mut reader, &ClientFrame::Join { room: "r".into(), since: Some(3), history: None }).await;
-    let replayed: Vec<u64> = {
-        let mut seqs = Vec::new();
-        loop {
-            match next_frame(&mut reader).await {
-                ServerFrame::Message { seq, .. } => seqs.push(seq),
-                ServerFrame::Replayed { to, complete, .. } => {
-                    assert_eq!((to, complete), (6, true));
-                    break seqs;
-                }
-                _ => {}
-            }
-        }
-    };
+    let frames = frames_until(&mut reader, |f| matches!(f, ServerFrame::Replayed { .. })).await;
+    assert!(matches!(frames.last(), Some(ServerFrame::Replayed { to: 6, complete: true, .. })), "{frames:?}");
+    let replayed: Vec<u64> = frames
+        .iter()
+        .filter_map(|f| if let ServerFrame::Message { seq, .. } = f { Some(*seq) } else { None })
+        .collect();
     assert_eq!(replayed, vec![4, 5, 6], "exactly what was missed, from Redis");
     publish(&mut writer, "r", "m7", json!(7)).await;
     assert_eq!(next_message_in(&mut reader, "r").await.0, 7, "then live, from the other node");
@@ -178,19 +173,24 @@ async fn presence_until(
     mut present: HashMap<String, String>,
     wanted: impl Fn(&HashSet<&str>) -> bool,
 ) -> HashMap<String, String> {
-    while !wanted(&present.values().map(String::as_str).collect()) {
-        if let ServerFrame::Presence { room: r, joined, left, .. } = next_frame(client).await
-            && r == room
-        {
-            for user in joined {
-                present.insert(user.id, user.name);
-            }
-            for id in left {
-                present.remove(&id);
+    // Long enough for a dead node's members to go (its heartbeat's life), which a caller
+    // that waits for that bounds more tightly itself.
+    within_for(2 * PATIENCE, "the presence awaited", async {
+        while !wanted(&present.values().map(String::as_str).collect()) {
+            if let ServerFrame::Presence { room: r, joined, left, .. } = next_frame(client).await
+                && r == room
+            {
+                for user in joined {
+                    present.insert(user.id, user.name);
+                }
+                for id in left {
+                    present.remove(&id);
+                }
             }
         }
-    }
-    present
+        present
+    })
+    .await
 }
 
 #[tokio::test]
@@ -201,23 +201,60 @@ async fn presence_spans_nodes_and_two_tabs_are_one_member() {
     let (_, members) = join(&mut ada, "r", None).await;
     assert_eq!(members.len(), 1);
 
-    let (mut bob, _, bob_token) = hello(nodes[1].addr(), "Bob").await;
+    let (mut bob, bob_user, bob_token) = hello(nodes[1].addr(), "Bob").await;
     let (_, members) = join(&mut bob, "r", None).await;
     let names: HashSet<String> = members.into_iter().map(|user| user.name).collect();
     assert_eq!(names, HashSet::from(["Ada".to_owned(), "Bob".to_owned()]), "the snapshot lists both nodes");
 
     let present = HashMap::from([(ada_user.id.clone(), ada_user.name.clone())]);
-    let present = presence_until(&mut ada, "r", present, |p| p.contains("Bob")).await;
+    presence_until(&mut ada, "r", present, |p| p.contains("Bob")).await;
     // Bob's second tab, on Ada's node: still one Bob.
     let (mut bob_again, _) = hello_again(nodes[0].addr(), &bob_token).await;
-    join(&mut bob_again, "r", None).await;
+    let (members, count) = joined_members(&mut bob_again, "r").await;
+    assert_eq!((members.len(), count), (2, 2), "two users, not three members: {members:?}");
+
+    // Bob's first tab closes: he is still here through the second, so Ada hears nothing.
+    // Presence crosses nodes once a tick, so a ping is no marker for it: Cid's arrival on
+    // Bob's node is, once that node has let the tab go. His join is answered once the
+    // other nodes can see it, with (or after) anything the closing tab set off.
     drop(bob);
+    let api = nodes[1].api();
+    eventually("Bob's first tab let go", || async { api.stats().await.connections == 0 }).await;
+    let (mut cid, cid_user, _) = hello(nodes[1].addr(), "Cid").await;
+    join(&mut cid, "r", None).await;
+    let with_cid = |frame: &ServerFrame| matches!(frame, ServerFrame::Presence { joined, .. } if joined.iter().any(|u| u.id == cid_user.id));
+    let heard = frames_until(&mut ada, with_cid).await;
+    for frame in &heard {
+        if let ServerFrame::Presence { left, count, .. } = frame {
+            let expected = if with_cid(frame) { 3 } else { 2 };
+            assert!(
+                left.is_empty() && *count == expected,
+                "Ada heard of one of Bob's tabs closing: {heard:?}"
+            );
+        }
+    }
+
+    // His second tab closes too: now he is gone, and Ada hears it.
     drop(bob_again);
-    let present = presence_until(&mut ada, "r", present, |p| !p.contains("Bob")).await;
-    assert_eq!(present, HashMap::from([(ada_user.id, ada_user.name)]));
+    let left = until(&mut ada, |frame| match frame {
+        ServerFrame::Presence { left, count, .. } if !left.is_empty() => Some((left, count)),
+        _ => None,
+    })
+    .await;
+    assert_eq!(left, (vec![bob_user.id], 2), "Ada and Cid are left");
     for node in nodes {
         node.stop().await;
     }
+}
+
+/// Joins `room` and returns the `joined` frame's members and count.
+async fn joined_members(client: &mut Client, room: &str) -> (Vec<User>, usize) {
+    send(client, &ClientFrame::Join { room: room.into(), since: None, history: None }).await;
+    until(client, |frame| match frame {
+        ServerFrame::Joined { members, count, .. } => Some((members, count)),
+        _ => None,
+    })
+    .await
 }
 
 /// A blocking connection to the test's Redis, for looking behind the nodes' backs.
@@ -393,16 +430,19 @@ async fn a_killed_node_leaves_no_ghosts() {
     // Presence and typing travel separately (presence waits for its tick), in any order.
     let mut present = HashMap::from([(ada_user.id.clone(), ada_user.name.clone())]);
     let mut typist = None;
-    while typist.is_none() || !present.values().any(|name| name == "Ghost") {
-        match next_frame(&mut ada).await {
-            ServerFrame::Presence { joined, left, .. } => {
-                present.extend(joined.into_iter().map(|user| (user.id, user.name)));
-                left.iter().for_each(|id| drop(present.remove(id)));
+    within("the ghost's presence and typing", async {
+        while typist.is_none() || !present.values().any(|name| name == "Ghost") {
+            match next_frame(&mut ada).await {
+                ServerFrame::Presence { joined, left, .. } => {
+                    present.extend(joined.into_iter().map(|user| (user.id, user.name)));
+                    left.iter().for_each(|id| drop(present.remove(id)));
+                }
+                ServerFrame::Typing { user, active: true, .. } => typist = Some(user.name),
+                _ => {}
             }
-            ServerFrame::Typing { user, active: true, .. } => typist = Some(user.name),
-            _ => {}
         }
-    }
+    })
+    .await;
     assert_eq!(typist.as_deref(), Some("Ghost"), "typing crosses nodes");
 
     doomed.0.kill().unwrap();

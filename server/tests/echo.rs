@@ -3,7 +3,6 @@
 mod common;
 
 use common::*;
-use futures::SinkExt;
 use serde_json::json;
 use tether_shared::{ClientFrame, ErrorCode, ServerFrame};
 use tokio_tungstenite::tungstenite::Message;
@@ -32,19 +31,19 @@ async fn bad_frames_get_typed_errors_and_the_socket_stays_open() {
     let server = server().await;
     let mut client = connect(server.addr()).await;
 
-    client.send(Message::text("{not json")).await.unwrap();
+    send_message(&mut client, Message::text("{not json")).await.unwrap();
     assert!(matches!(
         next_frame(&mut client).await,
         ServerFrame::Error { code: ErrorCode::MalformedJson, .. }
     ));
 
-    client.send(Message::text(r#"{"type":"teleport"}"#)).await.unwrap();
+    send_message(&mut client, Message::text(r#"{"type":"teleport"}"#)).await.unwrap();
     assert!(matches!(
         next_frame(&mut client).await,
         ServerFrame::Error { code: ErrorCode::InvalidFrame, .. }
     ));
 
-    client.send(Message::binary(vec![1u8, 2, 3])).await.unwrap();
+    send_message(&mut client, Message::binary(vec![1u8, 2, 3])).await.unwrap();
     assert!(matches!(
         next_frame(&mut client).await,
         ServerFrame::Error { code: ErrorCode::BinaryNotSupported, .. }

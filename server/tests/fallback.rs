@@ -8,7 +8,6 @@ use std::net::SocketAddr;
 
 use common::*;
 use serde_json::{Value, json};
-use tether_server::Running;
 use tether_shared::{ClientFrame, ServerFrame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -49,16 +48,19 @@ async fn poll_until<T>(
     mut after: u64,
     mut wanted: impl FnMut(&ServerFrame) -> Option<T>,
 ) -> (T, u64) {
-    loop {
-        let (frames, closed) = poll(addr, session, after).await;
-        assert!(closed.is_null() || !frames.is_empty(), "the session ended: {closed}");
-        for (event, frame) in frames {
-            after = event;
-            if let Some(found) = wanted(&frame) {
-                return (found, after);
+    within("the frame awaited by long-polling", async {
+        loop {
+            let (frames, closed) = poll(addr, session, after).await;
+            assert!(closed.is_null() || !frames.is_empty(), "the session ended: {closed}");
+            for (event, frame) in frames {
+                after = event;
+                if let Some(found) = wanted(&frame) {
+                    return (found, after);
+                }
             }
         }
-    }
+    })
+    .await
 }
 
 fn server_config() -> tether_server::Config {
@@ -131,13 +133,13 @@ struct Sse {
 
 impl Sse {
     async fn open(addr: SocketAddr, session: &str, last_event_id: Option<u64>) -> Sse {
-        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let mut stream = within("connecting", tokio::net::TcpStream::connect(addr)).await.unwrap();
         let mut request = format!("GET /rt/sse?session={session} HTTP/1.1\r\nHost: {addr}\r\n");
         if let Some(id) = last_event_id {
             request.push_str(&format!("Last-Event-ID: {id}\r\n"));
         }
         request.push_str("\r\n");
-        stream.write_all(request.as_bytes()).await.unwrap();
+        within("writing the request", stream.write_all(request.as_bytes())).await.unwrap();
         let mut sse = Sse { stream, buffer: String::new() };
         while !sse.buffer.contains("\r\n\r\n") {
             sse.read_more().await;
@@ -159,6 +161,11 @@ impl Sse {
 
     /// The next event that carries data (comments are skipped).
     async fn next(&mut self) -> (Option<u64>, String, String) {
+        // Heartbeat comments would keep a wait for data that never comes alive.
+        within("an event with data", self.next_unbounded()).await
+    }
+
+    async fn next_unbounded(&mut self) -> (Option<u64>, String, String) {
         loop {
             // Chunk sizes sit on lines of their own between events; they never start
             // with a field name, so dropping unknown lines is enough.
@@ -198,14 +205,18 @@ impl Sse {
 
     /// Events until a frame matches `wanted`; returns it and its event id.
     async fn until<T>(&mut self, mut wanted: impl FnMut(&ServerFrame) -> Option<T>) -> (T, u64) {
-        loop {
-            let (id, event, data) = self.next().await;
-            assert_eq!(event, "message", "{data}");
-            let frame = ServerFrame::decode(&data).unwrap();
-            if let Some(found) = wanted(&frame) {
-                return (found, id.unwrap());
+        // The stream's heartbeats would keep a wait for an event that never comes alive.
+        within("the event awaited", async {
+            loop {
+                let (id, event, data) = self.next().await;
+                assert_eq!(event, "message", "{data}");
+                let frame = ServerFrame::decode(&data).unwrap();
+                if let Some(found) = wanted(&frame) {
+                    return (found, id.unwrap());
+                }
             }
-        }
+        })
+        .await
     }
 }
 
@@ -467,17 +478,21 @@ async fn a_session_nobody_reads_leaves_presence_like_a_silent_socket() {
     .await;
     // Nobody polls or streams: after the idle timeout the session is gone. Bob keeps
     // his own socket alive meanwhile, as every client does.
+    // The heartbeat keeps this loop alive as well as Bob's socket: the wait is bounded whole.
     let mut heartbeat = tokio::time::interval(std::time::Duration::from_millis(300));
-    loop {
-        tokio::select! {
-            frame = next_frame(&mut bob) => {
-                if let ServerFrame::Presence { left, .. } = frame && !left.is_empty() {
-                    break;
+    within("the unread session leaving presence", async {
+        loop {
+            tokio::select! {
+                frame = next_frame(&mut bob) => {
+                    if let ServerFrame::Presence { left, .. } = frame && !left.is_empty() {
+                        break;
+                    }
                 }
+                _ = heartbeat.tick() => send(&mut bob, &ClientFrame::Ping { nonce: 0 }).await,
             }
-            _ = heartbeat.tick() => send(&mut bob, &ClientFrame::Ping { nonce: 0 }).await,
         }
-    }
+    })
+    .await;
     server.stop().await;
 }
 
@@ -523,13 +538,11 @@ async fn the_protocol_documents_the_answers_the_server_gives() {
 /// A request from another loopback address (127.0.0.2): another machine, as far as the
 /// server can tell.
 async fn get_from_elsewhere(addr: SocketAddr, path: &str) -> u16 {
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.2:0".parse().unwrap()).unwrap();
-    let mut stream = socket.connect(addr).await.unwrap();
+    let mut stream = tcp_from("127.0.0.2", addr).await;
     let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await.unwrap();
+    within("writing the request", stream.write_all(request.as_bytes())).await.unwrap();
     let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).await.unwrap();
+    within("the answer", stream.read_to_end(&mut raw)).await.unwrap();
     String::from_utf8_lossy(&raw).split(' ').nth(1).unwrap().parse().unwrap()
 }
 

@@ -4,7 +4,7 @@ mod common;
 
 use common::*;
 
-async fn server_with_bundle() -> (tether_server::Running, std::path::PathBuf) {
+async fn server_with_bundle() -> (Running, std::path::PathBuf) {
     let dir = std::env::temp_dir().join(format!("tether-spa-{}-{}", std::process::id(), rand_suffix()));
     std::fs::create_dir_all(dir.join("assets")).unwrap();
     std::fs::write(dir.join("index.html"), "<!doctype html><title>Tether</title>").unwrap();

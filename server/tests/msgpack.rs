@@ -4,7 +4,6 @@
 mod common;
 
 use common::*;
-use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tether_shared::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ServerFrame};
 use tokio_tungstenite::tungstenite::Message;
@@ -16,20 +15,21 @@ async fn packed_client(addr: std::net::SocketAddr) -> (Client, Option<String>) {
     request
         .headers_mut()
         .insert("Sec-WebSocket-Protocol", "tether.v1.msgpack, tether.v1.json".parse().unwrap());
-    let (client, response) = tokio_tungstenite::connect_async(request).await.expect("connects");
+    let (client, response) =
+        within("the websocket handshake", tokio_tungstenite::connect_async(request)).await.expect("connects");
     let chosen =
         response.headers().get("sec-websocket-protocol").and_then(|v| v.to_str().ok()).map(str::to_owned);
     (client, chosen)
 }
 
 async fn send_packed(client: &mut Client, frame: &ClientFrame) {
-    client.send(Message::binary(frame.encode_msgpack())).await.unwrap();
+    send_message(client, Message::binary(frame.encode_msgpack())).await.unwrap();
 }
 
 /// The next frame, which must be binary MessagePack.
 async fn next_packed(client: &mut Client) -> ServerFrame {
     loop {
-        match client.next().await.expect("open").expect("no error") {
+        match next_message(client).await.expect("open") {
             Message::Binary(bytes) => return ServerFrame::decode_msgpack(&bytes).expect("MessagePack frame"),
             Message::Text(text) => panic!("a text frame on a MessagePack connection: {text}"),
             _ => continue,
@@ -51,11 +51,10 @@ async fn a_msgpack_client_chats_with_a_json_client_in_one_room() {
     send_packed(&mut packed, &hello).await;
     assert!(matches!(next_packed(&mut packed).await, ServerFrame::Welcome { .. }));
     send_packed(&mut packed, &ClientFrame::Join { room: "r".into(), since: None, history: None }).await;
-    loop {
-        if let ServerFrame::Joined { .. } = next_packed(&mut packed).await {
-            break;
-        }
-    }
+    within("joined", async {
+        while !matches!(next_packed(&mut packed).await, ServerFrame::Joined { .. }) {}
+    })
+    .await;
     let mut text = member(server.addr(), "Text", "r").await;
     publish(&mut text, "r", "t1", json!({"text": "from JSON"})).await;
     let publish = ClientFrame::Publish {
@@ -65,15 +64,21 @@ async fn a_msgpack_client_chats_with_a_json_client_in_one_room() {
         priority: 0,
     };
     send_packed(&mut packed, &publish).await;
-    // Each sees both messages, the same seqs and bodies.
+    // Each sees both messages, the same seqs and bodies; the MessagePack publisher its
+    // ack too, which comes after its own message.
     let mut seen_packed = Vec::new();
-    while seen_packed.len() < 2 {
-        match next_packed(&mut packed).await {
-            ServerFrame::Message { seq, body, .. } => seen_packed.push((seq, body)),
-            ServerFrame::Ack { id, seq, .. } => assert_eq!((id.as_str(), seq), ("p1", 2)),
-            _ => {}
+    let mut acked = None;
+    within("both messages and the ack", async {
+        while seen_packed.len() < 2 || acked.is_none() {
+            match next_packed(&mut packed).await {
+                ServerFrame::Message { seq, body, .. } => seen_packed.push((seq, body)),
+                ServerFrame::Ack { id, seq, .. } => acked = Some((id, seq)),
+                _ => {}
+            }
         }
-    }
+    })
+    .await;
+    assert_eq!(acked, Some(("p1".to_owned(), 2)));
     assert_eq!(
         seen_packed,
         [(1, json!({"text": "from JSON"})), (2, json!({"text": "from MessagePack", "n": 1.5}))]
@@ -87,20 +92,20 @@ async fn a_msgpack_client_chats_with_a_json_client_in_one_room() {
 async fn bad_binary_gets_the_same_typed_answers_as_bad_json() {
     let server = server().await;
     let (mut packed, _) = packed_client(server.addr()).await;
-    packed.send(Message::binary(vec![0xc1, 0x00])).await.unwrap();
+    send_message(&mut packed, Message::binary(vec![0xc1, 0x00])).await.unwrap();
     match next_packed(&mut packed).await {
         ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::MalformedJson),
         other => panic!("{other:?}"),
     }
     let wrong = rmp_serde::to_vec_named(&json!({"type": "hello", "v": "one"})).unwrap();
-    packed.send(Message::binary(wrong)).await.unwrap();
+    send_message(&mut packed, Message::binary(wrong)).await.unwrap();
     match next_packed(&mut packed).await {
         ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::InvalidFrame),
         other => panic!("{other:?}"),
     }
     // A JSON connection still refuses binary, in words.
     let mut plain = connect(server.addr()).await;
-    plain.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    send_message(&mut plain, Message::binary(vec![1, 2, 3])).await.unwrap();
     match next_frame(&mut plain).await {
         ServerFrame::Error { code, .. } => assert_eq!(code, ErrorCode::BinaryNotSupported),
         other => panic!("{other:?}"),

@@ -21,8 +21,8 @@ const LET_GO: Duration = Duration::from_secs(40);
 
 /// A raw connection that sends `bytes` and then nothing more.
 async fn stalled(addr: SocketAddr, bytes: &[u8]) -> tokio::net::TcpStream {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    stream.write_all(bytes).await.expect("write");
+    let mut stream = within("connecting", tokio::net::TcpStream::connect(addr)).await.expect("connect");
+    within("writing", stream.write_all(bytes)).await.expect("write");
     stream
 }
 
@@ -141,7 +141,9 @@ async fn a_websocket_frame_stopped_halfway_ends_with_the_idle_timeout() {
     let mut partial = vec![0x81, 0xFE, 0x03, 0xE8, 1, 2, 3, 4];
     partial.extend_from_slice(b"{\"type\":\"p");
     match stuck.get_mut() {
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => tcp.write_all(&partial).await.unwrap(),
+        tokio_tungstenite::MaybeTlsStream::Plain(tcp) => {
+            within("writing", tcp.write_all(&partial)).await.unwrap()
+        }
         _ => unreachable!("plain TCP"),
     }
     // Others in its room chat on meanwhile.
@@ -162,10 +164,13 @@ async fn a_client_that_never_reads_is_let_go_and_does_not_hold_the_shutdown() {
     // A small receive window, so the server's writes stall soon.
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
-    let tcp = socket.connect(addr).await.unwrap();
-    let (sloth, _) = tokio_tungstenite::client_async(
-        format!("ws://{addr}/ws"),
-        tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+    let tcp = within("connecting", socket.connect(addr)).await.unwrap();
+    let (sloth, _) = within(
+        "the handshake",
+        tokio_tungstenite::client_async(
+            format!("ws://{addr}/ws"),
+            tokio_tungstenite::MaybeTlsStream::Plain(tcp),
+        ),
     )
     .await
     .unwrap();
@@ -225,9 +230,11 @@ async fn a_close_over_frames_sent_after_it_reaches_a_slow_reader() {
     // send buffer while this client reads.
     let socket = tokio::net::TcpSocket::new_v4().expect("socket");
     socket.set_recv_buffer_size(4096).expect("a small receive buffer");
-    let stream = socket.connect(addr).await.expect("connect");
+    let stream = within("connecting", socket.connect(addr)).await.expect("connect");
     let (mut slow, _) =
-        tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream).await.expect("upgrade");
+        within("the handshake", tokio_tungstenite::client_async(format!("ws://{addr}/ws"), stream))
+            .await
+            .expect("upgrade");
     let hello = ClientFrame::Hello { v: 1, token: None, name: Some("Slow".into()), resume_token: None };
     let join = ClientFrame::Join { room: "big".into(), since: None, history: Some(REPLAYED) };
     let not_utf8 = Frame::message(&b"{\"type\":\"ping\",\"nonce\":\xff}"[..], OpCode::Data(Data::Text), true);
@@ -239,9 +246,9 @@ async fn a_close_over_frames_sent_after_it_reaches_a_slow_reader() {
         // the server has read the frame before it.
         Message::text("x".repeat(60_000)),
     ] {
-        slow.feed(message).await.expect("send");
+        within("sending", slow.feed(message)).await.expect("send");
     }
-    slow.flush().await.expect("send");
+    within("sending", slow.flush()).await.expect("send");
 
     let mut replayed = 0;
     let closed = loop {

@@ -71,7 +71,7 @@ async fn joins_within_a_tick_reach_members_as_one_diff() {
     // Leaving is coalesced the same way, and the diff says who is gone.
     let started = Instant::now();
     for client in joiners.iter_mut() {
-        client.close(None).await.unwrap();
+        hang_up(client).await;
     }
     let diffs = follow_presence(&mut observer, &mut known, |known| known.len() == 1).await;
     let took = started.elapsed();
@@ -139,7 +139,7 @@ async fn a_big_room_tells_counts_pages_its_members_and_lists_again_when_small() 
 
     // Down to two users (half the limit): everyone gets the whole list again.
     for client in others.iter_mut() {
-        client.close(None).await.unwrap();
+        hang_up(client).await;
     }
     let list = until(&mut observer, |f| match f {
         ServerFrame::Presence { joined, snapshot: true, .. } => Some(joined),
@@ -179,12 +179,15 @@ async fn a_publisher_is_slowed_down_never_cut_off_by_its_own_acks_and_echoes() {
     let server = server_with(config).await;
     let mut publisher = member(server.addr(), "Firehose", "r").await;
     // Two thousand publishes in one write, read only afterwards.
-    for i in 0..2_000 {
-        let frame =
-            ClientFrame::Publish { id: format!("m{i}"), room: "r".into(), body: json!(i), priority: 0 };
-        publisher.feed(Message::text(frame.encode())).await.unwrap();
-    }
-    publisher.flush().await.unwrap();
+    within("writing the publishes", async {
+        for i in 0..2_000 {
+            let frame =
+                ClientFrame::Publish { id: format!("m{i}"), room: "r".into(), body: json!(i), priority: 0 };
+            publisher.feed(Message::text(frame.encode())).await.unwrap();
+        }
+        publisher.flush().await.unwrap();
+    })
+    .await;
     let (mut acks, mut echoes) = (0, 0);
     while acks < 2_000 || echoes < 2_000 {
         match next_message(&mut publisher).await {

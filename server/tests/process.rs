@@ -80,7 +80,10 @@ async fn signal_closes_sockets_and_exits_zero(signal: &str) {
     let sent = Command::new("kill").args(["-s", signal, &child.id().to_string()]).status();
     assert!(sent.expect("kill").success());
     assert_eq!(expect_close(&mut client).await, (1001, "server restarting".to_owned()));
-    let status = tokio::task::spawn_blocking(move || child.wait()).await.unwrap().unwrap();
+    let status = within("the server exiting", tokio::task::spawn_blocking(move || child.wait()))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(status.success(), "exit status {status:?}");
 }
 
@@ -149,13 +152,16 @@ async fn acked_messages_survive_sigkill_and_a_restart() {
     )
     .await;
     let mut replayed = Vec::new();
-    let complete = loop {
-        match next_frame(&mut alice).await {
-            ServerFrame::Message { seq, id, .. } => replayed.push((seq, id)),
-            ServerFrame::Replayed { complete, .. } => break complete,
-            _ => {}
+    let complete = within("the replay", async {
+        loop {
+            match next_frame(&mut alice).await {
+                ServerFrame::Message { seq, id, .. } => replayed.push((seq, id)),
+                ServerFrame::Replayed { complete, .. } => break complete,
+                _ => {}
+            }
         }
-    };
+    })
+    .await;
     assert!(complete);
     for promise in &acked {
         assert!(replayed.contains(promise), "acked {promise:?} was lost");

@@ -68,7 +68,7 @@ async fn resume_replays_exactly_what_was_missed_then_goes_live() {
     let (seen, _) = publish(&mut alice, "r", "m1", json!(1)).await;
     assert_eq!(next_message_in(&mut bob, "r").await.0, seen);
 
-    bob.close(None).await.unwrap();
+    hang_up(&mut bob).await;
     for i in 2..=4 {
         publish(&mut alice, "r", &format!("m{i}"), json!(i)).await;
     }
@@ -133,19 +133,17 @@ async fn a_cursor_beyond_the_head_is_named_then_everything_held_is_replayed() {
     // A cursor from a history this room no longer has (say, before its store was wiped).
     let (mut stale, _, _) = hello(server.addr(), "Stale").await;
     send(&mut stale, &ClientFrame::Join { room: "r".into(), since: Some(50), history: None }).await;
-    let mut seen = Vec::new();
-    loop {
-        match next_frame(&mut stale).await {
-            ServerFrame::Joined { seq, .. } => seen.push(format!("joined {seq}")),
-            ServerFrame::Error { code, about, .. } => seen.push(format!("error {code:?} {about:?}")),
-            ServerFrame::Message { seq, .. } => seen.push(format!("message {seq}")),
-            ServerFrame::Replayed { complete, .. } => {
-                seen.push(format!("replayed complete={complete}"));
-                break;
-            }
-            _ => {}
-        }
-    }
+    let seen: Vec<String> = frames_until(&mut stale, |f| matches!(f, ServerFrame::Replayed { .. }))
+        .await
+        .into_iter()
+        .filter_map(|frame| match frame {
+            ServerFrame::Joined { seq, .. } => Some(format!("joined {seq}")),
+            ServerFrame::Error { code, about, .. } => Some(format!("error {code:?} {about:?}")),
+            ServerFrame::Message { seq, .. } => Some(format!("message {seq}")),
+            ServerFrame::Replayed { complete, .. } => Some(format!("replayed complete={complete}")),
+            _ => None,
+        })
+        .collect();
     assert_eq!(
         seen,
         ["joined 2", "error CursorAhead Some(\"r\")", "message 1", "message 2", "replayed complete=false"]
@@ -179,21 +177,36 @@ async fn presence_snapshot_diffs_and_tabs_of_one_user_count_once() {
     assert_eq!(user.id, alice_user.id);
     let (_, members) = join(&mut tab, "r", None).await;
     assert_eq!(members.len(), 2, "two users, not three members");
-    tab.close(None).await.unwrap();
+    hang_up(&mut tab).await;
+    // The tab is gone from the server (its rooms are left before its connection is let go).
+    let api = server.api();
+    eventually("the second tab let go", || async { api.stats().await.connections == 2 }).await;
 
-    // Bob leaves: Alice hears it. Bob hears nothing about Alice's second tab closing.
-    send(&mut bob, &ClientFrame::Ping { nonce: 1 }).await;
-    assert_eq!(
-        until(&mut bob, |f| matches!(f, ServerFrame::Pong { .. }).then_some(f)).await,
-        ServerFrame::Pong { nonce: 1 }
-    );
-    bob.close(None).await.unwrap();
+    // Bob hears nothing about Alice's second tab closing. Presence is told at most once
+    // a tick, so a ping is no marker for it: Carol's arrival is, a diff that would carry
+    // (or come after) anything the closing tab set off.
+    let (mut carol, carol_user, _) = hello(server.addr(), "Carol").await;
+    join(&mut carol, "r", None).await;
+    let heard = frames_until(
+        &mut bob,
+        |f| matches!(f, ServerFrame::Presence { joined, .. } if joined.iter().any(|u| u.id == carol_user.id)),
+    )
+    .await;
+    for frame in &heard {
+        if let ServerFrame::Presence { left, count, joined, .. } = frame {
+            let expected = if joined.iter().any(|u| u.id == carol_user.id) { 3 } else { 2 };
+            assert!(left.is_empty() && *count == expected, "Bob heard of the tab closing: {heard:?}");
+        }
+    }
+
+    // Bob leaves: Alice hears it.
+    hang_up(&mut bob).await;
     let (left, count) = until(&mut alice, |f| match f {
         ServerFrame::Presence { left, count, .. } if !left.is_empty() => Some((left, count)),
         _ => None,
     })
     .await;
-    assert_eq!((left, count), (vec![bob_user.id], 1));
+    assert_eq!((left, count), (vec![bob_user.id], 2), "Alice and Carol are left");
     server.stop().await;
 }
 
@@ -246,15 +259,16 @@ async fn typing_reaches_others_and_receipts_reach_the_room() {
     assert_eq!(typing, (alice_user, true));
 
     send(&mut bob, &ClientFrame::Receipt { room: "r".into(), kind: ReceiptKind::Read, seq: 7 }).await;
-    let receipt = until(&mut alice, |f| match f {
-        ServerFrame::Receipt { user, kind, seq, .. } => Some((user, kind, seq)),
-        _ => None,
-    })
-    .await;
-    assert_eq!(receipt, (bob_user.id, ReceiptKind::Read, 7));
-    // The typist does not hear their own typing: the next frame Alice sees is her pong.
-    send(&mut alice, &ClientFrame::Ping { nonce: 5 }).await;
-    assert_eq!(next_frame(&mut alice).await, ServerFrame::Pong { nonce: 5 });
+    // Everything Alice got since her join, none skipped: Bob's receipt, then up to a pong.
+    let mut heard = frames_until(&mut alice, |f| matches!(f, ServerFrame::Receipt { .. })).await;
+    let Some(ServerFrame::Receipt { user, kind, seq, .. }) = heard.last().cloned() else { unreachable!() };
+    assert_eq!((user, kind, seq), (bob_user.id, ReceiptKind::Read, 7));
+    heard.extend(frames_until_pong(&mut alice).await);
+    // The typist does not hear their own typing.
+    assert!(
+        !heard.iter().any(|f| matches!(f, ServerFrame::Typing { .. })),
+        "Alice heard her own typing: {heard:?}"
+    );
     server.stop().await;
 }
 
@@ -272,31 +286,31 @@ async fn shutdown_acks_what_was_received_before_saying_goodbye() {
     }
     // Every publish was read once the echo comes back: the server reads in order.
     send(&mut alice, &ClientFrame::Echo { body: json!("all sent") }).await;
-    let mut acked = 0;
-    loop {
-        match next_frame(&mut alice).await {
-            ServerFrame::Ack { .. } => acked += 1,
-            ServerFrame::Echo { .. } => break,
-            _ => {}
-        }
-    }
+    let mut acked = frames_until(&mut alice, |f| matches!(f, ServerFrame::Echo { .. }))
+        .await
+        .iter()
+        .filter(|f| matches!(f, ServerFrame::Ack { .. }))
+        .count();
     let before_stop = acked;
     let stopping = tokio::spawn(server.stop());
-    let close = loop {
-        match next_message(&mut alice).await {
-            Some(tokio_tungstenite::tungstenite::Message::Text(text)) => {
-                if let ServerFrame::Ack { .. } = ServerFrame::decode(&text).unwrap() {
-                    acked += 1;
+    let close = within("the goodbye", async {
+        loop {
+            match next_message(&mut alice).await {
+                Some(tokio_tungstenite::tungstenite::Message::Text(text)) => {
+                    if let ServerFrame::Ack { .. } = ServerFrame::decode(&text).unwrap() {
+                        acked += 1;
+                    }
                 }
+                Some(tokio_tungstenite::tungstenite::Message::Close(frame)) => {
+                    break frame.map(|f| u16::from(f.code));
+                }
+                other => panic!("unexpected {other:?}"),
             }
-            Some(tokio_tungstenite::tungstenite::Message::Close(frame)) => {
-                break frame.map(|f| u16::from(f.code));
-            }
-            other => panic!("unexpected {other:?}"),
         }
-    };
+    })
+    .await;
     assert_eq!(close, Some(1001));
-    stopping.await.unwrap();
+    within("the server stopping", stopping).await.unwrap();
     assert_eq!(acked, 50, "every publish received before the shutdown was acked before the close");
     println!("{} of 50 acks arrived after the shutdown began", acked - before_stop);
 }

@@ -49,6 +49,31 @@ pub const ORIGIN_FORBIDDEN: u16 = 4408;
 /// the person or the app acts.
 pub const REMOVED: u16 = 4410;
 
+/// Every close code above, for checks that must cover them all (PROTOCOL.md's table).
+/// A test reads this file's own constants, so a code left out of this list fails it.
+pub const ALL: &[u16] = &[
+    NORMAL,
+    GOING_AWAY,
+    ABNORMAL,
+    INVALID_PAYLOAD,
+    POLICY,
+    TOO_BIG,
+    INTERNAL,
+    SERVICE_RESTART,
+    TRY_AGAIN_LATER,
+    HEARTBEAT_TIMEOUT,
+    SLOW_CONSUMER,
+    IDLE_TIMEOUT,
+    CONNECT_TIMEOUT,
+    INVALID_ADDRESS,
+    DISCONNECTED,
+    BAD_HELLO,
+    UNAUTHORIZED,
+    TOKEN_EXPIRED,
+    ORIGIN_FORBIDDEN,
+    REMOVED,
+];
+
 /// Whether a client should reconnect on its own after the server closed with `code`.
 /// The codes that say "the same attempt will fail again" stop the client and ask the
 /// person or the app to act.
@@ -121,6 +146,21 @@ mod tests {
         {
             assert!(retry_allowed(code), "{code}");
         }
+    }
+
+    #[test]
+    fn all_lists_every_code_in_this_file() {
+        let defined: Vec<u16> = include_str!("close.rs")
+            .lines()
+            .filter_map(|line| line.strip_prefix("pub const ")?.split_once(": u16 = "))
+            .map(|(_, value)| value.trim_end_matches(';').parse().expect("a number"))
+            .collect();
+        assert!(defined.len() >= 20, "the codes defined here are read: {defined:?}");
+        let mut listed = ALL.to_vec();
+        listed.sort_unstable();
+        let mut defined = defined;
+        defined.sort_unstable();
+        assert_eq!(listed, defined, "ALL holds every code defined in close.rs, once");
     }
 
     #[test]

@@ -433,6 +433,22 @@ pub enum ReceiptKind {
     Read,
 }
 
+/// Defines a fieldless enum as written, with `ALL`: every variant, in order. The list
+/// is made from the definition itself, so no code can be left out of a check that
+/// walks them all (PROTOCOL.md's tables).
+macro_rules! with_all {
+    ($(#[$meta:meta])* pub enum $name:ident { $($(#[$variant_meta:meta])* $variant:ident,)* }) => {
+        $(#[$meta])*
+        pub enum $name { $($(#[$variant_meta])* $variant,)* }
+
+        impl $name {
+            /// Every code, in the order of its definition.
+            pub const ALL: &'static [$name] = &[$($name::$variant),*];
+        }
+    };
+}
+
+with_all! {
 /// Why a publish was refused ([`ServerFrame::Reject`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -456,6 +472,7 @@ pub enum RejectCode {
     /// then. Never under a new id, which could store it twice.
     Unconfirmed,
 }
+}
 
 impl RejectCode {
     /// Whether sending the same message again later can succeed.
@@ -464,6 +481,7 @@ impl RejectCode {
     }
 }
 
+with_all! {
 /// Stable error codes carried by [`ServerFrame::Error`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -504,6 +522,7 @@ pub enum ErrorCode {
     /// A `refresh` whose token is forged, expired, or for another user. The connection
     /// keeps its old credential (and closes with 4403 when that expires).
     TokenRefused,
+}
 }
 
 fn is_zero(value: &u8) -> bool {

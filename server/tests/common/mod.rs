@@ -3,41 +3,75 @@
 #![allow(dead_code, missing_docs)]
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use tether_server::{Config, Running};
+use tether_server::Config;
 use tether_shared::{ClientFrame, ServerFrame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
 mod chunked;
+mod deadline;
 pub mod redis;
 
 pub use chunked::dechunk;
+#[allow(unused_imports)] // not every suite uses every helper
+pub use deadline::{PATIENCE, eventually, within, within_for};
 
 pub type Client = WebSocketStream<MaybeTlsStream<tokio::net::TcpStream>>;
 
-/// Upper bound on any single wait, so a broken server fails a test instead of hanging it.
-pub const PATIENCE: Duration = Duration::from_secs(10);
+/// A server under test: the real [`tether_server::Running`] (its address, its API), with
+/// a start and a stop that have deadlines like every other await in a test.
+pub struct Running(tether_server::Running);
+
+impl std::ops::Deref for Running {
+    type Target = tether_server::Running;
+
+    fn deref(&self) -> &tether_server::Running {
+        &self.0
+    }
+}
+
+impl Running {
+    /// Stops the server (a shutdown that hangs fails the test).
+    pub async fn stop(self) {
+        within("the server stopping", self.0.stop()).await;
+    }
+}
 
 pub async fn server() -> Running {
     server_with(Config::for_tests()).await
 }
 
 pub async fn server_with(config: Config) -> Running {
-    tether_server::start(config).await.expect("server starts")
+    Running(within("the server starting", tether_server::start(config)).await.expect("server starts"))
 }
 
 pub async fn connect(addr: SocketAddr) -> Client {
     let (client, _) =
-        tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await.expect("websocket handshake");
+        within("the websocket handshake", tokio_tungstenite::connect_async(format!("ws://{addr}/ws")))
+            .await
+            .expect("websocket handshake");
     client
 }
 
 pub async fn send(client: &mut Client, frame: &ClientFrame) {
-    client.send(Message::text(frame.encode())).await.expect("send");
+    send_message(client, Message::text(frame.encode())).await.expect("send");
+}
+
+/// Sends any message (raw text, binary, a hand-made frame) within [`PATIENCE`]; the
+/// result tells whether the connection took it.
+pub async fn send_message(
+    client: &mut Client,
+    message: Message,
+) -> Result<(), tokio_tungstenite::tungstenite::Error> {
+    within("sending a message", client.send(message)).await
+}
+
+/// Closes the connection from the client's side (the close frame sent), within [`PATIENCE`].
+pub async fn hang_up(client: &mut Client) {
+    within("sending the close", client.close(None)).await.expect("close sent");
 }
 
 /// The next message of any kind, within [`PATIENCE`].
@@ -58,16 +92,19 @@ pub async fn next_frame(client: &mut Client) -> ServerFrame {
 
 /// Reads until the close frame and returns its code and reason.
 pub async fn expect_close(client: &mut Client) -> (u16, String) {
-    loop {
-        match tokio::time::timeout(PATIENCE, client.next()).await.expect("close in time") {
-            Some(Ok(Message::Close(Some(frame)))) => {
-                return (u16::from(frame.code), frame.reason.to_string());
+    within("the close frame", async {
+        loop {
+            match client.next().await {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return (u16::from(frame.code), frame.reason.to_string());
+                }
+                Some(Ok(Message::Close(None))) => return (1005, String::new()),
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
             }
-            Some(Ok(Message::Close(None))) => return (1005, String::new()),
-            Some(Ok(_)) => continue,
-            other => panic!("expected a close frame, got {other:?}"),
         }
-    }
+    })
+    .await
 }
 
 /// A minimal HTTP/1.1 GET: returns the status code, the headers as text, and the body.
@@ -88,7 +125,7 @@ pub async fn http_with(
     headers: &[(&str, &str)],
     body: &str,
 ) -> (u16, String, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let mut stream = within("connecting", tokio::net::TcpStream::connect(addr)).await.expect("connect");
     let mut request =
         format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Length: {}\r\n", body.len());
     for (name, value) in headers {
@@ -96,7 +133,7 @@ pub async fn http_with(
     }
     request.push_str("Connection: close\r\n\r\n");
     request.push_str(body);
-    stream.write_all(request.as_bytes()).await.expect("write request");
+    within("writing the request", stream.write_all(request.as_bytes())).await.expect("write request");
     let mut raw = Vec::new();
     tokio::time::timeout(PATIENCE, stream.read_to_end(&mut raw))
         .await
@@ -129,12 +166,49 @@ pub async fn hello(addr: SocketAddr, name: &str) -> (Client, User, String) {
 }
 
 /// Frames until one matches, skipping others (presence, typing…). Panics on a close.
+///
+/// What it skips is never looked at: a test that says some frame must *not* come asserts
+/// on [`frames_until`] or [`frames_until_pong`] instead.
 pub async fn until<T>(client: &mut Client, mut wanted: impl FnMut(ServerFrame) -> Option<T>) -> T {
-    loop {
-        if let Some(found) = wanted(next_frame(client).await) {
-            return found;
+    within("the frame awaited", async {
+        loop {
+            if let Some(found) = wanted(next_frame(client).await) {
+                return found;
+            }
         }
-    }
+    })
+    .await
+}
+
+/// Every frame up to and including the first that `marker` matches, none skipped: for
+/// asserting that something did *not* arrive before the marker. Panics on a close.
+pub async fn frames_until(
+    client: &mut Client,
+    mut marker: impl FnMut(&ServerFrame) -> bool,
+) -> Vec<ServerFrame> {
+    within("the marker frame", async {
+        let mut frames = Vec::new();
+        loop {
+            let frame = next_frame(client).await;
+            let done = marker(&frame);
+            frames.push(frame);
+            if done {
+                return frames;
+            }
+        }
+    })
+    .await
+}
+
+/// Sends a ping and returns every frame that came before its pong (the pong left out).
+/// The server answers a connection's frames in order, so whatever it had queued for this
+/// client before it read the ping is in here.
+pub async fn frames_until_pong(client: &mut Client) -> Vec<ServerFrame> {
+    let nonce = fastrand::u64(..);
+    send(client, &ClientFrame::Ping { nonce }).await;
+    let mut frames = frames_until(client, |frame| *frame == ServerFrame::Pong { nonce }).await;
+    frames.pop();
+    frames
 }
 
 /// Joins `room` (optionally from `since`) and returns the `joined` frame's head seq and
@@ -198,18 +272,24 @@ pub fn durable_config() -> (Config, std::path::PathBuf) {
 pub async fn tcp_from(source: &str, server: std::net::SocketAddr) -> tokio::net::TcpStream {
     let socket = tokio::net::TcpSocket::new_v4().unwrap();
     socket.bind(format!("{source}:0").parse().unwrap()).unwrap();
-    socket.connect(server).await.unwrap()
+    within("connecting", socket.connect(server)).await.unwrap()
 }
 
 /// Whether a WebSocket client connecting from `source` gets an answer to a ping.
 pub async fn pinged_from(source: &str, server: std::net::SocketAddr) -> bool {
     let socket = tokio_tungstenite::MaybeTlsStream::Plain(tcp_from(source, server).await);
-    let (mut client, _) = tokio_tungstenite::client_async(format!("ws://{server}/ws"), socket).await.unwrap();
+    let (mut client, _) = within(
+        "the websocket handshake",
+        tokio_tungstenite::client_async(format!("ws://{server}/ws"), socket),
+    )
+    .await
+    .unwrap();
     send(&mut client, &ClientFrame::Ping { nonce: 7 }).await;
     matches!(next_message(&mut client).await, Some(Message::Text(_)))
 }
 
-/// Resolves when the server closes `stream` (EOF or reset).
+/// Resolves when the server closes `stream` (EOF or reset). Every caller says how long
+/// it may take (`tokio::time::timeout`): some wait out the server's own timeouts.
 pub async fn closed_by_server(stream: &mut tokio::net::TcpStream) {
     use tokio::io::AsyncReadExt;
     let mut buffer = [0u8; 1024];
