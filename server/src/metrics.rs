@@ -228,6 +228,18 @@ impl Metrics {
         family.get_or_create(&CodeLabel { code: code.to_owned() }).get()
     }
 
+    /// Publishes rejected so far, for every reject code (zeros included), by its name.
+    pub fn rejections_by_code(&self) -> std::collections::BTreeMap<String, u64> {
+        tether_shared::RejectCode::ALL
+            .iter()
+            .map(|code| {
+                let name = code_name(code);
+                let count = Metrics::count(&self.rejections, &name);
+                (name, count)
+            })
+            .collect()
+    }
+
     /// Counts an error frame.
     pub fn error(&self, code: tether_shared::ErrorCode) {
         self.errors.get_or_create(&CodeLabel { code: code_name(&code) }).inc();

@@ -16,9 +16,6 @@ use crate::metrics::Metrics;
 const EVERY: Duration = Duration::from_secs(1);
 /// Samples kept: five minutes.
 const KEPT: usize = 300;
-/// Rejection codes, as the metrics label them.
-const REJECTION_CODES: [&str; 7] =
-    ["rate_limited", "too_large", "not_joined", "forbidden", "invalid_id", "unavailable", "unconfirmed"];
 
 /// Counters since the server started.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -36,7 +33,7 @@ pub struct Totals {
     /// Re-sent publishes answered with their original ack.
     pub duplicates: u64,
     /// Publishes rejected, by code.
-    pub rejections: BTreeMap<&'static str, u64>,
+    pub rejections: BTreeMap<String, u64>,
     /// Joins that resumed from a cursor.
     pub resumes: u64,
     /// Connections closed as slow consumers.
@@ -62,10 +59,7 @@ impl Totals {
             publishes: metrics.publishes.get(),
             acks: metrics.acks.get(),
             duplicates: metrics.duplicates.get(),
-            rejections: REJECTION_CODES
-                .into_iter()
-                .map(|code| (code, Metrics::count(&metrics.rejections, code)))
-                .collect(),
+            rejections: metrics.rejections_by_code(),
             resumes,
             slow_consumer_drops: metrics.slow_consumers.get(),
             token_refreshes: metrics.token_refreshes.get(),
