@@ -17,7 +17,7 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 const KEY: &str = "strict-test-key";
 
-async fn with_api() -> tether_server::Running {
+async fn with_api() -> Running {
     let mut config = unthrottled();
     config.api_key = Some(KEY.into());
     server_with(config).await
@@ -197,7 +197,7 @@ async fn a_socket_refuses_integers_past_64_bits_and_stores_nothing() {
     assert_eq!(seq, 1, "the refused publish took no seq");
 }
 
-async fn unthrottled_server() -> tether_server::Running {
+async fn unthrottled_server() -> Running {
     server_with(unthrottled()).await
 }
 
