@@ -28,9 +28,12 @@ pub fn typed(
                 "body_timeout",
                 "the request body did not arrive in time; send it whole",
             ),
-            crate::body::Unread::Cut => {
-                (StatusCode::BAD_REQUEST, "invalid_request", "the request body ended before it was whole")
-            }
+            // Not `invalid_request`, which speaks of the JSON's shape: no JSON arrived.
+            crate::body::Unread::Cut => (
+                StatusCode::BAD_REQUEST,
+                "body_incomplete",
+                "the request body ended before its Content-Length; send it whole",
+            ),
         })
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         Some((StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", methods))

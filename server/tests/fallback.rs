@@ -427,23 +427,8 @@ async fn an_ended_session_still_answers_410_once_it_is_forgotten() {
     let server = server_with(config).await;
     let addr = server.addr();
     let (session, _) = open(addr, "Ada").await;
-    let (status, _, _) = http_with(addr, "POST", &format!("/rt/close?session={session}"), &[], "").await;
-    assert_eq!(status, 204);
-    // Its end stays readable for an idle timeout; then the session itself is let go.
     let poll_path = format!("/rt/poll?session={session}&after=1");
-    let forgotten = tokio::time::timeout(PATIENCE, async {
-        loop {
-            let (status, _, body) = http_get(addr, &poll_path).await;
-            if status != 200 {
-                return (status, body);
-            }
-            let answer: Value = serde_json::from_str(&body).unwrap();
-            assert_eq!(answer["closed"]["code"], 1000, "{answer}");
-            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the ended session is let go after the idle timeout");
+    let forgotten = closed_and_let_go(addr, &session).await;
     assert_eq!(forgotten.0, 410, "{}", forgotten.1);
     for (method, path) in [
         ("GET", poll_path.clone()),
@@ -458,6 +443,56 @@ async fn an_ended_session_still_answers_410_once_it_is_forgotten() {
     // An id that never was is still unknown.
     let (status, _, _) = http_get(addr, "/rt/poll?session=never&after=0").await;
     assert_eq!(status, 404);
+    server.stop().await;
+}
+
+/// Closes `session` and polls it until it is let go (an idle timeout after its end,
+/// which polls read until then): the first answer that is not its end.
+async fn closed_and_let_go(addr: SocketAddr, session: &str) -> (u16, String) {
+    let (status, _, _) = http_with(addr, "POST", &format!("/rt/close?session={session}"), &[], "").await;
+    assert_eq!(status, 204);
+    let poll_path = format!("/rt/poll?session={session}&after=1");
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            let (status, _, body) = http_get(addr, &poll_path).await;
+            if status != 200 {
+                return (status, body);
+            }
+            let answer: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!(answer["closed"]["code"], 1000, "{answer}");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the ended session is let go after the idle timeout")
+}
+
+/// The server remembers the newest 10,000 ended sessions. A hello it refuses hands out
+/// no session, so it leaves no record there: more refused hellos than that do not push
+/// a real ended session out (it would then answer 404 where 410 is due).
+#[tokio::test]
+async fn refused_hellos_do_not_push_an_ended_session_out() {
+    use futures::StreamExt;
+    /// One more than the server remembers.
+    const FLOOD: usize = 10_001;
+    let mut config = server_config();
+    config.idle_timeout = std::time::Duration::from_secs(1);
+    let server = server_with(config).await;
+    let addr = server.addr();
+    let (session, _) = open(addr, "Ada").await;
+    assert_eq!(closed_and_let_go(addr, &session).await.0, 410);
+    let refused = futures::stream::iter(0..FLOOD)
+        .map(|_| async move {
+            let (status, _, body) = http_with(addr, "POST", "/rt/open", &[], r#"["hello",1]"#).await;
+            let answer: Value = serde_json::from_str(&body).unwrap();
+            assert_eq!((status, answer["error"].as_str()), (400, Some("hello_refused")), "{body}");
+        })
+        .buffer_unordered(16)
+        .count();
+    tokio::time::timeout(std::time::Duration::from_secs(120), refused).await.expect("the flood is answered");
+    let (status, _, body) = http_get(addr, &format!("/rt/poll?session={session}&after=1")).await;
+    assert_eq!(status, 410, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).unwrap()["error"], "session_closed");
     server.stop().await;
 }
 

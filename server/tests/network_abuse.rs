@@ -121,6 +121,65 @@ async fn a_body_stopped_halfway_is_answered_408_body_timeout() {
     server.stop().await;
 }
 
+/// A request body that is cut off is answered with the documented answer, as JSON, on
+/// the fallback and the server API alike: one that ends before its `Content-Length` is
+/// `400` `body_incomplete`; a chunked one (malformed here), with or without a
+/// `Content-Length` beside it, is `411` `length_required` before any of it is read.
+#[tokio::test]
+async fn a_body_cut_off_gets_the_documented_answer() {
+    let mut config = tether_server::Config::for_tests();
+    config.api_key = Some("key".into());
+    let server = server_with(config).await;
+    let addr = server.addr();
+    let hello = json!({"type": "hello", "v": 1, "name": "Ada"}).to_string();
+    let (status, _, body) = http_with(addr, "POST", "/rt/open", &[], &hello).await;
+    assert_eq!(status, 200, "{body}");
+    let session: Value = serde_json::from_str(&body).unwrap();
+    let session = session["session"].as_str().unwrap().to_owned();
+
+    for (path, headers, start) in [
+        ("/rt/open".to_owned(), "", "{\"type\":\"hel"),
+        (format!("/rt/send?session={session}"), "", "[{\"ty"),
+        ("/api/v1/publish".to_owned(), "Authorization: Bearer key\r\n", "{\"room\":\"r\",\"bo"),
+    ] {
+        let chunked = format!("{:x}\r\n{start}\r\nzz\r\n", start.len());
+        for (how, framing, body, answer) in [
+            ("cut short", "Content-Length: 1000\r\n", start.to_owned(), ("400", "body_incomplete")),
+            (
+                "a malformed chunk",
+                "Transfer-Encoding: chunked\r\n",
+                chunked.clone(),
+                ("411", "length_required"),
+            ),
+            (
+                "a malformed chunk with a length",
+                "Content-Length: 1000\r\nTransfer-Encoding: chunked\r\n",
+                chunked,
+                ("411", "length_required"),
+            ),
+        ] {
+            let request = format!("POST {path} HTTP/1.1\r\nHost: tether\r\n{headers}{framing}\r\n{body}");
+            let mut stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+            stream.write_all(request.as_bytes()).await.expect("write");
+            stream.shutdown().await.expect("end the request side");
+            let mut raw = Vec::new();
+            tokio::time::timeout(PATIENCE, tokio::io::AsyncReadExt::read_to_end(&mut stream, &mut raw))
+                .await
+                .unwrap_or_else(|_| panic!("{path}, {how}: no answer"))
+                .unwrap();
+            let raw = String::from_utf8_lossy(&raw);
+            let (head, body) = raw.split_once("\r\n\r\n").unwrap_or_else(|| panic!("{path}, {how}: {raw:?}"));
+            let (status, code) = answer;
+            assert!(head.starts_with(&format!("HTTP/1.1 {status} ")), "{path}, {how}: {head}\n\n{body}");
+            assert!(head.to_ascii_lowercase().contains("content-type: application/json"), "{path}: {head}");
+            let body: Value = serde_json::from_str(&dechunk_if(head, body))
+                .unwrap_or_else(|e| panic!("{path}, {how}: {e}"));
+            assert_eq!(body["error"], code, "{path}, {how}: {body}");
+        }
+    }
+    server.stop().await;
+}
+
 /// A body as sent: chunked ones decoded.
 fn dechunk_if(head: &str, body: &str) -> String {
     if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {

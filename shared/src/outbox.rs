@@ -10,7 +10,7 @@
 //! the caller as [`Dropped`]: no message ever vanishes silently.
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -237,7 +237,15 @@ impl Outbox {
     }
 
     /// Queues `envelope`, applying TTL defaults, dedupe and the overflow policy.
-    pub fn push(&mut self, mut envelope: Envelope) -> Result<Pushed, OutboxError> {
+    pub fn push(&mut self, envelope: Envelope) -> Result<Pushed, OutboxError> {
+        self.insert(envelope, 0)
+    }
+
+    /// Queues `envelope` as handed out `sends` times before. One written before
+    /// (`sends > 0`, restored from a snapshot) may be stored already, so it is never the
+    /// one that gives way: it is kept, past the bounds if they are smaller than those
+    /// it was sent under.
+    fn insert(&mut self, mut envelope: Envelope, sends: u32) -> Result<Pushed, OutboxError> {
         if self.by_id.contains_key(&envelope.id) {
             return Ok(Pushed { queued: false, dropped: Vec::new() });
         }
@@ -245,13 +253,16 @@ impl Outbox {
             envelope.expires = self.config.default_ttl.map(|ttl| envelope.created.after(ttl));
         }
         let bytes = envelope.size();
-        if bytes > self.config.max_bytes || self.config.max_messages == 0 {
+        if sends == 0 && (bytes > self.config.max_bytes || self.config.max_messages == 0) {
             return Err(OutboxError::TooLarge { bytes, max: self.config.max_bytes });
         }
         let key = (Reverse(envelope.priority), self.next_order);
         let mut dropped = Vec::new();
         while self.entries.len() + 1 > self.config.max_messages || self.bytes + bytes > self.config.max_bytes
         {
+            if sends > 0 {
+                break;
+            }
             match self.config.overflow {
                 Overflow::Reject => {
                     return Err(OutboxError::Full { messages: self.entries.len(), bytes: self.bytes });
@@ -262,10 +273,7 @@ impl Outbox {
                 }
                 Overflow::DropOldest => {
                     // The least important is the lowest priority; among equals, the oldest.
-                    // Only a message never sent may go: one written may be stored already.
-                    let unsent = || self.entries.iter().filter(|(_, e)| e.sends == 0).map(|(k, _)| *k);
-                    let victim =
-                        unsent().map(|k| k.0).max().and_then(|lowest| unsent().find(|k| k.0 == lowest));
+                    let victim = self.least_important_unsent();
                     let Some(victim) = victim.filter(|victim| victim.0 >= key.0) else {
                         // Everything that may go is more important than the newcomer.
                         dropped.push(Dropped { envelope, reason: DropReason::Overflow });
@@ -279,8 +287,15 @@ impl Outbox {
         self.next_order += 1;
         self.bytes += bytes;
         self.by_id.insert(envelope.id.clone(), key);
-        self.entries.insert(key, Entry { envelope, bytes, sent_at: None, sends: 0 });
+        self.entries.insert(key, Entry { envelope, bytes, sent_at: None, sends });
         Ok(Pushed { queued: true, dropped })
+    }
+
+    /// The message that gives way first: of those never sent (one written may be stored
+    /// already), the lowest priority, and among equals the oldest.
+    fn least_important_unsent(&self) -> Option<Key> {
+        let unsent = || self.entries.iter().filter(|(_, e)| e.sends == 0).map(|(k, _)| *k);
+        unsent().map(|k| k.0).max().and_then(|lowest| unsent().find(|k| k.0 == lowest))
     }
 
     fn remove_key(&mut self, key: Key) -> Envelope {
@@ -396,8 +411,10 @@ impl Outbox {
     }
 
     /// Rebuilds an outbox from [`Outbox::snapshot`]'s output. Every restored message is
-    /// to be sent (again); those written before keep that mark, which exempts them from
-    /// their TTL. Bounds and policy of `config` apply, and anything they drop is returned.
+    /// to be sent (again); those written before keep that mark from the moment they are
+    /// queued, which exempts them from their TTL and from eviction. Bounds and policy of
+    /// `config` apply, and anything they drop is returned; never a message written
+    /// before, which is kept past bounds smaller than those it was sent under.
     pub fn restore(config: OutboxConfig, text: &str) -> Result<(Outbox, Vec<Dropped>), SnapshotError> {
         let value: Value = serde_json::from_str(text).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
         let version = value
@@ -411,15 +428,19 @@ impl Outbox {
             serde_json::from_value(value).map_err(|e| SnapshotError::Corrupt(e.to_string()))?;
         let mut outbox = Outbox::new(config);
         let mut dropped = Vec::new();
-        for envelope in snapshot.messages {
-            match outbox.push(envelope.clone()) {
+        // Those written before go in first, marked as such, so that the bounds and the
+        // policy only ever make the others give way. Within a priority the written
+        // ones come first in the snapshot anyway (messages are sent in order), so the
+        // send order stays as it was.
+        let written: HashSet<String> = snapshot.written.into_iter().collect();
+        let (written, unsent): (Vec<_>, Vec<_>) =
+            snapshot.messages.into_iter().partition(|envelope| written.contains(&envelope.id));
+        let marked =
+            written.into_iter().map(|envelope| (envelope, 1)).chain(unsent.into_iter().map(|e| (e, 0)));
+        for (envelope, sends) in marked {
+            match outbox.insert(envelope.clone(), sends) {
                 Ok(pushed) => dropped.extend(pushed.dropped),
                 Err(_) => dropped.push(Dropped { envelope, reason: DropReason::Overflow }),
-            }
-        }
-        for id in &snapshot.written {
-            if let Some(entry) = outbox.by_id.get(id).and_then(|key| outbox.entries.get_mut(key)) {
-                entry.sends = entry.sends.max(1);
             }
         }
         Ok((outbox, dropped))
@@ -635,6 +656,37 @@ mod tests {
         assert!(dropped.is_empty());
         assert!(restored.expire(Millis(60_000)).is_empty());
         assert_eq!(ids(&restored), ["written"]);
+    }
+
+    /// Restored under smaller bounds than it was saved with, an outbox keeps every
+    /// message written before (the server may have stored it), past the bounds if need
+    /// be, and only messages never sent give way.
+    #[test]
+    fn a_restore_under_smaller_bounds_drops_nothing_written() {
+        let mut outbox = Outbox::new(config(4, Overflow::DropOldest));
+        for (id, priority) in [("w1", 0), ("w2", 0), ("w3", 0), ("unsent", 5)] {
+            outbox.push(envelope(id, priority)).unwrap();
+        }
+        // The unsent one is more important, so it comes first; the rest were written.
+        assert_eq!(outbox.take_sendable(Millis(0), 4).len(), 4);
+        outbox.ack("unsent");
+        outbox.push(envelope("unsent", 5)).unwrap();
+        outbox.requeue_all();
+        let snapshot = outbox.snapshot();
+        for overflow in [Overflow::DropOldest, Overflow::DropNewest, Overflow::Reject] {
+            let (mut restored, dropped) = Outbox::restore(config(2, overflow), &snapshot).unwrap();
+            let dropped: Vec<&str> = dropped.iter().map(|d| d.envelope.id.as_str()).collect();
+            assert_eq!(dropped, ["unsent"], "{overflow:?}");
+            assert_eq!(ids(&restored), ["w1", "w2", "w3"], "{overflow:?}");
+            // Still marked written: a newcomer gives way rather than one of them.
+            let pushed = restored.push(envelope("new", 9));
+            assert!(!pushed.is_ok_and(|pushed| pushed.queued), "{overflow:?}");
+            assert_eq!(ids(&restored), ["w1", "w2", "w3"], "{overflow:?}");
+        }
+        // A written message larger than the new byte bound is kept too.
+        let small = OutboxConfig { max_bytes: 1, ..config(2, Overflow::DropOldest) };
+        let (restored, dropped) = Outbox::restore(small, &snapshot).unwrap();
+        assert_eq!((ids(&restored).len(), dropped.len()), (3, 1));
     }
 
     #[test]

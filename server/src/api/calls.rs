@@ -484,23 +484,31 @@ impl Api {
             body: Arc::from(body),
             reply,
         });
-        let answer = match answers.next().await {
-            Next::Frames(frames) => frames.front().and_then(|text| ServerFrame::decode(text).ok()),
-            Next::Slow | Next::End(_) => None,
-        };
-        match answer {
-            Some(ServerFrame::Ack { seq, ts, .. }) => Ok(Published { room, id, seq, ts }),
-            Some(ServerFrame::Reject { code: RejectCode::Unconfirmed, .. }) => {
-                Err(ApiError::Unconfirmed { id })
-            }
-            Some(ServerFrame::Reject { code, message, .. }) => Err(ApiError::Rejected { code, message }),
-            _ => Err(ApiError::Unavailable("the sequencer gave no answer".into())),
-        }
+        published(answers.next().await, room, id)
     }
 
     async fn head(&self, room: &str) -> Result<u64, ApiError> {
         let (store, name) = (self.context.store.clone(), room.to_owned());
         blocking(move || store.head(&name)).await
+    }
+}
+
+/// What the first thing on a publish's own queue says of it. A queue that ends or
+/// overflows before the sequencer answered (the server stopping mid-commit) says
+/// nothing about the store: the message may have been stored, so the answer is
+/// `unconfirmed` with its id, never `unavailable`, which promises that nothing was.
+fn published(next: Next, room: String, id: String) -> Result<Published, ApiError> {
+    let answer = match next {
+        Next::Frames(frames) => frames.front().and_then(|text| ServerFrame::decode(text).ok()),
+        Next::Slow | Next::End(_) => None,
+    };
+    match answer {
+        Some(ServerFrame::Ack { seq, ts, .. }) => Ok(Published { room, id, seq, ts }),
+        Some(ServerFrame::Reject { code, message, .. }) if code != RejectCode::Unconfirmed => {
+            Err(ApiError::Rejected { code, message })
+        }
+        // `unconfirmed`, or no answer at all.
+        _ => Err(ApiError::Unconfirmed { id }),
     }
 }
 
@@ -538,5 +546,32 @@ fn history_message(message: StoredMessage) -> HistoryMessage {
         from: message.user,
         body: serde_json::from_str(message.body.get()).unwrap_or(Value::Null),
         ts: message.ts,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A publish whose queue ends or overflows before the sequencer answered may have
+    /// been stored: it is `unconfirmed` with its id, so the caller sends it again under
+    /// that id, and never `unavailable`, which would say that nothing was stored.
+    #[test]
+    fn no_answer_from_the_sequencer_is_unconfirmed() {
+        for next in [Next::End(crate::close::SHUTDOWN), Next::Slow, Next::Frames(Default::default())] {
+            let answer = published(next, "r".into(), "m1".into());
+            let error = answer.expect_err("no answer is no ack");
+            assert_eq!((error.code(), error.status(), error.retry_id()), ("unconfirmed", 503, Some("m1")));
+        }
+    }
+
+    #[test]
+    fn an_answer_is_read_as_it_was_given() {
+        let ack = crate::wire::ack("m1", "r", 7, Millis(5));
+        let published = published(Next::Frames([ack].into()), "r".into(), "m1".into()).expect("acked");
+        assert_eq!((published.seq, published.id.as_str()), (7, "m1"));
+        let refused = crate::wire::reject("m1", RejectCode::Unavailable, crate::wire::STORE_UNAVAILABLE);
+        let error = super::published(Next::Frames([refused].into()), "r".into(), "m1".into()).unwrap_err();
+        assert_eq!((error.code(), error.retry_id()), ("unavailable", None));
     }
 }

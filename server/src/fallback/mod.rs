@@ -235,12 +235,15 @@ async fn open(context: Arc<Context>, origin: Option<String>, peer: Option<IpAddr
             let body = format!(r#"{{"session":"{session_id}","event":{event},"frame":{frame}}}"#);
             json_text(StatusCode::OK, body)
         }
+        // A refused hello's session id was never handed out: it is forgotten, not
+        // recorded as ended, so that refused hellos cannot push real sessions out of
+        // the bounded list of ended ones.
         (Some((_, frame)), _) => {
-            context.sessions.remove(&session_id);
+            context.sessions.forget(&session_id);
             json_text(StatusCode::BAD_REQUEST, format!(r#"{{"error":"hello_refused","frame":{frame}}}"#))
         }
         (None, Some(ended)) => {
-            context.sessions.remove(&session_id);
+            context.sessions.forget(&session_id);
             let status = match ended.code {
                 tether_shared::close::UNAUTHORIZED => StatusCode::UNAUTHORIZED,
                 tether_shared::close::TOKEN_EXPIRED => StatusCode::FORBIDDEN,

@@ -365,18 +365,95 @@ impl Sessions {
     }
 
     /// Forgets a session (its connection has ended and its end was handed out, or it
-    /// was abandoned), remembering only that it ended.
+    /// was abandoned), remembering only that it ended. It is recorded as ended before
+    /// it leaves the open ones, both locks held, so that a request naming it in between
+    /// finds it in one or the other: never a 404 for a session that was.
     pub fn remove(&self, id: &str) {
-        let Some(session) = self.open.lock().expect("sessions lock").remove(id) else { return };
+        let mut open = self.open.lock().expect("sessions lock");
+        let Some(session) = open.remove(id) else { return };
         self.ended.lock().expect("sessions lock").insert(id, Instant::now());
-        if let Some(peer) = session.peer {
-            let mut counts = self.per_address.lock().expect("sessions lock");
-            if let Some(count) = counts.get_mut(&peer) {
-                *count -= 1;
-                if *count == 0 {
-                    counts.remove(&peer);
-                }
+        drop(open);
+        self.release(Some(session));
+    }
+
+    /// Forgets a session without recording that it ended: one whose hello was refused,
+    /// whose id no client was ever given. Recording those would let anyone push real
+    /// sessions out of the bounded list of ended ones by sending refused hellos.
+    pub fn forget(&self, id: &str) {
+        let session = self.open.lock().expect("sessions lock").remove(id);
+        self.release(session);
+    }
+
+    /// Gives back the place `session` held in its address's count.
+    fn release(&self, session: Option<Arc<Session>>) {
+        let Some(peer) = session.and_then(|session| session.peer) else { return };
+        let mut counts = self.per_address.lock().expect("sessions lock");
+        if let Some(count) = counts.get_mut(&peer) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&peer);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use super::*;
+
+    /// A request naming a session while it is being let go finds it open or ended,
+    /// never neither (which would answer 404 `unknown_session` where 410 is due).
+    #[test]
+    fn a_session_let_go_is_open_or_ended_at_every_moment() {
+        const SESSIONS: usize = 20_000;
+        let sessions = Arc::new(Sessions::default());
+        let ids: Arc<Vec<String>> = Arc::new((0..SESSIONS).map(|n| format!("s{n}")).collect());
+        for id in ids.iter() {
+            assert!(sessions.insert(Session::new(id.clone(), None).0, usize::MAX));
+        }
+        // The index being let go now, and one past the end once all are.
+        let letting_go = Arc::new(AtomicUsize::new(0));
+        let started = Arc::new(std::sync::Barrier::new(2));
+        let watcher = std::thread::spawn({
+            let (sessions, ids, letting_go) = (sessions.clone(), ids.clone(), letting_go.clone());
+            let started = started.clone();
+            move || {
+                started.wait();
+                let mut neither = 0;
+                loop {
+                    let index = letting_go.load(Ordering::Acquire);
+                    let Some(id) = ids.get(index) else { return neither };
+                    if sessions.get(id).is_none() && !sessions.ended(id) {
+                        neither += 1;
+                    }
+                }
+            }
+        });
+        started.wait();
+        for (index, id) in ids.iter().enumerate() {
+            letting_go.store(index, Ordering::Release);
+            sessions.remove(id);
+        }
+        letting_go.store(SESSIONS, Ordering::Release);
+        assert_eq!(watcher.join().unwrap(), 0, "times a session was neither open nor ended");
+    }
+
+    /// A session forgotten without a record (its hello was refused) leaves the ended
+    /// ones as they were, and its address's count too.
+    #[test]
+    fn a_forgotten_session_is_not_recorded_as_ended() {
+        let sessions = Sessions::default();
+        let peer = Some(IpAddr::from([127, 0, 0, 1]));
+        assert!(sessions.insert(Session::new("real".into(), peer).0, 1));
+        sessions.remove("real");
+        for n in 0..super::super::recent::MOST + 1 {
+            let id = format!("refused{n}");
+            assert!(sessions.insert(Session::new(id.clone(), peer).0, 1), "the cap is given back");
+            sessions.forget(&id);
+            assert!(!sessions.ended(&id));
+        }
+        assert!(sessions.ended("real"));
     }
 }
