@@ -7,7 +7,11 @@
 //! - every subscriber saw each room in the history's order, never the same message
 //!   twice, never skipping one unannounced (checked as the messages arrived), and ended
 //!   caught up with the room's head;
-//! - every message a client published was either acked or reported to it as failed.
+//! - every message a client published was either acked or reported to it as failed,
+//!   and one reported failed is not in the history: a client is told a message failed
+//!   only when it was never written (refused, dropped unsent) or was rejected, and a
+//!   rejection means nothing was stored. (One whose store lost the answer is rejected
+//!   `unconfirmed`, which a client re-sends under its id until it is acked.)
 
 use std::collections::{HashMap, HashSet};
 
@@ -53,6 +57,12 @@ pub fn violations(records: &[&Record], histories: &HashMap<String, History>) -> 
                     found.push(format!("{name}: {id} was acked as {room} #{seq} but is stored as #{stored}"));
                 }
                 Some(_) => {}
+            }
+        }
+        for id in &record.failed {
+            let room = record.published.get(id).map(String::as_str).unwrap_or_default();
+            if let Some(seq) = where_is.get(&(room, id.as_str())) {
+                found.push(format!("{name}: {id} was reported failed but is stored as {room} #{seq}"));
             }
         }
         let silent = record.outstanding();
@@ -111,10 +121,12 @@ mod tests {
         }
         ada.acked.insert("a1".into(), ("r".into(), 1));
         ada.acked.insert("a2".into(), ("r".into(), 2));
+        ada.published.insert("a4".into(), "r".into());
+        ada.failed.insert("a4".into());
         ada.seen.insert("r".into(), vec![(1, "a1".into()), (2, "x".into())]);
-        // a2 acked but lost; a1 stored twice; a3 neither acked nor failed; the
-        // subscriber's #2 is not the history's.
-        let histories = HashMap::from([("r".to_owned(), history(&["a1", "a1", "a9"]))]);
+        // a2 acked but lost; a1 stored twice; a3 neither acked nor failed; a4 reported
+        // failed yet stored; the subscriber's #2 is not the history's.
+        let histories = HashMap::from([("r".to_owned(), history(&["a1", "a1", "a9", "a4"]))]);
         let found = violations(&[&ada], &histories);
         let has = |needle: &str| found.iter().any(|v| v.contains(needle));
         assert!(has("a2 was acked as r #2 and is not in the history"), "{found:?}");
@@ -122,6 +134,7 @@ mod tests {
         assert!(has("a9) was never published"), "{found:?}");
         assert!(has("1 messages were neither acked nor reported failed"), "{found:?}");
         assert!(has("saw r #2 as x"), "{found:?}");
-        assert!(has("r ends at #Some(2), the head is #3"), "{found:?}");
+        assert!(has("a4 was reported failed but is stored as r #4"), "{found:?}");
+        assert!(has("r ends at #Some(2), the head is #4"), "{found:?}");
     }
 }

@@ -91,8 +91,13 @@ impl Live {
             .with_ansi(false)
             .without_time()
             .try_init();
+        // A debug build's stack frames are many times a release build's: reading a frame
+        // nested to the limit of 128 needs more than tokio's 2 MiB there (the release
+        // build that `cargo xtask fuzz` runs fits in it).
+        let stack = if cfg!(debug_assertions) { 32 << 20 } else { 2 << 20 };
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
+            .thread_stack_size(stack)
             .enable_all()
             .build()
             .expect("a tokio runtime");
