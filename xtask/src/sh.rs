@@ -294,11 +294,18 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(20), "stopped at once, not after the sleep");
         let grandchild = std::fs::read_to_string(format!("/tmp/{marker}")).unwrap();
         let _ = std::fs::remove_file(format!("/tmp/{marker}"));
-        let alive = std::path::Path::new(&format!("/proc/{}", grandchild.trim())).exists();
-        let zombie = std::fs::read_to_string(format!("/proc/{}/stat", grandchild.trim())).is_ok_and(|stat| {
-            stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
-        });
-        assert!(!alive || zombie, "the grandchild {} was left running", grandchild.trim());
+        // The signal is on its way when the shell's exit is seen; the grandchild is not a
+        // child of this process, so its end can only be watched for in /proc.
+        let gone = || {
+            std::fs::read_to_string(format!("/proc/{}/stat", grandchild.trim())).map_or(true, |stat| {
+                stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+            })
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !gone() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(gone(), "the grandchild {} was left running", grandchild.trim());
     }
 
     #[test]
