@@ -88,20 +88,9 @@ async fn requests_stopped_halfway_on_every_transport_are_let_go() {
 async fn a_body_stopped_halfway_is_answered_408_body_timeout() {
     let mut config = tether_server::Config::for_tests();
     config.body_timeout = Duration::from_millis(300);
-    config.api_key = Some("key".into());
-    let server = server_with(config).await;
+    let (server, requests) = body_cases(config).await;
     let addr = server.addr();
-    let hello = json!({"type": "hello", "v": 1, "name": "Ada"}).to_string();
-    let (status, _, body) = http_with(addr, "POST", "/rt/open", &[], &hello).await;
-    assert_eq!(status, 200, "{body}");
-    let session: Value = serde_json::from_str(&body).unwrap();
-    let session = session["session"].as_str().unwrap().to_owned();
-
-    for (path, headers, start) in [
-        ("/rt/open".to_owned(), "", "{\"type\":\"hel"),
-        (format!("/rt/send?session={session}"), "", "[{\"ty"),
-        ("/api/v1/publish".to_owned(), "Authorization: Bearer key\r\n", "{\"room\":\"r\",\"bo"),
-    ] {
+    for (path, headers, start) in requests {
         let request =
             format!("POST {path} HTTP/1.1\r\nHost: tether\r\n{headers}Content-Length: 1000\r\n\r\n{start}");
         let mut stream = stalled(addr, request.as_bytes()).await;
@@ -121,27 +110,36 @@ async fn a_body_stopped_halfway_is_answered_408_body_timeout() {
     server.stop().await;
 }
 
+/// A server with an API key and an open fallback session, and for each route that reads
+/// a body (`/rt/open`, `/rt/send`, `/api/v1/publish`): its path, its extra headers and
+/// the start of a body that the cases here never finish.
+async fn body_cases(
+    mut config: tether_server::Config,
+) -> (Running, [(String, &'static str, &'static str); 3]) {
+    config.api_key = Some("key".into());
+    let server = server_with(config).await;
+    let hello = json!({"type": "hello", "v": 1, "name": "Ada"}).to_string();
+    let (status, _, body) = http_with(server.addr(), "POST", "/rt/open", &[], &hello).await;
+    assert_eq!(status, 200, "{body}");
+    let session: Value = serde_json::from_str(&body).unwrap();
+    let session = session["session"].as_str().unwrap().to_owned();
+    let requests = [
+        ("/rt/open".to_owned(), "", "{\"type\":\"hel"),
+        (format!("/rt/send?session={session}"), "", "[{\"ty"),
+        ("/api/v1/publish".to_owned(), "Authorization: Bearer key\r\n", "{\"room\":\"r\",\"bo"),
+    ];
+    (server, requests)
+}
+
 /// A request body that is cut off is answered with the documented answer, as JSON, on
 /// the fallback and the server API alike: one that ends before its `Content-Length` is
 /// `400` `body_incomplete`; a chunked one (malformed here), with or without a
 /// `Content-Length` beside it, is `411` `length_required` before any of it is read.
 #[tokio::test]
 async fn a_body_cut_off_gets_the_documented_answer() {
-    let mut config = tether_server::Config::for_tests();
-    config.api_key = Some("key".into());
-    let server = server_with(config).await;
+    let (server, requests) = body_cases(tether_server::Config::for_tests()).await;
     let addr = server.addr();
-    let hello = json!({"type": "hello", "v": 1, "name": "Ada"}).to_string();
-    let (status, _, body) = http_with(addr, "POST", "/rt/open", &[], &hello).await;
-    assert_eq!(status, 200, "{body}");
-    let session: Value = serde_json::from_str(&body).unwrap();
-    let session = session["session"].as_str().unwrap().to_owned();
-
-    for (path, headers, start) in [
-        ("/rt/open".to_owned(), "", "{\"type\":\"hel"),
-        (format!("/rt/send?session={session}"), "", "[{\"ty"),
-        ("/api/v1/publish".to_owned(), "Authorization: Bearer key\r\n", "{\"room\":\"r\",\"bo"),
-    ] {
+    for (path, headers, start) in requests {
         let chunked = format!("{:x}\r\n{start}\r\nzz\r\n", start.len());
         for (how, framing, body, answer) in [
             ("cut short", "Content-Length: 1000\r\n", start.to_owned(), ("400", "body_incomplete")),
