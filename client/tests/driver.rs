@@ -158,7 +158,7 @@ async fn silent_server() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<u1
                                 max_rooms: 1,
                                 ..Limits::default()
                             },
-                            user: User { id: "u".into(), name: "n".into(), color: "#000".into() },
+                            user: User::new("u", "n", "#000"),
                         };
                         ws.send(Message::text(welcome.encode())).await.unwrap();
                     }

@@ -276,7 +276,7 @@ pub struct UseRoom {
 }
 
 fn placeholder_me(link: &Link) -> User {
-    link.status().user.unwrap_or_else(|| User { id: String::new(), name: "me".into(), color: "#888".into() })
+    link.status().user.unwrap_or_else(|| User::new(String::new(), "me", "#888"))
 }
 
 impl UseRoom {

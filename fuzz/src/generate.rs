@@ -200,7 +200,7 @@ pub fn json(u: &mut Unstructured, depth: u32) -> Result<Value> {
 
 /// A user as servers describe them.
 pub fn user(u: &mut Unstructured) -> Result<User> {
-    Ok(User { id: string(u)?, name: string(u)?, color: string(u)? })
+    Ok(User::new(string(u)?, string(u)?, string(u)?))
 }
 
 fn option<T>(u: &mut Unstructured, make: impl FnOnce(&mut Unstructured) -> Result<T>) -> Result<Option<T>> {
@@ -240,35 +240,10 @@ fn receipt_kind(u: &mut Unstructured) -> Result<ReceiptKind> {
 }
 
 /// Every error code.
-pub const ERROR_CODES: &[ErrorCode] = &[
-    ErrorCode::MalformedJson,
-    ErrorCode::InvalidFrame,
-    ErrorCode::BinaryNotSupported,
-    ErrorCode::TextNotSupported,
-    ErrorCode::HelloRequired,
-    ErrorCode::AlreadyHello,
-    ErrorCode::InvalidRoom,
-    ErrorCode::Forbidden,
-    ErrorCode::TooManyRooms,
-    ErrorCode::NotJoined,
-    ErrorCode::RoomFull,
-    ErrorCode::RateLimited,
-    ErrorCode::TooLarge,
-    ErrorCode::Internal,
-    ErrorCode::CursorAhead,
-    ErrorCode::TokenRefused,
-];
+pub const ERROR_CODES: &[ErrorCode] = ErrorCode::ALL;
 
 /// Every rejection code.
-pub const REJECT_CODES: &[RejectCode] = &[
-    RejectCode::RateLimited,
-    RejectCode::TooLarge,
-    RejectCode::NotJoined,
-    RejectCode::Forbidden,
-    RejectCode::InvalidId,
-    RejectCode::Unavailable,
-    RejectCode::Unconfirmed,
-];
+pub const REJECT_CODES: &[RejectCode] = RejectCode::ALL;
 
 /// Any client frame.
 pub fn client_frame(u: &mut Unstructured) -> Result<ClientFrame> {
@@ -335,7 +310,12 @@ pub fn server_frame(u: &mut Unstructured) -> Result<ServerFrame> {
         },
         2 => ServerFrame::Left { room: room(u)? },
         3 => ServerFrame::Ack { id: id(u)?, room: room(u)?, seq: number(u)?, ts: Millis(number(u)?) },
-        4 => ServerFrame::Reject { id: id(u)?, code: *u.choose(REJECT_CODES)?, message: string(u)? },
+        4 => ServerFrame::Reject {
+            id: id(u)?,
+            code: *u.choose(REJECT_CODES)?,
+            message: string(u)?,
+            refusal: None,
+        },
         5 => ServerFrame::Message {
             room: room(u)?,
             seq: number(u)?,
@@ -377,6 +357,7 @@ pub fn server_frame(u: &mut Unstructured) -> Result<ServerFrame> {
             code: *u.choose(ERROR_CODES)?,
             message: string(u)?,
             about: option(u, string)?,
+            refusal: None,
         },
     })
 }

@@ -40,10 +40,9 @@ pub fn authenticate(
     }
     let now = auth::unix_now();
     let from_claims = |claims: Claims| Identity {
-        user: Arc::new(User {
-            color: identity::color_for(&claims.sub).into(),
-            id: claims.sub,
-            name: claims.name,
+        user: Arc::new({
+            let color = identity::color_for(&claims.sub);
+            User::new(claims.sub, claims.name, color)
         }),
         rooms: claims.rooms,
         expires: claims.exp,

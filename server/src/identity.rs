@@ -32,7 +32,8 @@ pub fn dev_user(name: Option<&str>) -> tether_shared::User {
     let name: String =
         name.map(str::trim).filter(|n| !n.is_empty()).unwrap_or_default().chars().take(32).collect();
     let name = if name.is_empty() { format!("guest-{}", &id[2..6]) } else { name };
-    tether_shared::User { color: color_for(&id).into(), id, name }
+    let color = color_for(&id);
+    tether_shared::User::new(id, name, color)
 }
 
 /// A fresh dev user id whose colour is far from palette entry `last` (any colour when

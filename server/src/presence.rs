@@ -252,7 +252,7 @@ mod tests {
     use super::*;
 
     fn user(id: &str) -> Arc<User> {
-        Arc::new(User { id: id.into(), name: id.to_uppercase(), color: "#000".into() })
+        Arc::new(User::new(id, id.to_uppercase(), "#000"))
     }
 
     fn presence(limit: usize) -> Presence {

@@ -51,7 +51,7 @@ pub fn ack(id: &str, room: &str, seq: u64, ts: Millis) -> Utf8Bytes {
 
 /// The rejection of publish `id`.
 pub fn reject(id: &str, code: RejectCode, message: &str) -> Utf8Bytes {
-    let frame = ServerFrame::Reject { id: id.to_owned(), code, message: message.to_owned() };
+    let frame = ServerFrame::Reject { id: id.to_owned(), code, message: message.to_owned(), refusal: None };
     Utf8Bytes::from(frame.encode())
 }
 
@@ -80,7 +80,7 @@ mod tests {
             room: "r".into(),
             seq: 3,
             id: "m".into(),
-            user: User { id: "u".into(), name: "U".into(), color: "#000".into() },
+            user: User::new("u", "U", "#000"),
             body: Arc::from(RawValue::from_string(r#"{"text":"hi"}"#.into()).unwrap()),
             ts: Millis(9),
         };

@@ -162,7 +162,7 @@ mod msgpack_tests {
             room: "general".into(),
             seq: 1_234_567,
             id: "m1".into(),
-            from: User { id: "u_1".into(), name: "Ada".into(), color: "#1f6feb".into() },
+            from: User::new("u_1", "Ada", "#1f6feb"),
             body: json!({"text": "hi"}),
             ts: Millis(1_764_650_000_000),
         };

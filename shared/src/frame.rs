@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::channel::Refusal;
 use crate::strict_json::Refused;
 use crate::time::Millis;
 
@@ -206,6 +207,9 @@ pub enum ServerFrame {
         code: RejectCode,
         /// Human-readable detail.
         message: String,
+        /// With [`RejectCode::Refused`]: the app's own error, from the room's channel.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refusal: Option<Refusal>,
     },
     /// A message in a room, live or replayed.
     Message {
@@ -338,6 +342,9 @@ pub enum ServerFrame {
         /// The client message id or room the error is about, when there is one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         about: Option<String>,
+        /// With [`ErrorCode::Refused`]: the app's own error, from the room's channel.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        refusal: Option<Refusal>,
     },
 }
 
@@ -367,6 +374,18 @@ pub struct User {
     pub name: String,
     /// A CSS colour for the user's avatar and name.
     pub color: String,
+    /// In presence only: what the room's channel attached to the member when they
+    /// joined (a role, an avatar), as its [`Meta`](crate::channel::Channel::Meta) type
+    /// encodes it. Absent on messages and for members of rooms without a join handler.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub meta: Option<Value>,
+}
+
+impl User {
+    /// A user with no metadata.
+    pub fn new(id: impl Into<String>, name: impl Into<String>, color: impl Into<String>) -> Self {
+        User { id: id.into(), name: name.into(), color: color.into(), meta: None }
+    }
 }
 
 /// How a room tells its members who is there.
@@ -471,6 +490,14 @@ pub enum RejectCode {
     /// with the same id: a stored one gets its original ack, one that was not is stored
     /// then. Never under a new id, which could store it twice.
     Unconfirmed,
+    /// The app's publish handler refused it: the `refusal` holds the app's own error.
+    Refused,
+    /// The body is not the room's channel type (a client built with another version of
+    /// the contract); the message says which field.
+    InvalidBody,
+    /// The app's handler for it panicked or did not answer in time. That one publish
+    /// failed; the connection goes on.
+    Internal,
 }
 }
 
@@ -522,6 +549,11 @@ pub enum ErrorCode {
     /// A `refresh` whose token is forged, expired, or for another user. The connection
     /// keeps its old credential (and closes with 4403 when that expires).
     TokenRefused,
+    /// The app's join handler refused the room (`about`): the `refusal` holds the app's
+    /// own error.
+    Refused,
+    /// A `state` value that is not the room's channel type.
+    InvalidBody,
 }
 }
 

@@ -6,6 +6,7 @@
 //! seed, which is what lets the same code run in `wasm32` inside a browser and natively,
 //! and lets every behaviour be tested deterministically.
 //!
+//! - [`channel`]: the app's typed contract for a family of rooms ([`Channel`]).
 //! - [`frame`]: the wire protocol (documented in `PROTOCOL.md`), and [`Encoding`]: its
 //!   two encodings, JSON text and MessagePack binary.
 //! - [`close`]: the close codes and whether each allows a retry.
@@ -14,6 +15,7 @@
 //! - [`Connection`]: the client's state machine, which drives the two above.
 
 pub mod backoff;
+pub mod channel;
 pub mod close;
 pub mod connection;
 pub mod encoding;
@@ -26,6 +28,7 @@ mod strict_msgpack;
 pub mod time;
 
 pub use backoff::{Backoff, BackoffConfig, Jitter};
+pub use channel::{Channel, ChannelError, Json, Reason, Refusal, Undecodable};
 pub use connection::{
     Action, Connection, ConnectionConfig, ConnectionStats, CurrentSocket, Event, Input, SocketId, State,
     Timer, TokenError,

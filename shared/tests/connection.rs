@@ -40,7 +40,7 @@ fn config() -> ConnectionConfig {
 }
 
 fn user() -> User {
-    User { id: "u1".into(), name: "Ada".into(), color: "#123456".into() }
+    User::new("u1", "Ada", "#123456")
 }
 
 fn welcome() -> String {
@@ -455,7 +455,9 @@ fn rejections_remove_or_retry_by_code() {
     h.publish("big", "r", 0);
     h.publish("fast", "r", 0);
     h.take_sent();
-    let reject = |id: &str, code| ServerFrame::Reject { id: id.into(), code, message: "no".into() }.encode();
+    let reject = |id: &str, code| {
+        ServerFrame::Reject { id: id.into(), code, message: "no".into(), refusal: None }.encode()
+    };
     h.receive(&reject("big", RejectCode::TooLarge));
     h.receive(&reject("fast", RejectCode::RateLimited));
     let outcomes: Vec<(String, bool)> = h
@@ -488,6 +490,7 @@ fn an_unconfirmed_publish_is_sent_again_with_its_id_and_never_given_up() {
         id: "maybe".into(),
         code: RejectCode::Unconfirmed,
         message: "the store did not confirm it".into(),
+        refusal: None,
     };
     h.receive(&unconfirmed.encode());
     assert!(
@@ -537,6 +540,7 @@ fn cursors_follow_messages_and_reset_with_the_epoch() {
         code: tether_shared::ErrorCode::CursorAhead,
         message: "since 40 is beyond the room's latest seq 3".into(),
         about: Some("r".into()),
+        refusal: None,
     };
     h.receive(&ahead.encode());
     assert_eq!(h.core.rooms()["r"].last_seq, None);
@@ -896,6 +900,7 @@ fn a_join_the_server_failed_is_asked_again_with_backoff_until_it_goes_through() 
         code: tether_shared::ErrorCode::Internal,
         message: "could not join the room".into(),
         about: Some("r".into()),
+        refusal: None,
     }
     .encode();
     h.receive(&failed);

@@ -261,7 +261,7 @@ fn welcome_text() -> String {
             max_rooms: 8,
             ..Limits::default()
         },
-        user: User { id: "u".into(), name: "U".into(), color: "#000".into() },
+        user: User::new("u", "U", "#000"),
     }
     .encode()
 }
@@ -343,7 +343,7 @@ proptest! {
                 Step::Message(r, seq) => socket.map(|s| {
                     let frame = ServerFrame::Message {
                         room: format!("r{r}"), seq, id: "x".into(),
-                        from: User { id: "o".into(), name: "O".into(), color: "#111".into() },
+                        from: User::new("o", "O", "#111"),
                         body: json!(null), ts: now,
                     };
                     Input::Received(s, frame.encode())

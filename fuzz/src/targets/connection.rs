@@ -339,7 +339,7 @@ impl Run {
             resume_token: generate::string(u)?,
             heartbeat_ms: *u.choose(&[0, 1, 5_000, 30_000, u64::MAX])?,
             limits: Limits::default(),
-            user: User { id: "u".into(), name: "U".into(), color: "#000".into() },
+            user: User::new("u", "U", "#000"),
         };
         Ok(frame.encode())
     }
@@ -354,7 +354,12 @@ impl Run {
         };
         Ok(match u.int_in_range(0..=6)? {
             0 | 1 => ServerFrame::Ack { id, room: self.room(u)?, seq: generate::number(u)?, ts: self.now },
-            2 => ServerFrame::Reject { id, code: *u.choose(generate::REJECT_CODES)?, message: "no".into() },
+            2 => ServerFrame::Reject {
+                id,
+                code: *u.choose(generate::REJECT_CODES)?,
+                message: "no".into(),
+                refusal: None,
+            },
             3 => ServerFrame::Pong { nonce: u.int_in_range(0..=5)? },
             4 => ServerFrame::Joined {
                 room: self.room(u)?,
@@ -368,7 +373,7 @@ impl Run {
                 room: self.room(u)?,
                 seq: generate::number(u)?,
                 id,
-                from: User { id: "o".into(), name: "O".into(), color: "#111".into() },
+                from: User::new("o", "O", "#111"),
                 body: json!(null),
                 ts: self.now,
             },

@@ -456,7 +456,8 @@ impl Api {
         if name.trim().is_empty() || name.chars().count() > 32 {
             return Err(ApiError::InvalidField("from.name is 1-32 characters"));
         }
-        Ok(User { color: identity::color_for(&id).into(), id, name })
+        let color = identity::color_for(&id);
+        Ok(User::new(id, name, color))
     }
 
     async fn publish_one(

@@ -42,7 +42,7 @@ impl Conn {
         about: Option<&str>,
     ) -> ServerFrame {
         self.context.metrics.error(code);
-        ServerFrame::Error { code, message: message.into(), about: about.map(str::to_owned) }
+        ServerFrame::Error { code, message: message.into(), about: about.map(str::to_owned), refusal: None }
     }
 
     /// An answer to input that should not have been sent; too many end the connection.
@@ -56,7 +56,7 @@ impl Conn {
 
     pub(super) fn reject(&self, id: &str, code: RejectCode, message: &str) -> ServerFrame {
         self.context.metrics.rejection(code);
-        ServerFrame::Reject { id: id.into(), code, message: message.into() }
+        ServerFrame::Reject { id: id.into(), code, message: message.into(), refusal: None }
     }
 
     /// A new token for the connection's user: it replaces the credential (its expiry

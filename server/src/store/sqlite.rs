@@ -92,7 +92,7 @@ fn row_to_message(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredMessage> {
         room: row.get(0)?,
         seq: row.get::<_, i64>(1)? as u64,
         id: row.get(2)?,
-        user: User { id: row.get(3)?, name: row.get(4)?, color: row.get(5)? },
+        user: User::new(row.get::<_, String>(3)?, row.get::<_, String>(4)?, row.get::<_, String>(5)?),
         body: RawValue::from_string(body).map(Arc::from).map_err(|e| {
             rusqlite::Error::FromSqlConversionFailure(6, rusqlite::types::Type::Text, Box::new(e))
         })?,
@@ -279,7 +279,7 @@ mod tests {
             room: room.into(),
             seq,
             id: format!("m{seq}"),
-            user: User { id: "u".into(), name: "U".into(), color: "#000".into() },
+            user: User::new("u", "U", "#000"),
             body: Arc::from(RawValue::from_string(format!("{{\"n\":{seq}}}")).unwrap()),
             ts: Millis(ts),
         }

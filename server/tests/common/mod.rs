@@ -242,7 +242,7 @@ pub async fn publish(client: &mut Client, room: &str, id: &str, body: Value) -> 
     send(client, &ClientFrame::Publish { id: id.into(), room: room.into(), body, priority: 0 }).await;
     until(client, |frame| match frame {
         ServerFrame::Ack { id: acked, seq, ts, .. } if acked == id => Some((seq, ts.0)),
-        ServerFrame::Reject { id: rejected, code, message } if rejected == id => {
+        ServerFrame::Reject { id: rejected, code, message, .. } if rejected == id => {
             panic!("rejected {code:?}: {message}")
         }
         _ => None,

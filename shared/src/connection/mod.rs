@@ -548,6 +548,7 @@ impl Connection {
                     code: ErrorCode::InvalidFrame,
                     message,
                     about: None,
+                    refusal: None,
                 }));
                 return;
             }
@@ -599,7 +600,7 @@ impl Connection {
                     self.flush(now);
                 }
             }
-            ServerFrame::Reject { id, code, message } => {
+            ServerFrame::Reject { id, code, message, refusal } => {
                 let will_retry = code.retryable();
                 // A retryable refusal stays in flight and is re-sent when its ack is overdue,
                 // which paces retries instead of hammering a rate limit.
@@ -609,7 +610,7 @@ impl Connection {
                     self.outbox.remove(&id)
                 };
                 if let Some(envelope) = envelope {
-                    self.events.push_back(Event::Rejected { envelope, code, message, will_retry });
+                    self.events.push_back(Event::Rejected { envelope, code, message, refusal, will_retry });
                     self.flush(now);
                 }
             }

@@ -271,6 +271,9 @@ pub enum Event {
         code: RejectCode,
         /// The server's explanation, for people.
         message: String,
+        /// With [`RejectCode::Refused`]: the app's own error, to decode as the room's
+        /// channel error type.
+        refusal: Option<crate::channel::Refusal>,
         /// Whether it stays queued and will be sent again.
         will_retry: bool,
     },
