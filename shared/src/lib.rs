@@ -7,6 +7,7 @@
 //! and lets every behaviour be tested deterministically.
 //!
 //! - [`channel`]: the app's typed contract for a family of rooms ([`Channel`]).
+//! - [`typed`]: the core's events for one room, read as a channel's types.
 //! - [`frame`]: the wire protocol (documented in `PROTOCOL.md`), and [`Encoding`]: its
 //!   two encodings, JSON text and MessagePack binary.
 //! - [`close`]: the close codes and whether each allows a retry.
@@ -26,6 +27,7 @@ pub mod strict_json;
 #[cfg(feature = "msgpack")]
 mod strict_msgpack;
 pub mod time;
+pub mod typed;
 
 pub use backoff::{Backoff, BackoffConfig, Jitter};
 pub use channel::{Channel, ChannelError, Json, Reason, Refusal, Undecodable};
