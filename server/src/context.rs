@@ -37,6 +37,8 @@ pub struct Context {
     pub(crate) send_budget: Arc<crate::outbound::SendBudget>,
     /// New rooms per user (or address) per minute.
     pub(crate) room_creations: crate::creations::RoomCreations,
+    /// The app's typed channels and their handlers.
+    pub(crate) channels: crate::channels::Channels,
     next_conn: AtomicU64,
 }
 
@@ -49,6 +51,7 @@ impl Context {
         sequencer: Sequencer,
         store: Arc<dyn History>,
         metrics: Arc<Metrics>,
+        channels: crate::channels::Channels,
     ) -> Self {
         let secret = match &config.auth_secret {
             Some(secret) => secret.as_bytes().to_vec(),
@@ -58,6 +61,7 @@ impl Context {
         let room_creations = crate::creations::RoomCreations::new(config.room_creations);
         let send_budget = crate::outbound::SendBudget::new(config.queued_bytes, metrics.clone());
         Context {
+            channels,
             room_creations,
             send_budget,
             config,

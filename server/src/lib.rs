@@ -12,6 +12,8 @@
 pub mod api;
 mod auth;
 mod body;
+mod channels;
+pub mod cli;
 mod close;
 mod cluster;
 pub mod config;
@@ -43,6 +45,7 @@ use std::sync::Arc;
 
 pub use api::Api;
 pub use auth::{Claims, sign as sign_token};
+pub use channels::{Call, Handlers, Leaving};
 pub use close::{Close, SHUTDOWN as SHUTDOWN_CLOSE};
 pub use config::Config;
 pub use routes::RESERVED;
@@ -117,8 +120,45 @@ fn open_store(config: &Config) -> Result<Arc<dyn store::Store>, StartError> {
     }
 }
 
-/// Binds the configured address, opens the store, and starts serving in the background.
+/// Binds the configured address, opens the store, and starts serving in the background,
+/// with plain JSON rooms only. An app with channels of its own builds a [`Server`].
 pub async fn start(config: Config) -> Result<Running, StartError> {
+    Server::new(config).start().await
+}
+
+/// A server to start: the configuration, and the app's typed channels with their
+/// handlers. Rooms no channel covers are plain JSON rooms.
+pub struct Server {
+    config: Config,
+    channels: channels::Channels,
+}
+
+impl Server {
+    /// A server with this configuration and no channels yet.
+    pub fn new(config: Config) -> Self {
+        Server { config, channels: channels::Channels::default() }
+    }
+
+    /// Registers a channel: its types are enforced on every body and state value sent
+    /// to its rooms ([`Channel::ROOMS`](tether_shared::Channel::ROOMS)), and its
+    /// handlers decide joins and publishes there. Among channels that cover a room, the
+    /// one with the most specific pattern is the room's.
+    pub fn channel<C, S>(mut self, handlers: Handlers<C, S>) -> Self
+    where
+        C: tether_shared::Channel,
+        S: Send + Sync + 'static,
+    {
+        self.channels.add(handlers.into_route());
+        self
+    }
+
+    /// Binds the configured address, opens the store, and starts serving in the background.
+    pub async fn start(self) -> Result<Running, StartError> {
+        serve_with(self.config, self.channels).await
+    }
+}
+
+async fn serve_with(config: Config, channels: channels::Channels) -> Result<Running, StartError> {
     let bind = config.listen;
     let listen_error = |source| StartError::Listen { addr: bind, source };
     let listener = listen(bind).map_err(listen_error)?;
@@ -162,6 +202,7 @@ pub async fn start(config: Config) -> Result<Running, StartError> {
         sequencer.clone(),
         store,
         metrics,
+        channels,
     ));
     let door = serve::Door::new(context.config.max_connections_per_ip, context.config.body_timeout);
     api::stats::spawn(context.clone());

@@ -55,6 +55,17 @@ pub fn reject(id: &str, code: RejectCode, message: &str) -> Utf8Bytes {
     Utf8Bytes::from(frame.encode())
 }
 
+/// The rejection of publish `id` by the app's publish handler.
+pub fn refused(id: &str, refused: crate::channels::AppRefusal) -> Utf8Bytes {
+    let frame = ServerFrame::Reject {
+        id: id.to_owned(),
+        code: RejectCode::Refused,
+        message: refused.message,
+        refusal: Some(refused.refusal),
+    };
+    Utf8Bytes::from(frame.encode())
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -52,10 +52,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// What every type a channel carries must be: sent as JSON or MessagePack, compared
-/// (the hooks re-render only what changed), and printable in logs.
-pub trait Payload: Serialize + DeserializeOwned + Clone + PartialEq + Debug + 'static {}
+/// (the hooks re-render only what changed), printable in logs, and plain data that a
+/// server's handler may hold across threads.
+pub trait Payload: Serialize + DeserializeOwned + Clone + PartialEq + Debug + Send + Sync + 'static {}
 
-impl<T: Serialize + DeserializeOwned + Clone + PartialEq + Debug + 'static> Payload for T {}
+impl<T: Serialize + DeserializeOwned + Clone + PartialEq + Debug + Send + Sync + 'static> Payload for T {}
 
 /// The app's contract for a family of rooms. A marker type implements it; nothing of it
 /// exists at run time but the types.

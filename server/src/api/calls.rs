@@ -50,6 +50,9 @@ pub enum ApiError {
     /// The body is over the server's `max_body_bytes`, or nested too deep.
     #[error(transparent)]
     TooLarge(#[from] crate::limits::BodyRefused),
+    /// The body is not the message type of the room's channel; nothing was stored.
+    #[error("the body is not this room's message type: {0}")]
+    InvalidBody(String),
     /// The sequencer refused the publish (the store is unavailable, the server stops).
     /// Nothing was stored.
     #[error("{message}")]
@@ -83,6 +86,7 @@ impl ApiError {
             ApiError::InvalidField(_) => "invalid_request",
             ApiError::RoomNotFound(_) => "room_not_found",
             ApiError::TooLarge(_) => "too_large",
+            ApiError::InvalidBody(_) => "invalid_body",
             ApiError::Rejected { .. } | ApiError::Unavailable(_) => "unavailable",
             ApiError::Unconfirmed { .. } => "unconfirmed",
         }
@@ -91,7 +95,7 @@ impl ApiError {
     /// The HTTP status it is answered with.
     pub fn status(&self) -> u16 {
         match self {
-            ApiError::InvalidRoom(_) | ApiError::InvalidField(_) => 400,
+            ApiError::InvalidRoom(_) | ApiError::InvalidField(_) | ApiError::InvalidBody(_) => 400,
             ApiError::RoomNotFound(_) => 404,
             ApiError::TooLarge(_) => 413,
             ApiError::Rejected { .. } | ApiError::Unavailable(_) | ApiError::Unconfirmed { .. } => 503,
@@ -469,6 +473,11 @@ impl Api {
     ) -> Result<Published, ApiError> {
         check_room(&room)?;
         let context = &self.context;
+        // The backend is the app's own authority: its publishes are held to the room's
+        // message type, but no publish handler runs for them.
+        if let Some(route) = context.channels.route(&room) {
+            route.check_message(&body).map_err(ApiError::InvalidBody)?;
+        }
         let body = crate::limits::checked_body(&body, context.config.max_body_bytes)?;
         context.metrics.publishes.inc();
         // A connection of its own, in no room: its queue only ever gets this answer.

@@ -152,6 +152,7 @@ impl Conn {
             ClientFrame::Leave { room } => {
                 if self.rooms.remove(&room) {
                     self.context.hub.leave(&room, self.out.conn());
+                    self.left(&room, crate::channels::Leaving::Left);
                 }
                 ServerFrame::Left { room }
             }

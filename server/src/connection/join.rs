@@ -1,14 +1,19 @@
-//! Joining a room: checks, the `joined` snapshot, then (with a cursor or a history
+//! Joining a room: checks (the app's join handler among them, for a channel's room), the
+//! `joined` snapshot, then (with a cursor or a history
 //! request) the replay, all written straight to the socket before the queue is drained
 //! again. That order is what puts history strictly before live messages.
 
 use futures::SinkExt;
 use tether_shared::frame::valid_room_name;
-use tether_shared::{ErrorCode, RoomCursor, ServerFrame, close};
+use std::sync::Arc;
+
+use tether_shared::{ErrorCode, RoomCursor, ServerFrame, User, close};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 
 use super::{Conn, Ending, Transport, write};
+use crate::Api;
 use crate::auth;
+use crate::channels::{Leaving, Route, Who, guarded};
 use crate::close::Close;
 use crate::creations::Creator;
 use crate::metrics::OutcomeLabel;
@@ -33,6 +38,47 @@ const HISTORY_UNAVAILABLE: Close = Close::new(close::INTERNAL, "history is unava
 const MAX_JOIN_HISTORY: u32 = 1_000;
 
 impl Conn {
+    /// Asks the room's channel whether this member may join, and with what metadata:
+    /// the member as presence will show them, or the answer that refuses the join.
+    async fn admit(&mut self, route: Arc<dyn Route>, room: &str) -> Result<Arc<User>, ServerFrame> {
+        let user = self.identity.as_ref().expect("after hello").user.clone();
+        let who = Who { api: Api::new(self.context.clone()), user: user.clone(), room: room.to_owned() };
+        let Some(call) = route.join(who) else { return Ok(user) };
+        match guarded(call, route.patience()).await {
+            Ok(Ok(None)) => Ok(user),
+            Ok(Ok(Some(meta))) => Ok(Arc::new(User { meta: Some(meta), ..User::clone(&user) })),
+            Ok(Err(refused)) => {
+                self.context.metrics.error(ErrorCode::Refused);
+                Err(ServerFrame::Error {
+                    code: ErrorCode::Refused,
+                    message: refused.message,
+                    about: Some(room.to_owned()),
+                    refusal: Some(refused.refusal),
+                })
+            }
+            Err(fault) => {
+                tracing::error!(%fault, room, "join handler");
+                Err(self.error(ErrorCode::Internal, fault.to_string(), Some(room)))
+            }
+        }
+    }
+
+    /// Tells the room's channel that this connection left it; nothing waits for the
+    /// handler, which runs bounded like every other.
+    pub(super) fn left(&self, room: &str, why: Leaving) {
+        let Some(route) = self.context.channels.route(room) else { return };
+        let Some(identity) = &self.identity else { return };
+        let who = Who { api: Api::new(self.context.clone()), user: identity.user.clone(), room: room.to_owned() };
+        if let Some(call) = route.leave(who, why) {
+            let (patience, room) = (route.patience(), room.to_owned());
+            tokio::spawn(async move {
+                if let Err(fault) = guarded(call, patience).await {
+                    tracing::error!(%fault, room, "leave handler");
+                }
+            });
+        }
+    }
+
     /// Whose quota of new rooms a join counts against: the signed-in user, or in dev
     /// mode (where any name may be claimed) the address.
     fn creator(&self) -> Creator {
@@ -82,7 +128,13 @@ impl Conn {
             let frame = self.error(code, message, Some(&about));
             return write(socket, &frame, self.encoding).await.map(|()| None);
         }
-        let user = identity.user.clone();
+        let user = match self.context.channels.route(&room) {
+            None => identity.user.clone(),
+            Some(route) => match self.admit(route.clone(), &room).await {
+                Ok(user) => user,
+                Err(frame) => return write(socket, &frame, self.encoding).await.map(|()| None),
+            },
+        };
         let joined = match self.context.hub.join(&room, &user, &self.out) {
             Ok(joined) => joined,
             Err(error) => {

@@ -60,6 +60,8 @@ struct Conn {
     /// Volatile `state` frames, limited apart from publishes.
     states: DefaultDirectRateLimiter,
     frames: DefaultDirectRateLimiter,
+    /// Publishes awaiting an app's handler, answered in order; started by the first.
+    lane: Option<crate::channels::lane::Lane>,
 }
 
 fn quota(per_sec: u32, burst: u32) -> Quota {
@@ -155,6 +157,7 @@ pub async fn serve(
         strikes: 0,
         encoding,
         peer,
+        lane: None,
     };
     // Made once and polled in place: a fresh future per loop turn would register and
     // unregister a waiter on every frame.
@@ -260,6 +263,7 @@ pub async fn serve(
 
     for room in &conn.rooms {
         context.hub.leave(room, id);
+        conn.left(room, crate::channels::Leaving::Disconnected);
     }
     if let Some(identity) = &conn.identity {
         context.hub.connected().remove(&identity.user.id, id);

@@ -1,5 +1,6 @@
 //! Checking a publish before it goes to the sequencer: the id, the room, the body's
-//! size and depth, and the rate limit. Its ack (or rejection) comes back through the queue.
+//! size and depth, and the rate limit; in a channel's room, the body's type and the app's
+//! publish handler (through the connection's lane). Its ack (or rejection) comes back through the queue.
 
 use std::sync::Arc;
 
@@ -8,6 +9,9 @@ use tether_shared::frame::valid_id;
 use tether_shared::{RejectCode, ServerFrame, User};
 
 use super::Conn;
+use crate::Api;
+use crate::channels::Who;
+use crate::channels::lane::{Lane, Pending};
 use crate::sequencer::Publish;
 
 impl Conn {
@@ -20,8 +24,8 @@ impl Conn {
         if !self.rooms.contains(&room) {
             return Some(self.reject(&id, RejectCode::NotJoined, "join the room before publishing to it"));
         }
-        let body = match crate::limits::checked_body(&body, self.context.config.max_body_bytes) {
-            Ok(body) => body,
+        let checked = match crate::limits::checked_body(&body, self.context.config.max_body_bytes) {
+            Ok(checked) => checked,
             Err(refused) => return Some(self.reject(&id, RejectCode::TooLarge, &refused.to_string())),
         };
         if self.publishes.check().is_err() {
@@ -29,13 +33,32 @@ impl Conn {
             let message = format!("at most {} publishes per second", self.context.config.publish_rate);
             return Some(self.reject(&id, RejectCode::RateLimited, &message));
         }
-        let user = User::clone(&self.identity.as_ref().expect("after hello").user);
+        let identity = self.identity.as_ref().expect("after hello");
+        let user = User::clone(&identity.user);
+        if let Some(route) = self.context.channels.route(&room) {
+            let who = Who { api: Api::new(self.context.clone()), user: identity.user.clone(), room: room.clone() };
+            match route.publish(who, &body) {
+                Err(why) => {
+                    let message = format!("the body is not this room's message type: {why}");
+                    return Some(self.reject(&id, RejectCode::InvalidBody, &message));
+                }
+                Ok(Some(call)) => {
+                    // The handler decides off this task; the lane answers in order.
+                    self.out.begin_publish();
+                    let patience = route.patience();
+                    let lane = self.lane.get_or_insert_with(|| Lane::start(self.context.clone()));
+                    lane.push(Pending { id, room, user, reply: self.out.clone(), call, patience });
+                    return None;
+                }
+                Ok(None) => {}
+            }
+        }
         self.out.begin_publish();
         self.context.sequencer.publish(Publish {
             room,
             id,
             user,
-            body: Arc::from(body),
+            body: Arc::from(checked),
             reply: self.out.clone(),
         });
         None

@@ -23,6 +23,13 @@ impl Conn {
             let message = format!("state values are at most {MAX_STATE_BYTES} bytes");
             return Some(self.error(ErrorCode::InvalidFrame, &message, Some(&room)));
         }
+        if let Some(route) = self.context.channels.route(&room)
+            && !value.is_null()
+            && let Err(why) = route.check_state(&value)
+        {
+            let message = format!("the value is not this room's state type: {why}");
+            return Some(self.error(ErrorCode::InvalidBody, &message, Some(&room)));
+        }
         if self.states.check().is_err() {
             self.context.metrics.rate_limited.inc();
             let message = format!("at most {} state frames per second", self.context.config.state_rate);

@@ -1,0 +1,23 @@
+//! `tether-demo-server`: the demo chat's server. It takes every flag `tether-server`
+//! takes (see `--help`) and adds the chat's channel: every post is checked by the
+//! contract's own rule, and each member's badge is decided as they join.
+
+use tether_demo_chat::{Badge, Chat, Post};
+use tether_server::{Handlers, Server};
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tether_server::cli::run(|config| Server::new(config).channel(chat())).await
+}
+
+/// The chat's handlers.
+fn chat() -> Handlers<Chat> {
+    Handlers::<Chat>::new()
+        // The host is whoever finds the room empty (a room nobody is in and nothing was
+        // said in is not found at all).
+        .on_join(|call| async move {
+            let present = call.api.presence(&call.room, None, Some(1)).await;
+            Ok(Badge { host: present.map_or(true, |page| page.count == 0) })
+        })
+        .on_publish(|_call, post: Post| async move { post.check().map(|()| post) })
+}
