@@ -34,8 +34,8 @@ use std::time::Duration;
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::Value;
-use tether_shared::channel::{Channel, decode, encode};
 use tether_shared::User;
+use tether_shared::channel::{Channel, decode, encode};
 
 use super::{AppRefusal, Route, Verdict, Who};
 
@@ -64,10 +64,14 @@ pub enum Leaving {
     Disconnected,
 }
 
-type JoinHandler<C, S> =
-    Arc<dyn Fn(Call<S>) -> BoxFuture<'static, Result<<C as Channel>::Meta, <C as Channel>::Error>> + Send + Sync>;
+type JoinHandler<C, S> = Arc<
+    dyn Fn(Call<S>) -> BoxFuture<'static, Result<<C as Channel>::Meta, <C as Channel>::Error>> + Send + Sync,
+>;
 type PublishHandler<C, S> = Arc<
-    dyn Fn(Call<S>, <C as Channel>::Message) -> BoxFuture<'static, Result<<C as Channel>::Message, <C as Channel>::Error>>
+    dyn Fn(
+            Call<S>,
+            <C as Channel>::Message,
+        ) -> BoxFuture<'static, Result<<C as Channel>::Message, <C as Channel>::Error>>
         + Send
         + Sync,
 >;
@@ -110,7 +114,14 @@ where
 {
     /// Handlers that get `state` in every [`Call`].
     pub fn with_state(state: Arc<S>) -> Self {
-        Handlers { state, join: None, publish: None, leave: None, patience: DEFAULT_PATIENCE, channel: PhantomData }
+        Handlers {
+            state,
+            join: None,
+            publish: None,
+            leave: None,
+            patience: DEFAULT_PATIENCE,
+            channel: PhantomData,
+        }
     }
 
     /// Decides each join: `Ok` lets the member in with this metadata, which everyone in

@@ -4,8 +4,8 @@
 //! again. That order is what puts history strictly before live messages.
 
 use futures::SinkExt;
-use tether_shared::frame::valid_room_name;
 use std::sync::Arc;
+use tether_shared::frame::valid_room_name;
 
 use tether_shared::{ErrorCode, RoomCursor, ServerFrame, User, close};
 use tokio_tungstenite::tungstenite::{Error as WsError, Message};
@@ -68,7 +68,8 @@ impl Conn {
     pub(super) fn left(&self, room: &str, why: Leaving) {
         let Some(route) = self.context.channels.route(room) else { return };
         let Some(identity) = &self.identity else { return };
-        let who = Who { api: Api::new(self.context.clone()), user: identity.user.clone(), room: room.to_owned() };
+        let who =
+            Who { api: Api::new(self.context.clone()), user: identity.user.clone(), room: room.to_owned() };
         if let Some(call) = route.leave(who, why) {
             let (patience, room) = (route.patience(), room.to_owned());
             tokio::spawn(async move {

@@ -36,7 +36,8 @@ impl Conn {
         let identity = self.identity.as_ref().expect("after hello");
         let user = User::clone(&identity.user);
         if let Some(route) = self.context.channels.route(&room) {
-            let who = Who { api: Api::new(self.context.clone()), user: identity.user.clone(), room: room.clone() };
+            let who =
+                Who { api: Api::new(self.context.clone()), user: identity.user.clone(), room: room.clone() };
             match route.publish(who, &body) {
                 Err(why) => {
                     let message = format!("the body is not this room's message type: {why}");

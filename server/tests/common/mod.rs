@@ -300,3 +300,8 @@ pub async fn closed_by_server(stream: &mut tokio::net::TcpStream) {
         }
     }
 }
+
+/// A server built by the app (typed channels and handlers registered), started.
+pub async fn started(server: tether_server::Server) -> Running {
+    Running(within("the server starting", server.start()).await.expect("server starts"))
+}

@@ -1,0 +1,428 @@
+//! Typed channels: an app's contract enforced on the wire, and its handlers deciding
+//! joins and publishes. A real server with a channel registered, real WebSocket clients
+//! (JSON and MessagePack), the HTTP fallback and the server API.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use futures::SinkExt;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use tether_server::{Handlers, Leaving, Server};
+use tether_shared::channel::{Channel, ChannelError};
+use tether_shared::{ClientFrame, ErrorCode, PROTOCOL_VERSION, RejectCode, ServerFrame};
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Note {
+    text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Cursor {
+    x: i32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Seat {
+    role: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "code", rename_all = "snake_case")]
+enum NoteError {
+    Empty,
+    Closed { room: String },
+}
+
+impl ChannelError for NoteError {
+    fn code(&self) -> &str {
+        match self {
+            NoteError::Empty => "empty",
+            NoteError::Closed { .. } => "closed",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            NoteError::Empty => "a note needs some text".into(),
+            NoteError::Closed { room } => format!("{room} is closed"),
+        }
+    }
+}
+
+struct Notes;
+
+impl Channel for Notes {
+    const ROOMS: &'static str = "notes:*";
+    type Message = Note;
+    type State = Cursor;
+    type Meta = Seat;
+    type Error = NoteError;
+}
+
+const KEY: &str = "channels-test-key-0123456789";
+
+/// What the app's handlers report back to the test: who left, and how.
+struct App {
+    leaves: mpsc::UnboundedSender<(String, String, Leaving)>,
+}
+
+/// A server with the `Notes` channel: joins to `notes:closed` are refused, `notes:boom`
+/// panics; Ada is an editor, everyone else a reader. A note `""` is refused, `shout …`
+/// is stored in capitals, `panic` panics, `hang` never answers, `wait N` answers after
+/// N ms.
+async fn notes_server() -> (Running, mpsc::UnboundedReceiver<(String, String, Leaving)>) {
+    let (leaves, heard) = mpsc::unbounded_channel();
+    let handlers = Handlers::<Notes, App>::with_state(Arc::new(App { leaves }))
+        .patience(Duration::from_millis(500))
+        .on_join(|call| async move {
+            match call.room.as_str() {
+                "notes:closed" => Err(NoteError::Closed { room: call.room.clone() }),
+                "notes:boom" => panic!("the join handler broke"),
+                _ => Ok(Seat { role: if call.user.name == "Ada" { "editor" } else { "reader" }.into() }),
+            }
+        })
+        .on_publish(|_call, note: Note| async move {
+            let text = note.text.as_str();
+            if text.is_empty() {
+                return Err(NoteError::Empty);
+            }
+            if text == "panic" {
+                panic!("the publish handler broke");
+            }
+            if text == "hang" {
+                std::future::pending::<()>().await;
+            }
+            if let Some(ms) = text.strip_prefix("wait ") {
+                tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+            }
+            match text.strip_prefix("shout ") {
+                Some(loud) => Ok(Note { text: loud.to_uppercase() }),
+                None => Ok(note),
+            }
+        })
+        .on_leave(|call, why| async move {
+            let _ = call.state.leaves.send((call.user.name.clone(), call.room.clone(), why));
+        });
+    let mut config = unthrottled();
+    config.api_key = Some(KEY.into());
+    (started(Server::new(config).channel(handlers)).await, heard)
+}
+
+fn publish_frame(id: &str, room: &str, body: Value) -> ClientFrame {
+    ClientFrame::Publish { id: id.into(), room: room.into(), body, priority: 0 }
+}
+
+/// The answer to publish `id`: `Ok(seq)` or the whole rejection.
+async fn answer(client: &mut Client, id: &str) -> Result<u64, ServerFrame> {
+    until(client, |frame| match frame {
+        ServerFrame::Ack { id: acked, seq, .. } if acked == id => Some(Ok(seq)),
+        ServerFrame::Reject { id: ref rejected, .. } if rejected == id => Some(Err(frame)),
+        _ => None,
+    })
+    .await
+}
+
+async fn history(server: &Running, room: &str) -> Vec<Value> {
+    match server.api().history(room, None, None).await {
+        Ok(page) => page.messages.into_iter().map(|m| m.body).collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Stops the server once every client of the test has gone (a client left open would
+/// hold the server's goodbye until its closing handshake times out).
+async fn stop(server: Running, clients: impl IntoIterator<Item = Client>) {
+    drop(clients.into_iter().collect::<Vec<_>>());
+    server.stop().await;
+}
+
+fn rejected_code(answer: Result<u64, ServerFrame>) -> RejectCode {
+    match answer {
+        Err(ServerFrame::Reject { code, .. }) => code,
+        other => panic!("expected a rejection, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_body_of_the_wrong_shape_is_refused_typed_on_every_transport_and_the_api_and_nothing_is_stored() {
+    let (server, _) = notes_server().await;
+    let addr = server.addr();
+    let wrong = json!({"txt": "a typo in the field name"});
+
+    // WebSocket, JSON.
+    let mut ada = member(addr, "Ada", "notes:a").await;
+    send(&mut ada, &publish_frame("j1", "notes:a", wrong.clone())).await;
+    match answer(&mut ada, "j1").await {
+        Err(ServerFrame::Reject { code: RejectCode::InvalidBody, message, refusal: None, .. }) => {
+            assert!(message.contains("unknown field `txt`"), "says which field: {message}");
+        }
+        other => panic!("expected invalid_body, got {other:?}"),
+    }
+
+    // WebSocket, MessagePack.
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "tether.v1.msgpack".parse().unwrap());
+    let (mut packed, _) =
+        within("msgpack handshake", tokio_tungstenite::connect_async(request)).await.unwrap();
+    let packed_frames = [
+        ClientFrame::Hello { v: PROTOCOL_VERSION, token: None, name: Some("Bin".into()), resume_token: None },
+        ClientFrame::Join { room: "notes:a".into(), since: None, history: None },
+        publish_frame("m1", "notes:a", wrong.clone()),
+    ];
+    for frame in &packed_frames {
+        packed.send(Message::binary(frame.encode_msgpack())).await.unwrap();
+    }
+    let code = within("the msgpack rejection", async {
+        loop {
+            if let Some(Message::Binary(bytes)) = next_message(&mut packed).await
+                && let Ok(ServerFrame::Reject { id, code, .. }) = ServerFrame::decode_msgpack(&bytes)
+                && id == "m1"
+            {
+                return code;
+            }
+        }
+    })
+    .await;
+    assert_eq!(code, RejectCode::InvalidBody);
+
+    // The HTTP fallback (long-polling).
+    let hello = json!({"type": "hello", "v": 1, "name": "Poll"}).to_string();
+    let (status, _, opened) = http_with(addr, "POST", "/rt/open", &[], &hello).await;
+    assert_eq!(status, 200, "{opened}");
+    let session = serde_json::from_str::<Value>(&opened).unwrap()["session"].as_str().unwrap().to_owned();
+    let frames = [
+        ClientFrame::Join { room: "notes:a".into(), since: None, history: None },
+        publish_frame("p1", "notes:a", wrong.clone()),
+    ];
+    let body = format!("[{}]", frames.iter().map(ClientFrame::encode).collect::<Vec<_>>().join(","));
+    let (status, _, _) = http_with(addr, "POST", &format!("/rt/send?session={session}"), &[], &body).await;
+    assert_eq!(status, 204);
+    let code = within("the long-polled rejection", async {
+        let mut after = 0;
+        loop {
+            let (_, _, polled) = http_get(addr, &format!("/rt/poll?session={session}&after={after}")).await;
+            let polled: Value = serde_json::from_str(&polled).unwrap();
+            for entry in polled["frames"].as_array().unwrap() {
+                after = entry["event"].as_u64().unwrap();
+                if let Ok(ServerFrame::Reject { id, code, .. }) =
+                    ServerFrame::decode(&entry["frame"].to_string())
+                    && id == "p1"
+                {
+                    return code;
+                }
+            }
+        }
+    })
+    .await;
+    assert_eq!(code, RejectCode::InvalidBody);
+
+    // The server API, over HTTP and in-process.
+    let auth = format!("Bearer {KEY}");
+    let headers = [("Authorization", auth.as_str()), ("Content-Type", "application/json")];
+    let request = json!({"room": "notes:a", "body": wrong}).to_string();
+    let (status, _, refused) = http_with(addr, "POST", "/api/v1/publish", &headers, &request).await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(serde_json::from_str::<Value>(&refused).unwrap()["error"], "invalid_body");
+
+    assert!(history(&server, "notes:a").await.is_empty(), "nothing of the wrong shape was stored");
+
+    // The right shape passes everywhere, and a room no channel covers takes any JSON.
+    publish(&mut ada, "notes:a", "ok", json!({"text": "right"})).await;
+    let (status, _, _) = http_with(
+        addr,
+        "POST",
+        "/api/v1/publish",
+        &headers,
+        &json!({"room": "notes:a", "body": {"text": "from the backend"}}).to_string(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    join(&mut ada, "plain", None).await;
+    publish(&mut ada, "plain", "any", wrong.clone()).await;
+    assert_eq!(
+        history(&server, "notes:a").await,
+        [json!({"text": "right"}), json!({"text": "from the backend"})]
+    );
+    stop(server, [ada, packed]).await;
+}
+
+#[tokio::test]
+async fn the_publish_handler_stores_what_it_returns_or_refuses_with_the_apps_error_and_stores_nothing() {
+    let (server, _) = notes_server().await;
+    let mut ada = member(server.addr(), "Ada", "notes:a").await;
+    let mut bob = member(server.addr(), "Bob", "notes:a").await;
+
+    publish(&mut ada, "notes:a", "plain", json!({"text": "hello"})).await;
+    publish(&mut ada, "notes:a", "loud", json!({"text": "shout hey"})).await;
+    send(&mut ada, &publish_frame("empty", "notes:a", json!({"text": ""}))).await;
+    match answer(&mut ada, "empty").await {
+        Err(ServerFrame::Reject { code: RejectCode::Refused, message, refusal: Some(refusal), .. }) => {
+            assert_eq!(message, "a note needs some text", "the app's words");
+            assert_eq!(refusal.code, "empty");
+            assert_eq!(refusal.decode::<NoteError>(), Some(NoteError::Empty), "the app's error, typed");
+        }
+        other => panic!("expected the app's refusal, got {other:?}"),
+    }
+
+    // Bob gets what the handler returned, and nothing of the refused one.
+    assert_eq!(next_message_in(&mut bob, "notes:a").await.2, json!({"text": "hello"}));
+    assert_eq!(next_message_in(&mut bob, "notes:a").await.2, json!({"text": "HEY"}));
+    let later = frames_until_pong(&mut bob).await;
+    assert!(!later.iter().any(|f| matches!(f, ServerFrame::Message { .. })), "{later:?}");
+    assert_eq!(history(&server, "notes:a").await, [json!({"text": "hello"}), json!({"text": "HEY"})]);
+    stop(server, [ada, bob]).await;
+}
+
+#[tokio::test]
+async fn a_handler_that_panics_or_hangs_fails_that_one_call_and_everything_else_goes_on() {
+    let (server, _) = notes_server().await;
+    let mut ada = member(server.addr(), "Ada", "notes:a").await;
+    let mut bob = member(server.addr(), "Bob", "notes:a").await;
+    for (id, text) in [("p", "panic"), ("h", "hang"), ("after", "still here")] {
+        send(&mut ada, &publish_frame(id, "notes:a", json!({ "text": text }))).await;
+    }
+    assert_eq!(rejected_code(answer(&mut ada, "p").await), RejectCode::Internal);
+    assert_eq!(rejected_code(answer(&mut ada, "h").await), RejectCode::Internal);
+    assert!(answer(&mut ada, "after").await.is_ok(), "the next publish on the same connection");
+    publish(&mut bob, "notes:a", "bob", json!({"text": "me too"})).await;
+
+    // A join handler that panics fails that join alone.
+    send(&mut ada, &ClientFrame::Join { room: "notes:boom".into(), since: None, history: None }).await;
+    let failed = until(&mut ada, |frame| match frame {
+        ServerFrame::Error { code, about: Some(room), .. } if room == "notes:boom" => Some(code),
+        _ => None,
+    })
+    .await;
+    assert_eq!(failed, ErrorCode::Internal);
+    publish(&mut ada, "notes:a", "again", json!({"text": "and again"})).await;
+    assert_eq!(history(&server, "notes:a").await.len(), 3);
+    stop(server, [ada, bob]).await;
+}
+
+#[tokio::test]
+async fn a_connections_messages_keep_their_order_through_a_slow_handler() {
+    let (server, _) = notes_server().await;
+    let mut ada = member(server.addr(), "Ada", "notes:a").await;
+    // The first takes longest; each is answered, and stored, after the one before.
+    for (id, text) in [("1", "wait 300"), ("2", "wait 100"), ("3", "now")] {
+        send(&mut ada, &publish_frame(id, "notes:a", json!({ "text": text }))).await;
+    }
+    let acks = within("three acks", async {
+        let mut acks = Vec::new();
+        while acks.len() < 3 {
+            if let ServerFrame::Ack { id, seq, .. } = next_frame(&mut ada).await {
+                acks.push((id, seq));
+            }
+        }
+        acks
+    })
+    .await;
+    assert_eq!(acks, [("1".to_owned(), 1), ("2".to_owned(), 2), ("3".to_owned(), 3)]);
+    stop(server, [ada]).await;
+}
+
+#[tokio::test]
+async fn the_join_handler_refuses_with_the_apps_error_or_admits_with_metadata_that_presence_shows() {
+    let (server, _) = notes_server().await;
+    let (mut ada, _, _) = hello(server.addr(), "Ada").await;
+    send(&mut ada, &ClientFrame::Join { room: "notes:closed".into(), since: None, history: None }).await;
+    match until(&mut ada, |frame| matches!(frame, ServerFrame::Error { .. }).then_some(frame)).await {
+        ServerFrame::Error { code: ErrorCode::Refused, message, about, refusal: Some(refusal) } => {
+            assert_eq!(
+                (message.as_str(), about.as_deref()),
+                ("notes:closed is closed", Some("notes:closed"))
+            );
+            assert_eq!(
+                refusal.decode::<NoteError>(),
+                Some(NoteError::Closed { room: "notes:closed".into() })
+            );
+        }
+        other => panic!("expected the app's refusal, got {other:?}"),
+    }
+    send(&mut ada, &publish_frame("x", "notes:closed", json!({"text": "let me in"}))).await;
+    assert_eq!(
+        rejected_code(answer(&mut ada, "x").await),
+        RejectCode::NotJoined,
+        "the refused join is not in"
+    );
+
+    join(&mut ada, "notes:a", None).await;
+    let (mut bob, _, _) = hello(server.addr(), "Bob").await;
+    let (_, members) = join(&mut bob, "notes:a", None).await;
+    let seat = |name: &str, members: &[tether_shared::User]| {
+        members.iter().find(|m| m.name == name).and_then(|m| m.meta.clone())
+    };
+    assert_eq!(seat("Ada", &members), Some(json!({"role": "editor"})));
+    assert_eq!(seat("Bob", &members), Some(json!({"role": "reader"})));
+    let arrived = until(&mut ada, |frame| match frame {
+        ServerFrame::Presence { joined, .. } if !joined.is_empty() => Some(joined),
+        _ => None,
+    })
+    .await;
+    assert_eq!(seat("Bob", &arrived), Some(json!({"role": "reader"})));
+    // Metadata is presence's: messages name their sender without it.
+    publish(&mut bob, "notes:a", "b1", json!({"text": "hi"})).await;
+    let from = until(&mut ada, |frame| match frame {
+        ServerFrame::Message { from, .. } => Some(from),
+        _ => None,
+    })
+    .await;
+    assert_eq!((from.name.as_str(), from.meta), ("Bob", None));
+    stop(server, [ada, bob]).await;
+}
+
+#[tokio::test]
+async fn state_values_must_be_the_channels_state_type() {
+    let (server, _) = notes_server().await;
+    let mut ada = member(server.addr(), "Ada", "notes:a").await;
+    let mut bob = member(server.addr(), "Bob", "notes:a").await;
+    let state = |value| ClientFrame::State { room: "notes:a".into(), key: "cursor".into(), value };
+    send(&mut ada, &state(json!({"x": "left"}))).await;
+    let refused = until(&mut ada, |frame| match frame {
+        ServerFrame::Error { code, about: Some(room), .. } if room == "notes:a" => Some(code),
+        _ => None,
+    })
+    .await;
+    assert_eq!(refused, ErrorCode::InvalidBody);
+    send(&mut ada, &state(json!({"x": 4}))).await;
+    send(&mut ada, &state(Value::Null)).await;
+    let values: Vec<Value> = within("both values", async {
+        let mut values = Vec::new();
+        while values.len() < 2 {
+            if let ServerFrame::State { value, .. } = next_frame(&mut bob).await {
+                values.push(value);
+            }
+        }
+        values
+    })
+    .await;
+    assert_eq!(values, [json!({"x": 4}), Value::Null], "a value of the type, then a clear");
+    stop(server, [ada, bob]).await;
+}
+
+#[tokio::test]
+async fn the_leave_handler_hears_a_leave_and_a_disconnect() {
+    let (server, mut heard) = notes_server().await;
+    let mut ada = member(server.addr(), "Ada", "notes:a").await;
+    join(&mut ada, "notes:b", None).await;
+    join(&mut ada, "plain", None).await;
+    send(&mut ada, &ClientFrame::Leave { room: "notes:a".into() }).await;
+    let first = within("the leave", heard.recv()).await.unwrap();
+    assert_eq!(first, ("Ada".into(), "notes:a".into(), Leaving::Left));
+    hang_up(&mut ada).await;
+    let second = within("the disconnect", heard.recv()).await.unwrap();
+    assert_eq!(second, ("Ada".into(), "notes:b".into(), Leaving::Disconnected));
+    // The plain room has no channel, so no handler: nothing more is heard.
+    let mut bob = member(server.addr(), "Bob", "plain").await;
+    frames_until_pong(&mut bob).await;
+    assert!(heard.try_recv().is_err());
+    stop(server, [bob]).await;
+}
