@@ -26,6 +26,7 @@
 //! ```
 
 mod driver;
+mod room;
 mod token;
 
 use std::time::Duration;
@@ -34,6 +35,7 @@ use serde_json::Value;
 use tether_shared::{ConnectionConfig, ConnectionStats, Event, Input, MessageIds};
 use tokio::sync::mpsc;
 
+pub use room::Room;
 pub use tether_shared;
 pub use token::{TokenError, TokenProvider, TokenResult};
 
@@ -116,6 +118,13 @@ impl Client {
         let id = self.ids.next_id();
         self.input(Input::Publish { id: id.clone(), room: room.into(), body, priority: 0 });
         id
+    }
+
+    /// Queues a channel's message for `room` and returns its client message id. Its
+    /// answer comes as a [`ChannelEvent`](tether_shared::typed::ChannelEvent) through
+    /// [`Room::read`]: acked, or failed with the app's typed refusal.
+    pub fn send<C: tether_shared::Channel>(&mut self, room: &Room<C>, message: &C::Message) -> String {
+        self.publish(room.name(), tether_shared::channel::encode(message))
     }
 
     /// The next event from the core, in order.
