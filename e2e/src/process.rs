@@ -192,7 +192,17 @@ fn address_in(line: &str) -> Option<SocketAddr> {
 
 /// The release `tether-server`, which `cargo xtask test` (and `chaos`, `bench`) builds.
 pub fn release_server() -> PathBuf {
-    let path = crate::root().join("target/release/tether-server");
+    release_binary("tether-server")
+}
+
+/// The release `tether-demo-server`: the server with the demo chat's channel, which the
+/// demo app's scenarios run against.
+pub fn release_demo_server() -> PathBuf {
+    release_binary("tether-demo-server")
+}
+
+fn release_binary(name: &str) -> PathBuf {
+    let path = crate::root().join("target/release").join(name);
     assert!(path.exists(), "{} is missing: run this through `cargo xtask` (it builds it)", path.display());
     path
 }

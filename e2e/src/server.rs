@@ -1,12 +1,13 @@
-//! The release server binary, started like a deployment: bundle plus binary, durable store.
+//! The demo's release server, started like a deployment: bundle plus binary, durable
+//! store. It is `tether-server` with the demo chat's channel registered.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::process::{Launch, ServerProcess, release_server};
+use crate::process::{Launch, ServerProcess, release_demo_server};
 use crate::root;
 
-/// A running `tether-server` serving `dist/` from a fresh SQLite store; killed and its
+/// A running `tether-demo-server` serving `dist/` from a fresh SQLite store; killed and its
 /// store removed when dropped.
 pub struct Server {
     process: ServerProcess,
@@ -25,7 +26,7 @@ impl Server {
         );
         let addr = crate::free_addr();
         let data = std::env::temp_dir().join(format!("tether-e2e-{}-{}", std::process::id(), addr.port()));
-        let launch = Launch::new(release_server())
+        let launch = Launch::new(release_demo_server())
             .args(["--listen", &addr.to_string(), "--static-dir", &dist.display().to_string()])
             .args(["--store", "sqlite", "--data-dir", &data.display().to_string(), "--log-level", "warn"])
             .args(extra);

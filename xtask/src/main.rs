@@ -106,14 +106,14 @@ fn dist() -> Result<(), String> {
 /// Builds the bundle and the release server.
 fn build_app_and_server() -> Result<(), String> {
     dist()?;
-    sh::step("building the server (cargo build --release -p tether-server)");
-    Cmd::new("cargo").args(["build", "--release", "-p", "tether-server"]).dir(root()).run()
+    sh::step("building the demo's server (cargo build --release -p tether-demo-server)");
+    Cmd::new("cargo").args(["build", "--release", "-p", "tether-demo-server"]).dir(root()).run()
 }
 
 /// Builds everything and runs the server in the foreground on the bundle.
 fn run(server_args: &[String]) -> Result<(), String> {
     build_app_and_server()?;
-    let binary = root().join("target/release/tether-server");
+    let binary = root().join("target/release/tether-demo-server");
     let dist = root().join("dist");
     let mut args = vec!["--static-dir".to_owned(), dist.display().to_string()];
     args.extend(server_args.iter().filter(|a| *a != "--").cloned());
@@ -190,12 +190,17 @@ fn test() -> Result<(), String> {
     // Two more, for the endpoint failover test, which stops one of them.
     let spare = || sh::Server::start(&debug_server, &["--store", "memory", "--test-endpoints"]);
     let spares = [spare()?, spare()?];
+    // The demo chat's server, whose channel refuses posts (the demo's own tests).
+    Cmd::new("cargo").args(["build", "-p", "tether-demo-server"]).dir(&root).limit(SUITE_LIMIT).run()?;
+    let demo_server =
+        sh::Server::start(&root.join("target/debug/tether-demo-server"), &["--store", "memory"])?;
     let output = Cmd::new("cargo")
         .args(["test", "-p", "tether-yew", "-p", "tether-demo", "--target", "wasm32-unknown-unknown"])
         .dir(&root)
         .env("CHROMEDRIVER", setup::CHROMEDRIVER)
         .env("WASM_BINDGEN_TEST_TIMEOUT", "120")
         .env("TETHER_TEST_SERVER", format!("ws://{}/ws", server.addr()))
+        .env("TETHER_TEST_DEMO_SERVER", format!("ws://{}/ws", demo_server.addr()))
         .env(
             "TETHER_TEST_FAILOVER",
             spares.iter().map(|s| format!("ws://{}/ws", s.addr())).collect::<Vec<_>>().join(" "),
@@ -204,6 +209,7 @@ fn test() -> Result<(), String> {
         .run_tee();
     drop(server);
     drop(spares);
+    drop(demo_server);
     let output = output?;
     if !output.contains("Running headless tests in Chrome") {
         return fail("the wasm tests did not run in headless Chrome; refusing to count them");
@@ -233,12 +239,12 @@ fn test() -> Result<(), String> {
     Ok(())
 }
 
-/// The release server and the chaos harness, in one cargo run, which the e2e scenarios
-/// and the proof runs share.
+/// The release servers (plain, and the demo's) and the chaos harness, in one cargo run,
+/// which the e2e scenarios and the proof runs share.
 fn release_binaries() -> Result<(), String> {
-    sh::step("building the release server and the chaos harness");
+    sh::step("building the release servers and the chaos harness");
     Cmd::new("cargo")
-        .args(["build", "--release", "-p", "tether-server", "-p", "tether-chaos"])
+        .args(["build", "--release", "-p", "tether-server", "-p", "tether-demo-server", "-p", "tether-chaos"])
         .dir(root())
         .run()
 }
