@@ -62,7 +62,7 @@ pub async fn run(seconds: u64, storm_clients: usize) -> ClusterRun {
     let single = durable::run(PUBLISHERS, WINDOW, seconds).await;
     let (redis, nodes) = cluster();
     let addrs: Vec<SocketAddr> = nodes.iter().map(|node| node.addr).collect();
-    let clustered = durable::publish_load(&addrs, PUBLISHERS, WINDOW, seconds).await;
+    let clustered = durable::publish_load(&addrs, "load", PUBLISHERS, WINDOW, seconds).await;
     drop(nodes);
     drop(redis);
 

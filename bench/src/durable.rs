@@ -30,19 +30,25 @@ pub struct Durable {
 pub async fn run(clients: usize, window: usize, seconds: u64) -> Durable {
     let server =
         Peer::Tether.start(Mode::Echo, &["--store", "sqlite", "--send-queue", "100000"]).expect("tether");
-    publish_load(&[server.addr], clients, window, seconds).await
+    publish_load(&[server.addr], "load", clients, window, seconds).await
 }
 
-/// `clients` publishers spread over `addrs` (round robin), each in its own room, keep
-/// `window` publishes in flight for `seconds`.
-pub async fn publish_load(addrs: &[SocketAddr], clients: usize, window: usize, seconds: u64) -> Durable {
+/// `clients` publishers spread over `addrs` (round robin), each in its own room (named
+/// `{rooms}-{client}`), keep `window` publishes in flight for `seconds`.
+pub async fn publish_load(
+    addrs: &[SocketAddr],
+    rooms: &str,
+    clients: usize,
+    window: usize,
+    seconds: u64,
+) -> Durable {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     let started = Instant::now();
     let mut tasks = Vec::new();
     for c in 0..clients {
         let addr = addrs[c % addrs.len()];
+        let room = format!("{rooms}-{c}");
         tasks.push(tokio::spawn(async move {
-            let room = format!("load-{c}");
             let mut client = Peer::Tether.subscriber(addr, &room).await;
             let mut sent_at = std::collections::VecDeque::new();
             let mut latencies = latency::histogram();

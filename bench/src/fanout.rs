@@ -108,6 +108,7 @@ async fn measure(peer: Peer, subscribers: usize, rate: u64, seconds: u64) -> Res
 pub async fn run(peer: Peer, subscribers: usize, rate: u64, seconds: u64) -> Result<Step, String> {
     let server = peer.start(Mode::Broadcast, &["--send-queue", "4096"])?;
     let addr = server.addr;
+    let room: Arc<str> = peer.room("fan").into();
     let epoch = Instant::now();
     let total = rate * seconds;
     let gate = Arc::new(Semaphore::new(100));
@@ -116,12 +117,13 @@ pub async fn run(peer: Peer, subscribers: usize, rate: u64, seconds: u64) -> Res
     for _ in 0..subscribers {
         let gate = gate.clone();
         let mut stop = stop.subscribe();
+        let room = room.clone();
         let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
         members.push((
             ready_rx,
             tokio::spawn(async move {
                 let permit = gate.acquire_owned().await.expect("open");
-                let mut client = peer.raw_subscriber(addr, "fan").await;
+                let mut client = peer.raw_subscriber(addr, &room).await;
                 drop(permit);
                 let _ = ready_tx.send(());
                 let mut latencies = latency::histogram();
@@ -159,7 +161,7 @@ pub async fn run(peer: Peer, subscribers: usize, rate: u64, seconds: u64) -> Res
 
     let cpu_before = server.cpu();
     // The publisher writes on schedule; its own copies are read and dropped.
-    let publisher = peer.subscriber(addr, "fan").await;
+    let publisher = peer.subscriber(addr, &room).await;
     let (mut sink, mut source) = publisher.split();
     let drain = tokio::spawn(async move { while let Some(Ok(_)) = source.next().await {} });
     let begin = epoch.elapsed();
@@ -170,7 +172,7 @@ pub async fn run(peer: Peer, subscribers: usize, rate: u64, seconds: u64) -> Res
         let due = (((epoch.elapsed() - begin).as_secs_f64() * rate as f64) as u64 + 1).min(total);
         while sent < due {
             let t = (begin + Duration::from_secs_f64(sent as f64 / rate as f64)).as_micros() as u64;
-            sink.feed(Message::text(peer.publish_frame("fan", sent, t))).await.map_err(|e| e.to_string())?;
+            sink.feed(Message::text(peer.publish_frame(&room, sent, t))).await.map_err(|e| e.to_string())?;
             sent += 1;
         }
         sink.flush().await.map_err(|e| e.to_string())?;

@@ -3,12 +3,13 @@
 //! load generator (this process, single-threaded) to CPU 1, so each figure is compared
 //! with the peers' figures from the same run on the same machine.
 //!
-//! `cargo xtask bench [--quick] [--peers=tether,bare] [storm] [idle] [fanout] [echo] [durable] [cluster] [transports] [encodings] [stream]`
+//! `cargo xtask bench [--quick] [--peers=tether,bare] [storm] [idle] [fanout] [echo] [durable] [handlers] [cluster] [transports] [encodings] [stream]`
 //! runs the named workloads (all by default) against the named servers (all by
 //! default), prints a markdown report and writes it, with plots, to `docs/bench/`.
 
 mod cluster;
 mod durable;
+mod handlers;
 mod echo;
 mod encodings;
 mod fanout;
@@ -85,6 +86,7 @@ fn main() {
             "fanout",
             "echo",
             "durable",
+            "handlers",
             "cluster",
             "transports",
             "encodings",
@@ -162,6 +164,13 @@ fn main() {
                         report.durable(20, result);
                     }
                 }
+                "handlers" => {
+                    let rate = if quick { 1_000 } else { 2_000 };
+                    match handlers::run(sizes.fanout_subscribers, rate, sizes.durable_seconds).await {
+                        Ok(cost) => report.handlers(cost),
+                        Err(why) => println!("  handlers: {why}"),
+                    }
+                }
                 "transports" => report.transports(transports::run(sizes.durable_seconds).await),
                 "encodings" => report.encodings(encodings::run().await),
                 "cluster" => report.cluster(cluster::run(sizes.durable_seconds, sizes.storm_clients).await),
@@ -182,7 +191,7 @@ fn main() {
                 }
                 other => {
                     eprintln!(
-                        "unknown workload `{other}` (storm, idle, fanout, echo, durable, cluster, transports, encodings, stream)"
+                        "unknown workload `{other}` (storm, idle, fanout, echo, durable, handlers, cluster, transports, encodings, stream)"
                     )
                 }
             }

@@ -28,6 +28,9 @@ pub enum Peer {
     NodeWs,
     /// Node.js Socket.IO 4 (WebSocket transport).
     SocketIo,
+    /// Tether with a typed channel, `typed:*`, and a publish handler that accepts
+    /// everything (`handler-server`); its plain rooms are [`Peer::Tether`]'s.
+    TetherTyped,
 }
 
 /// What the server should do with frames.
@@ -43,6 +46,15 @@ impl Peer {
     /// Every peer, Tether first.
     pub const ALL: [Peer; 4] = [Peer::Tether, Peer::Tungstenite, Peer::NodeWs, Peer::SocketIo];
 
+    /// The room a workload calls `base`, on this server: a `typed:` room (the channel's)
+    /// on [`Peer::TetherTyped`], `base` itself everywhere else.
+    pub fn room(self, base: &str) -> String {
+        match self {
+            Peer::TetherTyped => format!("typed:{base}"),
+            _ => base.to_owned(),
+        }
+    }
+
     /// The name in tables and plots.
     pub fn name(self) -> &'static str {
         match self {
@@ -50,6 +62,7 @@ impl Peer {
             Peer::Tungstenite => "bare tokio-tungstenite",
             Peer::NodeWs => "Node ws",
             Peer::SocketIo => "Socket.IO 4",
+            Peer::TetherTyped => "Tether, typed channel",
         }
     }
 
@@ -58,7 +71,7 @@ impl Peer {
     pub fn start(self, mode: Mode, tether_args: &[&str]) -> Result<Process, String> {
         let bin = std::env::current_exe().expect("own path").with_file_name("x");
         match self {
-            Peer::Tether => {
+            Peer::Tether | Peer::TetherTyped => {
                 let scratch = std::env::temp_dir().join(format!(
                     "tether-bench-{}-{}",
                     std::process::id(),
@@ -86,7 +99,8 @@ impl Peer {
                     flags.iter().flat_map(|(f, v)| [f.to_string(), v.to_string()]).collect();
                 args.push("--data-dir".into());
                 args.push(scratch.display().to_string());
-                Ok(Process::start(&bin.with_file_name("tether-server"), &args, &[], Some(scratch)))
+                let binary = if self == Peer::Tether { "tether-server" } else { "handler-server" };
+                Ok(Process::start(&bin.with_file_name(binary), &args, &[], Some(scratch)))
             }
             Peer::Tungstenite => {
                 let mode = if mode == Mode::Echo { "echo" } else { "broadcast" };
@@ -121,7 +135,7 @@ impl Peer {
             .await
             .unwrap_or_else(|e| panic!("{}: connect failed: {e}", self.name()));
         match self {
-            Peer::Tether => {
+            Peer::Tether | Peer::TetherTyped => {
                 send(&mut client, r#"{"type":"hello","v":1,"name":"bench"}"#).await;
                 wait_for(&mut client, r#""type":"welcome""#).await;
                 send(&mut client, &format!(r#"{{"type":"join","room":"{room}"}}"#)).await;
@@ -147,7 +161,7 @@ impl Peer {
             .unwrap_or_else(|e| panic!("{}: connect failed: {e}", self.name()));
         let step = async {
             match self {
-                Peer::Tether => {
+                Peer::Tether | Peer::TetherTyped => {
                     client.send_text(r#"{"type":"hello","v":1,"name":"bench"}"#).await?;
                     client.wait_for(r#""type":"welcome""#).await?;
                     client.send_text(&format!(r#"{{"type":"join","room":"{room}"}}"#)).await?;
@@ -171,7 +185,7 @@ impl Peer {
     /// A frame asking for `body` (a JSON string) back.
     pub fn echo_frame(self, body: &str) -> String {
         match self {
-            Peer::Tether => format!(r#"{{"type":"echo","body":"{body}"}}"#),
+            Peer::Tether | Peer::TetherTyped => format!(r#"{{"type":"echo","body":"{body}"}}"#),
             Peer::SocketIo => format!(r#"42["echo","{body}"]"#),
             Peer::Tungstenite | Peer::NodeWs => body.to_owned(),
         }
@@ -180,7 +194,7 @@ impl Peer {
     /// A frame publishing a message stamped `t` (microseconds) to `room`.
     pub fn publish_frame(self, room: &str, id: u64, t: u64) -> String {
         match self {
-            Peer::Tether => {
+            Peer::Tether | Peer::TetherTyped => {
                 format!(r#"{{"type":"publish","id":"b{id}","room":"{room}","body":{{"t":{t}}}}}"#)
             }
             Peer::SocketIo => format!(r#"42["publish","{room}",{{"t":{t}}}]"#),

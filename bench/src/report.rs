@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use crate::cluster::ClusterRun;
 use crate::durable::Durable;
+use crate::handlers::{HandlerCost, PUBLISHERS, WINDOW};
 use crate::echo::Echo;
 use crate::encodings::Figures;
 use crate::fanout::{self, Step};
@@ -30,6 +31,7 @@ pub struct Report {
     fanout: Vec<Ramp>,
     echo: Vec<EchoRun>,
     durable: Vec<(usize, Durable)>,
+    handlers: Option<HandlerCost>,
     stream: Option<Result<Vec<FrameTimes>, String>>,
     cluster: Option<ClusterRun>,
     transports: Option<Vec<Delivery>>,
@@ -61,6 +63,7 @@ impl Report {
             fanout: Vec::new(),
             echo: Vec::new(),
             durable: Vec::new(),
+            handlers: None,
             stream: None,
         }
     }
@@ -156,6 +159,11 @@ impl Report {
     /// Records one durable run.
     pub fn durable(&mut self, clients: usize, durable: Durable) {
         self.durable.push((clients, durable));
+    }
+
+    /// Records what a typed channel costs.
+    pub fn handlers(&mut self, cost: HandlerCost) {
+        self.handlers = Some(cost);
     }
 
     /// Where the report goes.
@@ -353,6 +361,37 @@ impl Report {
                 );
             }
             let _ = writeln!(md);
+        }
+        if let Some(cost) = &self.handlers {
+            let _ = writeln!(
+                md,
+                "## What a typed channel costs\n\n\
+                 The same loads into plain rooms (`tether-server`) and into the rooms of a typed \
+                 channel whose publish handler accepts every message (`handler-server`): each body \
+                 decoded as the channel's type, the handler called, its answer encoded again. \
+                 Publishes: {PUBLISHERS} clients with {WINDOW} in flight each, memory store. Fan-out: \
+                 {} messages/s to {} subscribers. Means of the alternating rounds of this run.\n",
+                cost.rate, cost.subscribers
+            );
+            let _ = writeln!(md, "| rooms | acked publishes/s | fan-out CPU per delivery | delivered |");
+            let _ = writeln!(md, "|---|---:|---:|---:|");
+            for side in &cost.sides {
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.0} | {:.2} µs | {:.2} % |",
+                    side.peer.name(),
+                    side.acked(),
+                    side.cpu_per_delivery_us(),
+                    side.delivered() * 100.0
+                );
+            }
+            let [plain, typed] = &cost.sides;
+            let _ = writeln!(
+                md,
+                "\nTyped with a handler: {:.1} % of plain rooms' publish throughput, {:.2}× their CPU per delivery.\n",
+                typed.acked() / plain.acked() * 100.0,
+                typed.cpu_per_delivery_us() / plain.cpu_per_delivery_us()
+            );
         }
         if let Some(deliveries) = &self.transports {
             let _ = writeln!(

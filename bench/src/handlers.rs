@@ -1,0 +1,91 @@
+//! What a typed channel costs: the same loads into plain rooms (`tether-server`) and
+//! into a typed channel's rooms whose publish handler accepts everything
+//! (`handler-server`), in the same run, alternating so that drift hits both alike.
+//!
+//! - Publishes: 20 clients, 16 in flight each, into the memory store, so the server's
+//!   CPU (decode, handler, re-encode) and not the disk is the limit: acked per second.
+//! - Fan-out: one publisher into one room of N subscribers at a fixed rate: the server's
+//!   CPU per delivery. The body is encoded once per message either way; this shows it.
+
+use crate::durable::{self, Durable};
+use crate::fanout::{self, Step};
+use crate::peer::{Mode, Peer};
+
+/// Alternating rounds per workload.
+const ROUNDS: usize = 2;
+/// Publishers.
+pub const PUBLISHERS: usize = 20;
+/// Publishes each publisher keeps in flight.
+pub const WINDOW: usize = 16;
+
+/// The two sides of one comparison.
+pub struct Side {
+    /// Plain rooms or the typed channel.
+    pub peer: Peer,
+    /// Acked publishes per second, each round.
+    pub acked_per_sec: Vec<f64>,
+    /// Fan-out rounds.
+    pub fanout: Vec<Step>,
+}
+
+/// What the workload measured: plain first, typed second.
+pub struct HandlerCost {
+    /// Subscribers in the fan-out room.
+    pub subscribers: usize,
+    /// Messages a second into it.
+    pub rate: u64,
+    /// Plain rooms, then the typed channel.
+    pub sides: [Side; 2],
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let values: Vec<f64> = values.collect();
+    values.iter().sum::<f64>() / values.len().max(1) as f64
+}
+
+impl Side {
+    /// Mean acked publishes per second.
+    pub fn acked(&self) -> f64 {
+        mean(self.acked_per_sec.iter().copied())
+    }
+
+    /// Mean server CPU per fan-out delivery, in microseconds.
+    pub fn cpu_per_delivery_us(&self) -> f64 {
+        mean(self.fanout.iter().map(|step| step.cpu_per_delivery.as_secs_f64() * 1e6))
+    }
+
+    /// Mean share of fan-out deliveries that arrived.
+    pub fn delivered(&self) -> f64 {
+        mean(self.fanout.iter().map(|step| step.delivered))
+    }
+}
+
+/// Runs both workloads on both sides.
+pub async fn run(subscribers: usize, rate: u64, seconds: u64) -> Result<HandlerCost, String> {
+    let mut sides = [Peer::Tether, Peer::TetherTyped].map(|peer| Side { peer, acked_per_sec: vec![], fanout: vec![] });
+    for round in 0..ROUNDS {
+        for side in sides.iter_mut() {
+            let server = side.peer.start(Mode::Echo, &["--store", "memory", "--send-queue", "100000"])?;
+            let Durable { acked_per_sec, .. } =
+                durable::publish_load(&[server.addr], &side.peer.room("load"), PUBLISHERS, WINDOW, seconds).await;
+            drop(server);
+            println!("  handlers, round {round}: {:<24} {acked_per_sec:>8.0} acked/s", side.peer.name());
+            side.acked_per_sec.push(acked_per_sec);
+            let step = fanout::run(side.peer, subscribers, rate, seconds).await?;
+            println!(
+                "  handlers, round {round}: {:<24} fan-out {rate} msg/s to {subscribers}: {:.2} µs CPU per delivery, {:.2} % delivered",
+                side.peer.name(),
+                step.cpu_per_delivery.as_secs_f64() * 1e6,
+                step.delivered * 100.0
+            );
+            side.fanout.push(step);
+        }
+    }
+    let [plain, typed] = &sides;
+    println!(
+        "  handlers: a typed channel with a no-op publish handler acks {:.1} % of plain rooms' publishes and spends {:.2}× their CPU per fan-out delivery",
+        typed.acked() / plain.acked() * 100.0,
+        typed.cpu_per_delivery_us() / plain.cpu_per_delivery_us()
+    );
+    Ok(HandlerCost { subscribers, rate, sides })
+}
