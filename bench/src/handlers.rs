@@ -24,6 +24,9 @@ pub struct Side {
     pub peer: Peer,
     /// Acked publishes per second, each round.
     pub acked_per_sec: Vec<f64>,
+    /// The server's CPU per acked publish, each round: the figure that other work on
+    /// the machine disturbs least.
+    pub cpu_per_publish: Vec<std::time::Duration>,
     /// Fan-out rounds.
     pub fanout: Vec<Step>,
 }
@@ -49,6 +52,11 @@ impl Side {
         mean(self.acked_per_sec.iter().copied())
     }
 
+    /// Mean server CPU per acked publish, in microseconds.
+    pub fn cpu_per_publish_us(&self) -> f64 {
+        mean(self.cpu_per_publish.iter().map(|cpu| cpu.as_secs_f64() * 1e6))
+    }
+
     /// Mean server CPU per fan-out delivery, in microseconds.
     pub fn cpu_per_delivery_us(&self) -> f64 {
         mean(self.fanout.iter().map(|step| step.cpu_per_delivery.as_secs_f64() * 1e6))
@@ -62,15 +70,29 @@ impl Side {
 
 /// Runs both workloads on both sides.
 pub async fn run(subscribers: usize, rate: u64, seconds: u64) -> Result<HandlerCost, String> {
-    let mut sides = [Peer::Tether, Peer::TetherTyped].map(|peer| Side { peer, acked_per_sec: vec![], fanout: vec![] });
+    let mut sides = [Peer::Tether, Peer::TetherTyped].map(|peer| Side {
+        peer,
+        acked_per_sec: vec![],
+        cpu_per_publish: vec![],
+        fanout: vec![],
+    });
     for round in 0..ROUNDS {
         for side in sides.iter_mut() {
             let server = side.peer.start(Mode::Echo, &["--store", "memory", "--send-queue", "100000"])?;
+            let cpu_before = server.cpu();
             let Durable { acked_per_sec, .. } =
-                durable::publish_load(&[server.addr], &side.peer.room("load"), PUBLISHERS, WINDOW, seconds).await;
+                durable::publish_load(&[server.addr], &side.peer.room("load"), PUBLISHERS, WINDOW, seconds)
+                    .await;
+            let acked = (acked_per_sec * seconds as f64).max(1.0);
+            let cpu_per_publish = server.cpu().saturating_sub(cpu_before).div_f64(acked);
             drop(server);
-            println!("  handlers, round {round}: {:<24} {acked_per_sec:>8.0} acked/s", side.peer.name());
+            println!(
+                "  handlers, round {round}: {:<24} {acked_per_sec:>8.0} acked/s, {:.2} µs server CPU each",
+                side.peer.name(),
+                cpu_per_publish.as_secs_f64() * 1e6
+            );
             side.acked_per_sec.push(acked_per_sec);
+            side.cpu_per_publish.push(cpu_per_publish);
             let step = fanout::run(side.peer, subscribers, rate, seconds).await?;
             println!(
                 "  handlers, round {round}: {:<24} fan-out {rate} msg/s to {subscribers}: {:.2} µs CPU per delivery, {:.2} % delivered",
@@ -83,7 +105,8 @@ pub async fn run(subscribers: usize, rate: u64, seconds: u64) -> Result<HandlerC
     }
     let [plain, typed] = &sides;
     println!(
-        "  handlers: a typed channel with a no-op publish handler acks {:.1} % of plain rooms' publishes and spends {:.2}× their CPU per fan-out delivery",
+        "  handlers: a typed channel with a no-op publish handler spends {:.2}× plain rooms' server CPU per publish ({:.1} % of their throughput) and {:.2}× their CPU per fan-out delivery",
+        typed.cpu_per_publish_us() / plain.cpu_per_publish_us(),
         typed.acked() / plain.acked() * 100.0,
         typed.cpu_per_delivery_us() / plain.cpu_per_delivery_us()
     );

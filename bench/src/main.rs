@@ -9,10 +9,10 @@
 
 mod cluster;
 mod durable;
-mod handlers;
 mod echo;
 mod encodings;
 mod fanout;
+mod handlers;
 mod idle;
 mod latency;
 mod peer;

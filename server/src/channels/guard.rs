@@ -18,19 +18,24 @@ pub(crate) enum Fault {
     TimedOut(Duration),
 }
 
+impl Fault {
+    /// A caught panic, with what it said when it said it in words.
+    pub(crate) fn panicked(panic: Box<dyn std::any::Any + Send>) -> Fault {
+        let said = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        Fault::Panicked(said)
+    }
+}
+
 /// Runs `call` to its answer, or to a [`Fault`]: a panic is caught at this boundary and
 /// a call past `patience` is dropped (cancelled at its next await).
 pub(crate) async fn guarded<T>(call: impl Future<Output = T>, patience: Duration) -> Result<T, Fault> {
     match tokio::time::timeout(patience, AssertUnwindSafe(call).catch_unwind()).await {
         Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(panic)) => {
-            let said = panic
-                .downcast_ref::<&str>()
-                .map(|s| (*s).to_owned())
-                .or_else(|| panic.downcast_ref::<String>().cloned())
-                .unwrap_or_else(|| "a panic".to_owned());
-            Err(Fault::Panicked(said))
-        }
+        Ok(Err(panic)) => Err(Fault::panicked(panic)),
         Err(_) => Err(Fault::TimedOut(patience)),
     }
 }

@@ -11,7 +11,7 @@ use tether_shared::{RejectCode, ServerFrame, User};
 use super::Conn;
 use crate::Api;
 use crate::channels::Who;
-use crate::channels::lane::{Lane, Pending};
+use crate::channels::lane::{self, Pending};
 use crate::sequencer::Publish;
 
 impl Conn {
@@ -44,11 +44,11 @@ impl Conn {
                     return Some(self.reject(&id, RejectCode::InvalidBody, &message));
                 }
                 Ok(Some(call)) => {
-                    // The handler decides off this task; the lane answers in order.
+                    // Decided at once if the handler is ready, else off this task, in order.
                     self.out.begin_publish();
-                    let patience = route.patience();
-                    let lane = self.lane.get_or_insert_with(|| Lane::start(self.context.clone()));
-                    lane.push(Pending { id, room, user, reply: self.out.clone(), call, patience });
+                    let pending =
+                        Pending { id, room, user, reply: self.out.clone(), call, patience: route.patience() };
+                    lane::decide(&mut self.lane, &self.context, pending);
                     return None;
                 }
                 Ok(None) => {}
