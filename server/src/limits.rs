@@ -41,6 +41,49 @@ pub fn checked_body(
     Ok(raw)
 }
 
+/// A body already encoded (an app's handler's answer, encoded straight from its type),
+/// held to the same rule as [`checked_body`].
+pub fn checked_raw(
+    raw: Box<serde_json::value::RawValue>,
+    max_bytes: usize,
+) -> Result<Box<serde_json::value::RawValue>, BodyRefused> {
+    if raw.get().len() > max_bytes {
+        return Err(BodyRefused::TooLarge(max_bytes));
+    }
+    let max_depth = tether_shared::frame::MAX_BODY_DEPTH;
+    if raw_nesting(raw.get()) > max_depth {
+        return Err(BodyRefused::TooDeep(max_depth));
+    }
+    Ok(raw)
+}
+
+/// How deep arrays and objects nest in valid compact JSON, read from its text: what
+/// [`tether_shared::frame::nesting`] says of the value, without building it.
+fn raw_nesting(json: &str) -> usize {
+    let (mut depth, mut deepest, mut in_string, mut escaped) = (0usize, 0usize, false, false);
+    for byte in json.bytes() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
+
 /// Frames per second per connection, of any kind, at the least.
 const FRAMES_PER_SEC: u32 = 100;
 
@@ -98,6 +141,20 @@ impl Drop for IpSlot {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn nesting_read_from_text_is_the_values_nesting() {
+        for text in [
+            r#"1"#,
+            r#"[]"#,
+            r#"[[1],{"a":[2]}]"#,
+            r#"{"s":"[[[not nesting]]]","e":"\"[["}"#,
+            r#"[{"a":{"b":[[]]}}]"#,
+        ] {
+            let value: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(raw_nesting(text), tether_shared::frame::nesting(&value), "{text}");
+        }
+    }
     use super::*;
 
     #[test]

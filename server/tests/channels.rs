@@ -76,7 +76,7 @@ struct App {
 
 /// A server with the `Notes` channel: joins to `notes:closed` are refused, `notes:boom`
 /// panics; Ada is an editor, everyone else a reader. A note `""` is refused, `shout …`
-/// is stored in capitals, `panic` panics, `hang` never answers, `wait N` answers after
+/// is stored in capitals, `grow` becomes a megabyte, `panic` panics, `hang` never answers, `wait N` answers after
 /// N ms.
 async fn notes_server() -> (Running, mpsc::UnboundedReceiver<(String, String, Leaving)>) {
     let (leaves, heard) = mpsc::unbounded_channel();
@@ -102,6 +102,9 @@ async fn notes_server() -> (Running, mpsc::UnboundedReceiver<(String, String, Le
             }
             if let Some(ms) = text.strip_prefix("wait ") {
                 tokio::time::sleep(Duration::from_millis(ms.parse().unwrap())).await;
+            }
+            if text == "grow" {
+                return Ok(Note { text: "x".repeat(1 << 20) });
             }
             match text.strip_prefix("shout ") {
                 Some(loud) => Ok(Note { text: loud.to_uppercase() }),
@@ -272,7 +275,11 @@ async fn the_publish_handler_stores_what_it_returns_or_refuses_with_the_apps_err
         other => panic!("expected the app's refusal, got {other:?}"),
     }
 
-    // Bob gets what the handler returned, and nothing of the refused one.
+    // What the handler returns is held to the limits of what a client may send.
+    send(&mut ada, &publish_frame("grown", "notes:a", json!({"text": "grow"}))).await;
+    assert_eq!(rejected_code(answer(&mut ada, "grown").await), RejectCode::TooLarge);
+
+    // Bob gets what the handler returned, and nothing of the refused ones.
     assert_eq!(next_message_in(&mut bob, "notes:a").await.2, json!({"text": "hello"}));
     assert_eq!(next_message_in(&mut bob, "notes:a").await.2, json!({"text": "HEY"}));
     let later = frames_until_pong(&mut bob).await;

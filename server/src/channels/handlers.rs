@@ -197,8 +197,11 @@ where
         Ok(Some(
             async move {
                 match call.await {
-                    Ok(message) => Ok(encode(&message)),
-                    Err(error) => Err(AppRefusal::of(&error)),
+                    Ok(message) => match serde_json::value::to_raw_value(&message) {
+                        Ok(body) => Verdict::Store(body),
+                        Err(error) => Verdict::Unencodable(error.to_string()),
+                    },
+                    Err(error) => Verdict::Refuse(AppRefusal::of(&error)),
                 }
             }
             .boxed(),

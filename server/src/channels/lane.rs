@@ -36,13 +36,17 @@ pub(crate) struct Pending {
     pub user: User,
     /// Where the answer goes; the publish is counted in flight there.
     pub reply: Outbound,
+}
+
+/// A handler call and how long it may take.
+pub(crate) struct HandlerCall {
     pub call: BoxFuture<'static, Verdict>,
     pub patience: Duration,
 }
 
 /// The sending end; dropping it lets the lane finish what it holds and end.
 pub(crate) struct Lane {
-    pending: mpsc::UnboundedSender<Pending>,
+    pending: mpsc::UnboundedSender<(Pending, HandlerCall)>,
     /// Publishes pushed and not yet acted on.
     held: Arc<AtomicUsize>,
 }
@@ -57,21 +61,26 @@ impl Lane {
     }
 
     /// Queues a publish behind the connection's earlier ones.
-    fn push(&self, pending: Pending) {
+    fn push(&self, pending: Pending, call: HandlerCall) {
         self.held.fetch_add(1, Ordering::AcqRel);
         // The task ends only after this sender is dropped.
-        let _ = self.pending.send(pending);
+        let _ = self.pending.send((pending, call));
     }
 }
 
-/// Decides a publish whose handler call is `pending.call`: at once if the call is ready
-/// and nothing earlier waits, else through the connection's lane (started if need be).
-pub(crate) fn decide(lane: &mut Option<Lane>, context: &Arc<Context>, mut pending: Pending) {
+/// Decides a publish by its handler's call: at once if the call is ready and nothing
+/// earlier waits, else through the connection's lane (started if need be).
+pub(crate) fn decide(
+    lane: &mut Option<Lane>,
+    context: &Arc<Context>,
+    pending: Pending,
+    mut call: HandlerCall,
+) {
     let nothing_earlier = lane.as_ref().is_none_or(|lane| lane.held.load(Ordering::Acquire) == 0);
-    if nothing_earlier && let Some(verdict) = poll_once(&mut pending.call) {
+    if nothing_earlier && let Some(verdict) = poll_once(&mut call.call) {
         return hand_over(context, pending, verdict);
     }
-    lane.get_or_insert_with(|| Lane::start(context.clone())).push(pending);
+    lane.get_or_insert_with(|| Lane::start(context.clone())).push(pending, call);
 }
 
 /// Polls a call once with a waker that does nothing: its answer if it is ready. A call
@@ -88,7 +97,11 @@ fn poll_once(call: &mut BoxFuture<'static, Verdict>) -> Option<Result<Verdict, F
 
 type Decided = (Pending, Result<Verdict, Fault>);
 
-async fn run(mut incoming: mpsc::UnboundedReceiver<Pending>, context: Arc<Context>, held: Arc<AtomicUsize>) {
+async fn run(
+    mut incoming: mpsc::UnboundedReceiver<(Pending, HandlerCall)>,
+    context: Arc<Context>,
+    held: Arc<AtomicUsize>,
+) {
     let mut running: FuturesOrdered<BoxFuture<'static, Decided>> = FuturesOrdered::new();
     loop {
         tokio::select! {
@@ -98,9 +111,7 @@ async fn run(mut incoming: mpsc::UnboundedReceiver<Pending>, context: Arc<Contex
                 held.fetch_sub(1, Ordering::AcqRel);
             }
             next = incoming.recv() => match next {
-                Some(mut pending) => {
-                    let call = std::mem::replace(&mut pending.call, Box::pin(async { Ok(serde_json::Value::Null) }));
-                    let patience = pending.patience;
+                Some((pending, HandlerCall { call, patience })) => {
                     running.push_back(Box::pin(async move { (pending, guarded(call, patience).await) }));
                 }
                 None => break,
@@ -122,14 +133,21 @@ fn hand_over(context: &Context, pending: Pending, verdict: Result<Verdict, Fault
         reply.push_reply(wire::reject(&id, code, message));
     };
     match verdict {
-        Ok(Ok(body)) => match crate::limits::checked_body(&body, context.config.max_body_bytes) {
+        Ok(Verdict::Store(body)) => match crate::limits::checked_raw(body, context.config.max_body_bytes) {
             Ok(body) => context.sequencer.publish(Publish { room, id, user, body: Arc::from(body), reply }),
-            // The handler's rewrite is held to the same limits as what a client sends.
+            // What the handler returned is held to the limits of what a client sends.
             Err(refused) => reject(RejectCode::TooLarge, &refused.to_string()),
         },
-        Ok(Err(refused)) => {
+        Ok(Verdict::Refuse(refused)) => {
             context.metrics.rejection(RejectCode::Refused);
             reply.push_reply(wire::refused(&id, refused));
+        }
+        Ok(Verdict::Unencodable(why)) => {
+            tracing::error!(why, room, id, "publish handler's answer");
+            reject(
+                RejectCode::Internal,
+                &format!("the app's handler answered with a message that does not encode: {why}"),
+            );
         }
         Err(fault) => {
             tracing::error!(%fault, room, id, "publish handler");

@@ -36,8 +36,16 @@ pub(crate) struct Who {
     pub room: String,
 }
 
-/// What a publish handler said: the body to store, or the app's refusal.
-pub(crate) type Verdict = Result<Value, AppRefusal>;
+/// What a publish handler said.
+pub(crate) enum Verdict {
+    /// Store this body: the message it returned, encoded straight from its type.
+    Store(Box<serde_json::value::RawValue>),
+    /// The app's refusal.
+    Refuse(AppRefusal),
+    /// What it returned could not be encoded (a map with keys that are not strings,
+    /// say): a bug in the app's types, which fails that publish.
+    Unencodable(String),
+}
 
 /// An app's error as the wire carries it: the [`Refusal`] and the error's own words,
 /// which go in the frame's `message`.

@@ -11,11 +11,12 @@ use tether_shared::{RejectCode, ServerFrame, User};
 use super::Conn;
 use crate::Api;
 use crate::channels::Who;
-use crate::channels::lane::{self, Pending};
+use crate::channels::lane::{self, HandlerCall, Pending};
 use crate::sequencer::Publish;
 
 impl Conn {
-    /// Validates a publish and hands it to the sequencer; `Some` is an immediate answer.
+    /// Validates a publish and hands it to the sequencer (or to the room's publish
+    /// handler first); `Some` is an immediate answer.
     pub(super) fn publish(&mut self, id: String, room: String, body: Value) -> Option<ServerFrame> {
         self.context.metrics.publishes.inc();
         if !valid_id(&id) {
@@ -24,36 +25,39 @@ impl Conn {
         if !self.rooms.contains(&room) {
             return Some(self.reject(&id, RejectCode::NotJoined, "join the room before publishing to it"));
         }
-        let checked = match crate::limits::checked_body(&body, self.context.config.max_body_bytes) {
-            Ok(checked) => checked,
-            Err(refused) => return Some(self.reject(&id, RejectCode::TooLarge, &refused.to_string())),
-        };
-        if self.publishes.check().is_err() {
-            self.context.metrics.rate_limited.inc();
-            let message = format!("at most {} publishes per second", self.context.config.publish_rate);
-            return Some(self.reject(&id, RejectCode::RateLimited, &message));
-        }
-        let identity = self.identity.as_ref().expect("after hello");
-        let user = User::clone(&identity.user);
-        if let Some(route) = self.context.channels.route(&room) {
-            let who =
-                Who { api: Api::new(self.context.clone()), user: identity.user.clone(), room: room.clone() };
+        let context = self.context.clone();
+        if let Some(route) = context.channels.route(&room) {
+            let identity = self.identity.as_ref().expect("after hello");
+            let who = Who { api: Api::new(context.clone()), user: identity.user.clone(), room: room.clone() };
             match route.publish(who, &body) {
                 Err(why) => {
                     let message = format!("the body is not this room's message type: {why}");
                     return Some(self.reject(&id, RejectCode::InvalidBody, &message));
                 }
+                // The handler's answer is what is stored, and what is held to the limits.
                 Ok(Some(call)) => {
+                    if let Some(refused) = self.rate_limited(&id) {
+                        return Some(refused);
+                    }
                     // Decided at once if the handler is ready, else off this task, in order.
                     self.out.begin_publish();
-                    let pending =
-                        Pending { id, room, user, reply: self.out.clone(), call, patience: route.patience() };
-                    lane::decide(&mut self.lane, &self.context, pending);
+                    let user = User::clone(&self.identity.as_ref().expect("after hello").user);
+                    let pending = Pending { id, room, user, reply: self.out.clone() };
+                    let call = HandlerCall { call, patience: route.patience() };
+                    lane::decide(&mut self.lane, &context, pending, call);
                     return None;
                 }
                 Ok(None) => {}
             }
         }
+        let checked = match crate::limits::checked_body(&body, self.context.config.max_body_bytes) {
+            Ok(checked) => checked,
+            Err(refused) => return Some(self.reject(&id, RejectCode::TooLarge, &refused.to_string())),
+        };
+        if let Some(refused) = self.rate_limited(&id) {
+            return Some(refused);
+        }
+        let user = User::clone(&self.identity.as_ref().expect("after hello").user);
         self.out.begin_publish();
         self.context.sequencer.publish(Publish {
             room,
@@ -63,5 +67,14 @@ impl Conn {
             reply: self.out.clone(),
         });
         None
+    }
+
+    /// The rejection of publish `id` when it is over the connection's publish rate.
+    fn rate_limited(&self, id: &str) -> Option<ServerFrame> {
+        self.publishes.check().is_err().then(|| {
+            self.context.metrics.rate_limited.inc();
+            let message = format!("at most {} publishes per second", self.context.config.publish_rate);
+            self.reject(id, RejectCode::RateLimited, &message)
+        })
     }
 }
