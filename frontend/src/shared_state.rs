@@ -40,9 +40,12 @@ impl<C: Channel> Clone for UseSharedState<C> {
     }
 }
 
-/// The last value seen from each member, as a reducer.
+/// The last value seen from each member, as a reducer; `None` for a member who
+/// cleared theirs. (Kept as `None` rather than removed: the map's removal code is the
+/// bigger part of it in the bundle, and a cleared value is dropped from `others`
+/// anyway.)
 struct Values<S> {
-    values: Others<S>,
+    values: BTreeMap<String, (User, Option<Received<S>>)>,
 }
 
 impl<S: Clone + 'static> Reducible for Values<S> {
@@ -51,10 +54,7 @@ impl<S: Clone + 'static> Reducible for Values<S> {
 
     fn reduce(self: Rc<Self>, (user, value): Self::Action) -> Rc<Self> {
         let mut values = self.values.clone();
-        match value {
-            Some(value) => values.insert(user.id.clone(), (user, value)),
-            None => values.remove(&user.id),
-        };
+        values.insert(user.id.clone(), (user, value));
         Rc::new(Values { values })
     }
 }
@@ -105,7 +105,7 @@ pub fn use_shared_state<C: Channel>(room: &UseChannel<C>, key: &str, per_second:
         .iter()
         .filter(|(id, _)| Some(id.as_str()) != me.as_deref())
         .filter(|(id, _)| present.as_ref().is_none_or(|present| present.contains(id.as_str())))
-        .map(|(id, entry)| (id.clone(), entry.clone()))
+        .filter_map(|(id, (user, value))| Some((id.clone(), (user.clone(), value.clone()?))))
         .collect();
     UseSharedState { others: Rc::new(others), set }
 }
