@@ -163,7 +163,8 @@ pub fn use_channel<C: Channel>(room: AttrValue) -> UseChannel<C> {
     {
         let view = view.dispatcher();
         use_effect_with((link.clone(), room.clone()), move |(link, room)| {
-            // Messages still queued from before a reload show as sending.
+            // Messages still queued from before a reload show as sending, their bodies
+            // read by the same `decode` as every message.
             let pending = link
                 .queued_in(room)
                 .into_iter()
@@ -185,14 +186,15 @@ pub fn use_channel<C: Channel>(room: AttrValue) -> UseChannel<C> {
     UseChannel { view, link, room, last_typing }
 }
 
-/// Joins and follows `room` on the link as [`use_room`] always has: any JSON, read as
-/// the [`Json`] channel.
+/// [`use_channel`] over the [`Json`] channel: any JSON, as rooms were before channels,
+/// for apps without a contract and rooms no channel covers.
 #[hook]
 pub fn use_room(room: AttrValue) -> UseRoom {
     use_channel::<Json>(room)
 }
 
-/// Holds a room joined and its events subscribed until dropped.
+/// Holds a room joined and its events subscribed until dropped (the subscription goes
+/// first, then the room is left: fields drop in order).
 struct Following {
     _subscription: Subscription,
     _lease: RoomLease,
