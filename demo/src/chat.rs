@@ -1,13 +1,16 @@
-//! The demo chat: rooms, messages with delivery ticks, presence and typing.
+//! The demo chat: rooms, messages with delivery ticks, presence and typing, on the
+//! [`Chat`] channel of the demo's contract crate (`tether-demo-chat`), which the demo's
+//! server enforces: posts, pointers and badges are Rust types on both ends.
 
 use std::rc::Rc;
 
-use serde_json::json;
+use tether_demo_chat::{Badge, Chat, ChatError, Pointer, Post};
 use tether_shared::PresenceMode;
+use tether_shared::channel::ChannelError;
 use web_sys::HtmlInputElement;
 use yew::prelude::*;
 
-use tether_yew::room::{ChatMessage, Delivery, use_room, use_typing};
+use tether_yew::room::{Delivery, Message, use_channel, use_typing};
 use tether_yew::use_shared_state;
 
 /// Messages rendered at once; older ones stay in memory up to the room's cap.
@@ -20,34 +23,44 @@ pub struct ChatRoomProps {
     pub room: AttrValue,
 }
 
-fn text_of(message: &ChatMessage) -> String {
-    match message.body.get("text").and_then(|t| t.as_str()) {
-        Some(text) => text.to_owned(),
-        None => message.body.to_string(),
-    }
-}
-
-fn ticks(delivery: &Delivery) -> (&'static str, &'static str) {
+fn ticks(delivery: &Delivery<ChatError>) -> (&'static str, &'static str) {
     match delivery {
         Delivery::Sending => ("tick sending", "○ sending"),
         Delivery::Sent => ("tick sent", "✓ sent"),
         Delivery::Delivered => ("tick delivered", "✓✓ delivered"),
         Delivery::Read => ("tick read", "✓✓ read"),
+        Delivery::Refused(_) => ("tick failed", "! refused"),
         Delivery::Failed(_) => ("tick failed", "! failed"),
     }
+}
+
+/// A pointer position as a fraction, to a thousandth: finer than a pixel on any
+/// screen, and short on the wire.
+fn fraction(at: f64) -> f32 {
+    ((at * 1000.0).round() / 1000.0) as f32
+}
+
+/// A fraction as a CSS percentage to a tenth (`0.123` is `12.3%`), written with
+/// integers: formatting a float with a precision would bring the float formatter's
+/// exact mode (5 KB) into the bundle for this alone.
+fn percent(fraction: f32) -> String {
+    let tenths = (f64::from(fraction) * 1000.0).round() as i64;
+    let sign = if tenths < 0 { "-" } else { "" };
+    let tenths = tenths.unsigned_abs();
+    format!("{sign}{}.{}%", tenths / 10, tenths % 10)
 }
 
 /// One room: presence, messages, typing, composer.
 #[component]
 pub fn ChatRoom(props: &ChatRoomProps) -> Html {
-    let room = use_room(props.room.clone());
+    let room = use_channel::<Chat>(props.room.clone());
     let input = use_node_ref();
     let view = room.view.clone();
 
     // Everything shown while the page is visible counts as read.
     {
         let room = room.clone();
-        use_effect_with(view.last_seq, move |last| {
+        use_effect_with(view.info.last_seq, move |last| {
             let visible = web_sys::window()
                 .and_then(|w| w.document())
                 .is_some_and(|d| d.visibility_state() == web_sys::VisibilityState::Visible);
@@ -64,8 +77,10 @@ pub fn ChatRoom(props: &ChatRoomProps) -> Html {
             event.prevent_default();
             let Some(field) = input.cast::<HtmlInputElement>() else { return };
             let text = field.value();
+            // Nothing to send in an empty field; everything else is the server's to
+            // judge (a post too long comes back refused, with the reason on it).
             if !text.trim().is_empty() {
-                room.send(json!({ "text": text }));
+                room.send(Post { text });
                 field.set_value("");
             }
         })
@@ -78,8 +93,8 @@ pub fn ChatRoom(props: &ChatRoomProps) -> Html {
     // compare equal and are not rendered again.
     let on_retry = {
         let room = room.clone();
-        use_callback(props.room.clone(), move |body: serde_json::Value, _| {
-            room.send(body);
+        use_callback(props.room.clone(), move |post: Post, _| {
+            room.send(post);
         })
     };
     let typing: Vec<String> = use_typing(&room).into_iter().map(|user| user.name).collect();
@@ -97,13 +112,13 @@ pub fn ChatRoom(props: &ChatRoomProps) -> Html {
             if bounds.width() > 0.0 && bounds.height() > 0.0 {
                 let x = (f64::from(event.client_x()) - bounds.left()) / bounds.width();
                 let y = (f64::from(event.client_y()) - bounds.top()) / bounds.height();
-                set.emit(json!({ "x": (x * 1000.0).round() / 1000.0, "y": (y * 1000.0).round() / 1000.0 }));
+                set.emit(Some(Pointer { x: fraction(x), y: fraction(y) }));
             }
         })
     };
     let onpointerleave = {
         let set = cursors.set.clone();
-        Callback::from(move |_: PointerEvent| set.emit(serde_json::Value::Null))
+        Callback::from(move |_: PointerEvent| set.emit(None))
     };
     let presence = room.presence();
     let start = view.messages.len().saturating_sub(RENDERED);
@@ -114,7 +129,10 @@ pub fn ChatRoom(props: &ChatRoomProps) -> Html {
                 <h3>{ format!("Here ({})", presence.count.max(presence.members.len())) }</h3>
                 <ul>
                     { for presence.members.iter().map(|m| html! {
-                        <li class="member" key={m.id.clone()}><span class="avatar" style={format!("background:{}", m.color)}></span>{ &m.name }</li>
+                        <li class="member" key={m.user.id.clone()}>
+                            <span class="avatar" style={format!("background:{}", m.user.color)}></span>{ &m.user.name }
+                            if matches!(m.meta, Ok(Badge { host: true })) { <span class="badge" title="first here">{ "host" }</span> }
+                        </li>
                     }) }
                 </ul>
                 if presence.mode == PresenceMode::Count && presence.count > presence.members.len() {
@@ -123,15 +141,16 @@ pub fn ChatRoom(props: &ChatRoomProps) -> Html {
             </aside>
             <section class="conversation" ref={area} {onpointermove} {onpointerleave}>
                 { for cursors.others.iter().filter_map(|(id, (user, at))| {
-                    let (x, y) = (at["x"].as_f64()?, at["y"].as_f64()?);
-                    let style = format!("left:{:.1}%;top:{:.1}%;color:{}", x * 100.0, y * 100.0, user.color);
+                    // A pointer that does not read (another version of the contract) is not shown.
+                    let at = at.as_ref().ok()?;
+                    let style = format!("left:{};top:{};color:{}", percent(at.x), percent(at.y), user.color);
                     Some(html! {
                         <div class="cursor" key={id.clone()} data-user={user.name.clone()} {style} aria-hidden="true">
                             <span class="cursor-pointer"></span><span class="cursor-name">{ &user.name }</span>
                         </div>
                     })
                 }) }
-                if view.replay_complete == Some(false) {
+                if view.info.replay_complete == Some(false) {
                     <p class="gap" role="alert">{ "Some older messages are no longer available." }</p>
                 }
                 <ol class="messages" aria-live="polite">
@@ -159,9 +178,9 @@ pub fn ChatRoom(props: &ChatRoomProps) -> Html {
 #[derive(Properties)]
 pub struct MessageItemProps {
     /// The message; the same `Rc` until the message changes.
-    pub message: Rc<ChatMessage>,
-    /// Sends a failed message's body again.
-    pub on_retry: Callback<serde_json::Value>,
+    pub message: Rc<Message<Chat>>,
+    /// Sends a failed message's post again.
+    pub on_retry: Callback<Post>,
 }
 
 impl PartialEq for MessageItemProps {
@@ -176,20 +195,31 @@ impl PartialEq for MessageItemProps {
 pub fn MessageItem(props: &MessageItemProps) -> Html {
     let m = &props.message;
     let (class, label) = ticks(&m.delivery);
-    let failed = if let Delivery::Failed(why) = &m.delivery { Some(why.clone()) } else { None };
-    let retry = {
-        let (on_retry, body) = (props.on_retry.clone(), m.body.clone());
-        Callback::from(move |_| on_retry.emit(body.clone()))
+    // The server's refusal says what is wrong with the post itself, so sending it again
+    // as it is would be refused again: only a failure on the way offers a retry.
+    let (why, retry) = match (&m.delivery, &m.body) {
+        (Delivery::Refused(error), _) => (Some(error.message()), None),
+        (Delivery::Failed(why), Ok(post)) => {
+            let (on_retry, post) = (props.on_retry.clone(), post.clone());
+            (Some(why.clone()), Some(Callback::from(move |_| on_retry.emit(post.clone()))))
+        }
+        (Delivery::Failed(why), Err(_)) => (Some(why.clone()), None),
+        _ => (None, None),
     };
     html! {
         <li class={classes!("message", m.mine.then_some("mine"))} data-id={m.id.clone()}>
             <span class="from" style={format!("color:{}", m.from.color)}>{ &m.from.name }</span>
-            <span class="text">{ text_of(m) }</span>
+            { match &m.body {
+                Ok(post) => html! { <span class="text">{ &post.text }</span> },
+                // Written by a client built with another version of the contract: shown,
+                // not dropped, with serde's reason for whoever looks closer.
+                Err(unreadable) => html! {
+                    <span class="text unreadable" title={unreadable.to_string()}>{ "can't read this message" }</span>
+                },
+            } }
             if m.mine { <span class={class}>{ label }</span> }
-            if let Some(why) = failed {
-                <span class="why">{ why }</span>
-                <button class="retry" onclick={retry}>{ "Retry" }</button>
-            }
+            if let Some(why) = why { <span class="why">{ why }</span> }
+            if let Some(retry) = retry { <button class="retry" onclick={retry}>{ "Retry" }</button> }
         </li>
     }
 }

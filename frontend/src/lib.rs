@@ -18,5 +18,5 @@ pub use hooks::{UseWebSocket, UseWebSocketOptions, use_connection, use_link, use
 pub use link::{Link, LinkOptions, Status, TokenError, TokenProvider};
 pub use persist::StorageWarning;
 pub use provider::{TetherContext, WebSocketProvider};
-pub use room::{ChatMessage, Delivery, Presence, UseRoom, use_room, use_typing};
+pub use room::{Delivery, Message, Presence, UseChannel, UseRoom, use_channel, use_room, use_typing};
 pub use shared_state::{UseSharedState, use_shared_state};

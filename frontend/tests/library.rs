@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use support::*;
+use tether_shared::channel::{Reason, Undecodable};
+use tether_shared::typed::Failure;
 use tether_shared::{BackoffConfig, ConnectionConfig, Event, Input, Jitter, ServerFrame, State};
 use tether_yew::link::{TokenProvider, Transport, live_links};
 use tether_yew::persist::storage_key;
@@ -443,7 +445,7 @@ fn named(name: &str) -> LinkOptions {
     options
 }
 
-fn delivery_of(handle: &RoomHandle, id: &str) -> Option<Delivery> {
+fn delivery_of(handle: &RoomHandle, id: &str) -> Option<Delivery<Reason>> {
     let room = handle.0.borrow();
     room.as_ref()?.view.messages.iter().find(|m| m.id == id).map(|m| m.delivery.clone())
 }
@@ -726,7 +728,7 @@ async fn with_two_endpoints_a_stopped_server_is_left_for_the_other() {
 /// the presence it saw.
 #[derive(Default)]
 struct Cursors {
-    set: Option<Callback<serde_json::Value>>,
+    set: Option<Callback<Option<serde_json::Value>>>,
     others: Vec<(String, serde_json::Value)>,
     present: usize,
     /// `state` frames this member's link received.
@@ -765,7 +767,12 @@ fn CursorProbe(props: &CursorProps) -> Html {
     }
     let mut seen = props.seen.0.borrow_mut();
     seen.set = Some(cursors.set.clone());
-    seen.others = cursors.others.iter().map(|(id, (_, value))| (id.clone(), value.clone())).collect();
+    // Any JSON reads as the Json channel's state.
+    seen.others = cursors
+        .others
+        .iter()
+        .filter_map(|(id, (_, value))| Some((id.clone(), value.clone().ok()?)))
+        .collect();
     seen.present = room.presence().count;
     html! {}
 }
@@ -791,7 +798,7 @@ async fn shared_state_is_throttled_with_the_last_value_always_sent_and_ends_when
     // Twenty moves at once: the first goes now, the last when the 100 ms are over.
     let set = ada.0.borrow().set.clone().expect("a setter");
     for x in 0..20 {
-        set.emit(json!({"x": x}));
+        set.emit(Some(json!({"x": x})));
     }
     until("the last position", PATIENCE, || bob.0.borrow().others.iter().any(|(_, v)| v["x"] == 19)).await;
     assert_eq!(bob.0.borrow().others.len(), 1, "one other member");
@@ -818,4 +825,208 @@ async fn a_link_speaking_msgpack_chats_with_a_json_peer() {
     assert_eq!(link.status().transport, Transport::WebSocket);
     chats_with_a_websocket_peer(&link, &room).await;
     assert!(link.status().stats.bytes_received > 0);
+}
+
+/// A channel with a shape of its own. The test server registers no channels, so it
+/// stores and relays any JSON: what a typed hook makes of bodies and values written by
+/// an untyped sender (a client built with another version of the contract) is what
+/// these tests see.
+struct Notes;
+
+impl tether_shared::channel::Channel for Notes {
+    const ROOMS: &'static str = "*";
+    type Message = Note;
+    type State = Spot;
+    type Meta = ();
+    type Error = Reason;
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Note {
+    text: String,
+}
+
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Spot {
+    x: i32,
+}
+
+/// What a [`NotesProbe`] shares with its test.
+#[derive(Default)]
+struct NotesSeen {
+    room: Option<UseChannel<Notes>>,
+    messages: Vec<Message<Notes>>,
+    members: Vec<tether_shared::typed::Member<Notes>>,
+    spots: Vec<(String, Result<Spot, Undecodable>)>,
+    set: Option<Callback<Option<Spot>>>,
+}
+
+#[derive(Clone, Default)]
+struct SharedNotes(Rc<RefCell<NotesSeen>>);
+
+impl PartialEq for SharedNotes {
+    fn eq(&self, other: &Self) -> bool {
+        Rc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+#[derive(Properties, PartialEq)]
+struct NotesProps {
+    room: AttrValue,
+    seen: SharedNotes,
+}
+
+/// Follows a room as the [`Notes`] channel's, with its shared state under `spot`.
+#[component]
+fn NotesProbe(props: &NotesProps) -> Html {
+    let room = use_channel::<Notes>(props.room.clone());
+    let spots = use_shared_state(&room, "spot", 10);
+    let mut seen = props.seen.0.borrow_mut();
+    seen.messages = room.view.messages.iter().map(|m| Message::clone(m)).collect();
+    seen.members = room.presence().members;
+    seen.spots = spots.others.iter().map(|(id, (_, spot))| (id.clone(), spot.clone())).collect();
+    seen.set = Some(spots.set.clone());
+    seen.room = Some(room);
+    html! {}
+}
+
+/// A [`NotesProbe`] and an untyped peer in one room.
+struct TypedBesideUntyped {
+    seen: SharedNotes,
+    peer: Link,
+    _lease: tether_yew::link::RoomLease,
+    app: yew::AppHandle<Harness>,
+    root: web_sys::Element,
+}
+
+/// Renders a [`NotesProbe`] in `room`, and an untyped peer joined there, once both
+/// see each other.
+async fn typed_beside_untyped(room: &str) -> TypedBesideUntyped {
+    let seen = SharedNotes::default();
+    let root = mount_point();
+    let children = html! { <NotesProbe room={AttrValue::from(room.to_owned())} seen={seen.clone()} /> };
+    let app = yew::Renderer::<Harness>::with_root_and_props(
+        root.clone(),
+        yew::props!(HarnessProps { options: named("Typed"), children }),
+    )
+    .render();
+    let peer = Link::new(server_url(), named("Untyped"));
+    let lease = peer.join(room);
+    until("both in the room", PATIENCE, || seen.0.borrow().members.len() == 2).await;
+    TypedBesideUntyped { seen, peer, _lease: lease, app, root }
+}
+
+#[wasm_bindgen_test]
+async fn a_typed_hook_reads_each_body_as_the_channels_message_or_as_undecodable_never_dropping_one() {
+    let room = unique("typed");
+    let TypedBesideUntyped { seen, peer, _lease, app, root } = typed_beside_untyped(&room).await;
+    assert!(
+        seen.0.borrow().members.iter().all(|m| m.meta == Ok(())),
+        "members without metadata have the default"
+    );
+
+    let typo = peer.publish(&room, json!({"txt": "a typo"}));
+    let good = peer.publish(&room, json!({"text": "hello"}));
+    until("both messages", PATIENCE, || seen.0.borrow().messages.len() == 2).await;
+    {
+        let seen = seen.0.borrow();
+        let (first, second) = (&seen.messages[0], &seen.messages[1]);
+        assert_eq!((first.id.as_str(), second.id.as_str()), (typo.as_str(), good.as_str()), "in order");
+        let Err(undecodable) = &first.body else { panic!("a body of another shape: {:?}", first.body) };
+        assert_eq!(undecodable.raw, json!({"txt": "a typo"}), "with its raw value");
+        assert!(undecodable.error.contains("missing field `text`"), "{}", undecodable.error);
+        assert_eq!(second.body, Ok(Note { text: "hello".into() }));
+        assert!(!first.mine && !second.mine);
+    }
+
+    // What the hook sends goes as the channel's type encodes it.
+    let (heard, _heard) = collect_bodies(&peer);
+    let room_handle = seen.0.borrow().room.clone().expect("rendered");
+    let sent = room_handle.send(Note { text: "typed".into() });
+    until("the peer hears it", PATIENCE, || heard.borrow().iter().any(|(id, _)| *id == sent)).await;
+    let body = heard.borrow().iter().find(|(id, _)| *id == sent).map(|(_, body)| body.clone());
+    assert_eq!(body, Some(json!({"text": "typed"})));
+    until("ours is stored", PATIENCE, || {
+        let seen = seen.0.borrow();
+        seen.messages
+            .iter()
+            .any(|m| m.id == sent && m.mine && m.seq.is_some() && m.delivery != Delivery::Sending)
+    })
+    .await;
+    drop(room_handle);
+    unmount(app, root).await;
+}
+
+/// Ids and bodies of messages, in the order received.
+type Bodies = Rc<RefCell<Vec<(String, serde_json::Value)>>>;
+
+/// Ids and bodies of the messages `link` receives, in order.
+fn collect_bodies(link: &Link) -> (Bodies, tether_yew::link::Subscription) {
+    let bodies = Rc::new(RefCell::new(Vec::new()));
+    let sink = bodies.clone();
+    let subscription = link.subscribe(move |events, _| {
+        for event in events.iter() {
+            if let Event::Frame(ServerFrame::Message { id, body, .. }) = event {
+                sink.borrow_mut().push((id.clone(), body.clone()));
+            }
+        }
+    });
+    (bodies, subscription)
+}
+
+#[wasm_bindgen_test]
+async fn typed_shared_state_reads_values_of_another_shape_as_undecodable_and_null_as_cleared() {
+    let room = unique("spots");
+    let TypedBesideUntyped { seen, peer, _lease, app, root } = typed_beside_untyped(&room).await;
+    let peer_id = peer.status().user.expect("welcomed").id;
+    let spot_of_peer = |seen: &SharedNotes| {
+        seen.0.borrow().spots.iter().find(|(id, _)| *id == peer_id).map(|(_, spot)| spot.clone())
+    };
+    let state = |value| Input::State { room: room.clone(), key: "spot".into(), value };
+
+    peer.handle(state(json!({"x": "left"})));
+    until("a value of another shape", PATIENCE, || matches!(spot_of_peer(&seen), Some(Err(_)))).await;
+    let Some(Err(undecodable)) = spot_of_peer(&seen) else { unreachable!() };
+    assert_eq!(undecodable.raw, json!({"x": "left"}), "with its raw value");
+
+    peer.handle(state(json!({"x": 3})));
+    until("a Spot", PATIENCE, || spot_of_peer(&seen) == Some(Ok(Spot { x: 3 }))).await;
+    peer.handle(state(serde_json::Value::Null));
+    until("cleared", PATIENCE, || spot_of_peer(&seen).is_none()).await;
+
+    // And the hook's own values go as the channel's type encodes them; None as null.
+    let values = Rc::new(RefCell::new(Vec::new()));
+    let _values = {
+        let values = values.clone();
+        peer.subscribe(move |events, _| {
+            for event in events.iter() {
+                if let Event::Frame(ServerFrame::State { value, .. }) = event {
+                    values.borrow_mut().push(value.clone());
+                }
+            }
+        })
+    };
+    let set = seen.0.borrow().set.clone().expect("a setter");
+    set.emit(Some(Spot { x: 7 }));
+    until("the peer sees it", PATIENCE, || values.borrow().contains(&json!({"x": 7}))).await;
+    set.emit(None);
+    until("the peer sees it cleared", PATIENCE, || values.borrow().contains(&serde_json::Value::Null)).await;
+    unmount(app, root).await;
+}
+
+#[wasm_bindgen_test]
+async fn a_refused_join_is_a_typed_failure_on_the_hook() {
+    let seen = SharedNotes::default();
+    let root = mount_point();
+    let children = html! { <NotesProbe room="not a room!" seen={seen.clone()} /> };
+    let app = yew::Renderer::<Harness>::with_root_and_props(
+        root.clone(),
+        yew::props!(HarnessProps { options: fast_options(), children }),
+    )
+    .render();
+    let failure = || seen.0.borrow().room.as_ref().and_then(UseChannel::join_failure);
+    until("the refusal", PATIENCE, || failure().is_some()).await;
+    let Some(Failure::Failed { code, .. }) = failure() else { panic!("the server's check: {:?}", failure()) };
+    assert_eq!(code, "invalid_room");
+    unmount(app, root).await;
 }
