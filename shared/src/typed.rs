@@ -11,12 +11,31 @@ use crate::frame::{ErrorCode, RejectCode, ServerFrame, User};
 use crate::time::Millis;
 
 /// A member of a channel's room with their metadata, typed.
-#[derive(Debug, Clone, PartialEq)]
 pub struct Member<C: Channel> {
     /// Who they are. Its `meta` is the raw form of [`Member::meta`].
     pub user: User,
     /// What the join handler attached; the default when it attached nothing.
     pub meta: Result<C::Meta, Undecodable>,
+}
+
+// By hand: derived, they would ask the channel's marker type to be `Clone`, `PartialEq`
+// and `Debug` too, which nothing needs it to be.
+impl<C: Channel> Clone for Member<C> {
+    fn clone(&self) -> Self {
+        Member { user: self.user.clone(), meta: self.meta.clone() }
+    }
+}
+
+impl<C: Channel> PartialEq for Member<C> {
+    fn eq(&self, other: &Self) -> bool {
+        self.user == other.user && self.meta == other.meta
+    }
+}
+
+impl<C: Channel> std::fmt::Debug for Member<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Member").field("user", &self.user).field("meta", &self.meta).finish()
+    }
 }
 
 impl<C: Channel> Member<C> {
@@ -71,8 +90,8 @@ fn wire_name<T: serde::Serialize>(code: &T) -> String {
     }
 }
 
-/// One thing that happened in a channel's room.
-#[derive(Debug, Clone, PartialEq)]
+/// One thing that happened in a channel's room. (Read from an event and matched at
+/// once, it is neither cloned nor compared; [`Member`] is both.)
 pub enum ChannelEvent<C: Channel> {
     /// A message, live or replayed; ours too (the echo of what we sent).
     Message {

@@ -26,7 +26,6 @@ pub use info::RoomInfo;
 pub use view::{Delivery, MAX_KEPT, Message, RoomAction, RoomView};
 
 use info::concerns;
-use view::copy_member;
 
 /// Members fetched to show beside the count in a big room.
 pub const PRESENCE_SAMPLE: u32 = 20;
@@ -89,7 +88,7 @@ impl<C: Channel> UseChannel<C> {
     /// list everyone.
     pub fn presence(&self) -> Presence<C> {
         Presence {
-            members: self.view.members.iter().map(copy_member).collect(),
+            members: self.view.members.clone(),
             count: self.view.info.count,
             mode: self.view.info.presence,
         }
@@ -243,21 +242,13 @@ pub struct Presence<C: Channel> {
 
 impl<C: Channel> Clone for Presence<C> {
     fn clone(&self) -> Self {
-        Presence {
-            members: self.members.iter().map(copy_member).collect(),
-            count: self.count,
-            mode: self.mode,
-        }
+        Presence { members: self.members.clone(), count: self.count, mode: self.mode }
     }
 }
 
 impl<C: Channel> PartialEq for Presence<C> {
     fn eq(&self, other: &Self) -> bool {
-        let same = |a: &Member<C>, b: &Member<C>| a.user == b.user && a.meta == b.meta;
-        self.count == other.count
-            && self.mode == other.mode
-            && self.members.len() == other.members.len()
-            && self.members.iter().zip(&other.members).all(|(a, b)| same(a, b))
+        self.count == other.count && self.mode == other.mode && self.members == other.members
     }
 }
 

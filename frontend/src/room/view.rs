@@ -117,11 +117,6 @@ impl<C: Channel> Message<C> {
     }
 }
 
-/// A copy of `member` (`Member` is `Clone` only for a channel whose marker type is).
-pub(crate) fn copy_member<C: Channel>(member: &Member<C>) -> Member<C> {
-    Member { user: member.user.clone(), meta: member.meta.clone() }
-}
-
 /// Most messages a room keeps; older ones are let go so long sessions stay smooth.
 pub const MAX_KEPT: usize = 1_000;
 
@@ -154,7 +149,7 @@ impl<C: Channel> Clone for RoomView<C> {
     fn clone(&self) -> Self {
         RoomView {
             messages: self.messages.clone(),
-            members: self.members.iter().map(copy_member).collect(),
+            members: self.members.clone(),
             join_failure: self.join_failure.clone(),
             info: self.info.clone(),
         }
