@@ -370,7 +370,7 @@ impl Report {
                  channel whose publish handler accepts every message (`handler-server`): each body \
                  decoded as the channel's type, the handler called, its answer encoded again. \
                  Publishes: {PUBLISHERS} clients with {WINDOW} in flight each, memory store. Fan-out: \
-                 {} messages/s to {} subscribers. Means of the alternating rounds of this run.\n",
+                 {} messages/s to {} subscribers. Rounds alternate which side goes first; server CPU per publish is the median round, the rest are means.\n",
                 cost.rate, cost.subscribers
             );
             let _ = writeln!(

@@ -67,14 +67,10 @@ pub enum Leaving {
 type JoinHandler<C, S> = Arc<
     dyn Fn(Call<S>) -> BoxFuture<'static, Result<<C as Channel>::Meta, <C as Channel>::Error>> + Send + Sync,
 >;
-type PublishHandler<C, S> = Arc<
-    dyn Fn(
-            Call<S>,
-            <C as Channel>::Message,
-        ) -> BoxFuture<'static, Result<<C as Channel>::Message, <C as Channel>::Error>>
-        + Send
-        + Sync,
->;
+/// The app's publish handler with its answer turned into a [`Verdict`] inside the same
+/// future: one allocation per call, not two.
+type PublishHandler<C, S> =
+    Arc<dyn Fn(Call<S>, <C as Channel>::Message) -> BoxFuture<'static, Verdict> + Send + Sync>;
 type LeaveHandler<S> = Arc<dyn Fn(Call<S>, Leaving) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// One channel's handlers, registered with [`Server::channel`](crate::Server::channel).
@@ -147,7 +143,19 @@ where
         F: Fn(Call<S>, C::Message) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<C::Message, C::Error>> + Send + 'static,
     {
-        self.publish = Some(Arc::new(move |call, message| handler(call, message).boxed()));
+        self.publish = Some(Arc::new(move |call, message| {
+            let answer = handler(call, message);
+            async move {
+                match answer.await {
+                    Ok(message) => match serde_json::value::to_raw_value(&message) {
+                        Ok(body) => Verdict::Store(body),
+                        Err(error) => Verdict::Unencodable(error.to_string()),
+                    },
+                    Err(error) => Verdict::Refuse(AppRefusal::of(&error)),
+                }
+            }
+            .boxed()
+        }));
         self
     }
 
@@ -193,19 +201,7 @@ where
     fn publish(&self, who: Who, body: &Value) -> Result<Option<BoxFuture<'static, Verdict>>, String> {
         let message: C::Message = decode(body).map_err(|undecodable| undecodable.error)?;
         let Some(handler) = &self.publish else { return Ok(None) };
-        let call = handler(self.call(who), message);
-        Ok(Some(
-            async move {
-                match call.await {
-                    Ok(message) => match serde_json::value::to_raw_value(&message) {
-                        Ok(body) => Verdict::Store(body),
-                        Err(error) => Verdict::Unencodable(error.to_string()),
-                    },
-                    Err(error) => Verdict::Refuse(AppRefusal::of(&error)),
-                }
-            }
-            .boxed(),
-        ))
+        Ok(Some(handler(self.call(who), message)))
     }
 
     fn check_message(&self, body: &Value) -> Result<(), String> {
