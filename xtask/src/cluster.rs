@@ -35,7 +35,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<(), String> {
     if nodes == 0 {
         return fail("a cluster needs at least one node");
     }
-    let binary = root.join("target/release/tether-server");
+    let binary = root.join("target/release/tether-demo-server");
     let data = root.join("target/cluster/redis");
     std::fs::create_dir_all(&data).map_err(|e| format!("creating {}: {e}", data.display()))?;
     let port =
