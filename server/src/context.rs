@@ -39,6 +39,8 @@ pub struct Context {
     pub(crate) room_creations: crate::creations::RoomCreations,
     /// The app's typed channels and their handlers.
     pub(crate) channels: crate::channels::Channels,
+    /// Recent answers to idempotent requests.
+    pub(crate) answers: crate::channels::answers::RecentAnswers,
     next_conn: AtomicU64,
 }
 
@@ -62,6 +64,7 @@ impl Context {
         let send_budget = crate::outbound::SendBudget::new(config.queued_bytes, metrics.clone());
         Context {
             channels,
+            answers: Default::default(),
             room_creations,
             send_budget,
             config,

@@ -67,11 +67,34 @@ impl Channel for Notes {
     type Error = NoteError;
 }
 
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+enum Ask {
+    /// How many times the handler ran.
+    Runs,
+    Refuse,
+    Panic,
+    /// Answers after this many ms.
+    Slow(u64),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct Told {
+    runs: usize,
+}
+
+impl tether_shared::Requests for Notes {
+    type Request = Ask;
+    type Reply = Told;
+}
+
 const KEY: &str = "channels-test-key-0123456789";
 
 /// What the app's handlers report back to the test: who left, and how.
 struct App {
     leaves: mpsc::UnboundedSender<(String, String, Leaving)>,
+    /// Request handler calls so far.
+    runs: std::sync::atomic::AtomicUsize,
 }
 
 /// A server with the `Notes` channel: joins to `notes:closed` are refused, `notes:boom`
@@ -80,7 +103,20 @@ struct App {
 /// N ms.
 async fn notes_server() -> (Running, mpsc::UnboundedReceiver<(String, String, Leaving)>) {
     let (leaves, heard) = mpsc::unbounded_channel();
-    let handlers = Handlers::<Notes, App>::with_state(Arc::new(App { leaves }))
+    let app = App { leaves, runs: Default::default() };
+    let handlers = Handlers::<Notes, App>::with_state(Arc::new(app))
+        .on_request(|call, ask: Ask| async move {
+            let runs = call.state.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+            match ask {
+                Ask::Runs => Ok(Told { runs }),
+                Ask::Refuse => Err(NoteError::Empty),
+                Ask::Panic => panic!("the request handler broke"),
+                Ask::Slow(ms) => {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                    Ok(Told { runs })
+                }
+            }
+        })
         .patience(Duration::from_millis(500))
         .on_join(|call| async move {
             match call.room.as_str() {
@@ -432,4 +468,144 @@ async fn the_leave_handler_hears_a_leave_and_a_disconnect() {
     frames_until_pong(&mut bob).await;
     assert!(heard.try_recv().is_err());
     stop(server, [bob]).await;
+}
+
+fn request_frame(id: &str, room: &str, body: Value, idempotent: bool) -> ClientFrame {
+    ClientFrame::Request { id: id.into(), room: room.into(), body, idempotent }
+}
+
+/// The answer to request `id`: the reply's body, or the whole rejection.
+async fn reply(client: &mut Client, id: &str) -> Result<Value, ServerFrame> {
+    until(client, |frame| match frame {
+        ServerFrame::Reply { id: answered, body, .. } if answered == id => Some(Ok(body)),
+        ServerFrame::Reject { id: ref rejected, .. } if rejected == id => Some(Err(frame)),
+        _ => None,
+    })
+    .await
+}
+
+#[tokio::test]
+async fn a_request_is_answered_to_the_asker_alone_and_nothing_is_stored() {
+    let (server, _) = notes_server().await;
+    let mut ada = member(server.addr(), "Ada", "notes:a").await;
+    let mut bob = member(server.addr(), "Bob", "notes:a").await;
+    send(&mut ada, &request_frame("q1", "notes:a", json!("runs"), false)).await;
+    assert_eq!(reply(&mut ada, "q1").await.unwrap(), json!({"runs": 1}));
+    let seen = frames_until_pong(&mut bob).await;
+    assert!(
+        !seen.iter().any(|f| matches!(f, ServerFrame::Reply { .. } | ServerFrame::Message { .. })),
+        "{seen:?}"
+    );
+    assert!(history(&server, "notes:a").await.is_empty());
+
+    // The app's refusal, typed; a question of another shape; the other refusals.
+    send(&mut ada, &request_frame("q2", "notes:a", json!("refuse"), false)).await;
+    match reply(&mut ada, "q2").await {
+        Err(ServerFrame::Reject { code: RejectCode::Refused, refusal: Some(refusal), .. }) => {
+            assert_eq!(refusal.decode::<NoteError>(), Some(NoteError::Empty));
+        }
+        other => panic!("expected the app's refusal, got {other:?}"),
+    }
+    send(&mut ada, &request_frame("q3", "notes:a", json!({"what": "?"}), false)).await;
+    assert_eq!(rejected_code(reply(&mut ada, "q3").await.map(|_| 0)), RejectCode::InvalidBody);
+    join(&mut ada, "plain", None).await;
+    send(&mut ada, &request_frame("q4", "plain", json!("runs"), false)).await;
+    assert_eq!(rejected_code(reply(&mut ada, "q4").await.map(|_| 0)), RejectCode::NotHandled);
+    send(&mut ada, &request_frame("q5", "notes:elsewhere", json!("runs"), false)).await;
+    assert_eq!(rejected_code(reply(&mut ada, "q5").await.map(|_| 0)), RejectCode::NotJoined);
+
+    // A handler that panics fails that request; the next is answered.
+    send(&mut ada, &request_frame("q6", "notes:a", json!("panic"), false)).await;
+    assert_eq!(rejected_code(reply(&mut ada, "q6").await.map(|_| 0)), RejectCode::Internal);
+    send(&mut ada, &request_frame("q7", "notes:a", json!("runs"), false)).await;
+    assert!(reply(&mut ada, "q7").await.is_ok());
+    stop(server, [ada, bob]).await;
+}
+
+#[tokio::test]
+async fn an_idempotent_request_asked_again_is_answered_from_memory_even_while_the_first_is_running() {
+    let (server, _) = notes_server().await;
+    let (mut ada, _, resume_token) = hello(server.addr(), "Ada").await;
+    join(&mut ada, "notes:a", None).await;
+    // The repeat arrives while the first answer is still being worked out.
+    send(&mut ada, &request_frame("same", "notes:a", json!({"slow": 200}), true)).await;
+    send(&mut ada, &request_frame("same", "notes:a", json!({"slow": 200}), true)).await;
+    let first = reply(&mut ada, "same").await.unwrap();
+    let second = reply(&mut ada, "same").await.unwrap();
+    assert_eq!((first.clone(), second), (json!({"runs": 1}), json!({"runs": 1})), "the handler ran once");
+    // On a new connection (a reconnect), the same id is still answered from memory.
+    drop(ada);
+    let mut again = connect(server.addr()).await;
+    let resume_token = Some(resume_token);
+    send(&mut again, &ClientFrame::Hello { v: PROTOCOL_VERSION, token: None, name: None, resume_token })
+        .await;
+    join(&mut again, "notes:a", None).await;
+    send(&mut again, &request_frame("same", "notes:a", json!({"slow": 200}), true)).await;
+    assert_eq!(reply(&mut again, "same").await.unwrap(), first);
+    // Not idempotent: asked twice, run twice.
+    send(&mut again, &request_frame("twice", "notes:a", json!("runs"), false)).await;
+    assert_eq!(reply(&mut again, "twice").await.unwrap(), json!({"runs": 2}));
+    send(&mut again, &request_frame("twice", "notes:a", json!("runs"), false)).await;
+    assert_eq!(reply(&mut again, "twice").await.unwrap(), json!({"runs": 3}));
+    stop(server, [again]).await;
+}
+
+#[tokio::test]
+async fn requests_are_answered_over_messagepack_and_long_polling() {
+    let (server, _) = notes_server().await;
+    let addr = server.addr();
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "tether.v1.msgpack".parse().unwrap());
+    let (mut packed, _) =
+        within("msgpack handshake", tokio_tungstenite::connect_async(request)).await.unwrap();
+    let frames = [
+        ClientFrame::Hello { v: PROTOCOL_VERSION, token: None, name: Some("Bin".into()), resume_token: None },
+        ClientFrame::Join { room: "notes:a".into(), since: None, history: None },
+        request_frame("b1", "notes:a", json!("runs"), false),
+    ];
+    for frame in &frames {
+        packed.send(Message::binary(frame.encode_msgpack())).await.unwrap();
+    }
+    let body = within("the msgpack reply", async {
+        loop {
+            if let Some(Message::Binary(bytes)) = next_message(&mut packed).await
+                && let Ok(ServerFrame::Reply { id, body, .. }) = ServerFrame::decode_msgpack(&bytes)
+                && id == "b1"
+            {
+                return body;
+            }
+        }
+    })
+    .await;
+    assert_eq!(body, json!({"runs": 1}));
+
+    let hello = json!({"type": "hello", "v": 1, "name": "Poll"}).to_string();
+    let (_, _, opened) = http_with(addr, "POST", "/rt/open", &[], &hello).await;
+    let session = serde_json::from_str::<Value>(&opened).unwrap()["session"].as_str().unwrap().to_owned();
+    let frames = [
+        ClientFrame::Join { room: "notes:a".into(), since: None, history: None },
+        request_frame("p1", "notes:a", json!("runs"), false),
+    ];
+    let sent = format!("[{}]", frames.iter().map(ClientFrame::encode).collect::<Vec<_>>().join(","));
+    let (status, _, _) = http_with(addr, "POST", &format!("/rt/send?session={session}"), &[], &sent).await;
+    assert_eq!(status, 204);
+    let body = within("the long-polled reply", async {
+        let mut after = 0;
+        loop {
+            let (_, _, polled) = http_get(addr, &format!("/rt/poll?session={session}&after={after}")).await;
+            let polled: Value = serde_json::from_str(&polled).unwrap();
+            for entry in polled["frames"].as_array().unwrap() {
+                after = entry["event"].as_u64().unwrap();
+                if let Ok(ServerFrame::Reply { id, body, .. }) =
+                    ServerFrame::decode(&entry["frame"].to_string())
+                    && id == "p1"
+                {
+                    return body;
+                }
+            }
+        }
+    })
+    .await;
+    assert_eq!(body, json!({"runs": 2}));
+    stop(server, [packed]).await;
 }

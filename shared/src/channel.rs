@@ -81,6 +81,16 @@ pub trait Channel: 'static {
     }
 }
 
+/// A channel that answers questions: a request handler on the server takes a
+/// [`Requests::Request`] and answers with a [`Requests::Reply`] or the channel's error.
+/// Requests are answered to the one who asked, never stored or fanned out.
+pub trait Requests: Channel {
+    /// What a member asks.
+    type Request: Payload;
+    /// What the server answers.
+    type Reply: Payload;
+}
+
 /// The app's reason for refusing a join or a publish. It travels inside the `reject` or
 /// `error` frame as a [`Refusal`]: its stable code beside the whole value, so a client
 /// in another language can still branch on the code and show the message.

@@ -79,6 +79,23 @@ pub enum ClientFrame {
         #[serde(default, skip_serializing_if = "is_zero")]
         priority: u8,
     },
+    /// Ask the room's channel a question: its request handler answers with a
+    /// [`ServerFrame::Reply`] carrying the same `id`, or a [`ServerFrame::Reject`]. Not
+    /// stored, numbered or fanned out.
+    Request {
+        /// Request id, unique per user, like a message id.
+        id: String,
+        /// The room (joined) whose channel answers.
+        room: String,
+        /// The question, as the channel's request type encodes it.
+        #[serde(deserialize_with = "crate::strict_json::value")]
+        body: Value,
+        /// Safe to ask twice: a client re-sends it after a reconnect under the same id,
+        /// and the server answers a repeat from its memory of recent answers instead
+        /// of asking the handler again.
+        #[serde(default, skip_serializing_if = "is_false")]
+        idempotent: bool,
+    },
     /// Start or stop the "is typing" indicator. Ephemeral: never stored.
     Typing {
         /// Room name.
@@ -199,9 +216,9 @@ pub enum ServerFrame {
         /// Server time when the message was first stored.
         ts: Millis,
     },
-    /// A publish was refused; nothing was stored.
+    /// A publish was refused, and nothing was stored; or a request failed.
     Reject {
-        /// The client message id from the publish.
+        /// The client message id from the publish (or the request's id).
         id: String,
         /// Why, as a stable code.
         code: RejectCode,
@@ -210,6 +227,15 @@ pub enum ServerFrame {
         /// With [`RejectCode::Refused`]: the app's own error, from the room's channel.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         refusal: Option<Refusal>,
+    },
+    /// The answer to a [`ClientFrame::Request`].
+    Reply {
+        /// The request's id.
+        id: String,
+        /// The room it was asked in.
+        room: String,
+        /// The answer, as the channel's reply type encodes it.
+        body: Value,
     },
     /// A message in a room, live or replayed.
     Message {
@@ -498,6 +524,8 @@ pub enum RejectCode {
     /// The app's handler for it panicked or did not answer in time. That one publish
     /// failed; the connection goes on.
     Internal,
+    /// A request to a room whose channel has no request handler.
+    NotHandled,
 }
 }
 
@@ -601,6 +629,7 @@ impl ClientFrame {
             ClientFrame::Resume { .. } => "resume",
             ClientFrame::Leave { .. } => "leave",
             ClientFrame::Publish { .. } => "publish",
+            ClientFrame::Request { .. } => "request",
             ClientFrame::Typing { .. } => "typing",
             ClientFrame::Receipt { .. } => "receipt",
             ClientFrame::State { .. } => "state",
@@ -630,6 +659,7 @@ impl ServerFrame {
             | ServerFrame::Left { room }
             | ServerFrame::Ack { room, .. }
             | ServerFrame::Message { room, .. }
+            | ServerFrame::Reply { room, .. }
             | ServerFrame::Replayed { room, .. }
             | ServerFrame::Presence { room, .. }
             | ServerFrame::PresenceCount { room, .. }
@@ -656,6 +686,7 @@ impl ServerFrame {
             ServerFrame::Ack { .. } => "ack",
             ServerFrame::Reject { .. } => "reject",
             ServerFrame::Message { .. } => "message",
+            ServerFrame::Reply { .. } => "reply",
             ServerFrame::Replayed { .. } => "replayed",
             ServerFrame::Presence { .. } => "presence",
             ServerFrame::PresenceCount { .. } => "presence_count",
@@ -674,8 +705,8 @@ impl ServerFrame {
 
 /// Every `type` tag a client may send, for documentation checks.
 pub const CLIENT_KINDS: &[&str] = &[
-    "hello", "join", "resume", "leave", "publish", "typing", "receipt", "state", "members", "ping",
-    "refresh", "echo",
+    "hello", "join", "resume", "leave", "publish", "request", "typing", "receipt", "state", "members",
+    "ping", "refresh", "echo",
 ];
 
 /// Every `type` tag a server may send, for documentation checks.
@@ -686,6 +717,7 @@ pub const SERVER_KINDS: &[&str] = &[
     "ack",
     "reject",
     "message",
+    "reply",
     "replayed",
     "presence",
     "presence_count",

@@ -30,10 +30,10 @@ pub mod time;
 pub mod typed;
 
 pub use backoff::{Backoff, BackoffConfig, Jitter};
-pub use channel::{Channel, ChannelError, Json, Reason, Refusal, Undecodable};
+pub use channel::{Channel, ChannelError, Json, Reason, Refusal, Requests, Undecodable};
 pub use connection::{
-    Action, Connection, ConnectionConfig, ConnectionStats, CurrentSocket, Event, Input, SocketId, State,
-    Timer, TokenError,
+    Action, Connection, ConnectionConfig, ConnectionStats, CurrentSocket, Event, Input, RequestFailure,
+    SocketId, State, Timer, TokenError,
 };
 #[cfg(feature = "msgpack")]
 pub use encoding::BinaryDecodeError;

@@ -5,8 +5,8 @@
 //!
 //! Everything here works on [`Event`]s as the core emits them; nothing holds state.
 
-use crate::channel::{Channel, ChannelError, Refusal, Undecodable, decode};
-use crate::connection::Event;
+use crate::channel::{Channel, ChannelError, Refusal, Requests, Undecodable, decode};
+use crate::connection::{Event, RequestFailure};
 use crate::frame::{ErrorCode, RejectCode, ServerFrame, User};
 use crate::time::Millis;
 
@@ -209,6 +209,70 @@ impl<C: Channel> ChannelEvent<C> {
             }
             _ => return None,
         })
+    }
+}
+
+/// Why a request got no reply the app can use.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RequestError<E> {
+    /// The app's request handler refused it with its own error.
+    Refused(E),
+    /// The server refused it (`not_joined`, `invalid_body`, `not_handled`, `internal`,
+    /// …, or an app refusal that is not this channel's error): its code and words.
+    Failed {
+        /// The server's `reject` code, in its wire spelling.
+        code: String,
+        /// For people.
+        message: String,
+    },
+    /// No answer within the request's deadline.
+    TimedOut,
+    /// The connection dropped while it was on the wire and it was not idempotent (it
+    /// may or may not have run), or the app disconnected.
+    Disconnected,
+    /// The answer is not the channel's reply type (a server built with another version
+    /// of the contract).
+    Undecodable(Undecodable),
+}
+
+impl<E: ChannelError> std::fmt::Display for RequestError<E> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestError::Refused(error) => f.write_str(&error.message()),
+            RequestError::Failed { message, .. } => f.write_str(message),
+            RequestError::TimedOut => f.write_str("no answer in time"),
+            RequestError::Disconnected => f.write_str("the connection dropped before the answer"),
+            RequestError::Undecodable(undecodable) => write!(f, "{undecodable}"),
+        }
+    }
+}
+
+/// What a request of channel `C` comes to: its reply, or why there is none.
+pub type Answer<C> = Result<<C as Requests>::Reply, RequestError<<C as Channel>::Error>>;
+
+/// `event` as the answer to one of our requests, typed: (request id, answer). `None`
+/// when it answers no request.
+pub fn read_answer<C: Requests>(event: &Event) -> Option<(String, Answer<C>)> {
+    match event {
+        Event::Replied { id, body, .. } => Some((id.clone(), answer_of::<C>(Ok(body)))),
+        Event::RequestFailed { id, failure, .. } => Some((id.clone(), answer_of::<C>(Err(failure)))),
+        _ => None,
+    }
+}
+
+/// A request's outcome as the core tells it (the reply's body, or why there is none),
+/// read as channel `C`'s.
+pub fn answer_of<C: Requests>(outcome: Result<&serde_json::Value, &RequestFailure>) -> Answer<C> {
+    match outcome {
+        Ok(body) => decode(body).map_err(RequestError::Undecodable),
+        Err(RequestFailure::TimedOut) => Err(RequestError::TimedOut),
+        Err(RequestFailure::Disconnected) => Err(RequestError::Disconnected),
+        Err(RequestFailure::Rejected { code, message, refusal }) => {
+            Err(match Failure::<C::Error>::read(wire_name(code), message, refusal.as_ref()) {
+                Failure::Refused(error) => RequestError::Refused(error),
+                Failure::Failed { code, message } => RequestError::Failed { code, message },
+            })
+        }
     }
 }
 

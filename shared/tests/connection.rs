@@ -929,3 +929,109 @@ fn a_join_the_server_failed_is_asked_again_with_backoff_until_it_goes_through() 
     h.receive(&failed);
     assert_eq!(h.due(Timer::Rejoin), None, "r is joined");
 }
+
+fn request(h: &mut Harness, id: &str, idempotent: bool) {
+    h.input(Input::Request {
+        id: id.into(),
+        room: "r".into(),
+        body: json!({"q": id}),
+        idempotent,
+        timeout: None,
+    });
+}
+
+fn request_ids(frames: &[ClientFrame]) -> Vec<String> {
+    frames
+        .iter()
+        .filter_map(|f| if let ClientFrame::Request { id, .. } = f { Some(id.clone()) } else { None })
+        .collect()
+}
+
+/// The answers the app heard: (id, Ok(reply) or Err(failure)).
+fn answers(h: &Harness) -> Vec<(String, Result<serde_json::Value, tether_shared::RequestFailure>)> {
+    h.events
+        .iter()
+        .filter_map(|event| match event {
+            Event::Replied { id, body, .. } => Some((id.clone(), Ok(body.clone()))),
+            Event::RequestFailed { id, failure, .. } => Some((id.clone(), Err(failure.clone()))),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_request_waits_for_the_connection_goes_after_the_resume_and_is_answered_once() {
+    let mut h = Harness::new(config());
+    h.input(Input::Join("r".into()));
+    request(&mut h, "q1", false);
+    assert!(h.take_sent().is_empty(), "nothing before a connection");
+    h.input(Input::Connect);
+    h.open();
+    let sent = h.take_sent();
+    let resume = sent.iter().position(|f| matches!(f, ClientFrame::Resume { .. })).expect("a resume");
+    let asked = sent.iter().position(|f| matches!(f, ClientFrame::Request { .. })).expect("the request");
+    assert!(resume < asked, "the room is joined again before the question: {sent:?}");
+    let reply = ServerFrame::Reply { id: "q1".into(), room: "r".into(), body: json!(42) }.encode();
+    h.receive(&reply);
+    h.receive(&reply);
+    assert_eq!(answers(&h), [("q1".to_owned(), Ok(json!(42)))], "one answer, the repeat ignored");
+    assert_eq!(h.due(Timer::RequestDeadline), None);
+}
+
+#[test]
+fn a_dropped_socket_fails_a_request_on_the_wire_unless_it_is_idempotent_which_is_sent_again() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    request(&mut h, "once", false);
+    request(&mut h, "safe", true);
+    assert_eq!(request_ids(&h.take_sent()), ["once", "safe"]);
+    h.drop_socket(1006);
+    assert_eq!(answers(&h), [("once".to_owned(), Err(tether_shared::RequestFailure::Disconnected))]);
+    h.advance_to_timer(Timer::Reconnect);
+    h.open();
+    let sent = h.take_sent();
+    assert_eq!(request_ids(&sent), ["safe"], "the same id, sent again");
+    assert!(matches!(
+        &sent.iter().find(|f| matches!(f, ClientFrame::Request { .. })),
+        Some(ClientFrame::Request { idempotent: true, .. })
+    ));
+    let rejected = ServerFrame::Reject {
+        id: "safe".into(),
+        code: RejectCode::NotHandled,
+        message: "no".into(),
+        refusal: None,
+    };
+    h.receive(&rejected.encode());
+    let failed = answers(&h).pop().unwrap();
+    assert!(
+        matches!(failed, (id, Err(tether_shared::RequestFailure::Rejected { code: RejectCode::NotHandled, .. })) if id == "safe")
+    );
+    assert!(h.core.outbox().is_empty(), "a request is never a message");
+}
+
+#[test]
+fn a_request_past_its_deadline_fails_and_a_late_answer_is_ignored_as_is_one_after_a_disconnect() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    h.input(Input::Request {
+        id: "slow".into(),
+        room: "r".into(),
+        body: json!(null),
+        idempotent: true,
+        timeout: Some(Duration::from_secs(2)),
+    });
+    assert_eq!(h.due(Timer::RequestDeadline), Some(h.now.after(Duration::from_secs(2))));
+    h.advance_to_timer(Timer::RequestDeadline);
+    assert_eq!(answers(&h), [("slow".to_owned(), Err(tether_shared::RequestFailure::TimedOut))]);
+    h.receive(&ServerFrame::Reply { id: "slow".into(), room: "r".into(), body: json!(1) }.encode());
+    assert_eq!(answers(&h).len(), 1, "the late answer is not told");
+
+    request(&mut h, "pending", true);
+    h.input(Input::Disconnect);
+    assert_eq!(
+        answers(&h).last(),
+        Some(&("pending".to_owned(), Err(tether_shared::RequestFailure::Disconnected)))
+    );
+}

@@ -15,13 +15,14 @@ use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 
 use futures::StreamExt;
+use futures::channel::oneshot;
 use gloo_events::EventListener;
 use gloo_render::AnimationFrame;
 use gloo_timers::callback::Timeout;
 use serde_json::Value;
 use tether_shared::{
     Action, Connection, ConnectionConfig, ConnectionStats, CurrentSocket, Event, Input, Millis, Outbox,
-    SocketId, State, User, close,
+    RequestFailure, SocketId, State, User, close,
 };
 
 mod batch;
@@ -106,6 +107,8 @@ struct Inner {
     persist: bool,
     warning: Option<StorageWarning>,
     rooms: HashMap<String, usize>,
+    /// Requests whose answer a future awaits, by id.
+    answers: HashMap<String, oneshot::Sender<Result<Value, RequestFailure>>>,
     _listeners: Vec<EventListener>,
 }
 
@@ -203,6 +206,7 @@ impl Link {
             persist: options.persist,
             warning,
             rooms: HashMap::new(),
+            answers: HashMap::new(),
             _listeners: Vec::new(),
         }));
         let link = Link { inner };
@@ -242,6 +246,26 @@ impl Link {
         let id = self.inner.borrow_mut().core.new_message_id();
         self.handle(Input::Publish { id: id.clone(), room: room.into(), body, priority: 0 });
         id
+    }
+
+    /// Asks `room`'s channel a question (see `Input::Request`): the answer's body, or
+    /// why there is none. Dropping the future does not take the question back.
+    pub fn request(
+        &self,
+        room: &str,
+        body: Value,
+        idempotent: bool,
+    ) -> impl std::future::Future<Output = Result<Value, RequestFailure>> + 'static {
+        let (answer, answered) = oneshot::channel();
+        let id = {
+            let mut inner = self.inner.borrow_mut();
+            let id = inner.core.new_message_id();
+            inner.answers.insert(id.clone(), answer);
+            id
+        };
+        self.handle(Input::Request { id, room: room.into(), body, idempotent, timeout: None });
+        // A link that goes away answers nothing more.
+        async move { answered.await.unwrap_or(Err(RequestFailure::Disconnected)) }
     }
 
     /// What a UI shows right now.
@@ -327,6 +351,16 @@ impl Link {
                         persist::save_resume_token(&inner.url, token);
                     }
                     probe_after = inner.transport.welcomed();
+                }
+                let answer = match &event {
+                    Event::Replied { id, body, .. } => Some((id, Ok(body.clone()))),
+                    Event::RequestFailed { id, failure, .. } => Some((id, Err(failure.clone()))),
+                    _ => None,
+                };
+                if let Some((id, answer)) = answer
+                    && let Some(waiting) = inner.answers.remove(id)
+                {
+                    let _ = waiting.send(answer);
                 }
                 inner.pending.push(event);
             }

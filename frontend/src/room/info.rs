@@ -124,6 +124,8 @@ pub(crate) fn concerns(event: &Event, room: &str) -> bool {
         Event::Acked { envelope, .. } | Event::Rejected { envelope, .. } => envelope.room == room,
         Event::Dropped(dropped) => dropped.envelope.room == room,
         Event::Refused { .. } => true,
+        // Answers to requests go to the futures that asked (`Link::request`).
+        Event::Replied { .. } | Event::RequestFailed { .. } => false,
         Event::State(_) | Event::Welcome { .. } | Event::Queue { .. } | Event::RoundTrip { .. } => false,
     }
 }

@@ -14,8 +14,8 @@ use std::cell::RefCell;
 use std::rc::Rc;
 
 use gloo_timers::callback::Interval;
-use tether_shared::channel::{self, Channel, Json};
-use tether_shared::typed::{Failure, Member};
+use tether_shared::channel::{self, Channel, Json, Requests};
+use tether_shared::typed::{Answer, Failure, Member, answer_of};
 use tether_shared::{Event, Input, Millis, PresenceMode, ReceiptKind, User};
 use yew::prelude::*;
 
@@ -63,6 +63,42 @@ impl<C: Channel> Clone for UseChannel<C> {
 
 fn placeholder_me(link: &Link) -> User {
     link.status().user.unwrap_or_else(|| User::new(String::new(), "me", "#888"))
+}
+
+impl<C: Requests> UseChannel<C> {
+    /// Asks the room's channel a question and resolves to its typed answer: the reply,
+    /// the app's refusal, or why there is none (timed out, disconnected, a reply that
+    /// does not decode). Never stored or seen by others. If the connection drops while
+    /// it is on the wire, it fails as [`RequestError::Disconnected`](tether_shared::typed::RequestError::Disconnected): use
+    /// [`UseChannel::request_idempotent`] for questions that are safe to ask twice.
+    pub fn request(&self, request: C::Request) -> impl std::future::Future<Output = Answer<C>> + 'static {
+        self.ask(request, false)
+    }
+
+    /// As [`UseChannel::request`], for a question that is safe to ask twice: sent
+    /// again after a reconnect under the same id, and answered once.
+    pub fn request_idempotent(
+        &self,
+        request: C::Request,
+    ) -> impl std::future::Future<Output = Answer<C>> + 'static {
+        self.ask(request, true)
+    }
+
+    /// As [`UseChannel::request`], with the answer handed to `then` (for event handlers
+    /// that want no future).
+    pub fn request_then(&self, request: C::Request, then: Callback<Answer<C>>) {
+        let answer = self.request(request);
+        wasm_bindgen_futures::spawn_local(async move { then.emit(answer.await) });
+    }
+
+    fn ask(
+        &self,
+        request: C::Request,
+        idempotent: bool,
+    ) -> impl std::future::Future<Output = Answer<C>> + 'static {
+        let asked = self.link.request(&self.room, channel::encode(&request), idempotent);
+        async move { answer_of::<C>(asked.await.as_ref()) }
+    }
 }
 
 impl<C: Channel> UseChannel<C> {

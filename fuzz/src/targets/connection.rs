@@ -120,6 +120,7 @@ impl Run {
             heartbeat: ms(u, 30_000)?,
             pong_timeout: ms(u, 30_000)?,
             ack_timeout: ms(u, 30_000)?,
+            request_timeout: ms(u, 30_000)?,
             max_in_flight: u.int_in_range(0..=6)?,
             auto_reconnect: u.ratio(7, 8)?,
             backoff: BackoffConfig {

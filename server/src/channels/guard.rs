@@ -40,6 +40,20 @@ pub(crate) async fn guarded<T>(call: impl Future<Output = T>, patience: Duration
     }
 }
 
+/// Polls a call once, in place, with a waker that does nothing: its answer if it is
+/// ready (most handlers answer without waiting for anything), behind the same panic
+/// boundary. A call that is not ready is then run under [`guarded`] by a task, whose
+/// polls register its own waker (every future registers the waker of the poll that
+/// returned `Pending`, so nothing is lost).
+pub(crate) fn poll_once<T>(call: &mut futures::future::BoxFuture<'static, T>) -> Option<Result<T, Fault>> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::panic::catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(&mut cx))) {
+        Ok(std::task::Poll::Ready(answer)) => Some(Ok(answer)),
+        Ok(std::task::Poll::Pending) => None,
+        Err(panic) => Some(Err(Fault::panicked(panic))),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

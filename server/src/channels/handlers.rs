@@ -35,9 +35,9 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use serde_json::Value;
 use tether_shared::User;
-use tether_shared::channel::{Channel, decode, encode};
+use tether_shared::channel::{Channel, Requests, decode, encode};
 
-use super::{AppRefusal, Route, Verdict, Who};
+use super::{Answer, AppRefusal, Route, Verdict, Who};
 
 /// How long a handler call may take unless [`Handlers::patience`] says otherwise.
 pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(5);
@@ -71,6 +71,10 @@ type JoinHandler<C, S> = Arc<
 /// future: one allocation per call, not two.
 type PublishHandler<C, S> =
     Arc<dyn Fn(Call<S>, <C as Channel>::Message) -> BoxFuture<'static, Verdict> + Send + Sync>;
+/// The app's request handler, with decoding and encoding inside: only channels with a
+/// request type have one, and the handlers of every channel are held alike.
+type RequestHandler<S> =
+    Arc<dyn Fn(Call<S>, &Value) -> Result<BoxFuture<'static, Answer>, String> + Send + Sync>;
 type LeaveHandler<S> = Arc<dyn Fn(Call<S>, Leaving) -> BoxFuture<'static, ()> + Send + Sync>;
 
 /// One channel's handlers, registered with [`Server::channel`](crate::Server::channel).
@@ -85,6 +89,7 @@ pub struct Handlers<C: Channel, S = ()> {
     state: Arc<S>,
     join: Option<JoinHandler<C, S>>,
     publish: Option<PublishHandler<C, S>>,
+    request: Option<RequestHandler<S>>,
     leave: Option<LeaveHandler<S>>,
     patience: Duration,
     channel: PhantomData<fn() -> C>,
@@ -114,6 +119,7 @@ where
             state,
             join: None,
             publish: None,
+            request: None,
             leave: None,
             patience: DEFAULT_PATIENCE,
             channel: PhantomData,
@@ -185,6 +191,38 @@ where
     }
 }
 
+impl<C, S> Handlers<C, S>
+where
+    C: Requests,
+    S: Send + Sync + 'static,
+{
+    /// Answers each request (a question with one answer, to the one who asked: never
+    /// stored or fanned out): `Ok` replies, `Err` refuses with the app's error (`reject`
+    /// with code `refused`). The handler may publish through `call.api` as a side
+    /// effect. A request marked idempotent and asked again is answered from memory.
+    pub fn on_request<F, Fut>(mut self, handler: F) -> Self
+    where
+        F: Fn(Call<S>, C::Request) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<C::Reply, C::Error>> + Send + 'static,
+    {
+        self.request = Some(Arc::new(move |call, body: &Value| {
+            let request: C::Request = decode(body).map_err(|undecodable| undecodable.error)?;
+            let answer = handler(call, request);
+            Ok(async move {
+                match answer.await {
+                    Ok(reply) => match serde_json::to_value(&reply) {
+                        Ok(reply) => Answer::Reply(reply),
+                        Err(error) => Answer::Unencodable(error.to_string()),
+                    },
+                    Err(error) => Answer::Refuse(AppRefusal::of(&error)),
+                }
+            }
+            .boxed())
+        }));
+        self
+    }
+}
+
 impl<C, S> Route for Handlers<C, S>
 where
     C: Channel,
@@ -225,6 +263,10 @@ where
             }
             .boxed(),
         )
+    }
+
+    fn request(&self, who: Who, body: &Value) -> Option<Result<BoxFuture<'static, Answer>, String>> {
+        Some(self.request.as_ref()?(self.call(who), body))
     }
 
     fn leave(&self, who: Who, why: Leaving) -> Option<BoxFuture<'static, ()>> {

@@ -11,10 +11,8 @@
 //! where it runs under its deadline; the connection's own task never waits for a
 //! handler. The lane ends when the connection does, after answering what it holds.
 
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::task::Poll;
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -23,7 +21,7 @@ use futures::stream::FuturesOrdered;
 use tether_shared::{RejectCode, User};
 use tokio::sync::mpsc;
 
-use super::{Fault, Verdict, guarded};
+use super::{Fault, Verdict, guarded, poll_once};
 use crate::context::Context;
 use crate::outbound::Outbound;
 use crate::sequencer::Publish;
@@ -81,18 +79,6 @@ pub(crate) fn decide(
         return hand_over(context, pending, verdict);
     }
     lane.get_or_insert_with(|| Lane::start(context.clone())).push(pending, call);
-}
-
-/// Polls a call once with a waker that does nothing: its answer if it is ready. A call
-/// that is not goes to the lane, whose task polls it again with its own waker (every
-/// future registers the waker of the poll that returned `Pending`, so nothing is lost).
-fn poll_once(call: &mut BoxFuture<'static, Verdict>) -> Option<Result<Verdict, Fault>> {
-    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
-    match std::panic::catch_unwind(AssertUnwindSafe(|| call.as_mut().poll(&mut cx))) {
-        Ok(Poll::Ready(verdict)) => Some(Ok(verdict)),
-        Ok(Poll::Pending) => None,
-        Err(panic) => Some(Err(Fault::panicked(panic))),
-    }
 }
 
 type Decided = (Pending, Result<Verdict, Fault>);

@@ -12,7 +12,9 @@
 //! - `handlers.rs`: [`Handlers`], the typed builder an app writes, and [`Call`].
 //! - `guard.rs`: running one handler call with a deadline and a panic boundary.
 //! - `lane.rs`: a connection's publishes through handlers, answered in the order sent.
+//! - `answers.rs`: recent answers to idempotent requests, for repeats.
 
+pub(crate) mod answers;
 mod guard;
 mod handlers;
 pub(crate) mod lane;
@@ -23,7 +25,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tether_shared::{Refusal, User};
 
-pub(crate) use guard::{Fault, guarded};
+pub(crate) use guard::{Fault, guarded, poll_once};
 pub use handlers::{Call, Handlers, Leaving};
 
 /// Who a handler call is about: the same for join, publish and leave.
@@ -44,6 +46,16 @@ pub(crate) enum Verdict {
     Refuse(AppRefusal),
     /// What it returned could not be encoded (a map with keys that are not strings,
     /// say): a bug in the app's types, which fails that publish.
+    Unencodable(String),
+}
+
+/// What a request handler said.
+pub(crate) enum Answer {
+    /// The reply, encoded.
+    Reply(Value),
+    /// The app's refusal.
+    Refuse(AppRefusal),
+    /// The reply could not be encoded: a bug in the app's types.
     Unencodable(String),
 }
 
@@ -79,6 +91,9 @@ pub(crate) trait Route: Send + Sync {
     /// The join handler's call, if there is one: the member's metadata, encoded, or
     /// the app's refusal.
     fn join(&self, who: Who) -> Option<BoxFuture<'static, Result<Option<Value>, AppRefusal>>>;
+    /// The request handler's call: `None` when the channel answers no requests,
+    /// `Some(Err)` when `body` is not its request type (why).
+    fn request(&self, who: Who, body: &Value) -> Option<Result<BoxFuture<'static, Answer>, String>>;
     /// The leave handler's call, if there is one.
     fn leave(&self, who: Who, why: Leaving) -> Option<BoxFuture<'static, ()>>;
 }

@@ -160,6 +160,12 @@ impl Conn {
                 Some(answer) => answer,
                 None => return After::Nothing,
             },
+            ClientFrame::Request { id, room, body, idempotent } => {
+                match self.request(id, room, body, idempotent) {
+                    Some(answer) => answer,
+                    None => return After::Nothing,
+                }
+            }
             ClientFrame::Typing { room, active } => {
                 if !self.rooms.contains(&room) {
                     self.error(ErrorCode::NotJoined, "join the room first", Some(&room))

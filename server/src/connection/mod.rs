@@ -11,6 +11,7 @@
 mod decide;
 mod join;
 mod publish;
+mod request;
 mod state;
 
 use std::collections::{BTreeSet, VecDeque};

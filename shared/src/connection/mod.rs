@@ -18,6 +18,7 @@
 mod current;
 mod endpoints;
 mod rejoins;
+mod requests;
 mod vocabulary;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -33,8 +34,10 @@ use crate::outbox::{Envelope, MessageIds, Outbox};
 use crate::time::Millis;
 use endpoints::Endpoints;
 use rejoins::Rejoins;
+use requests::Requests;
 
 pub use current::CurrentSocket;
+pub use requests::RequestFailure;
 pub use vocabulary::{
     Action, ConnectionConfig, ConnectionStats, Event, Input, RoomState, SocketId, State, Timer, TokenError,
 };
@@ -84,6 +87,7 @@ pub struct Connection {
     online: bool,
     rooms: BTreeMap<String, RoomState>,
     rejoins: Rejoins,
+    requests: Requests,
     receipts: BTreeMap<(String, ReceiptKind), u64>,
     resume_token: Option<String>,
     user: Option<User>,
@@ -128,6 +132,7 @@ impl Connection {
             online: true,
             rooms: BTreeMap::new(),
             rejoins: Rejoins::default(),
+            requests: Requests::default(),
             receipts: BTreeMap::new(),
             resume_token: None,
             user: None,
@@ -311,6 +316,8 @@ impl Connection {
                 }
                 self.tokens.waiting = false;
                 self.outbox.requeue_all();
+                let abandoned = self.requests.abandon_all();
+                self.fail_requests(abandoned, RequestFailure::Disconnected);
                 self.mark_rooms_unjoined();
                 self.set_state(State::Closed);
             }
@@ -394,6 +401,11 @@ impl Connection {
                     Err(error) => self.events.push_back(Event::Refused { id, error }),
                 }
                 self.flush(now);
+            }
+            Input::Request { id, room, body, idempotent, timeout } => {
+                let deadline = now.after(timeout.unwrap_or(self.config.request_timeout));
+                self.requests.add(id, room, body, idempotent, deadline);
+                self.send_requests();
             }
             Input::Join(room) => {
                 let since = self.rooms.entry(room.clone()).or_default().last_seq;
@@ -486,6 +498,8 @@ impl Connection {
             self.cancel(timer);
         }
         self.outbox.requeue_all();
+        let lost = self.requests.socket_lost();
+        self.fail_requests(lost, RequestFailure::Disconnected);
         self.mark_rooms_unjoined();
         let described = close::describe(code, reason);
         self.last_error = Some(described.clone());
@@ -592,6 +606,8 @@ impl Connection {
                 for (room, kind, seq) in receipts {
                     self.send(ClientFrame::Receipt { room, kind, seq });
                 }
+                // After the resume: the server reads them with their rooms joined again.
+                self.send_requests();
                 self.flush(now);
             }
             ServerFrame::Ack { id, seq, ts, .. } => {
@@ -600,7 +616,18 @@ impl Connection {
                     self.flush(now);
                 }
             }
+            ServerFrame::Reply { id, room: _, body } => {
+                if let Some(room) = self.requests.answered(&id) {
+                    self.events.push_back(Event::Replied { id, room, body });
+                }
+            }
             ServerFrame::Reject { id, code, message, refusal } => {
+                // A request's (a reject names no room: the request knows its own).
+                if let Some(room) = self.requests.answered(&id) {
+                    let failure = RequestFailure::Rejected { code, message, refusal };
+                    self.events.push_back(Event::RequestFailed { id, room, failure });
+                    return;
+                }
                 let will_retry = code.retryable();
                 // A retryable refusal stays in flight and is re-sent when its ack is overdue,
                 // which paces retries instead of hammering a rate limit.
@@ -729,6 +756,26 @@ impl Connection {
                     self.fetch_token();
                 }
             }
+            Timer::RequestDeadline => {
+                let expired = self.requests.expired(now);
+                self.fail_requests(expired, RequestFailure::TimedOut);
+            }
+        }
+    }
+
+    /// Sends every request not on the wire yet, if the connection is open.
+    fn send_requests(&mut self) {
+        if self.state == State::Open {
+            for frame in self.requests.sendable() {
+                self.send(frame);
+            }
+        }
+    }
+
+    /// Tells the app that these requests will get no answer.
+    fn fail_requests(&mut self, requests: Vec<(String, String)>, failure: RequestFailure) {
+        for (id, room) in requests {
+            self.events.push_back(Event::RequestFailed { id, room, failure: failure.clone() });
         }
     }
 
@@ -842,6 +889,10 @@ impl Connection {
         match self.outbox.next_expiry() {
             Some(at) => self.arm(Timer::Expiry, at),
             None => self.cancel(Timer::Expiry),
+        }
+        match self.requests.next_deadline() {
+            Some(at) => self.arm(Timer::RequestDeadline, at),
+            None => self.cancel(Timer::RequestDeadline),
         }
         let queue = (self.outbox.len(), self.outbox.bytes());
         if queue != self.reported_queue {

@@ -38,11 +38,13 @@ pub enum Timer {
     TokenRetry,
     /// Time to ask again for rooms the server failed to join (`error internal`).
     Rejoin,
+    /// The earliest request runs out of time.
+    RequestDeadline,
 }
 
 impl Timer {
     /// Every timer kind.
-    pub const ALL: [Timer; 8] = [
+    pub const ALL: [Timer; 9] = [
         Timer::Connect,
         Timer::Reconnect,
         Timer::Heartbeat,
@@ -51,6 +53,7 @@ impl Timer {
         Timer::Expiry,
         Timer::TokenRetry,
         Timer::Rejoin,
+        Timer::RequestDeadline,
     ];
 }
 
@@ -125,6 +128,21 @@ pub enum Input {
         body: Value,
         /// Higher goes first.
         priority: u8,
+    },
+    /// Ask a joined room's channel a question: answered by [`Event::Replied`] or
+    /// [`Event::RequestFailed`], exactly once. It waits for the connection (within its
+    /// deadline); see `connection/requests.rs` for what a dropped socket does to it.
+    Request {
+        /// Request id, unique per user; [`Connection::new_message_id`](super::Connection::new_message_id) makes one.
+        id: String,
+        /// The room whose channel answers.
+        room: String,
+        /// The question.
+        body: Value,
+        /// Safe to ask twice: sent again after a reconnect instead of failing.
+        idempotent: bool,
+        /// How long to wait for the answer; `None`: [`ConnectionConfig::request_timeout`].
+        timeout: Option<Duration>,
     },
     /// Be in a room, now and after every reconnect.
     Join(String),
@@ -277,6 +295,24 @@ pub enum Event {
         /// Whether it stays queued and will be sent again.
         will_retry: bool,
     },
+    /// The answer to a request.
+    Replied {
+        /// The request's id.
+        id: String,
+        /// Its room.
+        room: String,
+        /// The answer.
+        body: Value,
+    },
+    /// A request will get no answer.
+    RequestFailed {
+        /// The request's id.
+        id: String,
+        /// Its room.
+        room: String,
+        /// Why.
+        failure: super::requests::RequestFailure,
+    },
     /// The outbox could not take a message.
     Refused {
         /// The message id.
@@ -338,6 +374,8 @@ pub struct ConnectionConfig {
     pub pong_timeout: Duration,
     /// A sent message unacked for this long is sent again.
     pub ack_timeout: Duration,
+    /// How long a request waits for its answer unless it says otherwise.
+    pub request_timeout: Duration,
     /// Messages sent but unacked at once.
     pub max_in_flight: usize,
     /// Reconnect automatically after an unexpected close.
@@ -365,6 +403,7 @@ impl Default for ConnectionConfig {
             heartbeat: Duration::from_secs(5),
             pong_timeout: Duration::from_secs(5),
             ack_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(10),
             max_in_flight: 64,
             auto_reconnect: true,
             backoff: BackoffConfig::default(),

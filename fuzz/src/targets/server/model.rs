@@ -207,6 +207,17 @@ impl Model {
                     None => *self.acks.entry(id).or_default() += 1,
                 }
             }
+            // The fuzzed server has no channels: no room answers requests.
+            ClientFrame::Request { id, room, .. } => {
+                let code = if id.is_empty() || id.chars().count() > 64 {
+                    RejectCode::InvalidId
+                } else if !joined(self, &room) {
+                    RejectCode::NotJoined
+                } else {
+                    RejectCode::NotHandled
+                };
+                self.expected.push(Expect::Reject(id, code));
+            }
             ClientFrame::Typing { room, .. } | ClientFrame::Receipt { room, .. } => {
                 if !joined(self, &room) {
                     self.error(ErrorCode::NotJoined, &room);
