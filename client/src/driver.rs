@@ -29,6 +29,7 @@ pub async fn run(
     events: mpsc::UnboundedSender<Event>,
     endpoint: tokio::sync::watch::Sender<String>,
     stats: tokio::sync::watch::Sender<tether_shared::ConnectionStats>,
+    answers: crate::Answers,
 ) {
     let ClientOptions { endpoints, connection, token, encoding } = options;
     let mut core = Connection::new(connection, seed);
@@ -107,6 +108,7 @@ pub async fn run(
             }
         }
         while let Some(event) = core.poll_event() {
+            crate::answer(&answers, &event);
             let _ = events.send(event);
         }
         endpoint.send_if_modified(|shown| {

@@ -31,9 +31,14 @@ mod token;
 
 use std::time::Duration;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use serde_json::Value;
-use tether_shared::{ConnectionConfig, ConnectionStats, Event, Input, MessageIds};
-use tokio::sync::mpsc;
+use tether_shared::channel::{Requests, encode};
+use tether_shared::typed::{Answer, answer_of};
+use tether_shared::{ConnectionConfig, ConnectionStats, Event, Input, MessageIds, RequestFailure};
+use tokio::sync::{mpsc, oneshot};
 
 pub use room::Room;
 pub use tether_shared;
@@ -68,6 +73,22 @@ impl ClientOptions {
     }
 }
 
+/// Requests whose answer a future awaits, by id: filled by [`Client::ask`], answered by
+/// the driver as the core's events go by.
+type Answers = Arc<Mutex<HashMap<String, oneshot::Sender<Result<Value, RequestFailure>>>>>;
+
+/// Hands `event` to the future awaiting it, if it answers a request.
+fn answer(answers: &Answers, event: &Event) {
+    let (id, answer) = match event {
+        Event::Replied { id, body, .. } => (id, Ok(body.clone())),
+        Event::RequestFailed { id, failure, .. } => (id, Err(failure.clone())),
+        _ => return,
+    };
+    if let Some(waiting) = answers.lock().expect("answers lock").remove(id) {
+        let _ = waiting.send(answer);
+    }
+}
+
 /// A handle to a client running in its own task. Dropping it disconnects and stops
 /// the task.
 pub struct Client {
@@ -76,6 +97,7 @@ pub struct Client {
     endpoint: tokio::sync::watch::Receiver<String>,
     stats: tokio::sync::watch::Receiver<ConnectionStats>,
     ids: MessageIds,
+    answers: Answers,
 }
 
 impl Client {
@@ -93,8 +115,9 @@ impl Client {
         let seed = fastrand::u64(..);
         let (endpoint_tx, endpoint) = tokio::sync::watch::channel(String::new());
         let (stats_tx, stats) = tokio::sync::watch::channel(ConnectionStats::default());
-        tokio::spawn(driver::run(options, seed, input_rx, event_tx, endpoint_tx, stats_tx));
-        Client { inputs, events, endpoint, stats, ids: MessageIds::new(seed.rotate_left(17)) }
+        let answers = Answers::default();
+        tokio::spawn(driver::run(options, seed, input_rx, event_tx, endpoint_tx, stats_tx, answers.clone()));
+        Client { inputs, events, endpoint, stats, ids: MessageIds::new(seed.rotate_left(17)), answers }
     }
 
     /// Feeds an input to the core (connect, join, publish, network changes, …).
@@ -125,6 +148,44 @@ impl Client {
     /// [`Room::read`]: acked, or failed with the app's typed refusal.
     pub fn send<C: tether_shared::Channel>(&mut self, room: &Room<C>, message: &C::Message) -> String {
         self.publish(room.name(), tether_shared::channel::encode(message))
+    }
+
+    /// Asks `room`'s channel a question (any JSON) and resolves to the reply's body, or
+    /// why there is none. The answer also comes through [`Client::next_event`] as
+    /// [`Event::Replied`] or [`Event::RequestFailed`].
+    pub fn ask(
+        &mut self,
+        room: &str,
+        body: Value,
+        idempotent: bool,
+    ) -> impl std::future::Future<Output = Result<Value, RequestFailure>> + 'static {
+        let id = self.ids.next_id();
+        let (answer, answered) = oneshot::channel();
+        self.answers.lock().expect("answers lock").insert(id.clone(), answer);
+        self.input(Input::Request { id, room: room.into(), body, idempotent, timeout: None });
+        async move { answered.await.unwrap_or(Err(RequestFailure::Disconnected)) }
+    }
+
+    /// Asks a channel's room a typed question: the reply, the app's refusal, or why
+    /// there is none (timed out, disconnected, a reply that does not decode).
+    pub fn request<C: Requests>(
+        &mut self,
+        room: &Room<C>,
+        request: &C::Request,
+    ) -> impl std::future::Future<Output = Answer<C>> + 'static {
+        let asked = self.ask(room.name(), encode(request), false);
+        async move { answer_of::<C>(asked.await.as_ref()) }
+    }
+
+    /// As [`Client::request`], for a question safe to ask twice: sent again after a
+    /// reconnect under the same id, and answered once.
+    pub fn request_idempotent<C: Requests>(
+        &mut self,
+        room: &Room<C>,
+        request: &C::Request,
+    ) -> impl std::future::Future<Output = Answer<C>> + 'static {
+        let asked = self.ask(room.name(), encode(request), true);
+        async move { answer_of::<C>(asked.await.as_ref()) }
     }
 
     /// The next event from the core, in order.

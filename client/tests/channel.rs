@@ -7,7 +7,7 @@ use serde_json::json;
 use tether_client::{Client, Room};
 use tether_server::{Handlers, Server};
 use tether_shared::channel::{Channel, Reason};
-use tether_shared::typed::{ChannelEvent, Failure};
+use tether_shared::typed::{ChannelEvent, Failure, RequestError};
 use tether_shared::{ConnectionConfig, Input};
 
 #[path = "../../server/tests/common/deadline.rs"]
@@ -47,6 +47,52 @@ async fn next<T>(
         .wait_for(PATIENCE, |event| room.read(event).and_then(&wanted))
         .await
         .expect("the event arrived in time")
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Question {
+    Length(String),
+    Nothing,
+}
+
+impl tether_shared::Requests for Notes {
+    type Request = Question;
+    type Reply = usize;
+}
+
+#[tokio::test]
+async fn a_typed_request_resolves_to_the_reply_or_the_apps_refusal() {
+    let answering = Handlers::<Notes>::new().on_request(|_call, question: Question| async move {
+        match question {
+            Question::Length(text) => Ok(text.chars().count()),
+            Question::Nothing => Err(Reason::new("empty", "ask something")),
+        }
+    });
+    let server = within(
+        "the server starting",
+        Server::new(tether_server::Config::for_tests()).channel(answering).start(),
+    )
+    .await
+    .unwrap();
+    let url = format!("ws://{}/ws", server.addr());
+    let notes = Room::<Notes>::new("notes:a");
+    let mut ada = client(&url, "Ada").await;
+    ada.input(notes.join());
+    let length = within("the reply", ada.request(&notes, &Question::Length("héllo".into()))).await;
+    assert_eq!(length, Ok(5));
+    let refused = within("the refusal", ada.request_idempotent(&notes, &Question::Nothing)).await;
+    assert_eq!(refused, Err(RequestError::Refused(Reason::new("empty", "ask something"))));
+    // A room whose channel answers nothing.
+    let plain = Room::<Notes>::new("plain");
+    ada.input(plain.join());
+    let unanswered = within("the plain room's answer", ada.request(&plain, &Question::Nothing)).await;
+    assert!(
+        matches!(unanswered, Err(RequestError::Failed { ref code, .. }) if code == "not_handled"),
+        "{unanswered:?}"
+    );
+    drop(ada);
+    within("the server stopping", server.stop()).await;
 }
 
 #[tokio::test]

@@ -1,7 +1,8 @@
 //! The demo chat against the demo's own server (`tether-demo-server`), which registers
 //! the [`Chat`] channel with a publish handler that refuses with [`Post::check`]: the
 //! server's typed refusal reaches the sender's hook, and the chat shows it on the
-//! message; its join handler's badge shows beside the room's first member.
+//! message; its join handler's badge shows beside the room's first member; its request
+//! handler answers the hook's typed question.
 #![cfg(target_arch = "wasm32")]
 
 // The browser-test helpers of the library, shared rather than copied.
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use support::*;
 use tether_demo::chat::ChatRoom;
-use tether_demo_chat::{Chat, ChatError, MAX_TEXT, Post};
+use tether_demo_chat::{Chat, ChatError, MAX_TEXT, Post, Question, RoomStats};
 use tether_shared::ConnectionConfig;
 use tether_shared::channel::ChannelError;
 use tether_yew::{Delivery, LinkOptions, UseChannel, WebSocketProvider, use_channel};
@@ -121,6 +122,31 @@ async fn the_servers_refusal_reaches_the_senders_hook_as_the_channels_error() {
         "a good post is stored: {:?}",
         delivery_of(&handle, &fine)
     );
+    drop(handle);
+    app.destroy();
+    yew::scheduler::flush().await;
+    root.remove();
+}
+
+#[wasm_bindgen_test]
+async fn a_request_from_the_hook_is_answered_by_the_servers_handler_typed() {
+    let handle = Handle::default();
+    let root = mount_point();
+    let children = html! { <ChatProbe room={AttrValue::from(unique("asked"))} handle={handle.clone()} /> };
+    let app =
+        yew::Renderer::<Harness>::with_root_and_props(root.clone(), yew::props!(HarnessProps { children }))
+            .render();
+    until("in the room", PATIENCE, || handle.0.borrow().as_ref().is_some_and(|r| r.view.info.joins > 0))
+        .await;
+    let said = handle.0.borrow().as_ref().unwrap().send(Post { text: "one".into() });
+    until("the post stored", PATIENCE, || {
+        !matches!(delivery_of(&handle, &said), None | Some(Delivery::Sending))
+    })
+    .await;
+    let asked = handle.0.borrow().as_ref().unwrap().request(Question::Stats);
+    assert_eq!(asked.await, Ok(RoomStats { messages: 1, here: 1 }));
+    let again = handle.0.borrow().as_ref().unwrap().request_idempotent(Question::Stats);
+    assert_eq!(again.await, Ok(RoomStats { messages: 1, here: 1 }));
     drop(handle);
     app.destroy();
     yew::scheduler::flush().await;

@@ -3,7 +3,7 @@
 //! is a compile error on both sides.
 
 use serde::{Deserialize, Serialize};
-use tether_shared::channel::{Channel, ChannelError};
+use tether_shared::channel::{Channel, ChannelError, Requests};
 
 /// Every room of the demo is a chat room.
 pub struct Chat;
@@ -14,6 +14,28 @@ impl Channel for Chat {
     type State = Pointer;
     type Meta = Badge;
     type Error = ChatError;
+}
+
+impl Requests for Chat {
+    type Request = Question;
+    type Reply = RoomStats;
+}
+
+/// What a member may ask the chat's server.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Question {
+    /// How much has been said in the room, and by how many.
+    Stats,
+}
+
+/// The answer to [`Question::Stats`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoomStats {
+    /// Messages the room's history has numbered (its latest seq).
+    pub messages: u64,
+    /// Users present now.
+    pub here: usize,
 }
 
 /// Longest text a post may have, in characters.

@@ -2,7 +2,7 @@
 //! takes (see `--help`) and adds the chat's channel: every post is checked by the
 //! contract's own rule, and each member's badge is decided as they join.
 
-use tether_demo_chat::{Badge, Chat, Post};
+use tether_demo_chat::{Badge, Chat, Post, Question, RoomStats};
 use tether_server::{Handlers, Server};
 
 #[tokio::main]
@@ -20,4 +20,15 @@ fn chat() -> Handlers<Chat> {
             Ok(Badge { host: present.map_or(true, |page| page.count == 0) })
         })
         .on_publish(|_call, post: Post| async move { post.check().map(|()| post) })
+        .on_request(|call, question: Question| async move {
+            match question {
+                Question::Stats => {
+                    let messages =
+                        call.api.history(&call.room, None, Some(0)).await.map_or(0, |page| page.head);
+                    let here =
+                        call.api.presence(&call.room, None, Some(1)).await.map_or(0, |page| page.count);
+                    Ok(RoomStats { messages, here })
+                }
+            }
+        })
 }
