@@ -29,6 +29,7 @@ mod hub;
 mod identity;
 mod limits;
 mod metrics;
+mod mount;
 mod outbound;
 mod presence;
 mod rejections;
@@ -48,6 +49,7 @@ pub use auth::{Claims, sign as sign_token};
 pub use channels::{Call, Handlers, Leaving};
 pub use close::{Close, SHUTDOWN as SHUTDOWN_CLOSE};
 pub use config::Config;
+pub use mount::{Tether, TetherService};
 pub use routes::RESERVED;
 
 use shutdown::Shutdown;
@@ -55,11 +57,8 @@ use shutdown::Shutdown;
 /// A server that is listening. Dropping it does not stop it; call [`Running::stop`].
 pub struct Running {
     addr: SocketAddr,
-    shutdown: Shutdown,
     listener: tokio::task::JoinHandle<()>,
-    sequencer: sequencer::Sequencer,
-    hub: Arc<hub::RoomHub>,
-    api: Api,
+    tether: Tether,
 }
 
 /// Binds the listening socket. Nagle's algorithm is turned off here because accepted
@@ -156,13 +155,18 @@ impl Server {
     pub async fn start(self) -> Result<Running, StartError> {
         serve_with(self.config, self.channels).await
     }
+
+    /// Opens the store and builds the core without a listener, for an app that mounts
+    /// Tether in its own warp or axum server ([`Tether::filter`], [`Tether::service`]).
+    /// `config.listen` is not used.
+    pub async fn build(self) -> Result<Tether, StartError> {
+        build(self.config, self.channels).await
+    }
 }
 
-async fn serve_with(config: Config, channels: channels::Channels) -> Result<Running, StartError> {
-    let bind = config.listen;
-    let listen_error = |source| StartError::Listen { addr: bind, source };
-    let listener = listen(bind).map_err(listen_error)?;
-    let addr = listener.local_addr().map_err(listen_error)?;
+/// Opens the store (or joins the cluster) and builds the core: everything but a
+/// listener.
+async fn build(config: Config, channels: channels::Channels) -> Result<Tether, StartError> {
     if !config.static_dir.join("index.html").is_file() {
         tracing::warn!(
             dir = %config.static_dir.display(),
@@ -204,11 +208,23 @@ async fn serve_with(config: Config, channels: channels::Channels) -> Result<Runn
         metrics,
         channels,
     ));
-    let door = serve::Door::new(context.config.max_connections_per_ip, context.config.body_timeout);
     api::stats::spawn(context.clone());
     let api = Api::new(context.clone());
-    let listener = tokio::spawn(serve::run(listener, routes::routes(context), door, shutdown.clone()));
-    Ok(Running { addr, shutdown, listener, sequencer, hub, api })
+    let routes = routes::routes(context.clone());
+    Ok(Tether { context, shutdown, sequencer, hub, api, routes })
+}
+
+/// Binds the configured address, builds the core and serves it there.
+async fn serve_with(config: Config, channels: channels::Channels) -> Result<Running, StartError> {
+    let bind = config.listen;
+    let listen_error = |source| StartError::Listen { addr: bind, source };
+    let listener = listen(bind).map_err(listen_error)?;
+    let addr = listener.local_addr().map_err(listen_error)?;
+    let tether = build(config, channels).await?;
+    let config = &tether.context.config;
+    let door = serve::Door::new(config.max_connections_per_ip, config.body_timeout);
+    let listener = tokio::spawn(serve::run(listener, tether.filter(), door, tether.shutdown.clone()));
+    Ok(Running { addr, listener, tether })
 }
 
 impl Running {
@@ -221,26 +237,22 @@ impl Running {
     /// from the backend, read presence and history, disconnect users, read the stats.
     /// Works whether or not `--api-key` opened it over HTTP.
     pub fn api(&self) -> Api {
-        self.api.clone()
+        self.tether.api()
     }
 
     /// Resolves once something asked the server to stop from inside (with
     /// `--test-endpoints`, `POST /api/test/stop`); the binary then stops as on a signal.
     pub async fn stop_requested(&self) {
-        self.shutdown.triggered().await
+        self.tether.stop_requested().await
     }
 
     /// Stops accepting, lets in-flight publishes commit and their acks go out, closes
     /// every WebSocket with 1001 "server restarting", and returns once all are closed
     /// (and, in cluster mode, once the other nodes have been told its members left).
     pub async fn stop(self) {
-        self.shutdown.trigger();
+        self.tether.shutdown.trigger();
         let _ = self.listener.await;
-        self.shutdown.drained().await;
-        self.sequencer.barrier().await;
-        if let Some(backplane) = self.hub.backplane() {
-            backplane.leave().await;
-        }
+        self.tether.stop().await;
     }
 }
 

@@ -252,10 +252,15 @@ fn websocket(context: &Arc<Context>, mut request: UpgradeRequest) -> Response {
         Ok(accepted) => accepted,
         Err(refusal) => return *refusal,
     };
-    let slot = admission.and_then(|admission| admission.take());
+    // Mounted in an app's own server, no accept loop counted the connection: there is
+    // no quota to take (the app's listener is the app's to guard).
+    let quota = match admission {
+        Some(admission) => admission.take().map(Some).ok_or(()),
+        None => Ok(None),
+    };
     let refusal = if !origin_ok {
         Some(Close::new(close::ORIGIN_FORBIDDEN, "origin not allowed"))
-    } else if slot.is_none() {
+    } else if quota.is_err() {
         Some(Close::new(close::TRY_AGAIN_LATER, "too many connections from this address"))
     } else {
         None
@@ -276,7 +281,7 @@ fn websocket(context: &Arc<Context>, mut request: UpgradeRequest) -> Response {
                 upgrade::refuse(socket, close).await;
             }
             None => {
-                let _slot = slot;
+                let _slot = quota;
                 let id = context.next_conn();
                 let span = tracing::info_span!("conn", id, peer = ?peer, user = tracing::field::Empty);
                 connection::serve(socket, context, id, encoding, peer.map(|peer| peer.ip()))
