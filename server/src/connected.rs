@@ -40,7 +40,7 @@ impl Connected {
         let users = self.users.lock().expect("connected lock");
         let Some(connections) = users.get(user) else { return 0 };
         for out in connections.values() {
-            out.end(close);
+            out.end(close.clone());
         }
         connections.len()
     }
@@ -71,7 +71,7 @@ mod tests {
         connected.add("bob", &bob);
         assert_eq!(connected.users(), 2);
         let close = Close::new(tether_shared::close::REMOVED, "removed");
-        assert_eq!(connected.close_user("ada", close), 2);
+        assert_eq!(connected.close_user("ada", close.clone()), 2);
         for queue in [&mut ada_one_queue, &mut ada_two_queue] {
             assert!(matches!(queue.next().await, Next::End(c) if c == close));
         }

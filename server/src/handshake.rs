@@ -73,6 +73,21 @@ pub fn authenticate(
     })
 }
 
+/// The identity of a user the app's connect handler admitted; `None` for an id that
+/// breaks the rules a token's subject keeps (1-64 characters).
+pub fn admitted(admitted: crate::channels::Admitted) -> Option<Identity> {
+    if admitted.id.is_empty() || admitted.id.chars().count() > 64 {
+        return None;
+    }
+    let color = identity::color_for(&admitted.id);
+    let name: String = admitted.name.chars().take(32).collect();
+    Some(Identity {
+        user: Arc::new(User::new(admitted.id, name, color)),
+        rooms: admitted.rooms,
+        expires: auth::unix_now() + RESUME_TTL_SECS,
+    })
+}
+
 /// The `welcome` for an established identity.
 pub fn welcome(config: &Config, signing_secret: &[u8], identity: &Identity) -> ServerFrame {
     let resume = Claims {

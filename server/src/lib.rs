@@ -46,7 +46,7 @@ use std::sync::Arc;
 
 pub use api::Api;
 pub use auth::{Claims, sign as sign_token};
-pub use channels::{Call, Handlers, Leaving};
+pub use channels::{Admitted, Call, Connecting, Handlers, Leaving};
 pub use close::{Close, SHUTDOWN as SHUTDOWN_CLOSE};
 pub use config::Config;
 pub use mount::{Tether, TetherService};
@@ -148,6 +148,21 @@ impl Server {
         S: Send + Sync + 'static,
     {
         self.channels.add(handlers.into_route());
+        self
+    }
+
+    /// Signs connections in the app's own way: `handler` reads the connection's HTTP
+    /// request (cookies, headers) and its `hello`, and answers with who it is, or the
+    /// app's refusal, which closes it with 4401 and the app's words (the client's
+    /// indicator shows them; it does not retry). It decides every `hello`, instead of
+    /// signed tokens, within 5 s and behind a panic boundary (a failure closes with 1011).
+    pub fn on_connect<F, Fut, E>(mut self, handler: F) -> Self
+    where
+        F: Fn(Connecting) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<Admitted, E>> + Send + 'static,
+        E: tether_shared::ChannelError,
+    {
+        self.channels.connect = Some(channels::connect::handler(handler));
         self
     }
 

@@ -247,6 +247,8 @@ fn websocket(context: &Arc<Context>, mut request: UpgradeRequest) -> Response {
         allowed.is_empty() || request.origin.as_ref().is_some_and(|origin| allowed.contains(origin));
     let peer = request.peer;
     let encoding = request.encoding;
+    // Kept only for an app that signs connections in itself.
+    let headers = context.channels.connect.is_some().then(|| std::mem::take(&mut request.headers));
     let admission = request.admission.take();
     let (response, pending) = match request.accept() {
         Ok(accepted) => accepted,
@@ -277,14 +279,14 @@ fn websocket(context: &Arc<Context>, mut request: UpgradeRequest) -> Response {
         match refusal {
             Some(close) => {
                 context.metrics.refused.get_or_create(&CodeLabel { code: close.code.to_string() }).inc();
-                tracing::info!(?peer, code = close.code, reason = close.reason, "connection refused");
+                tracing::info!(?peer, code = close.code, reason = %close.reason, "connection refused");
                 upgrade::refuse(socket, close).await;
             }
             None => {
                 let _slot = quota;
                 let id = context.next_conn();
                 let span = tracing::info_span!("conn", id, peer = ?peer, user = tracing::field::Empty);
-                connection::serve(socket, context, id, encoding, peer.map(|peer| peer.ip()))
+                connection::serve(socket, context, id, encoding, peer.map(|peer| peer.ip()), headers)
                     .instrument(span)
                     .await;
             }

@@ -41,6 +41,8 @@ pub struct UpgradeRequest {
     pub encoding: Encoding,
     /// Whether a known subprotocol was named, so the answer must name it back.
     named: bool,
+    /// The request's headers, for the app's connect handler.
+    pub headers: HeaderMap,
 }
 
 /// Extracts an [`UpgradeRequest`] from any request; whether it is a valid upgrade is
@@ -69,6 +71,7 @@ pub fn request() -> impl Filter<Extract = (UpgradeRequest,), Error = Infallible>
                 origin: headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()).map(str::to_owned),
                 encoding,
                 named,
+                headers,
             }
         })
 }

@@ -79,7 +79,7 @@ async fn stop_closes_open_sockets_with_1001() {
     next_frame(&mut second).await;
 
     let stopping = tokio::spawn(server.stop());
-    let expected = (1001, tether_server::SHUTDOWN_CLOSE.reason.to_owned());
+    let expected = (1001, tether_server::SHUTDOWN_CLOSE.reason.to_string());
     assert_eq!(expect_close(&mut first).await, expected);
     assert_eq!(expect_close(&mut second).await, expected);
     tokio::time::timeout(PATIENCE, stopping).await.expect("stop returns").unwrap();

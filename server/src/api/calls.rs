@@ -410,13 +410,14 @@ impl Api {
     pub fn disconnect(&self, user: &str, reconnect: bool) -> Disconnected {
         let code = if reconnect { close::DISCONNECTED } else { close::REMOVED };
         let close = crate::close::for_api_disconnect(code).expect("an API disconnect code");
+        let code = close.code;
         let connections = self.context.hub.connected().close_user(user, close);
-        tracing::info!(user, connections, code = close.code, "disconnected through the server API");
+        tracing::info!(user, connections, code, "disconnected through the server API");
         let backplane = self.context.hub.backplane();
         if let Some(backplane) = backplane {
-            backplane.send(Command::Disconnect { user: user.to_owned(), code: close.code });
+            backplane.send(Command::Disconnect { user: user.to_owned(), code });
         }
-        Disconnected { user: user.to_owned(), connections, code: close.code, cluster: backplane.is_some() }
+        Disconnected { user: user.to_owned(), connections, code, cluster: backplane.is_some() }
     }
 
     /// The numbers now, the counters since start, and the last minutes second by second

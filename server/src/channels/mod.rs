@@ -15,6 +15,7 @@
 //! - `answers.rs`: recent answers to idempotent requests, for repeats.
 
 pub(crate) mod answers;
+pub(crate) mod connect;
 mod guard;
 mod handlers;
 pub(crate) mod lane;
@@ -25,6 +26,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tether_shared::{Refusal, User};
 
+pub use connect::{Admitted, Connecting};
 pub(crate) use guard::{Fault, guarded, poll_once};
 pub use handlers::{Call, Handlers, Leaving};
 
@@ -98,10 +100,12 @@ pub(crate) trait Route: Send + Sync {
     fn leave(&self, who: Who, why: Leaving) -> Option<BoxFuture<'static, ()>>;
 }
 
-/// Every registered channel, most specific pattern first.
+/// Every registered channel, most specific pattern first, and the app's connect
+/// handler.
 #[derive(Clone, Default)]
 pub struct Channels {
     routes: Vec<Arc<dyn Route>>,
+    pub(crate) connect: Option<connect::ConnectHandler>,
 }
 
 impl Channels {

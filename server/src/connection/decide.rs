@@ -11,6 +11,9 @@ use crate::handshake;
 use crate::limits::MAX_STRIKES;
 use crate::presence;
 
+/// Longest the app's connect handler may take.
+const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// What the connection loop does after handling one frame. Deciding is synchronous
 /// and the loop does the writing: a write future is small, and a join's (with its
 /// replay) is boxed, so a connection's task stays small for as long as it lives.
@@ -21,6 +24,13 @@ pub(super) enum After {
     Answer(String),
     /// Join these rooms: snapshot and replay, written in order.
     Join(Vec<RoomCursor>),
+    /// Ask the app's connect handler who this is (`hello` with a connect handler).
+    Hello {
+        /// The hello's token.
+        token: Option<String>,
+        /// The hello's name.
+        name: Option<String>,
+    },
     /// End the connection.
     End(Ending),
 }
@@ -78,6 +88,45 @@ impl Conn {
         self.error(ErrorCode::TokenRefused, refusal, None)
     }
 
+    /// The connection is `identity` from now on: its `welcome`.
+    fn welcomed(&mut self, identity: handshake::Identity) -> ServerFrame {
+        let context = &self.context;
+        let welcome = handshake::welcome(&context.config, &context.secret, &identity);
+        tracing::Span::current().record("user", identity.user.id.as_str());
+        tracing::info!(name = %identity.user.name, "welcomed");
+        context.metrics.welcomes.inc();
+        context.hub.connected().add(&identity.user.id, &self.out);
+        self.connecting = None;
+        self.identity = Some(identity);
+        welcome
+    }
+
+    /// Asks the app's connect handler who this connection is: its `welcome`, or the
+    /// close that refuses it (4401 with the app's words; 1011 if the handler failed).
+    pub(super) async fn hello_by_app(
+        &mut self,
+        token: Option<String>,
+        name: Option<String>,
+    ) -> Result<ServerFrame, Close> {
+        let handler = self.context.channels.connect.clone().expect("only with a connect handler");
+        let headers = self.connecting.take().unwrap_or_default();
+        let connecting = crate::channels::Connecting { headers, token, name, peer: self.peer };
+        match crate::channels::guarded(handler(connecting), CONNECT_PATIENCE).await {
+            Ok(Ok(admitted)) => match handshake::admitted(admitted) {
+                Some(identity) => Ok(self.welcomed(identity)),
+                None => Err(Close::new(close::INTERNAL, "the app's connect handler gave an invalid user id")),
+            },
+            Ok(Err(refused)) => {
+                tracing::info!(code = refused.refusal.code, "refused by the app's connect handler");
+                Err(Close::new_owned(close::UNAUTHORIZED, refused.message))
+            }
+            Err(fault) => {
+                tracing::error!(%fault, "connect handler");
+                Err(Close::new(close::INTERNAL, "the app's connect handler failed"))
+            }
+        }
+    }
+
     /// Handles one message and says what to write.
     pub(super) fn received(&mut self, message: Message) -> After {
         self.context.metrics.frames_in.inc();
@@ -120,6 +169,15 @@ impl Conn {
             ClientFrame::Hello { .. } if self.identity.is_some() => {
                 self.error(ErrorCode::AlreadyHello, "this connection already said hello", None)
             }
+            ClientFrame::Hello { v, token, name, .. } if self.context.channels.connect.is_some() => {
+                if v != tether_shared::PROTOCOL_VERSION {
+                    return After::End(Ending::Close(Close::new(
+                        close::BAD_HELLO,
+                        "unsupported protocol version",
+                    )));
+                }
+                return After::Hello { token, name };
+            }
             ClientFrame::Hello { v, token, name, resume_token } => {
                 let context = self.context.clone();
                 match handshake::authenticate(
@@ -130,15 +188,7 @@ impl Conn {
                     name.as_deref(),
                     resume_token.as_deref(),
                 ) {
-                    Ok(identity) => {
-                        let welcome = handshake::welcome(&context.config, &context.secret, &identity);
-                        tracing::Span::current().record("user", identity.user.id.as_str());
-                        tracing::info!(name = %identity.user.name, "welcomed");
-                        context.metrics.welcomes.inc();
-                        context.hub.connected().add(&identity.user.id, &self.out);
-                        self.identity = Some(identity);
-                        welcome
-                    }
+                    Ok(identity) => self.welcomed(identity),
                     Err(refusal) => return After::End(Ending::Close(refusal)),
                 }
             }

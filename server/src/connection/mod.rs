@@ -63,6 +63,8 @@ struct Conn {
     frames: DefaultDirectRateLimiter,
     /// Publishes awaiting an app's handler, answered in order; started by the first.
     lane: Option<crate::channels::lane::Lane>,
+    /// The HTTP request's headers until `hello`, for the app's connect handler.
+    connecting: Option<http::HeaderMap>,
 }
 
 fn quota(per_sec: u32, burst: u32) -> Quota {
@@ -137,6 +139,7 @@ pub async fn serve(
     id: u64,
     encoding: Encoding,
     peer: Option<std::net::IpAddr>,
+    headers: Option<http::HeaderMap>,
 ) {
     let (out, mut queue) = Outbound::new(
         id,
@@ -159,6 +162,7 @@ pub async fn serve(
         encoding,
         peer,
         lane: None,
+        connecting: headers,
     };
     // Made once and polled in place: a fresh future per loop turn would register and
     // unregister a waiter on every frame.
@@ -243,6 +247,13 @@ pub async fn serve(
                             Ok(()) => socket.flush().await,
                             Err(error) => Err(error),
                         },
+                        After::Hello { token, name } => match Box::pin(conn.hello_by_app(token, name)).await {
+                            Ok(welcome) => match socket.feed(answer(encoding, welcome.encode())).await {
+                                Ok(()) => socket.flush().await,
+                                Err(error) => Err(error),
+                            },
+                            Err(refusal) => break Ending::Close(refusal),
+                        },
                         After::Join(rooms) => match Box::pin(conn.join_all(&mut socket, rooms)).await {
                             Ok(None) => socket.flush().await,
                             Ok(Some(ending)) => break ending,
@@ -300,7 +311,7 @@ async fn goodbye(
             let _ = tokio::time::timeout(SHUTDOWN_FLUSH, pending).await;
             Some(crate::close::SHUTDOWN)
         }
-        Ending::Close(close) => Some(*close),
+        Ending::Close(close) => Some(close.clone()),
         Ending::ClientClosed | Ending::Transport(_) => None,
     };
     if let Some(close) = close {

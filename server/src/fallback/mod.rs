@@ -31,7 +31,7 @@ use futures::StreamExt;
 use serde_json::value::RawValue;
 use tracing::Instrument;
 use warp::filters::BoxedFilter;
-use warp::http::{HeaderValue, StatusCode};
+use warp::http::{HeaderMap, HeaderValue, StatusCode};
 use warp::reply::Response;
 use warp::{Filter, Reply};
 
@@ -68,12 +68,17 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
             .and(warp::post())
             .and(headers::raw("origin"))
             .and(peer())
+            .and(warp::header::headers_cloned())
             .and(warp::body::content_length_limit(context.config.max_message_bytes as u64))
             .and(crate::body::whole())
-            .then(move |origin: Option<HeaderValue>, peer: Option<IpAddr>, body: Bytes| {
-                let context = context.clone();
-                async move { open(context, headers::text(origin), peer, body).await }
-            })
+            .then(
+                move |origin: Option<HeaderValue>, peer: Option<IpAddr>, request: HeaderMap, body: Bytes| {
+                    let context = context.clone();
+                    // Kept only for an app that signs connections in itself.
+                    let request = context.channels.connect.is_some().then_some(request);
+                    async move { open(context, headers::text(origin), peer, request, body).await }
+                },
+            )
     };
 
     let send = {
@@ -186,7 +191,13 @@ pub fn routes(context: Arc<Context>) -> BoxedFilter<(Response,)> {
 }
 
 /// `POST /rt/open`: a new session with a connection task, fed the `hello` in the body.
-async fn open(context: Arc<Context>, origin: Option<String>, peer: Option<IpAddr>, hello: Bytes) -> Response {
+async fn open(
+    context: Arc<Context>,
+    origin: Option<String>,
+    peer: Option<IpAddr>,
+    request: Option<HeaderMap>,
+    hello: Bytes,
+) -> Response {
     if context.shutdown.is_triggered() {
         return error(StatusCode::SERVICE_UNAVAILABLE, "restarting", "the server is restarting; retry");
     }
@@ -216,8 +227,8 @@ async fn open(context: Arc<Context>, origin: Option<String>, peer: Option<IpAddr
         async move {
             let idle = task_context.config.idle_timeout;
             let watchdog = tokio::spawn(watch_readers(watched.clone(), idle));
-            crate::connection::serve(socket, task_context.clone(), id, tether_shared::Encoding::Json, peer)
-                .await;
+            let encoding = tether_shared::Encoding::Json;
+            crate::connection::serve(socket, task_context.clone(), id, encoding, peer, request).await;
             watchdog.abort();
             // Its end stays readable for a while, then the session is forgotten.
             tokio::select! {

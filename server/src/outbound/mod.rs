@@ -254,7 +254,7 @@ impl Queue {
                 return Poll::Ready(Next::Slow);
             }
             if state.frames.is_empty() && state.volatile.is_empty() {
-                if let Some(close) = state.ending {
+                if let Some(close) = state.ending.clone() {
                     return Poll::Ready(Next::End(close));
                 }
                 state.waker = Some(cx.waker().clone());
