@@ -3,7 +3,7 @@
 //! load generator (this process, single-threaded) to CPU 1, so each figure is compared
 //! with the peers' figures from the same run on the same machine.
 //!
-//! `cargo xtask bench [--quick] [--peers=tether,bare] [storm] [idle] [fanout] [echo] [durable] [handlers] [cluster] [transports] [encodings] [stream]`
+//! `cargo xtask bench [--quick] [--peers=tether,bare] [storm] [idle] [fanout] [echo] [durable] [handlers] [requests] [cluster] [transports] [encodings] [stream]`
 //! runs the named workloads (all by default) against the named servers (all by
 //! default), prints a markdown report and writes it, with plots, to `docs/bench/`.
 
@@ -20,6 +20,7 @@ mod plot;
 mod process;
 mod raw;
 mod report;
+mod requests;
 mod storm;
 mod stream;
 mod transports;
@@ -87,6 +88,7 @@ fn main() {
             "echo",
             "durable",
             "handlers",
+            "requests",
             "cluster",
             "transports",
             "encodings",
@@ -171,6 +173,10 @@ fn main() {
                         Err(why) => println!("  handlers: {why}"),
                     }
                 }
+                "requests" => match requests::run(sizes.durable_seconds).await {
+                    Ok(runs) => report.requests(runs),
+                    Err(why) => println!("  requests: {why}"),
+                },
                 "transports" => report.transports(transports::run(sizes.durable_seconds).await),
                 "encodings" => report.encodings(encodings::run().await),
                 "cluster" => report.cluster(cluster::run(sizes.durable_seconds, sizes.storm_clients).await),
@@ -191,7 +197,7 @@ fn main() {
                 }
                 other => {
                     eprintln!(
-                        "unknown workload `{other}` (storm, idle, fanout, echo, durable, handlers, cluster, transports, encodings, stream)"
+                        "unknown workload `{other}` (storm, idle, fanout, echo, durable, handlers, requests, cluster, transports, encodings, stream)"
                     )
                 }
             }

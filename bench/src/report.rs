@@ -12,6 +12,7 @@ use crate::encodings::Figures;
 use crate::fanout::{self, Step};
 use crate::handlers::{HandlerCost, PUBLISHERS, WINDOW};
 use crate::peer::Peer;
+use crate::requests::RoundTrips;
 use crate::storm::Storm;
 use crate::stream::FrameTimes;
 use crate::transports::Delivery;
@@ -32,6 +33,7 @@ pub struct Report {
     echo: Vec<EchoRun>,
     durable: Vec<(usize, Durable)>,
     handlers: Option<HandlerCost>,
+    requests: Vec<RoundTrips>,
     stream: Option<Result<Vec<FrameTimes>, String>>,
     cluster: Option<ClusterRun>,
     transports: Option<Vec<Delivery>>,
@@ -64,6 +66,7 @@ impl Report {
             echo: Vec::new(),
             durable: Vec::new(),
             handlers: None,
+            requests: Vec::new(),
             stream: None,
         }
     }
@@ -159,6 +162,11 @@ impl Report {
     /// Records one durable run.
     pub fn durable(&mut self, clients: usize, durable: Durable) {
         self.durable.push((clients, durable));
+    }
+
+    /// Records request round trips beside publish acks.
+    pub fn requests(&mut self, runs: Vec<RoundTrips>) {
+        self.requests = runs;
     }
 
     /// Records what a typed channel costs.
@@ -398,6 +406,29 @@ impl Report {
                 typed.acked() / plain.acked() * 100.0,
                 typed.cpu_per_delivery_us() / plain.cpu_per_delivery_us()
             );
+        }
+        if !self.requests.is_empty() {
+            let _ = writeln!(
+                md,
+                "## Requests beside publishes\n\n\
+                 Each connection keeps one request (answered by a typed channel's request handler, \
+                 nothing stored) or one publish (acked once the memory store numbered it) in flight \
+                 at a time; `handler-server`, in the same run.\n"
+            );
+            let _ = writeln!(md, "| kind | connections | answers/s | p50 | p99 |");
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|");
+            for run in &self.requests {
+                let _ = writeln!(
+                    md,
+                    "| {} | {} | {:.0} | {} | {} |",
+                    run.kind,
+                    run.clients,
+                    run.per_sec,
+                    millis(run.p50),
+                    millis(run.p99)
+                );
+            }
+            let _ = writeln!(md);
         }
         if let Some(deliveries) = &self.transports {
             let _ = writeln!(

@@ -1,5 +1,6 @@
 //! `handler-server`: Tether with one typed channel, `typed:*`, whose publish handler
-//! accepts every message as it is. The handlers workload runs the same load into
+//! accepts every message as it is and whose request handler answers each request with
+//! its own body. The handlers workload runs the same load into
 //! `typed:…` rooms and into plain rooms of this one server, so the difference is what a
 //! channel costs: decoding each body as the channel's type, the handler call, and
 //! re-encoding what it returns.
@@ -28,8 +29,15 @@ impl Channel for Typed {
     type Error = Reason;
 }
 
+impl tether_shared::Requests for Typed {
+    type Request = Sample;
+    type Reply = Sample;
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let accept_all = Handlers::<Typed>::new().on_publish(|_call, sample: Sample| async move { Ok(sample) });
+    let accept_all = Handlers::<Typed>::new()
+        .on_publish(|_call, sample: Sample| async move { Ok(sample) })
+        .on_request(|_call, sample: Sample| async move { Ok(sample) });
     tether_server::cli::run(|config| Server::new(config).channel(accept_all)).await
 }
