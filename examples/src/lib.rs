@@ -51,6 +51,17 @@ impl Sessions {
     }
 }
 
+/// Tether for an example app: the memory store, and connections signed in by the
+/// app's `sessions`. The app mounts it and keeps its handle.
+pub async fn tether(sessions: &Sessions) -> Result<tether_server::Tether, tether_server::StartError> {
+    let admit = sessions.clone();
+    let config = tether_server::Config::for_tests();
+    tether_server::Server::new(config)
+        .on_connect(move |connecting| admit.clone().admit(connecting))
+        .build()
+        .await
+}
+
 /// The body the apps publish into `news`.
 pub fn announcement(text: &str) -> serde_json::Value {
     serde_json::json!({ "text": text })

@@ -14,9 +14,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
 async fn built(sessions: &Sessions) -> tether_server::Tether {
-    let admit = sessions.clone();
-    let server = tether_server::Server::new(unthrottled()).on_connect(move |c| admit.clone().admit(c));
-    within("building", server.build()).await.expect("built")
+    within("building", tether_examples::tether(sessions)).await.expect("built")
 }
 
 /// A WebSocket on the app's `/live/ws` with `cookie`, after its hello: the first

@@ -183,6 +183,74 @@ async fn stop(server: Running, clients: impl IntoIterator<Item = Client>) {
     server.stop().await;
 }
 
+/// A MessagePack client that said hello, joined `notes:a`, then sent `frame`.
+async fn packed_sending(addr: std::net::SocketAddr, frame: ClientFrame) -> Client {
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    request.headers_mut().insert("Sec-WebSocket-Protocol", "tether.v1.msgpack".parse().unwrap());
+    let (mut packed, _) =
+        within("msgpack handshake", tokio_tungstenite::connect_async(request)).await.unwrap();
+    let frames = [
+        ClientFrame::Hello { v: PROTOCOL_VERSION, token: None, name: Some("Bin".into()), resume_token: None },
+        ClientFrame::Join { room: "notes:a".into(), since: None, history: None },
+        frame,
+    ];
+    for frame in &frames {
+        packed.send(Message::binary(frame.encode_msgpack())).await.unwrap();
+    }
+    packed
+}
+
+/// The first MessagePack frame that `wanted` picks.
+async fn packed_until<T>(packed: &mut Client, mut wanted: impl FnMut(ServerFrame) -> Option<T>) -> T {
+    within("the msgpack answer", async {
+        loop {
+            if let Some(Message::Binary(bytes)) = next_message(packed).await
+                && let Some(found) = ServerFrame::decode_msgpack(&bytes).ok().and_then(&mut wanted)
+            {
+                return found;
+            }
+        }
+    })
+    .await
+}
+
+/// A long-polling session that said hello, joined `notes:a`, then sent `frame`.
+async fn polling_sending(addr: std::net::SocketAddr, frame: ClientFrame) -> String {
+    let hello = json!({"type": "hello", "v": 1, "name": "Poll"}).to_string();
+    let (status, _, opened) = http_with(addr, "POST", "/rt/open", &[], &hello).await;
+    assert_eq!(status, 200, "{opened}");
+    let session = serde_json::from_str::<Value>(&opened).unwrap()["session"].as_str().unwrap().to_owned();
+    let frames = [ClientFrame::Join { room: "notes:a".into(), since: None, history: None }, frame];
+    let body = format!("[{}]", frames.iter().map(ClientFrame::encode).collect::<Vec<_>>().join(","));
+    let (status, _, _) = http_with(addr, "POST", &format!("/rt/send?session={session}"), &[], &body).await;
+    assert_eq!(status, 204);
+    session
+}
+
+/// Long-polls `session` until `wanted` picks a frame.
+async fn polled_until<T>(
+    addr: std::net::SocketAddr,
+    session: &str,
+    mut wanted: impl FnMut(ServerFrame) -> Option<T>,
+) -> T {
+    within("the long-polled answer", async {
+        let mut after = 0;
+        loop {
+            let (_, _, polled) = http_get(addr, &format!("/rt/poll?session={session}&after={after}")).await;
+            let polled: Value = serde_json::from_str(&polled).unwrap();
+            for entry in polled["frames"].as_array().unwrap() {
+                after = entry["event"].as_u64().unwrap();
+                if let Some(found) =
+                    ServerFrame::decode(&entry["frame"].to_string()).ok().and_then(&mut wanted)
+                {
+                    return found;
+                }
+            }
+        }
+    })
+    .await
+}
+
 fn rejected_code(answer: Result<u64, ServerFrame>) -> RejectCode {
     match answer {
         Err(ServerFrame::Reject { code, .. }) => code,
@@ -207,58 +275,19 @@ async fn a_body_of_the_wrong_shape_is_refused_typed_on_every_transport_and_the_a
     }
 
     // WebSocket, MessagePack.
-    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
-    request.headers_mut().insert("Sec-WebSocket-Protocol", "tether.v1.msgpack".parse().unwrap());
-    let (mut packed, _) =
-        within("msgpack handshake", tokio_tungstenite::connect_async(request)).await.unwrap();
-    let packed_frames = [
-        ClientFrame::Hello { v: PROTOCOL_VERSION, token: None, name: Some("Bin".into()), resume_token: None },
-        ClientFrame::Join { room: "notes:a".into(), since: None, history: None },
-        publish_frame("m1", "notes:a", wrong.clone()),
-    ];
-    for frame in &packed_frames {
-        packed.send(Message::binary(frame.encode_msgpack())).await.unwrap();
-    }
-    let code = within("the msgpack rejection", async {
-        loop {
-            if let Some(Message::Binary(bytes)) = next_message(&mut packed).await
-                && let Ok(ServerFrame::Reject { id, code, .. }) = ServerFrame::decode_msgpack(&bytes)
-                && id == "m1"
-            {
-                return code;
-            }
-        }
+    let mut packed = packed_sending(addr, publish_frame("m1", "notes:a", wrong.clone())).await;
+    let code = packed_until(&mut packed, |frame| match frame {
+        ServerFrame::Reject { id, code, .. } if id == "m1" => Some(code),
+        _ => None,
     })
     .await;
     assert_eq!(code, RejectCode::InvalidBody);
 
     // The HTTP fallback (long-polling).
-    let hello = json!({"type": "hello", "v": 1, "name": "Poll"}).to_string();
-    let (status, _, opened) = http_with(addr, "POST", "/rt/open", &[], &hello).await;
-    assert_eq!(status, 200, "{opened}");
-    let session = serde_json::from_str::<Value>(&opened).unwrap()["session"].as_str().unwrap().to_owned();
-    let frames = [
-        ClientFrame::Join { room: "notes:a".into(), since: None, history: None },
-        publish_frame("p1", "notes:a", wrong.clone()),
-    ];
-    let body = format!("[{}]", frames.iter().map(ClientFrame::encode).collect::<Vec<_>>().join(","));
-    let (status, _, _) = http_with(addr, "POST", &format!("/rt/send?session={session}"), &[], &body).await;
-    assert_eq!(status, 204);
-    let code = within("the long-polled rejection", async {
-        let mut after = 0;
-        loop {
-            let (_, _, polled) = http_get(addr, &format!("/rt/poll?session={session}&after={after}")).await;
-            let polled: Value = serde_json::from_str(&polled).unwrap();
-            for entry in polled["frames"].as_array().unwrap() {
-                after = entry["event"].as_u64().unwrap();
-                if let Ok(ServerFrame::Reject { id, code, .. }) =
-                    ServerFrame::decode(&entry["frame"].to_string())
-                    && id == "p1"
-                {
-                    return code;
-                }
-            }
-        }
+    let session = polling_sending(addr, publish_frame("p1", "notes:a", wrong.clone())).await;
+    let code = polled_until(addr, &session, |frame| match frame {
+        ServerFrame::Reject { id, code, .. } if id == "p1" => Some(code),
+        _ => None,
     })
     .await;
     assert_eq!(code, RejectCode::InvalidBody);
@@ -554,56 +583,18 @@ async fn an_idempotent_request_asked_again_is_answered_from_memory_even_while_th
 async fn requests_are_answered_over_messagepack_and_long_polling() {
     let (server, _) = notes_server().await;
     let addr = server.addr();
-    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
-    request.headers_mut().insert("Sec-WebSocket-Protocol", "tether.v1.msgpack".parse().unwrap());
-    let (mut packed, _) =
-        within("msgpack handshake", tokio_tungstenite::connect_async(request)).await.unwrap();
-    let frames = [
-        ClientFrame::Hello { v: PROTOCOL_VERSION, token: None, name: Some("Bin".into()), resume_token: None },
-        ClientFrame::Join { room: "notes:a".into(), since: None, history: None },
-        request_frame("b1", "notes:a", json!("runs"), false),
-    ];
-    for frame in &frames {
-        packed.send(Message::binary(frame.encode_msgpack())).await.unwrap();
-    }
-    let body = within("the msgpack reply", async {
-        loop {
-            if let Some(Message::Binary(bytes)) = next_message(&mut packed).await
-                && let Ok(ServerFrame::Reply { id, body, .. }) = ServerFrame::decode_msgpack(&bytes)
-                && id == "b1"
-            {
-                return body;
-            }
-        }
+    let mut packed = packed_sending(addr, request_frame("b1", "notes:a", json!("runs"), false)).await;
+    let body = packed_until(&mut packed, |frame| match frame {
+        ServerFrame::Reply { id, body, .. } if id == "b1" => Some(body),
+        _ => None,
     })
     .await;
     assert_eq!(body, json!({"runs": 1}));
 
-    let hello = json!({"type": "hello", "v": 1, "name": "Poll"}).to_string();
-    let (_, _, opened) = http_with(addr, "POST", "/rt/open", &[], &hello).await;
-    let session = serde_json::from_str::<Value>(&opened).unwrap()["session"].as_str().unwrap().to_owned();
-    let frames = [
-        ClientFrame::Join { room: "notes:a".into(), since: None, history: None },
-        request_frame("p1", "notes:a", json!("runs"), false),
-    ];
-    let sent = format!("[{}]", frames.iter().map(ClientFrame::encode).collect::<Vec<_>>().join(","));
-    let (status, _, _) = http_with(addr, "POST", &format!("/rt/send?session={session}"), &[], &sent).await;
-    assert_eq!(status, 204);
-    let body = within("the long-polled reply", async {
-        let mut after = 0;
-        loop {
-            let (_, _, polled) = http_get(addr, &format!("/rt/poll?session={session}&after={after}")).await;
-            let polled: Value = serde_json::from_str(&polled).unwrap();
-            for entry in polled["frames"].as_array().unwrap() {
-                after = entry["event"].as_u64().unwrap();
-                if let Ok(ServerFrame::Reply { id, body, .. }) =
-                    ServerFrame::decode(&entry["frame"].to_string())
-                    && id == "p1"
-                {
-                    return body;
-                }
-            }
-        }
+    let session = polling_sending(addr, request_frame("p1", "notes:a", json!("runs"), false)).await;
+    let body = polled_until(addr, &session, |frame| match frame {
+        ServerFrame::Reply { id, body, .. } if id == "p1" => Some(body),
+        _ => None,
     })
     .await;
     assert_eq!(body, json!({"runs": 2}));

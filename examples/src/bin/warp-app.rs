@@ -6,10 +6,7 @@ use tether_examples::warp_app::routes;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let sessions = Sessions::default();
-    let admit = sessions.clone();
-    let config = tether_server::Config::for_tests();
-    let tether =
-        tether_server::Server::new(config).on_connect(move |c| admit.clone().admit(c)).build().await?;
+    let tether = tether_examples::tether(&sessions).await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     println!("the warp app is at http://{}/ (Tether under /live)", listener.local_addr()?);
     warp::serve(routes(sessions, &tether))
