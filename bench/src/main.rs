@@ -3,7 +3,7 @@
 //! load generator (this process, single-threaded) to CPU 1, so each figure is compared
 //! with the peers' figures from the same run on the same machine.
 //!
-//! `cargo xtask bench [--quick] [--peers=tether,bare] [storm] [idle] [fanout] [echo] [durable] [handlers] [requests] [cluster] [transports] [encodings] [stream]`
+//! `cargo xtask bench [--quick] [--peers=tether,bare] [storm] [idle] [fanout] [echo] [durable] [handlers] [requests] [mount] [cluster] [transports] [encodings] [stream]`
 //! runs the named workloads (all by default) against the named servers (all by
 //! default), prints a markdown report and writes it, with plots, to `docs/bench/`.
 
@@ -89,6 +89,7 @@ fn main() {
             "durable",
             "handlers",
             "requests",
+            "mount",
             "cluster",
             "transports",
             "encodings",
@@ -177,6 +178,35 @@ fn main() {
                     Ok(runs) => report.requests(runs),
                     Err(why) => println!("  requests: {why}"),
                 },
+                "mount" => {
+                    // The binary first: the mounts' figures are told as ratios to it.
+                    let mut binary: Option<(f64, f64, f64)> = None;
+                    for peer in [Peer::Tether, Peer::MountedWarp, Peer::MountedAxum] {
+                        let echo = echo::run(peer, sizes.echo_clients, sizes.echo_seconds).await;
+                        let fan = fanout::run(peer, sizes.fanout_subscribers, 2_000, sizes.fanout_seconds).await;
+                        match (echo, fan) {
+                            (Ok(echo), Ok(step)) => {
+                                let cpu = step.cpu_per_delivery.as_secs_f64() * 1e6;
+                                let echo_cpu = echo.cpu_per_round_trip.as_secs_f64() * 1e6;
+                                let (echoes, echo_cpus, deliveries) =
+                                    *binary.get_or_insert((echo.round_trips_per_sec, echo_cpu, cpu));
+                                println!(
+                                    "  mount {:<26} echo {:>8.0}/s ({:.2}× the binary), {:.2} µs CPU each ({:.2}×); fan-out 2000 msg/s to {}: {:.2} µs CPU per delivery ({:.2}×), {:.2} % delivered",
+                                    peer.name(),
+                                    echo.round_trips_per_sec,
+                                    echo.round_trips_per_sec / echoes,
+                                    echo_cpu,
+                                    echo_cpu / echo_cpus,
+                                    sizes.fanout_subscribers,
+                                    cpu,
+                                    cpu / deliveries,
+                                    step.delivered * 100.0
+                                );
+                            }
+                            (Err(why), _) | (_, Err(why)) => println!("  mount {}: {why}", peer.name()),
+                        }
+                    }
+                }
                 "transports" => report.transports(transports::run(sizes.durable_seconds).await),
                 "encodings" => report.encodings(encodings::run().await),
                 "cluster" => report.cluster(cluster::run(sizes.durable_seconds, sizes.storm_clients).await),
@@ -197,7 +227,7 @@ fn main() {
                 }
                 other => {
                     eprintln!(
-                        "unknown workload `{other}` (storm, idle, fanout, echo, durable, handlers, requests, cluster, transports, encodings, stream)"
+                        "unknown workload `{other}` (storm, idle, fanout, echo, durable, handlers, requests, mount, cluster, transports, encodings, stream)"
                     )
                 }
             }

@@ -31,6 +31,10 @@ pub enum Peer {
     /// Tether with a typed channel, `typed:*`, and a publish handler that accepts
     /// everything (`handler-server`); its plain rooms are [`Peer::Tether`]'s.
     TetherTyped,
+    /// Tether mounted in a warp app as a filter (`mount-server`).
+    MountedWarp,
+    /// Tether mounted in an axum app as a tower service (`mount-server`).
+    MountedAxum,
 }
 
 /// What the server should do with frames.
@@ -63,6 +67,8 @@ impl Peer {
             Peer::NodeWs => "Node ws",
             Peer::SocketIo => "Socket.IO 4",
             Peer::TetherTyped => "Tether, typed channel",
+            Peer::MountedWarp => "Tether in warp (filter)",
+            Peer::MountedAxum => "Tether in axum (service)",
         }
     }
 
@@ -71,7 +77,7 @@ impl Peer {
     pub fn start(self, mode: Mode, tether_args: &[&str]) -> Result<Process, String> {
         let bin = std::env::current_exe().expect("own path").with_file_name("x");
         match self {
-            Peer::Tether | Peer::TetherTyped => {
+            Peer::Tether | Peer::TetherTyped | Peer::MountedWarp | Peer::MountedAxum => {
                 let scratch = std::env::temp_dir().join(format!(
                     "tether-bench-{}-{}",
                     std::process::id(),
@@ -99,8 +105,13 @@ impl Peer {
                     flags.iter().flat_map(|(f, v)| [f.to_string(), v.to_string()]).collect();
                 args.push("--data-dir".into());
                 args.push(scratch.display().to_string());
-                let binary = if self == Peer::Tether { "tether-server" } else { "handler-server" };
-                Ok(Process::start(&bin.with_file_name(binary), &args, &[], Some(scratch)))
+                let (binary, env) = match self {
+                    Peer::TetherTyped => ("handler-server", vec![]),
+                    Peer::MountedWarp => ("mount-server", vec![("TETHER_MOUNT", "warp".to_owned())]),
+                    Peer::MountedAxum => ("mount-server", vec![("TETHER_MOUNT", "axum".to_owned())]),
+                    _ => ("tether-server", vec![]),
+                };
+                Ok(Process::start(&bin.with_file_name(binary), &args, &env, Some(scratch)))
             }
             Peer::Tungstenite => {
                 let mode = if mode == Mode::Echo { "echo" } else { "broadcast" };
@@ -135,7 +146,7 @@ impl Peer {
             .await
             .unwrap_or_else(|e| panic!("{}: connect failed: {e}", self.name()));
         match self {
-            Peer::Tether | Peer::TetherTyped => {
+            Peer::Tether | Peer::TetherTyped | Peer::MountedWarp | Peer::MountedAxum => {
                 send(&mut client, r#"{"type":"hello","v":1,"name":"bench"}"#).await;
                 wait_for(&mut client, r#""type":"welcome""#).await;
                 send(&mut client, &format!(r#"{{"type":"join","room":"{room}"}}"#)).await;
@@ -161,7 +172,7 @@ impl Peer {
             .unwrap_or_else(|e| panic!("{}: connect failed: {e}", self.name()));
         let step = async {
             match self {
-                Peer::Tether | Peer::TetherTyped => {
+                Peer::Tether | Peer::TetherTyped | Peer::MountedWarp | Peer::MountedAxum => {
                     client.send_text(r#"{"type":"hello","v":1,"name":"bench"}"#).await?;
                     client.wait_for(r#""type":"welcome""#).await?;
                     client.send_text(&format!(r#"{{"type":"join","room":"{room}"}}"#)).await?;
@@ -185,7 +196,9 @@ impl Peer {
     /// A frame asking for `body` (a JSON string) back.
     pub fn echo_frame(self, body: &str) -> String {
         match self {
-            Peer::Tether | Peer::TetherTyped => format!(r#"{{"type":"echo","body":"{body}"}}"#),
+            Peer::Tether | Peer::TetherTyped | Peer::MountedWarp | Peer::MountedAxum => {
+                format!(r#"{{"type":"echo","body":"{body}"}}"#)
+            }
             Peer::SocketIo => format!(r#"42["echo","{body}"]"#),
             Peer::Tungstenite | Peer::NodeWs => body.to_owned(),
         }
@@ -194,7 +207,7 @@ impl Peer {
     /// A frame publishing a message stamped `t` (microseconds) to `room`.
     pub fn publish_frame(self, room: &str, id: u64, t: u64) -> String {
         match self {
-            Peer::Tether | Peer::TetherTyped => {
+            Peer::Tether | Peer::TetherTyped | Peer::MountedWarp | Peer::MountedAxum => {
                 format!(r#"{{"type":"publish","id":"b{id}","room":"{room}","body":{{"t":{t}}}}}"#)
             }
             Peer::SocketIo => format!(r#"42["publish","{room}",{{"t":{t}}}]"#),
