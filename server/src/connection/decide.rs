@@ -109,7 +109,7 @@ impl Conn {
         name: Option<String>,
     ) -> Result<ServerFrame, Close> {
         let handler = self.context.channels.connect.clone().expect("only with a connect handler");
-        let headers = self.connecting.take().unwrap_or_default();
+        let headers = self.connecting.take().map(|headers| *headers).unwrap_or_default();
         let connecting = crate::channels::Connecting { headers, token, name, peer: self.peer };
         match crate::channels::guarded(handler(connecting), CONNECT_PATIENCE).await {
             Ok(Ok(admitted)) => match handshake::admitted(admitted) {

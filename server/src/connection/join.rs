@@ -38,12 +38,17 @@ const HISTORY_UNAVAILABLE: Close = Close::new(close::INTERNAL, "history is unava
 const MAX_JOIN_HISTORY: u32 = 1_000;
 
 impl Conn {
+    /// Who a handler call about `room` is from: this connection's user (after hello).
+    pub(super) fn who(&self, room: &str) -> Who {
+        let user = self.identity.as_ref().expect("after hello").user.clone();
+        Who { api: Api::new(self.context.clone()), user, room: room.to_owned() }
+    }
+
     /// Asks the room's channel whether this member may join, and with what metadata:
     /// the member as presence will show them, or the answer that refuses the join.
     async fn admit(&mut self, route: Arc<dyn Route>, room: &str) -> Result<Arc<User>, ServerFrame> {
         let user = self.identity.as_ref().expect("after hello").user.clone();
-        let who = Who { api: Api::new(self.context.clone()), user: user.clone(), room: room.to_owned() };
-        let Some(call) = route.join(who) else { return Ok(user) };
+        let Some(call) = route.join(self.who(room)) else { return Ok(user) };
         match guarded(call, route.patience()).await {
             Ok(Ok(None)) => Ok(user),
             Ok(Ok(Some(meta))) => Ok(Arc::new(User { meta: Some(meta), ..User::clone(&user) })),
@@ -67,10 +72,10 @@ impl Conn {
     /// handler, which runs bounded like every other.
     pub(super) fn left(&self, room: &str, why: Leaving) {
         let Some(route) = self.context.channels.route(room) else { return };
-        let Some(identity) = &self.identity else { return };
-        let who =
-            Who { api: Api::new(self.context.clone()), user: identity.user.clone(), room: room.to_owned() };
-        if let Some(call) = route.leave(who, why) {
+        if self.identity.is_none() {
+            return;
+        }
+        if let Some(call) = route.leave(self.who(room), why) {
             let (patience, room) = (route.patience(), room.to_owned());
             tokio::spawn(async move {
                 if let Err(fault) = guarded(call, patience).await {

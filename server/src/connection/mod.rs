@@ -63,8 +63,9 @@ struct Conn {
     frames: DefaultDirectRateLimiter,
     /// Publishes awaiting an app's handler, answered in order; started by the first.
     lane: Option<crate::channels::lane::Lane>,
-    /// The HTTP request's headers until `hello`, for the app's connect handler.
-    connecting: Option<http::HeaderMap>,
+    /// The HTTP request's headers until `hello`, for the app's connect handler; boxed,
+    /// so that a connection without one carries a pointer, not a header map.
+    connecting: Option<Box<http::HeaderMap>>,
 }
 
 fn quota(per_sec: u32, burst: u32) -> Quota {
@@ -162,7 +163,7 @@ pub async fn serve(
         encoding,
         peer,
         lane: None,
-        connecting: headers,
+        connecting: headers.map(Box::new),
     };
     // Made once and polled in place: a fresh future per loop turn would register and
     // unregister a waiter on every frame.

@@ -9,8 +9,6 @@ use tether_shared::frame::valid_id;
 use tether_shared::{RejectCode, ServerFrame, User};
 
 use super::Conn;
-use crate::Api;
-use crate::channels::Who;
 use crate::channels::lane::{self, HandlerCall, Pending};
 use crate::sequencer::Publish;
 
@@ -25,11 +23,9 @@ impl Conn {
         if !self.rooms.contains(&room) {
             return Some(self.reject(&id, RejectCode::NotJoined, "join the room before publishing to it"));
         }
-        let context = self.context.clone();
-        if let Some(route) = context.channels.route(&room) {
-            let identity = self.identity.as_ref().expect("after hello");
-            let who = Who { api: Api::new(context.clone()), user: identity.user.clone(), room: room.clone() };
-            match route.publish(who, &body) {
+        // Cloned only for a channel's room: a plain room's publish costs nothing here.
+        if let Some(route) = self.context.channels.route(&room).cloned() {
+            match route.publish(self.who(&room), &body) {
                 Err(why) => {
                     let message = format!("the body is not this room's message type: {why}");
                     return Some(self.reject(&id, RejectCode::InvalidBody, &message));
@@ -44,7 +40,7 @@ impl Conn {
                     let user = User::clone(&self.identity.as_ref().expect("after hello").user);
                     let pending = Pending { id, room, user, reply: self.out.clone() };
                     let call = HandlerCall { call, patience: route.patience() };
-                    lane::decide(&mut self.lane, &context, pending, call);
+                    lane::decide(&mut self.lane, &self.context, pending, call);
                     return None;
                 }
                 Ok(None) => {}

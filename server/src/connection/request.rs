@@ -12,8 +12,7 @@ use tether_shared::{RejectCode, ServerFrame};
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use super::Conn;
-use crate::Api;
-use crate::channels::{Answer, Fault, Who, guarded, poll_once};
+use crate::channels::{Answer, Fault, guarded, poll_once};
 
 impl Conn {
     /// Checks a request and has it answered; `Some` is an immediate refusal.
@@ -31,13 +30,11 @@ impl Conn {
             return Some(self.reject(&id, RejectCode::NotJoined, "join the room before asking in it"));
         }
         let context = self.context.clone();
-        let identity = self.identity.as_ref().expect("after hello");
-        let user = identity.user.id.clone();
+        let user = self.identity.as_ref().expect("after hello").user.id.clone();
         let Some(route) = context.channels.route(&room) else {
             return Some(self.reject(&id, RejectCode::NotHandled, "this room answers no requests"));
         };
-        let who = Who { api: Api::new(context.clone()), user: identity.user.clone(), room: room.clone() };
-        let call = match route.request(who, &body) {
+        let call = match route.request(self.who(&room), &body) {
             None => return Some(self.reject(&id, RejectCode::NotHandled, "this room answers no requests")),
             Some(Err(why)) => {
                 let message = format!("the body is not this room's request type: {why}");
