@@ -167,6 +167,72 @@ pub struct Config {
     /// and fallbacks. Never enable it in production.
     #[arg(long, env = "TETHER_TEST_ENDPOINTS")]
     pub test_endpoints: bool,
+
+    /// The app's backend, asked over HTTP (see API.md, *Hooks*).
+    #[command(flatten)]
+    pub hooks: HookConfig,
+}
+
+/// Hooks over HTTP: the standalone server asks the app's backend, in any language, to
+/// decide connections, joins, publishes and requests, as an app's in-process handlers
+/// do. Each hook is off until its URL is given.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct HookConfig {
+    /// URL that decides each connection (`http://…`): who it is, or a refusal.
+    #[arg(long, env = "TETHER_HOOK_CONNECT")]
+    pub hook_connect: Option<String>,
+
+    /// URL that decides each join of a room the hooks cover: the member's metadata, or a
+    /// refusal.
+    #[arg(long, env = "TETHER_HOOK_JOIN")]
+    pub hook_join: Option<String>,
+
+    /// URL that decides each publish to a room the hooks cover: store it as sent, store
+    /// a rewritten body, or refuse.
+    #[arg(long, env = "TETHER_HOOK_PUBLISH")]
+    pub hook_publish: Option<String>,
+
+    /// URL that answers each request to a room the hooks cover: a reply, or a refusal.
+    #[arg(long, env = "TETHER_HOOK_REQUEST")]
+    pub hook_request: Option<String>,
+
+    /// Rooms the join, publish and request hooks cover: `*` for every room, `board:*`
+    /// for a prefix, or one room's name.
+    #[arg(long, env = "TETHER_HOOK_ROOMS", default_value = "*")]
+    pub hook_rooms: String,
+
+    /// Longest one hook call may take, waiting for a free slot included. Past it the
+    /// call fails as `unavailable`, and the server goes on.
+    #[arg(long, env = "TETHER_HOOK_TIMEOUT", default_value = "3s", value_parser = parse_duration)]
+    pub hook_timeout: Duration,
+
+    /// Hook calls in flight at once, over every connection. Calls past it wait for a
+    /// slot, within their timeout.
+    #[arg(long, env = "TETHER_HOOK_CONCURRENCY", default_value_t = 64)]
+    pub hook_concurrency: usize,
+
+    /// Request headers the connect hook is given (cookies and `Authorization` unless
+    /// told otherwise).
+    #[arg(
+        long = "hook-header",
+        env = "TETHER_HOOK_HEADERS",
+        value_delimiter = ',',
+        default_values = ["cookie", "authorization"]
+    )]
+    pub hook_headers: Vec<String>,
+}
+
+impl HookConfig {
+    /// No hooks, the defaults otherwise.
+    pub fn off() -> Self {
+        HookConfig {
+            hook_rooms: "*".into(),
+            hook_timeout: Duration::from_secs(3),
+            hook_concurrency: 64,
+            hook_headers: vec!["cookie".into(), "authorization".into()],
+            ..HookConfig::default()
+        }
+    }
 }
 
 impl Config {
@@ -205,6 +271,7 @@ impl Config {
             token_warning: Duration::from_secs(30),
             dev_token_ttl: Duration::from_secs(600),
             test_endpoints: false,
+            hooks: HookConfig::off(),
         }
     }
 }

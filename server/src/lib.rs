@@ -25,6 +25,7 @@ mod dedupe;
 mod fallback;
 mod handshake;
 mod headers;
+mod hooks;
 mod hub;
 mod identity;
 mod limits;
@@ -48,7 +49,8 @@ pub use api::Api;
 pub use auth::{Claims, sign as sign_token};
 pub use channels::{Admitted, Call, Connecting, Handlers, Leaving};
 pub use close::{Close, SHUTDOWN as SHUTDOWN_CLOSE};
-pub use config::Config;
+pub use config::{Config, HookConfig};
+pub use hooks::HookError;
 pub use mount::{Tether, TetherService};
 pub use routes::RESERVED;
 
@@ -95,6 +97,9 @@ pub enum StartError {
     /// The dedupe window could not be read back from the store.
     #[error("could not read recent publishes back from the store")]
     Dedupe(#[source] store::StoreError),
+    /// A hook's URL or header cannot be used.
+    #[error(transparent)]
+    Hook(#[from] hooks::HookError),
     /// Cluster mode: Redis could not be reached or refused.
     #[error("could not join the cluster through Redis at {url}")]
     Redis {
@@ -181,7 +186,8 @@ impl Server {
 
 /// Opens the store (or joins the cluster) and builds the core: everything but a
 /// listener.
-async fn build(config: Config, channels: channels::Channels) -> Result<Tether, StartError> {
+async fn build(config: Config, mut channels: channels::Channels) -> Result<Tether, StartError> {
+    hooks::install(&config.hooks, config.api_key.as_deref(), &mut channels)?;
     if !config.static_dir.join("index.html").is_file() {
         tracing::warn!(
             dir = %config.static_dir.display(),

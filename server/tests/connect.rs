@@ -7,8 +7,7 @@ use common::*;
 use serde_json::{Value, json};
 use tether_server::{Admitted, Connecting, Server};
 use tether_shared::channel::Reason;
-use tether_shared::{ClientFrame, PROTOCOL_VERSION, ServerFrame};
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tether_shared::ServerFrame;
 
 /// Signs in by the `session` cookie: `ada` is Ada, `boom` breaks the handler, anything
 /// else is refused.
@@ -25,22 +24,11 @@ async fn server() -> Running {
     started(Server::new(unthrottled()).on_connect(signing_in)).await
 }
 
-async fn with_cookie(addr: std::net::SocketAddr, cookie: &str) -> Client {
-    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
-    request.headers_mut().insert("Cookie", cookie.parse().unwrap());
-    let (client, _) = within("the handshake", tokio_tungstenite::connect_async(request)).await.unwrap();
-    client
-}
-
-fn hello() -> ClientFrame {
-    ClientFrame::Hello { v: PROTOCOL_VERSION, token: None, name: Some("Mallory".into()), resume_token: None }
-}
-
 #[tokio::test]
 async fn the_apps_connect_handler_says_who_a_connection_is_or_refuses_it_in_its_own_words() {
     let server = server().await;
     let mut ada = with_cookie(server.addr(), "session=ada").await;
-    send(&mut ada, &hello()).await;
+    send(&mut ada, &hello_frame("Mallory")).await;
     match next_frame(&mut ada).await {
         ServerFrame::Welcome { user, .. } => {
             assert_eq!(
@@ -53,11 +41,11 @@ async fn the_apps_connect_handler_says_who_a_connection_is_or_refuses_it_in_its_
     }
 
     let mut stranger = with_cookie(server.addr(), "session=forged").await;
-    send(&mut stranger, &hello()).await;
+    send(&mut stranger, &hello_frame("Mallory")).await;
     assert_eq!(expect_close(&mut stranger).await, (4401, "please sign in again".to_owned()));
 
     let mut broken = with_cookie(server.addr(), "session=boom").await;
-    send(&mut broken, &hello()).await;
+    send(&mut broken, &hello_frame("Mallory")).await;
     assert_eq!(expect_close(&mut broken).await.0, 1011, "a handler that fails fails that connection");
 
     // The fallback's open request carries the cookie too.

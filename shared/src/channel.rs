@@ -185,6 +185,14 @@ impl Channel for Json {
     type Error = Reason;
 }
 
+/// Any JSON question, any JSON answer: for rooms whose requests are answered by a
+/// handler with no Rust types of its own (the server's HTTP request hook, a backend in
+/// another language). Where nothing answers, a request is refused `not_handled`.
+impl Requests for Json {
+    type Request = Value;
+    type Reply = Value;
+}
+
 /// A refusal with only a code and words: the [`Json`] channel's error type, and what
 /// an app uses when it needs nothing richer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,12 +7,13 @@
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::FutureExt;
 use futures::future::BoxFuture;
 use tether_shared::{ChannelError, Refusal};
 
-use super::AppRefusal;
+use super::{AppRefusal, Refused};
 
 /// What a connection brings to the app's connect handler.
 #[derive(Debug, Clone)]
@@ -46,9 +47,19 @@ impl Admitted {
     }
 }
 
-/// The handler, type-erased.
-pub(crate) type ConnectHandler =
-    Arc<dyn Fn(Connecting) -> BoxFuture<'static, Result<Admitted, AppRefusal>> + Send + Sync>;
+/// Longest an app's in-process connect handler may take.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(5);
+
+/// A connect call, type-erased.
+pub(crate) type ConnectCall =
+    Arc<dyn Fn(Connecting) -> BoxFuture<'static, Result<Admitted, Refused>> + Send + Sync>;
+
+/// The app's connect handler and how long it may take.
+#[derive(Clone)]
+pub(crate) struct ConnectHandler {
+    pub call: ConnectCall,
+    pub patience: Duration,
+}
 
 /// Wraps an app's connect handler.
 pub(crate) fn handler<F, Fut, E>(handler: F) -> ConnectHandler
@@ -57,13 +68,14 @@ where
     Fut: Future<Output = Result<Admitted, E>> + Send + 'static,
     E: ChannelError,
 {
-    Arc::new(move |connecting| {
+    let call: ConnectCall = Arc::new(move |connecting| {
         let answer = handler(connecting);
         async move {
-            answer
-                .await
-                .map_err(|error| AppRefusal { refusal: Refusal::of(&error), message: error.message() })
+            answer.await.map_err(|error| {
+                Refused::App(AppRefusal { refusal: Refusal::of(&error), message: error.message() })
+            })
         }
         .boxed()
-    })
+    });
+    ConnectHandler { call, patience: CONNECT_PATIENCE }
 }

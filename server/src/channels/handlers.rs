@@ -37,7 +37,7 @@ use serde_json::Value;
 use tether_shared::User;
 use tether_shared::channel::{Channel, Requests, decode, encode};
 
-use super::{Answer, AppRefusal, Route, Verdict, Who};
+use super::{Answer, AppRefusal, Refused, Route, Verdict, Who};
 
 /// How long a handler call may take unless [`Handlers::patience`] says otherwise.
 pub const DEFAULT_PATIENCE: Duration = Duration::from_secs(5);
@@ -155,7 +155,9 @@ where
                 match answer.await {
                     Ok(message) => match serde_json::value::to_raw_value(&message) {
                         Ok(body) => Verdict::Store(body),
-                        Err(error) => Verdict::Unencodable(error.to_string()),
+                        Err(error) => Verdict::Broken(format!(
+                            "the app's handler answered with a message that does not encode: {error}"
+                        )),
                     },
                     Err(error) => Verdict::Refuse(AppRefusal::of(&error)),
                 }
@@ -212,7 +214,9 @@ where
                 match answer.await {
                     Ok(reply) => match serde_json::to_value(&reply) {
                         Ok(reply) => Answer::Reply(reply),
-                        Err(error) => Answer::Unencodable(error.to_string()),
+                        Err(error) => Answer::Broken(format!(
+                            "the app's handler answered with a reply that does not encode: {error}"
+                        )),
                     },
                     Err(error) => Answer::Refuse(AppRefusal::of(&error)),
                 }
@@ -250,7 +254,7 @@ where
         decode::<C::State>(value).map(drop).map_err(|undecodable| undecodable.error)
     }
 
-    fn join(&self, who: Who) -> Option<BoxFuture<'static, Result<Option<Value>, AppRefusal>>> {
+    fn join(&self, who: Who) -> Option<BoxFuture<'static, Result<Option<Value>, Refused>>> {
         let call = self.join.as_ref()?(self.call(who));
         Some(
             async move {
@@ -258,7 +262,7 @@ where
                     // The default metadata is no metadata: it costs nothing in presence.
                     Ok(meta) if meta == C::Meta::default() => Ok(None),
                     Ok(meta) => Ok(Some(encode(&meta))),
-                    Err(error) => Err(AppRefusal::of(&error)),
+                    Err(error) => Err(Refused::App(AppRefusal::of(&error))),
                 }
             }
             .boxed(),

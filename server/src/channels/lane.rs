@@ -128,12 +128,13 @@ fn hand_over(context: &Context, pending: Pending, verdict: Result<Verdict, Fault
             context.metrics.rejection(RejectCode::Refused);
             reply.push_reply(wire::refused(&id, refused));
         }
-        Ok(Verdict::Unencodable(why)) => {
+        Ok(Verdict::Broken(why)) => {
             tracing::error!(why, room, id, "publish handler's answer");
-            reject(
-                RejectCode::Internal,
-                &format!("the app's handler answered with a message that does not encode: {why}"),
-            );
+            reject(RejectCode::Internal, &why);
+        }
+        Ok(Verdict::Unavailable(why)) => {
+            tracing::warn!(why, room, id, "publish hook");
+            reject(RejectCode::Unavailable, &why);
         }
         Err(fault) => {
             tracing::error!(%fault, room, id, "publish handler");

@@ -47,8 +47,12 @@ pub(crate) enum Verdict {
     /// The app's refusal.
     Refuse(AppRefusal),
     /// What it returned could not be encoded (a map with keys that are not strings,
-    /// say): a bug in the app's types, which fails that publish.
-    Unencodable(String),
+    /// say), or a backend's answer could not be read: a bug in the app, which fails
+    /// that publish with `internal` and these words.
+    Broken(String),
+    /// The app's backend could not be asked ([HTTP hooks](crate::hooks)): the publish
+    /// fails with `unavailable`, which the client retries.
+    Unavailable(String),
 }
 
 /// What a request handler said.
@@ -57,8 +61,11 @@ pub(crate) enum Answer {
     Reply(Value),
     /// The app's refusal.
     Refuse(AppRefusal),
-    /// The reply could not be encoded: a bug in the app's types.
-    Unencodable(String),
+    /// The reply could not be encoded, or a backend's answer could not be read: a bug
+    /// in the app. The words say which.
+    Broken(String),
+    /// The app's backend could not be asked ([HTTP hooks](crate::hooks)).
+    Unavailable(String),
 }
 
 /// An app's error as the wire carries it: the [`Refusal`] and the error's own words,
@@ -66,6 +73,24 @@ pub(crate) enum Answer {
 pub(crate) struct AppRefusal {
     pub refusal: Refusal,
     pub message: String,
+}
+
+/// Why a join or a connection was not let in by the app.
+pub(crate) enum Refused {
+    /// The app said no, in its own words.
+    App(AppRefusal),
+    /// The app's backend could not be asked ([HTTP hooks](crate::hooks)): down, too
+    /// slow, too busy, or answering with an error. Trying again later may work.
+    Unavailable(String),
+    /// The backend answered with something that is not a hook answer: a bug in the
+    /// app, which trying again will not fix.
+    Broken(String),
+}
+
+impl From<AppRefusal> for Refused {
+    fn from(refusal: AppRefusal) -> Self {
+        Refused::App(refusal)
+    }
 }
 
 impl AppRefusal {
@@ -92,7 +117,7 @@ pub(crate) trait Route: Send + Sync {
     fn check_state(&self, value: &Value) -> Result<(), String>;
     /// The join handler's call, if there is one: the member's metadata, encoded, or
     /// the app's refusal.
-    fn join(&self, who: Who) -> Option<BoxFuture<'static, Result<Option<Value>, AppRefusal>>>;
+    fn join(&self, who: Who) -> Option<BoxFuture<'static, Result<Option<Value>, Refused>>>;
     /// The request handler's call: `None` when the channel answers no requests,
     /// `Some(Err)` when `body` is not its request type (why).
     fn request(&self, who: Who, body: &Value) -> Option<Result<BoxFuture<'static, Answer>, String>>;
@@ -115,6 +140,11 @@ impl Channels {
         self.routes.retain(|r| r.pattern() != route.pattern());
         self.routes.push(route);
         self.routes.sort_by_key(|r| std::cmp::Reverse(tether_shared::channel::specificity(r.pattern())));
+    }
+
+    /// Whether a channel is registered for exactly this pattern.
+    pub(crate) fn has_pattern(&self, pattern: &str) -> bool {
+        self.routes.iter().any(|route| route.pattern() == pattern)
     }
 
     /// The channel `room` belongs to; `None` for a plain JSON room.

@@ -11,9 +11,6 @@ use crate::handshake;
 use crate::limits::MAX_STRIKES;
 use crate::presence;
 
-/// Longest the app's connect handler may take.
-const CONNECT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// What the connection loop does after handling one frame. Deciding is synchronous
 /// and the loop does the writing: a write future is small, and a join's (with its
 /// replay) is boxed, so a connection's task stays small for as long as it lives.
@@ -111,14 +108,23 @@ impl Conn {
         let handler = self.context.channels.connect.clone().expect("only with a connect handler");
         let headers = self.connecting.take().map(|headers| *headers).unwrap_or_default();
         let connecting = crate::channels::Connecting { headers, token, name, peer: self.peer };
-        match crate::channels::guarded(handler(connecting), CONNECT_PATIENCE).await {
+        match crate::channels::guarded((handler.call)(connecting), handler.patience).await {
             Ok(Ok(admitted)) => match handshake::admitted(admitted) {
                 Some(identity) => Ok(self.welcomed(identity)),
                 None => Err(Close::new(close::INTERNAL, "the app's connect handler gave an invalid user id")),
             },
-            Ok(Err(refused)) => {
+            Ok(Err(crate::channels::Refused::App(refused))) => {
                 tracing::info!(code = refused.refusal.code, "refused by the app's connect handler");
                 Err(Close::new_owned(close::UNAUTHORIZED, refused.message))
+            }
+            // The backend may be back in a moment: the client retries (1013).
+            Ok(Err(crate::channels::Refused::Unavailable(why))) => {
+                tracing::warn!(why, "connect hook");
+                Err(Close::new_owned(close::TRY_AGAIN_LATER, why))
+            }
+            Ok(Err(crate::channels::Refused::Broken(why))) => {
+                tracing::error!(why, "connect hook");
+                Err(Close::new_owned(close::INTERNAL, why))
             }
             Err(fault) => {
                 tracing::error!(%fault, "connect handler");

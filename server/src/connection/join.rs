@@ -13,7 +13,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use super::{Conn, Ending, Transport, write};
 use crate::Api;
 use crate::auth;
-use crate::channels::{Leaving, Route, Who, guarded};
+use crate::channels::{Leaving, Refused, Route, Who, guarded};
 use crate::close::Close;
 use crate::creations::Creator;
 use crate::metrics::OutcomeLabel;
@@ -52,7 +52,11 @@ impl Conn {
         match guarded(call, route.patience()).await {
             Ok(Ok(None)) => Ok(user),
             Ok(Ok(Some(meta))) => Ok(Arc::new(User { meta: Some(meta), ..User::clone(&user) })),
-            Ok(Err(refused)) => {
+            Ok(Err(Refused::Unavailable(why) | Refused::Broken(why))) => {
+                tracing::warn!(why, room, "join hook");
+                Err(self.error(ErrorCode::Internal, why, Some(room)))
+            }
+            Ok(Err(Refused::App(refused))) => {
                 self.context.metrics.error(ErrorCode::Refused);
                 Err(ServerFrame::Error {
                     code: ErrorCode::Refused,

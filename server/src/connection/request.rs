@@ -100,12 +100,14 @@ fn framed(
             context.metrics.rejection(RejectCode::Refused);
             Ok(crate::wire::refused(id, refused))
         }
-        Ok(Answer::Unencodable(why)) => {
+        Ok(Answer::Broken(why)) => {
             tracing::error!(why, room, id, "request handler's answer");
-            failed(
-                RejectCode::Internal,
-                format!("the app's handler answered with a reply that does not encode: {why}"),
-            )
+            failed(RejectCode::Internal, why)
+        }
+        // Not remembered: a repeat asks the backend again.
+        Ok(Answer::Unavailable(why)) => {
+            tracing::warn!(why, room, id, "request hook");
+            failed(RejectCode::Unavailable, why)
         }
         Err(fault) => {
             tracing::error!(%fault, room, id, "request handler");

@@ -153,6 +153,20 @@ pub async fn http_with(
 use serde_json::Value;
 use tether_shared::{PROTOCOL_VERSION, User};
 
+/// A `hello` that asks for the name `name`, with no token.
+pub fn hello_frame(name: &str) -> ClientFrame {
+    ClientFrame::Hello { v: PROTOCOL_VERSION, token: None, name: Some(name.into()), resume_token: None }
+}
+
+/// Opens a WebSocket whose upgrade request carries `cookie`, as a browser's would.
+pub async fn with_cookie(addr: SocketAddr, cookie: &str) -> Client {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/ws").into_client_request().unwrap();
+    request.headers_mut().insert("Cookie", cookie.parse().unwrap());
+    let (client, _) = within("the handshake", tokio_tungstenite::connect_async(request)).await.unwrap();
+    client
+}
+
 /// Connects and says hello as `name`; returns the client and who the server says it is.
 pub async fn hello(addr: SocketAddr, name: &str) -> (Client, User, String) {
     let mut client = connect(addr).await;
