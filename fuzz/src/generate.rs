@@ -128,7 +128,7 @@ const RAW: &[&str] = &[
 /// A string: a meaningful word, arbitrary text, or a run of one character around a
 /// length limit (64 for rooms and ids, 32 for names).
 pub fn string(u: &mut Unstructured) -> Result<String> {
-    Ok(match u.int_in_range(0..=11)? {
+    Ok(match u.int_in_range(0..=12)? {
         0..=3 => (*u.choose(WORDS)?).to_owned(),
         4..=6 => u.arbitrary::<String>()?,
         7 => {
@@ -285,13 +285,16 @@ pub fn client_frame(u: &mut Unstructured) -> Result<ClientFrame> {
         },
         9 => ClientFrame::Ping { nonce: number(u)? },
         10 => ClientFrame::Refresh { token: string(u)? },
-        _ => ClientFrame::Echo { body: json(u, 3)? },
+        11 => ClientFrame::Echo { body: json(u, 3)? },
+        _ => {
+            ClientFrame::Request { id: id(u)?, room: room(u)?, body: json(u, 3)?, idempotent: u.arbitrary()? }
+        }
     })
 }
 
 /// Any server frame.
 pub fn server_frame(u: &mut Unstructured) -> Result<ServerFrame> {
-    Ok(match u.int_in_range(0..=17)? {
+    Ok(match u.int_in_range(0..=18)? {
         0 => ServerFrame::Welcome {
             v: u.arbitrary()?,
             session: string(u)?,
@@ -353,6 +356,7 @@ pub fn server_frame(u: &mut Unstructured) -> Result<ServerFrame> {
         14 => ServerFrame::Refreshed { expires_at: number(u)? },
         15 => ServerFrame::Pong { nonce: number(u)? },
         16 => ServerFrame::Echo { body: json(u, 3)? },
+        17 => ServerFrame::Reply { id: id(u)?, room: room(u)?, body: json(u, 3)? },
         _ => ServerFrame::Error {
             code: *u.choose(ERROR_CODES)?,
             message: string(u)?,

@@ -6,8 +6,8 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 use tether_server::{Admitted, Connecting, Server};
-use tether_shared::channel::Reason;
 use tether_shared::ServerFrame;
+use tether_shared::channel::Reason;
 
 /// Signs in by the `session` cookie: `ada` is Ada, `boom` breaks the handler, anything
 /// else is refused.
