@@ -171,8 +171,8 @@ pub fn PokerTable(props: &PokerTableProps) -> Html {
                 else { { format!("Round {}: {}", table.round, if table.topic.is_empty() { "untitled" } else { &table.topic }) } }
             </h2>
             <NewRound play={play.clone()} />
-            <Deck mine={view.mine().map(AttrValue::from)} revealed={table.revealed} play={play.clone()} />
-            <Votes table={table.clone()} />
+            { deck(view.mine(), table.revealed, &play) }
+            { votes(table) }
             <div class="poker-actions">
                 <button class="reveal" onclick={reveal} disabled={table.revealed}>{ "Reveal" }</button>
                 if let Some(average) = table.revealed.then(|| table.average_tenths()).flatten() {
@@ -186,50 +186,31 @@ pub fn PokerTable(props: &PokerTableProps) -> Html {
     }
 }
 
-/// Properties of [`Deck`].
-#[derive(Properties, PartialEq)]
-pub struct DeckProps {
-    /// Our card this round, if any.
-    pub mine: Option<AttrValue>,
-    /// Whether the cards are face up (votes wait for the next round).
-    pub revealed: bool,
-    /// Makes a move.
-    pub play: Callback<Move>,
-}
-
-/// The cards to vote with; ours stands out.
-#[component]
-pub fn Deck(props: &DeckProps) -> Html {
+/// The cards to vote with; ours (`mine`) stands out. A view function rather than a
+/// component: it has no state of its own, and each component costs the bundle its own
+/// copy of Yew's lifecycle.
+fn deck(mine: Option<&str>, revealed: bool, play: &Callback<Move>) -> Html {
     html! {
         <div class="deck" role="group" aria-label="Cards">
             { for DECK.iter().map(|card| {
-                let chosen = props.mine.as_deref() == Some(*card);
-                let play = props.play.clone();
+                let chosen = mine == Some(*card);
+                let play = play.clone();
                 let onclick = Callback::from(move |_| play.emit(Move::Vote { card: (*card).to_owned() }));
                 html! {
                     <button class={classes!("card", chosen.then_some("chosen"))} aria-pressed={chosen.to_string()}
-                        data-card={*card} disabled={props.revealed} {onclick}>{ *card }</button>
+                        data-card={*card} disabled={revealed} {onclick}>{ *card }</button>
                 }
             }) }
         </div>
     }
 }
 
-/// Properties of [`Votes`].
-#[derive(Properties, PartialEq)]
-pub struct VotesProps {
-    /// The table.
-    pub table: Table,
-}
-
 /// Who voted, their cards face down until the reveal.
-#[component]
-pub fn Votes(props: &VotesProps) -> Html {
-    let votes = &props.table.votes;
+fn votes(table: &Table) -> Html {
     html! {
         <ul class="votes" aria-label="Votes">
-            if votes.is_empty() { <li class="no-votes">{ "No votes yet" }</li> }
-            { for votes.iter().map(|vote| html! {
+            if table.votes.is_empty() { <li class="no-votes">{ "No votes yet" }</li> }
+            { for table.votes.iter().map(|vote| html! {
                 <li class="vote" key={vote.voter.id.clone()}>
                     { match &vote.card {
                         Some(card) => html! { <span class="face up">{ card }</span> },
