@@ -96,10 +96,19 @@ async fn play(call: Call<Tables>, turn: Move) -> Result<Seat, PokerError> {
         room: call.room.clone(),
         body: encode(&event),
         id: None,
-        from: Some(Sender { id: voter.id, name: voter.name }),
+        from: Some(Sender { id: voter.id, name: sender_name(&voter.name) }),
     };
     if call.api.publish(publish).await.is_err() && call.state.undo(&call.room, seat.table.version, before) {
         return Err(PokerError::Unavailable);
     }
     Ok(seat)
+}
+
+/// The name an API publish may carry (1-32 characters): a dev sign-in's always is one,
+/// and an app's own sign-in (a token, `on_connect`) may name anyone anyhow.
+fn sender_name(name: &str) -> String {
+    match name.trim() {
+        "" => "member".to_owned(),
+        name => name.chars().take(32).collect(),
+    }
 }
