@@ -5,7 +5,9 @@ pub mod chat;
 pub mod dashboard;
 pub mod details;
 pub mod echo;
+pub mod poker;
 
 pub use dashboard::Dashboard;
 pub use details::ConnectionDetails;
 pub use echo::EchoPage;
+pub use poker::PokerTable;

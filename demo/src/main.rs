@@ -3,7 +3,7 @@
 
 use gloo_storage::{LocalStorage, Storage};
 use tether_demo::chat::{ChatRoom, RoomPicker};
-use tether_demo::{ConnectionDetails, EchoPage};
+use tether_demo::{ConnectionDetails, EchoPage, PokerTable};
 use tether_shared::ConnectionConfig;
 use tether_yew::{
     ConnectionIndicator, LinkOptions, OfflineBanner, QueueStatus, TokenProvider, WebSocketProvider,
@@ -18,6 +18,18 @@ const NAME_KEY: &str = "tether.name";
 enum Page {
     Chat,
     Echo,
+    Poker,
+}
+
+impl Page {
+    /// The page `?page=` names; the chat when it names none.
+    fn named(name: Option<&str>) -> Page {
+        match name {
+            Some("echo") => Page::Echo,
+            Some("poker") => Page::Poker,
+            _ => Page::Chat,
+        }
+    }
 }
 
 #[component]
@@ -90,7 +102,13 @@ fn App() -> Html {
         endpoints
     });
     let url = AttrValue::from(endpoints[0].clone());
-    let page = use_state(|| Page::Chat);
+    // `?page=poker` opens on another page than the chat, and `?table=sprint` picks the
+    // poker table (`poker:sprint`; `poker:team` when it names none).
+    let page = use_state(|| Page::named(query("page").as_deref()));
+    let table = use_memo((), |()| {
+        let name = query("table").filter(|name| !name.is_empty()).unwrap_or_else(|| "team".into());
+        AttrValue::from(format!("poker:{name}"))
+    });
     // Short-lived dev tokens (the server's `--dev-token-ttl`), renewed in place before
     // they expire: the path an app with its own token backend takes. Made once per name:
     // a new provider would be new options, and new options a new set of connections.
@@ -130,6 +148,7 @@ fn App() -> Html {
                     <span class="me">{ current_name }</span>
                     { tab(Page::Chat, "Chat") }
                     { tab(Page::Echo, "Echo") }
+                    { tab(Page::Poker, "Poker") }
                     <ConnectionIndicator />
                     <QueueStatus />
                 </header>
@@ -138,6 +157,7 @@ fn App() -> Html {
                 { match *page {
                     Page::Chat => html! { <Chat /> },
                     Page::Echo => html! { <EchoPage url={url.clone()} /> },
+                    Page::Poker => html! { <PokerTable room={(*table).clone()} /> },
                 } }
             </main>
         </WebSocketProvider>

@@ -731,3 +731,77 @@ async fn s13_live_cursors_follow_within_a_measured_bound() {
     c.alice.screenshot("live-cursors").await;
     report("13 (live cursors)", started);
 }
+
+/// The texts of the poker table's votes on `page`: each voter's name and card face.
+async fn poker_votes(page: &Page) -> Vec<(String, String)> {
+    let voters = page.texts(".vote .voter").await;
+    let faces = page.texts(".vote .face").await;
+    voters.into_iter().zip(faces).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s14_two_at_a_poker_table_vote_reveal_and_see_the_same_average() {
+    let started = Instant::now();
+    let server = Server::start(&[]);
+    let base = format!("http://{}", server.addr);
+    let browser = Browser::start().await;
+    let (alice, bob) = (browser.page("Alice").await, browser.page("Bob").await);
+    for page in [&alice, &bob] {
+        page.open_with(&base, "page=poker&table=sprint").await;
+        page.until("at the table", PATIENCE, "document.querySelector('.poker-topic')").await;
+    }
+
+    alice
+        .js("document.querySelector('.topic-input').value = 'Login page'; \
+             document.querySelector('.new-round button[type=submit]').click(); return true;")
+        .await;
+    for page in [&alice, &bob] {
+        let topic = "document.querySelector('.poker-topic').textContent === 'Round 1: Login page'";
+        page.until("the round's topic", PATIENCE, topic).await;
+    }
+
+    // A move the server refuses shows its typed refusal, to the mover alone.
+    bob.js("document.querySelector('.reveal').click(); return true;").await;
+    let refused = "document.querySelector('.poker-refusal')?.textContent === 'nobody has voted yet'";
+    bob.until("the refusal", PATIENCE, refused).await;
+    assert_eq!(alice.texts(".poker-refusal").await, Vec::<String>::new());
+
+    // Both vote: each sees their own card chosen, and both cards face down.
+    alice.js("document.querySelector(\".card[data-card='5']\").click(); return true;").await;
+    bob.js("document.querySelector(\".card[data-card='8']\").click(); return true;").await;
+    for page in [&alice, &bob] {
+        page.until(
+            "two face-down votes",
+            PATIENCE,
+            "document.querySelectorAll('.vote .face.down').length === 2",
+        )
+        .await;
+    }
+    assert_eq!(alice.texts(".card.chosen").await, ["5"]);
+    assert_eq!(bob.texts(".card.chosen").await, ["8"]);
+    assert_eq!(bob.texts(".poker-refusal").await, Vec::<String>::new(), "cleared by an accepted move");
+    for page in [&alice, &bob] {
+        assert_eq!(
+            page.texts(".vote .face").await,
+            ["✓", "✓"],
+            "{}: no card shown before the reveal",
+            page.name
+        );
+    }
+
+    alice.js("document.querySelector('.reveal').click(); return true;").await;
+    for page in [&alice, &bob] {
+        page.until(
+            "the average",
+            PATIENCE,
+            "document.querySelector('.average')?.textContent === 'Average: 6.5'",
+        )
+        .await;
+    }
+    let expected = [("Alice".to_owned(), "5".to_owned()), ("Bob".to_owned(), "8".to_owned())];
+    assert_eq!(poker_votes(&alice).await, expected);
+    assert_eq!(poker_votes(&bob).await, expected, "the same votes on both screens");
+    // The README's picture (docs/screenshots/poker.png).
+    bob.screenshot("poker").await;
+    report("14 (poker table)", started);
+}

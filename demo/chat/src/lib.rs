@@ -1,11 +1,18 @@
 //! The demo chat's contract, written once: the server's handlers (`tether-demo-server`)
 //! and the Yew app (`tether-demo`) both depend on this crate, so a field renamed here
 //! is a compile error on both sides.
+//!
+//! Two channels: [`Chat`] for every room, and [`Poker`] for the planning-poker tables
+//! (`poker:…` rooms, in [`poker`]).
+
+pub mod poker;
+
+pub use poker::Poker;
 
 use serde::{Deserialize, Serialize};
 use tether_shared::channel::{Channel, ChannelError, Requests};
 
-/// Every room of the demo is a chat room.
+/// Every room of the demo is a chat room, but the poker tables (`poker:…`).
 pub struct Chat;
 
 impl Channel for Chat {

@@ -1,34 +1,12 @@
-//! `tether-demo-server`: the demo chat's server. It takes every flag `tether-server`
-//! takes (see `--help`) and adds the chat's channel: every post is checked by the
-//! contract's own rule, and each member's badge is decided as they join.
+//! `tether-demo-server`: the demo's server. It takes every flag `tether-server` takes
+//! (see `--help`) and adds the demo's channels: the chat in every room, and the
+//! planning-poker tables in `poker:…` rooms.
 
-use tether_demo_chat::{Badge, Chat, Post, Question, RoomStats};
-use tether_server::{Handlers, Server};
+use tether_demo_server::{chat, poker};
+use tether_server::Server;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tether_server::cli::run(|config| Server::new(config).channel(chat())).await
-}
-
-/// The chat's handlers.
-fn chat() -> Handlers<Chat> {
-    Handlers::<Chat>::new()
-        // The host is whoever finds the room empty (a room nobody is in and nothing was
-        // said in is not found at all).
-        .on_join(|call| async move {
-            let present = call.api.presence(&call.room, None, Some(1)).await;
-            Ok(Badge { host: present.map_or(true, |page| page.count == 0) })
-        })
-        .on_publish(|_call, post: Post| async move { post.check().map(|()| post) })
-        .on_request(|call, question: Question| async move {
-            match question {
-                Question::Stats => {
-                    let messages =
-                        call.api.history(&call.room, None, Some(0)).await.map_or(0, |page| page.head);
-                    let here =
-                        call.api.presence(&call.room, None, Some(1)).await.map_or(0, |page| page.count);
-                    Ok(RoomStats { messages, here })
-                }
-            }
-        })
+    tether_server::cli::run(|config| Server::new(config).channel(chat::handlers()).channel(poker::handlers()))
+        .await
 }
