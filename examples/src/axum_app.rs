@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 
-use crate::{COOKIE, Sessions, news};
+use crate::{COOKIE, PAGE, Sessions, news};
 
 /// What the app's handlers share: its sessions and Tether's handle.
 #[derive(Clone)]
@@ -22,6 +22,7 @@ pub struct App {
 /// The app's router with `tether` mounted under `/live`.
 pub fn router(app: App, tether: &tether_server::Tether) -> Router {
     Router::new()
+        .route("/", get(|| async { axum::response::Html(PAGE) }))
         .route("/login", get(login))
         .route("/me", get(me))
         .route("/announce", post(announce))

@@ -1,5 +1,7 @@
 //! Tether inside an app's own server. Both apps do the same thing in their framework:
 //!
+//! - `GET /` is the app's page (`page.html`): sign in, and the `news` room live, over
+//!   Tether's protocol from plain JavaScript with the session cookie;
 //! - `GET /login?name=Ada` signs in: the app makes a session and sets its cookie;
 //! - `GET /me` answers who the session is;
 //! - `POST /announce?text=…` publishes into the `news` room from the app's own route,
@@ -61,6 +63,9 @@ pub async fn tether(sessions: &Sessions) -> Result<tether_server::Tether, tether
         .build()
         .await
 }
+
+/// The app's one page, the same in both apps.
+pub const PAGE: &str = include_str!("page.html");
 
 /// The body the apps publish into `news`.
 pub fn announcement(text: &str) -> serde_json::Value {

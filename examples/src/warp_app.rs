@@ -7,7 +7,7 @@ use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::{Reply, Response};
 
-use crate::{COOKIE, Sessions, news};
+use crate::{COOKIE, PAGE, Sessions, news};
 
 /// The app's routes with `tether` under `/live`.
 pub fn routes(sessions: Sessions, tether: &tether_server::Tether) -> BoxedFilter<(Response,)> {
@@ -51,5 +51,14 @@ pub fn routes(sessions: Sessions, tether: &tether_server::Tether) -> BoxedFilter
             },
         )
     };
-    login.or(me).unify().or(announce).unify().or(warp::path("live").and(tether.filter())).unify().boxed()
+    let page = warp::path::end().and(warp::get()).map(|| warp::reply::html(PAGE).into_response());
+    page.or(login)
+        .unify()
+        .or(me)
+        .unify()
+        .or(announce)
+        .unify()
+        .or(warp::path("live").and(tether.filter()))
+        .unify()
+        .boxed()
 }
