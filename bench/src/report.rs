@@ -413,7 +413,9 @@ impl Report {
                 "## Requests beside publishes\n\n\
                  Each connection keeps one request (answered by a typed channel's request handler, \
                  nothing stored) or one publish (acked once the memory store numbered it) in flight \
-                 at a time; `handler-server`, in the same run.\n"
+                 at a time; `handler-server`, in the same run. `emitWithAck` is Socket.IO 4 \
+                 (Node) answering each `emitWithAck` from its handler's acknowledgement at once, \
+                 with nothing stored, when it is installed.\n"
             );
             let _ = writeln!(md, "| kind | connections | answers/s | p50 | p99 |");
             let _ = writeln!(md, "|---|---:|---:|---:|---:|");
