@@ -819,5 +819,13 @@ async fn s14_two_at_a_poker_table_vote_reveal_and_see_the_same_average() {
     )
     .await;
     assert_eq!(bob.texts(".me").await, ["Bob"]);
+    // A link from when the table was a page of the app goes on to its bundle.
+    bob.open_with(&base, "page=poker&table=sprint").await;
+    bob.until(
+        "sent on to /poker",
+        PATIENCE,
+        "location.pathname === '/poker' && document.querySelector('.average')?.textContent === 'Average: 6.5'",
+    )
+    .await;
     report("14 (poker table)", started);
 }
