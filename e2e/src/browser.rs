@@ -122,7 +122,13 @@ impl Page {
     /// Opens the app through `base` as this user, with more of the query string
     /// (`endpoints=…`).
     pub async fn open_with(&self, base: &str, query: &str) {
-        let url = format!("{base}/?name={}&{query}", self.name);
+        self.open_at(base, "/", query).await;
+    }
+
+    /// Opens another page of the demo through `base` as this user: one of its own
+    /// bundle (`/poker`), with more of the query string (`table=…`).
+    pub async fn open_at(&self, base: &str, path: &str, query: &str) {
+        let url = format!("{base}{path}?name={}&{query}", self.name);
         within_for(PAGE_LOAD, "the page loading", self.client.goto(&url)).await.unwrap();
     }
 

@@ -747,7 +747,7 @@ async fn s14_two_at_a_poker_table_vote_reveal_and_see_the_same_average() {
     let browser = Browser::start().await;
     let (alice, bob) = (browser.page("Alice").await, browser.page("Bob").await);
     for page in [&alice, &bob] {
-        page.open_with(&base, "page=poker&table=sprint").await;
+        page.open_at(&base, "/poker", "table=sprint").await;
         page.until("at the table", PATIENCE, "document.querySelector('.poker-topic')").await;
     }
 
@@ -803,5 +803,29 @@ async fn s14_two_at_a_poker_table_vote_reveal_and_see_the_same_average() {
     assert_eq!(poker_votes(&bob).await, expected, "the same votes on both screens");
     // The README's picture (docs/screenshots/poker.png).
     bob.screenshot("poker").await;
+
+    // The table is a bundle of its own at /poker: its Chat tab is a link to the app at
+    // `/`, and the app's Poker tab one back, both keeping who Bob is and which table.
+    bob.js("document.querySelector('a.tab[href^=\"/?\"]').click(); return true;").await;
+    bob.until("the chat app", PATIENCE, "location.pathname === '/' && document.querySelector('.composer')")
+        .await;
+    assert_eq!(bob.texts(".me").await, ["Bob"]);
+    assert_eq!(bob.texts(".poker-topic").await, Vec::<String>::new(), "the chat app has no poker table");
+    bob.js("document.querySelector('a.tab[href^=\"/poker\"]').click(); return true;").await;
+    bob.until(
+        "back at the table",
+        PATIENCE,
+        "location.pathname === '/poker' && document.querySelector('.average')?.textContent === 'Average: 6.5'",
+    )
+    .await;
+    assert_eq!(bob.texts(".me").await, ["Bob"]);
+    // A link from when the table was a page of the app goes on to its bundle.
+    bob.open_with(&base, "page=poker&table=sprint").await;
+    bob.until(
+        "sent on to /poker",
+        PATIENCE,
+        "location.pathname === '/poker' && document.querySelector('.average')?.textContent === 'Average: 6.5'",
+    )
+    .await;
     report("14 (poker table)", started);
 }

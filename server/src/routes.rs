@@ -207,7 +207,9 @@ fn dev_token(context: &Context, name: Option<&String>, sub: Option<&String>) -> 
     json(StatusCode::OK, serde_json::json!({"token": token, "user": user, "expires_at": exp}))
 }
 
-/// Static files, and `index.html` for any other GET outside the reserved prefixes.
+/// Static files; a page of its own for a GET under `/<name>/` when `<name>/index.html`
+/// exists (the dashboard at `/admin`, the poker table at `/poker`); and `index.html` for
+/// any other GET outside the reserved prefixes.
 fn spa(dir: &std::path::Path) -> BoxedFilter<(Response,)> {
     let index: PathBuf = dir.join("index.html");
     let not_reserved = warp::path::peek().and_then(|rest: warp::path::Peek| async move {
@@ -215,11 +217,27 @@ fn spa(dir: &std::path::Path) -> BoxedFilter<(Response,)> {
         if RESERVED.contains(&first) { Err(warp::reject::not_found()) } else { Ok(()) }
     });
     let files = warp::fs::dir(dir.to_path_buf()).map(Reply::into_response);
-    // The dashboard is its own bundle (`dist/admin/`): `/admin` and below get its page.
-    let dashboard = warp::get()
-        .and(warp::path("admin"))
-        .and(warp::fs::file(dir.join("admin/index.html")))
-        .map(Reply::into_response);
+    // A bundle in a folder of its own (`dist/admin/`, `dist/poker/`): its page answers
+    // `/<name>` and every path below it, as `index.html` does for the app at `/`. Looked
+    // up on each request, so a bundle built while the server runs is served at once.
+    let subpage = {
+        let dir = dir.to_path_buf();
+        warp::get().and(warp::path::param::<String>()).and_then(move |name: String| {
+            let page = dir.join(&name).join("index.html");
+            async move {
+                // Only a plain folder name: never `..`, a hidden folder or an escape.
+                let plain = !name.starts_with('.')
+                    && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                if !plain {
+                    return Err(warp::reject::not_found());
+                }
+                match tokio::fs::read(&page).await {
+                    Ok(body) => Ok(warp::reply::html(body).into_response()),
+                    Err(_) => Err(warp::reject::not_found()),
+                }
+            }
+        })
+    };
     // Without its bundle, `/admin` says so instead of falling through to the app's page.
     let no_dashboard = warp::get().and(warp::path("admin")).map(|| {
         text(
@@ -228,7 +246,7 @@ fn spa(dir: &std::path::Path) -> BoxedFilter<(Response,)> {
         )
     });
     let fallback = warp::get().and(warp::fs::file(index)).map(Reply::into_response);
-    let pages = files.or(dashboard).unify().or(no_dashboard).unify().or(fallback).unify();
+    let pages = files.or(subpage).unify().or(no_dashboard).unify().or(fallback).unify();
     not_reserved.untuple_one().and(pages).boxed()
 }
 

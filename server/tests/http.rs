@@ -88,3 +88,41 @@ async fn the_dashboard_is_its_own_page_or_says_it_is_not_built() {
     server.stop().await;
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_bundle_in_a_folder_of_its_own_answers_every_path_under_it() {
+    let (server, dir) = server_with_bundle().await;
+    let addr = server.addr();
+    std::fs::create_dir_all(dir.join("poker")).unwrap();
+    std::fs::write(dir.join("poker/index.html"), "<!doctype html><title>Tether poker</title>").unwrap();
+    std::fs::write(dir.join("poker/poker.js"), "console.log('poker')").unwrap();
+    // A folder named like a reserved prefix, and one without a page.
+    std::fs::create_dir_all(dir.join("metrics")).unwrap();
+    std::fs::write(dir.join("metrics/index.html"), "<!doctype html><title>Shadow</title>").unwrap();
+    std::fs::create_dir_all(dir.join("images")).unwrap();
+
+    for path in ["/poker", "/poker/", "/poker/table/sprint", "/poker?name=Ada&table=sprint"] {
+        let (status, head, body) = http_get(addr, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(head.to_ascii_lowercase().contains("content-type: text/html"), "{path}: {head}");
+        assert!(body.contains("<title>Tether poker</title>"), "{path}: {body}");
+    }
+    let (status, _, body) = http_get(addr, "/poker/poker.js").await;
+    assert_eq!((status, body.as_str()), (200, "console.log('poker')"), "its files are still files");
+    let (status, _, body) = http_get(addr, "/assets/app.js").await;
+    assert_eq!((status, body.as_str()), (200, "console.log('tether')"));
+
+    // A folder without a page is the app's route; a reserved prefix stays the server's.
+    for path in ["/images/x", "/pokerface", "/%2e%2e/poker"] {
+        let (status, _, body) = http_get(addr, path).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(body.contains("<title>Tether</title>"), "{path}: {body}");
+    }
+    for path in ["/metrics/nope", "/metrics/index.html"] {
+        let (status, _, body) = http_get(addr, path).await;
+        assert_eq!(status, 404, "{path}");
+        assert!(!body.contains("<title>"), "{path} served a page: {body}");
+    }
+    server.stop().await;
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -4,8 +4,9 @@
 //! trunk is a development server first (`trunk serve`: live reload, proxying), and it is
 //! the slowest tool to install here (about ten minutes of compiling on two cores). The
 //! bundle needs none of what it adds, so `cargo xtask run`, `dist` and `test` build it
-//! from the same `index.html` and `admin.html` trunk reads: their `data-trunk` links say
-//! which binary and stylesheet to bundle, and are replaced by plain tags here.
+//! from the same `index.html`, `poker.html` and `admin.html` trunk reads: their
+//! `data-trunk` links say which binary and stylesheet to bundle, and are replaced by
+//! plain tags here.
 
 use std::path::{Path, PathBuf};
 
@@ -20,10 +21,13 @@ pub struct Page {
     subdir: &'static str,
 }
 
-/// The app at `/` and the dashboard at `/admin/`, each a bundle of its own so that the
-/// app never loads the dashboard's code.
-const PAGES: [Page; 2] =
-    [Page { template: "index.html", subdir: "" }, Page { template: "admin.html", subdir: "admin" }];
+/// The app at `/`, the poker table at `/poker/` and the dashboard at `/admin/`, each a
+/// bundle of its own so that the app never loads the others' code.
+const PAGES: [Page; 3] = [
+    Page { template: "index.html", subdir: "" },
+    Page { template: "poker.html", subdir: "poker" },
+    Page { template: "admin.html", subdir: "admin" },
+];
 
 /// What a page's `<link data-trunk rel="rust" …>` asks for.
 struct RustLink {

@@ -97,8 +97,8 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
 }
 
-/// Builds the release bundles into `dist/` (the dashboard into `dist/admin/`) and
-/// prints their compressed sizes.
+/// Builds the release bundles into `dist/` (the poker table into `dist/poker/`, the
+/// dashboard into `dist/admin/`) and prints their compressed sizes.
 fn dist() -> Result<(), String> {
     bundle::build(&root(), &root().join("dist"))
 }
