@@ -15,6 +15,7 @@ mod fanout;
 mod handlers;
 mod idle;
 mod latency;
+mod mount;
 mod peer;
 mod plot;
 mod process;
@@ -178,35 +179,10 @@ fn main() {
                     Ok(runs) => report.requests(runs),
                     Err(why) => println!("  requests: {why}"),
                 },
-                "mount" => {
-                    // The binary first: the mounts' figures are told as ratios to it.
-                    let mut binary: Option<(f64, f64, f64)> = None;
-                    for peer in [Peer::Tether, Peer::MountedWarp, Peer::MountedAxum] {
-                        let echo = echo::run(peer, sizes.echo_clients, sizes.echo_seconds).await;
-                        let fan = fanout::run(peer, sizes.fanout_subscribers, 2_000, sizes.fanout_seconds).await;
-                        match (echo, fan) {
-                            (Ok(echo), Ok(step)) => {
-                                let cpu = step.cpu_per_delivery.as_secs_f64() * 1e6;
-                                let echo_cpu = echo.cpu_per_round_trip.as_secs_f64() * 1e6;
-                                let (echoes, echo_cpus, deliveries) =
-                                    *binary.get_or_insert((echo.round_trips_per_sec, echo_cpu, cpu));
-                                println!(
-                                    "  mount {:<26} echo {:>8.0}/s ({:.2}× the binary), {:.2} µs CPU each ({:.2}×); fan-out 2000 msg/s to {}: {:.2} µs CPU per delivery ({:.2}×), {:.2} % delivered",
-                                    peer.name(),
-                                    echo.round_trips_per_sec,
-                                    echo.round_trips_per_sec / echoes,
-                                    echo_cpu,
-                                    echo_cpu / echo_cpus,
-                                    sizes.fanout_subscribers,
-                                    cpu,
-                                    cpu / deliveries,
-                                    step.delivered * 100.0
-                                );
-                            }
-                            (Err(why), _) | (_, Err(why)) => println!("  mount {}: {why}", peer.name()),
-                        }
-                    }
-                }
+                "mount" => report.mount(
+                    mount::run(sizes.echo_clients, sizes.echo_seconds, sizes.fanout_subscribers, sizes.fanout_seconds)
+                        .await,
+                ),
                 "transports" => report.transports(transports::run(sizes.durable_seconds).await),
                 "encodings" => report.encodings(encodings::run().await),
                 "cluster" => report.cluster(cluster::run(sizes.durable_seconds, sizes.storm_clients).await),

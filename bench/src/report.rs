@@ -11,6 +11,7 @@ use crate::echo::Echo;
 use crate::encodings::Figures;
 use crate::fanout::{self, Step};
 use crate::handlers::{HandlerCost, PUBLISHERS, WINDOW};
+use crate::mount::Mounted;
 use crate::peer::Peer;
 use crate::requests::RoundTrips;
 use crate::storm::Storm;
@@ -34,6 +35,7 @@ pub struct Report {
     durable: Vec<(usize, Durable)>,
     handlers: Option<HandlerCost>,
     requests: Vec<RoundTrips>,
+    mount: Vec<Mounted>,
     stream: Option<Result<Vec<FrameTimes>, String>>,
     cluster: Option<ClusterRun>,
     transports: Option<Vec<Delivery>>,
@@ -67,6 +69,7 @@ impl Report {
             durable: Vec::new(),
             handlers: None,
             requests: Vec::new(),
+            mount: Vec::new(),
             stream: None,
         }
     }
@@ -167,6 +170,11 @@ impl Report {
     /// Records request round trips beside publish acks.
     pub fn requests(&mut self, runs: Vec<RoundTrips>) {
         self.requests = runs;
+    }
+
+    /// Records Tether mounted in warp and axum beside the binary.
+    pub fn mount(&mut self, runs: Vec<Mounted>) {
+        self.mount = runs;
     }
 
     /// Records what a typed channel costs.
@@ -428,6 +436,38 @@ impl Report {
                     run.per_sec,
                     millis(run.p50),
                     millis(run.p99)
+                );
+            }
+            let _ = writeln!(md);
+        }
+        if let Some(binary) = self.mount.first() {
+            let _ = writeln!(
+                md,
+                "## Tether mounted in an app's own server\n\n\
+                 The same core served by the `tether-server` binary, mounted in a warp app as a filter, \
+                 and in an axum app as a tower service (`mount-server`). Echo: {} clients, each with one \
+                 round trip in flight. Fan-out: 2,000 messages/s to {} subscribers. Each server ran \
+                 twice, in order and then in reverse, and the two runs are averaged; ratios are to \
+                 the binary.\n",
+                binary.echo_clients, binary.subscribers
+            );
+            let _ = writeln!(
+                md,
+                "| server | echo round trips/s | vs binary | CPU per echo | vs binary | CPU per delivery | vs binary | delivered |"
+            );
+            let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|---:|---:|");
+            for mounted in &self.mount {
+                let _ = writeln!(
+                    md,
+                    "| {} | {:.0} | {:.2}× | {:.2} µs | {:.2}× | {:.2} µs | {:.2}× | {:.2} % |",
+                    mounted.peer.name(),
+                    mounted.echoes,
+                    mounted.echoes / binary.echoes,
+                    mounted.echo_cpu_us,
+                    mounted.echo_cpu_us / binary.echo_cpu_us,
+                    mounted.delivery_cpu_us,
+                    mounted.delivery_cpu_us / binary.delivery_cpu_us,
+                    mounted.delivered * 100.0
                 );
             }
             let _ = writeln!(md);
