@@ -360,6 +360,14 @@ impl Outbox {
         }
     }
 
+    /// Every unacked message to `room` is to be sent again, in order (the room was
+    /// joined again after the server refused them `not_joined`).
+    pub fn requeue_room(&mut self, room: &str) {
+        for entry in self.entries.values_mut().filter(|entry| entry.envelope.room == room) {
+            entry.sent_at = None;
+        }
+    }
+
     /// Sent messages whose ack is overdue by `ack_timeout`: stamped as sent again now
     /// and returned, in order, for the driver to re-send.
     pub fn overdue(&mut self, now: Millis, ack_timeout: Duration) -> Vec<Envelope> {

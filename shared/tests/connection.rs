@@ -930,6 +930,70 @@ fn a_join_the_server_failed_is_asked_again_with_backoff_until_it_goes_through() 
     assert_eq!(h.due(Timer::Rejoin), None, "r is joined");
 }
 
+#[test]
+fn a_publish_refused_not_joined_while_its_rooms_join_is_asked_again_waits_for_the_join() {
+    let mut h = Harness::new(config());
+    h.input(Input::Connect);
+    h.open();
+    h.input(Input::Join("r".into()));
+    h.receive(&joined("r", 0, "e"));
+    h.publish("m1", "r", 0);
+    assert_eq!(publish_ids(&h.take_sent()), ["m1"]);
+    // The socket drops with m1's ack lost (it may be stored), and the resume's join of
+    // `r` meets a failure of the server's own; the re-sent m1 is then refused
+    // `not_joined`.
+    h.drop_socket(1006);
+    h.advance_to_timer(Timer::Reconnect);
+    h.open();
+    assert_eq!(publish_ids(&h.take_sent()), ["m1"], "re-sent after the resume");
+    let failed = ServerFrame::Error {
+        code: tether_shared::ErrorCode::Internal,
+        message: "could not join the room".into(),
+        about: Some("r".into()),
+        refusal: None,
+    };
+    h.receive(&failed.encode());
+    let not_joined = ServerFrame::Reject {
+        id: "m1".into(),
+        code: RejectCode::NotJoined,
+        message: "join the room before publishing to it".into(),
+        refusal: None,
+    };
+    h.receive(&not_joined.encode());
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, Event::Rejected { envelope, will_retry: true, .. } if envelope.id == "m1")),
+        "it waits for the join: {:?}",
+        h.events
+    );
+    assert!(!h.events.iter().any(|e| matches!(e, Event::Rejected { will_retry: false, .. })));
+    assert_eq!(h.core.outbox().len(), 1, "never given up: it may be stored");
+    // The join is asked again and goes through: m1 goes at once, under its id.
+    h.advance_to_timer(Timer::Rejoin);
+    assert!(matches!(h.take_sent().as_slice(), [ClientFrame::Join { room, .. }] if room == "r"));
+    h.receive(&joined("r", 1, "e"));
+    assert_eq!(publish_ids(&h.take_sent()), ["m1"]);
+    h.ack("m1", "r", 1);
+    assert!(h.core.outbox().is_empty());
+
+    // A room the client never asked for stays a refusal for good.
+    h.publish("m2", "elsewhere", 0);
+    h.take_sent();
+    let stray = ServerFrame::Reject {
+        id: "m2".into(),
+        code: RejectCode::NotJoined,
+        message: "join the room before publishing to it".into(),
+        refusal: None,
+    };
+    h.receive(&stray.encode());
+    assert!(
+        h.events
+            .iter()
+            .any(|e| matches!(e, Event::Rejected { envelope, will_retry: false, .. } if envelope.id == "m2"))
+    );
+}
+
 fn request(h: &mut Harness, id: &str, idempotent: bool) {
     h.input(Input::Request {
         id: id.into(),

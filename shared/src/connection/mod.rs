@@ -29,7 +29,9 @@ use serde_json::Value;
 use crate::backoff::Backoff;
 use crate::close;
 use crate::encoding::Encoding;
-use crate::frame::{ClientFrame, ErrorCode, PROTOCOL_VERSION, ReceiptKind, RoomCursor, ServerFrame, User};
+use crate::frame::{
+    ClientFrame, ErrorCode, PROTOCOL_VERSION, ReceiptKind, RejectCode, RoomCursor, ServerFrame, User,
+};
 use crate::outbox::{Envelope, MessageIds, Outbox};
 use crate::time::Millis;
 use endpoints::Endpoints;
@@ -628,7 +630,13 @@ impl Connection {
                     self.events.push_back(Event::RequestFailed { id, room, failure });
                     return;
                 }
-                let will_retry = code.retryable();
+                // `not_joined` in a room whose join the server failed (and which is asked
+                // again) is not the message's fault: it waits for the join like a retryable
+                // refusal. It may be stored already (an earlier send whose ack was lost), so
+                // it could never be called failed here.
+                let rejoining = code == RejectCode::NotJoined
+                    && self.outbox.iter().any(|e| e.id == id && self.rejoins.outside(&e.room));
+                let will_retry = code.retryable() || rejoining;
                 // A retryable refusal stays in flight and is re-sent when its ack is overdue,
                 // which paces retries instead of hammering a rate limit.
                 let envelope = if will_retry {
@@ -671,7 +679,14 @@ impl Connection {
                     }
                     state.joined = true;
                 }
-                self.rejoins.joined(room);
+                if self.rejoins.joined(room) {
+                    // Back in after a failed join: what the server refused `not_joined`
+                    // meanwhile goes again now.
+                    self.outbox.requeue_room(room);
+                    self.events.push_back(Event::Frame(frame));
+                    self.flush(now);
+                    return;
+                }
                 self.events.push_back(Event::Frame(frame));
             }
             ServerFrame::Message { ref room, seq, .. } => {

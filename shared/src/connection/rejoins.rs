@@ -16,7 +16,11 @@ const LONGEST: Duration = Duration::from_secs(30);
 /// Rooms waiting to be joined again, and how long the next wait is.
 #[derive(Debug, Default)]
 pub(super) struct Rejoins {
+    /// Rooms to ask again when the timer fires.
     rooms: BTreeSet<String>,
+    /// Rooms whose join failed and has not gone through since, asked again or not yet:
+    /// a publish the server refused `not_joined` there waits for the join.
+    outside: BTreeSet<String>,
     /// The wait after the last failure; `None` when the last join went through.
     delay: Option<Duration>,
 }
@@ -26,17 +30,26 @@ impl Rejoins {
     /// (doubling with each failure since the last success).
     pub(super) fn failed(&mut self, room: &str) -> Duration {
         self.rooms.insert(room.to_owned());
+        self.outside.insert(room.to_owned());
         let delay = self.delay.map_or(FIRST, |last| (last * 2).min(LONGEST));
         self.delay = Some(delay);
         delay
     }
 
     /// `room` was joined: it waits no more, and the next failure waits the first step.
-    pub(super) fn joined(&mut self, room: &str) {
+    /// Whether it had been waiting.
+    pub(super) fn joined(&mut self, room: &str) -> bool {
         self.rooms.remove(room);
+        let was_outside = self.outside.remove(room);
         if self.rooms.is_empty() {
             self.delay = None;
         }
+        was_outside
+    }
+
+    /// Whether `room`'s join failed and has not gone through since.
+    pub(super) fn outside(&self, room: &str) -> bool {
+        self.outside.contains(room)
     }
 
     /// The rooms to ask again now.
