@@ -32,7 +32,7 @@ pub struct Context {
     /// The MessagePack form of shared frames, made once for every MessagePack client.
     pub(crate) packed: crate::wire::Packed,
     /// The dashboard's last minutes, a sample a second.
-    pub(crate) stats: crate::api::stats::Series,
+    pub(crate) stats: crate::samples::Series,
     /// Bytes waiting in every send queue together (`--queued-bytes`).
     pub(crate) send_budget: Arc<crate::outbound::SendBudget>,
     /// New rooms per user (or address) per minute.

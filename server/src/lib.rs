@@ -35,6 +35,7 @@ mod outbound;
 mod presence;
 mod rejections;
 mod routes;
+mod samples;
 mod sequencer;
 mod serve;
 mod shutdown;
