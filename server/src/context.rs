@@ -6,9 +6,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::Config;
+use crate::engine::local::Sequencer;
 use crate::hub::RoomHub;
 use crate::metrics::Metrics;
-use crate::sequencer::Sequencer;
 use crate::shutdown::Shutdown;
 use crate::store::History;
 

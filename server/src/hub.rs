@@ -18,9 +18,9 @@ use tether_shared::{ErrorCode, PresenceMode, ServerFrame, User};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::cluster::NodeId;
-use crate::cluster::backplane::{Backplane, Command};
 use crate::connected::Connected;
+use crate::engine::redis::NodeId;
+use crate::engine::redis::backplane::{Backplane, Command};
 use crate::outbound::{ConnId, Outbound};
 use crate::presence::{Due, Presence, PresenceConfig, Snapshot};
 use crate::store::{History, StoreError, StoredMessage};

@@ -15,13 +15,12 @@ mod body;
 mod channels;
 pub mod cli;
 mod close;
-mod cluster;
 pub mod config;
 mod connected;
 mod connection;
 mod context;
 mod creations;
-mod dedupe;
+mod engine;
 mod fallback;
 mod handshake;
 mod headers;
@@ -36,7 +35,6 @@ mod presence;
 mod rejections;
 mod routes;
 mod samples;
-mod sequencer;
 mod serve;
 mod shutdown;
 pub mod store;
@@ -200,7 +198,7 @@ async fn build(config: Config, mut channels: channels::Channels) -> Result<Tethe
     let (store, hub, sequencer): (Arc<dyn store::History>, _, _) = match &config.redis {
         Some(url) => {
             let redis_error = |source| StartError::Redis { url: url.clone(), source };
-            let cluster = cluster::Cluster::connect(url).await.map_err(redis_error)?;
+            let cluster = engine::redis::Cluster::connect(url).await.map_err(redis_error)?;
             let hub = hub::RoomHub::start(cluster.history.clone(), config.max_members, presence);
             let sequencer = cluster.start(&hub, metrics.clone(), &config).await.map_err(redis_error)?;
             (cluster.history.clone(), hub, sequencer)
@@ -208,14 +206,14 @@ async fn build(config: Config, mut channels: channels::Channels) -> Result<Tethe
         None => {
             let store = open_store(&config)?;
             let hub = hub::RoomHub::start(store.clone(), config.max_members, presence);
-            let retention = sequencer::Retention {
+            let retention = engine::local::Retention {
                 max_messages: config.history_messages,
                 max_age: config.history_age,
                 dedupe_window: config.dedupe_window,
                 max_bytes: config.history_bytes,
             };
             let sequencer =
-                sequencer::Sequencer::start(store.clone(), hub.clone(), retention, metrics.clone())
+                engine::local::Sequencer::start(store.clone(), hub.clone(), retention, metrics.clone())
                     .map_err(StartError::Dedupe)?;
             (store, hub, sequencer)
         }

@@ -32,7 +32,7 @@ use crate::shutdown::Shutdown;
 pub struct Tether {
     pub(crate) context: Arc<Context>,
     pub(crate) shutdown: Shutdown,
-    pub(crate) sequencer: crate::sequencer::Sequencer,
+    pub(crate) sequencer: crate::engine::local::Sequencer,
     pub(crate) hub: Arc<crate::hub::RoomHub>,
     pub(crate) api: Api,
     pub(crate) routes: BoxedFilter<(Response,)>,

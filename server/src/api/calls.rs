@@ -15,11 +15,11 @@ use tether_shared::frame::{valid_id, valid_room_name};
 use tether_shared::{Millis, RejectCode, ServerFrame, User, close};
 
 use super::stats::{Sample, Totals};
-use crate::cluster::backplane::Command;
 use crate::context::Context;
+use crate::engine::local::Publish;
+use crate::engine::redis::backplane::Command;
 use crate::identity;
 use crate::outbound::{Next, Outbound, QueueLimits};
-use crate::sequencer::Publish;
 use crate::store::StoredMessage;
 
 /// Most members one `presence` page holds.

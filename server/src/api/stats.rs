@@ -50,7 +50,7 @@ pub(crate) fn spawn(context: Arc<Context>) {
             if let Some(backplane) = context.hub.backplane() {
                 let mut shared = serde_json::to_value(&sample).unwrap_or_default();
                 shared["users"] = context.hub.connected().users().into();
-                backplane.send(crate::cluster::backplane::Command::Stats(shared.to_string()));
+                backplane.send(crate::engine::redis::backplane::Command::Stats(shared.to_string()));
             }
             context.stats.push(sample);
             last = now;

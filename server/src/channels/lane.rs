@@ -23,8 +23,8 @@ use tokio::sync::mpsc;
 
 use super::{Fault, Verdict, guarded, poll_once};
 use crate::context::Context;
+use crate::engine::local::Publish;
 use crate::outbound::Outbound;
-use crate::sequencer::Publish;
 use crate::wire;
 
 /// A publish whose handler call is under way.

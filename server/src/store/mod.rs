@@ -4,7 +4,7 @@
 //! history, list what was published recently (to refill dedupe after a restart), prune. Two implementations ship: SQLite (the
 //! durable default) and memory (tests and demos). A Redis-backed or replicated store
 //! slots in behind the same trait; sequencing and fan-out live in
-//! the sequencer (`sequencer.rs`), not here.
+//! the local engine's sequencer (`engine/local/`), not here.
 
 mod memory;
 mod sqlite;

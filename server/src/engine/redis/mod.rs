@@ -26,9 +26,9 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 pub use history::RedisHistory;
 
 use crate::config::Config;
+use crate::engine::local::Sequencer;
 use crate::hub::RoomHub;
 use crate::metrics::Metrics;
-use crate::sequencer::Sequencer;
 use crate::store::StoreError;
 
 /// A node's id in the cluster: random per start, so a restarted node is a new node

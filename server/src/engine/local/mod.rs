@@ -6,6 +6,8 @@
 //! durable. Publishes that arrive while a commit is running are taken together into the
 //! next transaction (group commit): under load, one fsync covers many messages.
 
+pub(crate) mod dedupe;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
@@ -16,12 +18,12 @@ use tether_shared::{Millis, RejectCode, User};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::dedupe::{Dedupe, Fingerprint, Receipt};
 use crate::hub::FanOut;
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::store::{Store, StoreError, StoredMessage};
 use crate::wire;
+use dedupe::{Dedupe, Fingerprint, Receipt};
 
 /// Most publishes committed in one transaction.
 const MAX_BATCH: usize = 512;
@@ -65,7 +67,7 @@ pub(crate) enum Request {
 }
 
 /// Who drains the queue: the local thread, or in cluster mode the task that publishes
-/// through Redis ([`crate::cluster::publish`]).
+/// through Redis ([`crate::engine::redis::publish`]).
 #[derive(Clone)]
 enum Queue {
     Local(std_mpsc::Sender<Request>),

@@ -25,9 +25,9 @@ use tether_shared::RejectCode;
 use tokio::sync::mpsc;
 
 use super::{NodeId, keys};
+use crate::engine::local::{Publish, Request, reject};
 use crate::hub::RoomHub;
 use crate::metrics::Metrics;
-use crate::sequencer::{Publish, Request, reject};
 use crate::wire;
 
 /// Most publishes sent in one pipeline.
