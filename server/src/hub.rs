@@ -19,22 +19,11 @@ use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::connected::Connected;
-use crate::engine::redis::NodeId;
 use crate::engine::redis::backplane::{Backplane, Command};
+use crate::engine::{NodeId, Rooms};
 use crate::outbound::{ConnId, Outbound};
 use crate::presence::{Due, Presence, PresenceConfig, Snapshot};
 use crate::store::{History, StoreError, StoredMessage};
-
-/// Where committed messages go to reach subscribers. The in-process [`RoomHub`] is the
-/// one implementation today; a backplane that relays to other server nodes (Redis
-/// pub/sub, say) implements the same call and forwards to each node's hub.
-pub trait FanOut: Send + Sync + 'static {
-    /// Delivers a committed message, already encoded as `text`, to its room's members.
-    /// `sender` is the publishing connection, if it is local: its copy is the echo of
-    /// its own message. Called in seq order per room. Returns how many local
-    /// connections it reached.
-    fn deliver(&self, message: &StoredMessage, text: &Utf8Bytes, sender: Option<ConnId>) -> usize;
-}
 
 /// A join's outcome: where the room stands and who is in it.
 pub struct Joined {
@@ -541,7 +530,7 @@ fn remove_remote(room: &mut Room, node: &NodeId, id: &str) -> bool {
     room.presence.remove(id)
 }
 
-impl FanOut for RoomHub {
+impl Rooms for RoomHub {
     fn deliver(&self, message: &StoredMessage, text: &Utf8Bytes, sender: Option<ConnId>) -> usize {
         let Some(room) = self.existing(&message.room) else { return 0 };
         let mut room = room.lock().expect("room lock");

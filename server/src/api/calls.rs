@@ -16,7 +16,7 @@ use tether_shared::{Millis, RejectCode, ServerFrame, User, close};
 
 use super::stats::{Sample, Totals};
 use crate::context::Context;
-use crate::engine::local::Publish;
+use crate::engine::Publish;
 use crate::engine::redis::backplane::Command;
 use crate::identity;
 use crate::outbound::{Next, Outbound, QueueLimits};

@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 
 use super::{Fault, Verdict, guarded, poll_once};
 use crate::context::Context;
-use crate::engine::local::Publish;
+use crate::engine::Publish;
 use crate::outbound::Outbound;
 use crate::wire;
 

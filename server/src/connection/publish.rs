@@ -10,7 +10,7 @@ use tether_shared::{RejectCode, ServerFrame, User};
 
 use super::Conn;
 use crate::channels::lane::{self, HandlerCall, Pending};
-use crate::engine::local::Publish;
+use crate::engine::Publish;
 
 impl Conn {
     /// Validates a publish and hands it to the sequencer (or to the room's publish

@@ -6,3 +6,58 @@
 
 pub(crate) mod local;
 pub(crate) mod redis;
+
+use std::sync::Arc;
+
+use serde_json::value::RawValue;
+use tether_shared::{RejectCode, User};
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::metrics::Metrics;
+use crate::outbound::{ConnId, Outbound};
+use crate::store::StoredMessage;
+use crate::wire;
+
+/// A node's id in a cluster: random per start, so a restarted node is a new node and
+/// the old one's presence expires with its heartbeat.
+pub type NodeId = Arc<str>;
+
+/// One publish on its way to being stored.
+pub struct Publish {
+    /// The room it goes to (the connection checked it is a member).
+    pub room: String,
+    /// Client message id.
+    pub id: String,
+    /// Who published it, as the handshake established.
+    pub user: User,
+    /// Body as JSON text.
+    pub body: Arc<RawValue>,
+    /// Where the ack or rejection goes; the publish was counted in flight there
+    /// ([`Outbound::begin_publish`]), and exactly one answer ends it.
+    pub reply: Outbound,
+}
+
+/// What an engine's queue carries.
+pub(crate) enum Request {
+    /// A publish to number, store, deliver and ack.
+    Publish(Publish),
+    /// Answered once everything queued before it has been committed and acked.
+    Barrier(oneshot::Sender<()>),
+}
+
+/// Answers publish `id` with a rejection, counted in the metrics like every other.
+pub(crate) fn reject(metrics: &Metrics, reply: &Outbound, id: &str, code: RejectCode, message: &str) {
+    metrics.rejection(code);
+    reply.push_reply(wire::reject(id, code, message));
+}
+
+/// What an engine calls back: the rooms of this node ([`RoomHub`](crate::hub::RoomHub)).
+/// Both engines deliver through it, so neither names the hub.
+pub(crate) trait Rooms: Send + Sync + 'static {
+    /// Delivers a committed message, already encoded as `text`, to its room's members.
+    /// `sender` is the publishing connection, if it is local: its copy is the echo of
+    /// its own message. Called in seq order per room. Returns how many local
+    /// connections it reached.
+    fn deliver(&self, message: &StoredMessage, text: &Utf8Bytes, sender: Option<ConnId>) -> usize;
+}

@@ -13,12 +13,11 @@ use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
-use serde_json::value::RawValue;
-use tether_shared::{Millis, RejectCode, User};
+use tether_shared::{Millis, RejectCode};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use crate::hub::FanOut;
+use super::{Publish, Request, Rooms, reject};
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::store::{Store, StoreError, StoredMessage};
@@ -41,29 +40,6 @@ pub struct Retention {
     pub dedupe_window: Duration,
     /// Bytes of history kept across all rooms; past it the oldest go first.
     pub max_bytes: u64,
-}
-
-/// One publish on its way to being stored.
-pub struct Publish {
-    /// The room it goes to (the connection checked it is a member).
-    pub room: String,
-    /// Client message id.
-    pub id: String,
-    /// Who published it, as the handshake established.
-    pub user: User,
-    /// Body as JSON text.
-    pub body: Arc<RawValue>,
-    /// Where the ack or rejection goes; the publish was counted in flight there
-    /// ([`Outbound::begin_publish`]), and exactly one answer ends it.
-    pub reply: Outbound,
-}
-
-/// What a sequencer's queue carries.
-pub(crate) enum Request {
-    /// A publish to number, store, deliver and ack.
-    Publish(Publish),
-    /// Answered once everything queued before it has been committed and acked.
-    Barrier(oneshot::Sender<()>),
 }
 
 /// Who drains the queue: the local thread, or in cluster mode the task that publishes
@@ -98,7 +74,7 @@ impl Sequencer {
     /// [`Sequencer::barrier`] waits for that work.
     pub fn start(
         store: Arc<dyn Store>,
-        hub: Arc<dyn FanOut>,
+        hub: Arc<dyn Rooms>,
         retention: Retention,
         metrics: Arc<Metrics>,
     ) -> Result<Sequencer, StoreError> {
@@ -152,19 +128,13 @@ impl Sequencer {
     }
 }
 
-/// Answers publish `id` with a rejection, counted in the metrics like every other.
-pub(crate) fn reject(metrics: &Metrics, reply: &Outbound, id: &str, code: RejectCode, message: &str) {
-    metrics.rejection(code);
-    reply.push_reply(wire::reject(id, code, message));
-}
-
 fn ack(id: &str, receipt: &Receipt) -> Utf8Bytes {
     wire::ack(id, &receipt.room, receipt.seq, receipt.ts)
 }
 
 struct Worker {
     store: Arc<dyn Store>,
-    hub: Arc<dyn FanOut>,
+    hub: Arc<dyn Rooms>,
     retention: Retention,
     metrics: Arc<Metrics>,
     /// Every room published to since startup, by name (shared with the receipts).

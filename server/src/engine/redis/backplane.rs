@@ -33,8 +33,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
 use super::history::{PRESENT, RedisHistory, entries, present_users};
-use super::{NodeId, keys};
-use crate::hub::{FanOut, RoomHub};
+use super::keys;
+use crate::engine::NodeId;
+use crate::engine::Rooms;
+use crate::hub::RoomHub;
 use crate::metrics::Metrics;
 use crate::outbound::ConnId;
 use crate::store::{StoreError, StoredMessage};

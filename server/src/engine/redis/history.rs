@@ -12,7 +12,8 @@ use redis::{Commands, Connection, Value};
 use serde_json::value::RawValue;
 use tether_shared::{Millis, User};
 
-use super::{NodeId, keys};
+use super::keys;
+use crate::engine::NodeId;
 use crate::store::{History, StoreError, StoredMessage};
 
 /// How long a blocking read may take before it counts as a failure.

@@ -31,9 +31,7 @@ use crate::hub::RoomHub;
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 
-/// A node's id in the cluster: random per start, so a restarted node is a new node
-/// and the old one's presence expires with its heartbeat.
-pub type NodeId = Arc<str>;
+use crate::engine::NodeId;
 
 /// How long one Redis command may take before it counts as failed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);

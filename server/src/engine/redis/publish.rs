@@ -24,8 +24,9 @@ use redis::aio::ConnectionManager;
 use tether_shared::RejectCode;
 use tokio::sync::mpsc;
 
-use super::{NodeId, keys};
-use crate::engine::local::{Publish, Request, reject};
+use super::keys;
+use crate::engine::NodeId;
+use crate::engine::{Publish, Request, reject};
 use crate::hub::RoomHub;
 use crate::metrics::Metrics;
 use crate::wire;
