@@ -360,28 +360,7 @@ impl RoomHub {
     }
 }
 
-/// What the backplane does to the hub: another node's messages, presence and frames.
 impl RoomHub {
-    /// The seq delivered last in `name`, if the room is here and its head is known.
-    pub fn live_head(&self, name: &str) -> Option<u64> {
-        self.existing(name)?.lock().expect("room lock").head
-    }
-
-    /// Cluster mode: sends a publisher its `ack` of `seq` once the message has been
-    /// delivered here, so that it gets its own message first and then the ack, as on one
-    /// node, although the two travel separately (the ack from the publish script's
-    /// reply, the message through the room's channel).
-    pub fn ack_after(&self, name: &str, seq: u64, out: &Outbound, ack: Utf8Bytes) {
-        if let Some(room) = self.existing(name) {
-            let mut room = room.lock().expect("room lock");
-            if room.head.is_some_and(|head| head < seq) && room.members.contains_key(&out.conn()) {
-                room.acks.entry(seq).or_default().push((out.clone(), ack));
-                return;
-            }
-        }
-        out.push_reply(ack);
-    }
-
     /// Sends volatile state to a room (not to its sender), coalesced in each member's
     /// queue under `key` (see [`Outbound::push_volatile`]).
     pub fn broadcast_state(&self, name: &str, frame: &ServerFrame, key: u64, except: Option<ConnId>) {
@@ -391,104 +370,6 @@ impl RoomHub {
                 backplane.send(Command::Volatile { room: name.to_owned(), key, frame: text.clone() });
             }
             push_state(&room.lock().expect("room lock"), key, Utf8Bytes::from(text), except);
-        }
-    }
-
-    /// Volatile state another node relayed, for every member here.
-    pub fn relay_state(&self, name: &str, key: u64, frame: &str) {
-        if let Some(room) = self.existing(name) {
-            push_state(&room.lock().expect("room lock"), key, Utf8Bytes::from(frame.to_owned()), None);
-        }
-    }
-
-    /// An ephemeral frame another node relayed, for every member here.
-    pub fn relay(&self, name: &str, frame: &str) {
-        if let Some(room) = self.existing(name) {
-            send_all(&room.lock().expect("room lock"), Utf8Bytes::from(frame.to_owned()), None);
-        }
-    }
-
-    /// Users present through this node in `name`.
-    pub fn local_users(&self, name: &str) -> Vec<Arc<User>> {
-        let Some(room) = self.existing(name) else { return Vec::new() };
-        let room = room.lock().expect("room lock");
-        let mut seen = HashSet::new();
-        room.members
-            .values()
-            .filter(|member| seen.insert(&member.user.id))
-            .map(|member| member.user.clone())
-            .collect()
-    }
-
-    /// Another node's presence diff for `name`.
-    pub fn remote_presence(&self, name: &str, node: &NodeId, joined: Vec<User>, left: &[String]) {
-        let Some(room) = self.existing(name) else { return };
-        let mut room = room.lock().expect("room lock");
-        let mut changed = false;
-        for user in joined {
-            changed |= add_remote(&mut room, node, Arc::new(user));
-        }
-        for id in left {
-            changed |= remove_remote(&mut room, node, id);
-        }
-        if changed {
-            self.presence_changed(name, &mut room, None);
-        }
-    }
-
-    /// Everyone present through other nodes in `name`, as Redis tells it after a
-    /// (re)subscription: what this hub believed of them is replaced.
-    pub fn remote_snapshot(&self, name: &str, mut elsewhere: HashMap<NodeId, Vec<User>>) {
-        let Some(room) = self.existing(name) else { return };
-        let mut room = room.lock().expect("room lock");
-        let mut changed = false;
-        let known: Vec<NodeId> = room.remote.keys().cloned().collect();
-        for node in known {
-            let now: HashSet<String> = elsewhere
-                .get(&node)
-                .map(|users| users.iter().map(|user| user.id.clone()).collect())
-                .unwrap_or_default();
-            let before: Vec<String> =
-                room.remote[&node].keys().filter(|id| !now.contains(*id)).cloned().collect();
-            for id in before {
-                changed |= remove_remote(&mut room, &node, &id);
-            }
-        }
-        for (node, users) in elsewhere.drain() {
-            for user in users {
-                changed |= add_remote(&mut room, &node, Arc::new(user));
-            }
-        }
-        if changed {
-            self.presence_changed(name, &mut room, None);
-        }
-    }
-
-    /// The other nodes this hub has members from.
-    pub fn remote_nodes(&self) -> HashSet<NodeId> {
-        let rooms: Vec<_> = self.rooms.read().expect("rooms lock").values().cloned().collect();
-        rooms
-            .iter()
-            .flat_map(|room| room.lock().expect("room lock").remote.keys().cloned().collect::<Vec<_>>())
-            .collect()
-    }
-
-    /// A node died: everyone present through it leaves every room here.
-    pub fn node_gone(&self, node: &NodeId) {
-        let rooms: Vec<_> =
-            self.rooms.read().expect("rooms lock").iter().map(|(n, r)| (n.clone(), r.clone())).collect();
-        for (name, room) in rooms {
-            let mut room = room.lock().expect("room lock");
-            let Some(users) = room.remote.get(node) else { continue };
-            let ids: Vec<String> = users.keys().cloned().collect();
-            let mut changed = false;
-            for id in ids {
-                changed |= remove_remote(&mut room, node, &id);
-            }
-            room.remote.remove(node);
-            if changed {
-                self.presence_changed(&name, &mut room, None);
-            }
         }
     }
 
@@ -531,6 +412,129 @@ fn remove_remote(room: &mut Room, node: &NodeId, id: &str) -> bool {
 }
 
 impl Rooms for RoomHub {
+    /// The seq delivered last in `name`, if the room is here and its head is known.
+    fn live_head(&self, name: &str) -> Option<u64> {
+        self.existing(name)?.lock().expect("room lock").head
+    }
+
+    /// Cluster mode: sends a publisher its `ack` of `seq` once the message has been
+    /// delivered here, so that it gets its own message first and then the ack, as on one
+    /// node, although the two travel separately (the ack from the publish script's
+    /// reply, the message through the room's channel).
+    fn ack_after(&self, name: &str, seq: u64, out: &Outbound, ack: Utf8Bytes) {
+        if let Some(room) = self.existing(name) {
+            let mut room = room.lock().expect("room lock");
+            if room.head.is_some_and(|head| head < seq) && room.members.contains_key(&out.conn()) {
+                room.acks.entry(seq).or_default().push((out.clone(), ack));
+                return;
+            }
+        }
+        out.push_reply(ack);
+    }
+
+    /// Volatile state another node relayed, for every member here.
+    fn relay_state(&self, name: &str, key: u64, frame: &str) {
+        if let Some(room) = self.existing(name) {
+            push_state(&room.lock().expect("room lock"), key, Utf8Bytes::from(frame.to_owned()), None);
+        }
+    }
+
+    /// An ephemeral frame another node relayed, for every member here.
+    fn relay(&self, name: &str, frame: &str) {
+        if let Some(room) = self.existing(name) {
+            send_all(&room.lock().expect("room lock"), Utf8Bytes::from(frame.to_owned()), None);
+        }
+    }
+
+    /// Users present through this node in `name`.
+    fn local_users(&self, name: &str) -> Vec<Arc<User>> {
+        let Some(room) = self.existing(name) else { return Vec::new() };
+        let room = room.lock().expect("room lock");
+        let mut seen = HashSet::new();
+        room.members
+            .values()
+            .filter(|member| seen.insert(&member.user.id))
+            .map(|member| member.user.clone())
+            .collect()
+    }
+
+    /// Another node's presence diff for `name`.
+    fn remote_presence(&self, name: &str, node: &NodeId, joined: Vec<User>, left: &[String]) {
+        let Some(room) = self.existing(name) else { return };
+        let mut room = room.lock().expect("room lock");
+        let mut changed = false;
+        for user in joined {
+            changed |= add_remote(&mut room, node, Arc::new(user));
+        }
+        for id in left {
+            changed |= remove_remote(&mut room, node, id);
+        }
+        if changed {
+            self.presence_changed(name, &mut room, None);
+        }
+    }
+
+    /// Everyone present through other nodes in `name`, as Redis tells it after a
+    /// (re)subscription: what this hub believed of them is replaced.
+    fn remote_snapshot(&self, name: &str, mut elsewhere: HashMap<NodeId, Vec<User>>) {
+        let Some(room) = self.existing(name) else { return };
+        let mut room = room.lock().expect("room lock");
+        let mut changed = false;
+        let known: Vec<NodeId> = room.remote.keys().cloned().collect();
+        for node in known {
+            let now: HashSet<String> = elsewhere
+                .get(&node)
+                .map(|users| users.iter().map(|user| user.id.clone()).collect())
+                .unwrap_or_default();
+            let before: Vec<String> =
+                room.remote[&node].keys().filter(|id| !now.contains(*id)).cloned().collect();
+            for id in before {
+                changed |= remove_remote(&mut room, &node, &id);
+            }
+        }
+        for (node, users) in elsewhere.drain() {
+            for user in users {
+                changed |= add_remote(&mut room, &node, Arc::new(user));
+            }
+        }
+        if changed {
+            self.presence_changed(name, &mut room, None);
+        }
+    }
+
+    /// The other nodes this hub has members from.
+    fn remote_nodes(&self) -> HashSet<NodeId> {
+        let rooms: Vec<_> = self.rooms.read().expect("rooms lock").values().cloned().collect();
+        rooms
+            .iter()
+            .flat_map(|room| room.lock().expect("room lock").remote.keys().cloned().collect::<Vec<_>>())
+            .collect()
+    }
+
+    /// A node died: everyone present through it leaves every room here.
+    fn node_gone(&self, node: &NodeId) {
+        let rooms: Vec<_> =
+            self.rooms.read().expect("rooms lock").iter().map(|(n, r)| (n.clone(), r.clone())).collect();
+        for (name, room) in rooms {
+            let mut room = room.lock().expect("room lock");
+            let Some(users) = room.remote.get(node) else { continue };
+            let ids: Vec<String> = users.keys().cloned().collect();
+            let mut changed = false;
+            for id in ids {
+                changed |= remove_remote(&mut room, node, &id);
+            }
+            room.remote.remove(node);
+            if changed {
+                self.presence_changed(&name, &mut room, None);
+            }
+        }
+    }
+
+    /// Closes every connection of `user` on this node; how many there were.
+    fn close_user(&self, user: &str, close: crate::close::Close) -> usize {
+        self.connected.close_user(user, close)
+    }
+
     fn deliver(&self, message: &StoredMessage, text: &Utf8Bytes, sender: Option<ConnId>) -> usize {
         let Some(room) = self.existing(&message.room) else { return 0 };
         let mut room = room.lock().expect("room lock");

@@ -7,6 +7,7 @@
 pub(crate) mod local;
 pub(crate) mod redis;
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::value::RawValue;
@@ -14,6 +15,7 @@ use tether_shared::{RejectCode, User};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
+use crate::close::Close;
 use crate::metrics::Metrics;
 use crate::outbound::{ConnId, Outbound};
 use crate::store::StoredMessage;
@@ -53,11 +55,35 @@ pub(crate) fn reject(metrics: &Metrics, reply: &Outbound, id: &str, code: Reject
 }
 
 /// What an engine calls back: the rooms of this node ([`RoomHub`](crate::hub::RoomHub)).
-/// Both engines deliver through it, so neither names the hub.
+/// Both engines deliver through it, and the Redis engine tells it what other nodes did,
+/// so neither names the hub.
 pub(crate) trait Rooms: Send + Sync + 'static {
     /// Delivers a committed message, already encoded as `text`, to its room's members.
     /// `sender` is the publishing connection, if it is local: its copy is the echo of
     /// its own message. Called in seq order per room. Returns how many local
     /// connections it reached.
     fn deliver(&self, message: &StoredMessage, text: &Utf8Bytes, sender: Option<ConnId>) -> usize;
+    /// The seq delivered last in `name`, if the room is here and its head is known.
+    fn live_head(&self, name: &str) -> Option<u64>;
+    /// Sends a publisher its `ack` of `seq` once the message has been delivered here, so
+    /// that it gets its own message first and then the ack, as on one node, although the
+    /// two travel separately in a cluster.
+    fn ack_after(&self, name: &str, seq: u64, out: &Outbound, ack: Utf8Bytes);
+    /// Volatile state another node relayed, for every member here.
+    fn relay_state(&self, name: &str, key: u64, frame: &str);
+    /// An ephemeral frame another node relayed, for every member here.
+    fn relay(&self, name: &str, frame: &str);
+    /// Users present through this node in `name`.
+    fn local_users(&self, name: &str) -> Vec<Arc<User>>;
+    /// Another node's presence diff for `name`.
+    fn remote_presence(&self, name: &str, node: &NodeId, joined: Vec<User>, left: &[String]);
+    /// Everyone present through other nodes in `name`, as the engine tells it after a
+    /// (re)subscription: what this node believed of them is replaced.
+    fn remote_snapshot(&self, name: &str, elsewhere: HashMap<NodeId, Vec<User>>);
+    /// The other nodes this node has members from.
+    fn remote_nodes(&self) -> HashSet<NodeId>;
+    /// A node died: everyone present through it leaves every room here.
+    fn node_gone(&self, node: &NodeId);
+    /// Closes every connection of `user` on this node; how many there were.
+    fn close_user(&self, user: &str, close: Close) -> usize;
 }

@@ -36,7 +36,6 @@ use super::history::{PRESENT, RedisHistory, entries, present_users};
 use super::keys;
 use crate::engine::NodeId;
 use crate::engine::Rooms;
-use crate::hub::RoomHub;
 use crate::metrics::Metrics;
 use crate::outbound::ConnId;
 use crate::store::{StoreError, StoredMessage};
@@ -183,7 +182,7 @@ pub(super) struct RelayParts {
     pub(super) client: redis::Client,
     pub(super) redis: ConnectionManager,
     pub(super) node: NodeId,
-    pub(super) hub: Weak<RoomHub>,
+    pub(super) hub: Weak<dyn Rooms>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) tick: Duration,
     pub(super) history: Arc<RedisHistory>,
@@ -336,7 +335,7 @@ impl Relay {
         if let (Some("d"), Some(code), Some(user)) = (parts.next(), parts.next(), parts.next())
             && let Some(close) = code.parse().ok().and_then(crate::close::for_api_disconnect)
         {
-            let closed = hub.connected().close_user(user, close);
+            let closed = hub.close_user(user, close);
             tracing::info!(user, closed, "disconnected through another node's API");
         }
     }
@@ -403,7 +402,7 @@ impl Relay {
                 if let Some(live) = hub.live_head(room)
                     && message.seq > live + 1
                 {
-                    self.fill(&hub, room, live, message.seq - 1).await?;
+                    self.fill(hub.as_ref(), room, live, message.seq - 1).await?;
                 }
                 let sender = origin.and_then(|(node, conn)| (node == *self.parts.node).then_some(conn));
                 hub.deliver(&message, &wire::message(&message), sender);
@@ -438,7 +437,7 @@ impl Relay {
     }
 
     /// Delivers `after < seq <= upto` of `room` from history.
-    async fn fill(&mut self, hub: &RoomHub, room: &str, after: u64, upto: u64) -> Result<(), StoreError> {
+    async fn fill(&mut self, hub: &dyn Rooms, room: &str, after: u64, upto: u64) -> Result<(), StoreError> {
         self.parts.metrics.backplane_gap_fills.inc();
         let reply: redis::Value = redis::cmd("XRANGE")
             .arg(keys::log(room))
@@ -467,7 +466,7 @@ impl Relay {
         if let (Some(head), Some(live)) = (head, hub.live_head(room))
             && head > live
         {
-            self.fill(&hub, room, live, head).await?;
+            self.fill(hub.as_ref(), room, live, head).await?;
         }
         let present = present(&mut self.parts.redis, room).await?;
         let mut elsewhere: HashMap<NodeId, Vec<User>> = HashMap::new();

@@ -31,7 +31,7 @@ use crate::hub::RoomHub;
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 
-use crate::engine::NodeId;
+use crate::engine::{NodeId, Rooms};
 
 /// How long one Redis command may take before it counts as failed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -71,11 +71,13 @@ impl Cluster {
             .set_max_delay(Duration::from_millis(500));
         let mut redis = ConnectionManager::new_with_config(self.client.clone(), connection).await?;
         publish::load_library(&mut redis).await?;
+        let rooms: Arc<dyn Rooms> = hub.clone();
+        let rooms = Arc::downgrade(&rooms);
         let backplane = backplane::start(backplane::RelayParts {
             client: self.client.clone(),
             redis: redis.clone(),
             node: self.node.clone(),
-            hub: Arc::downgrade(hub),
+            hub: rooms.clone(),
             metrics: metrics.clone(),
             tick: config.presence_tick,
             history: self.history.clone(),
@@ -84,7 +86,7 @@ impl Cluster {
         let (requests, receiver) = tokio::sync::mpsc::unbounded_channel();
         let publisher = publish::Publisher {
             redis,
-            hub: Arc::downgrade(hub),
+            hub: rooms,
             node: self.node.clone(),
             metrics: metrics.clone(),
             history_messages: config.history_messages,

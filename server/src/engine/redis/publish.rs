@@ -26,8 +26,7 @@ use tokio::sync::mpsc;
 
 use super::keys;
 use crate::engine::NodeId;
-use crate::engine::{Publish, Request, reject};
-use crate::hub::RoomHub;
+use crate::engine::{Publish, Request, Rooms, reject};
 use crate::metrics::Metrics;
 use crate::wire;
 
@@ -82,7 +81,7 @@ pub(super) async fn load_library(redis: &mut ConnectionManager) -> redis::RedisR
 /// What the publish task needs besides its queue.
 pub struct Publisher {
     pub(super) redis: ConnectionManager,
-    pub(super) hub: std::sync::Weak<RoomHub>,
+    pub(super) hub: std::sync::Weak<dyn Rooms>,
     pub(super) node: NodeId,
     pub(super) metrics: std::sync::Arc<Metrics>,
     pub(super) history_messages: u64,
