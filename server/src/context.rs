@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::Config;
-use crate::engine::local::Sequencer;
+use crate::engine::Engine;
 use crate::hub::RoomHub;
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
@@ -17,7 +17,7 @@ pub struct Context {
     pub(crate) config: Config,
     pub(crate) shutdown: Shutdown,
     pub(crate) hub: Arc<RoomHub>,
-    pub(crate) sequencer: Sequencer,
+    pub(crate) engine: Arc<dyn Engine>,
     pub(crate) store: Arc<dyn History>,
     pub(crate) metrics: Arc<Metrics>,
     /// Verifies tokens: the auth secret, or in dev mode the store's own secret.
@@ -50,7 +50,7 @@ impl Context {
         config: Config,
         shutdown: Shutdown,
         hub: Arc<RoomHub>,
-        sequencer: Sequencer,
+        engine: Arc<dyn Engine>,
         store: Arc<dyn History>,
         metrics: Arc<Metrics>,
         channels: crate::channels::Channels,
@@ -70,7 +70,7 @@ impl Context {
             config,
             shutdown,
             hub,
-            sequencer,
+            engine,
             store,
             metrics,
             secret,

@@ -195,13 +195,13 @@ async fn build(config: Config, mut channels: channels::Channels) -> Result<Tethe
     }
     let metrics = Arc::new(metrics::Metrics::default());
     let presence = presence::PresenceConfig { tick: config.presence_tick, limit: config.presence_limit };
-    let (store, hub, sequencer): (Arc<dyn store::History>, _, _) = match &config.redis {
+    let (store, hub, engine): (Arc<dyn store::History>, _, Arc<dyn engine::Engine>) = match &config.redis {
         Some(url) => {
             let redis_error = |source| StartError::Redis { url: url.clone(), source };
             let cluster = engine::redis::Cluster::connect(url).await.map_err(redis_error)?;
             let hub = hub::RoomHub::start(cluster.history.clone(), config.max_members, presence);
-            let sequencer = cluster.start(&hub, metrics.clone(), &config).await.map_err(redis_error)?;
-            (cluster.history.clone(), hub, sequencer)
+            let engine = cluster.start(&hub, metrics.clone(), &config).await.map_err(redis_error)?;
+            (cluster.history.clone(), hub, Arc::new(engine))
         }
         None => {
             let store = open_store(&config)?;
@@ -212,10 +212,10 @@ async fn build(config: Config, mut channels: channels::Channels) -> Result<Tethe
                 dedupe_window: config.dedupe_window,
                 max_bytes: config.history_bytes,
             };
-            let sequencer =
-                engine::local::Sequencer::start(store.clone(), hub.clone(), retention, metrics.clone())
+            let engine =
+                engine::local::LocalEngine::start(store.clone(), hub.clone(), retention, metrics.clone())
                     .map_err(StartError::Dedupe)?;
-            (store, hub, sequencer)
+            (store, hub, Arc::new(engine))
         }
     };
     let shutdown = Shutdown::default();
@@ -223,7 +223,7 @@ async fn build(config: Config, mut channels: channels::Channels) -> Result<Tethe
         config,
         shutdown.clone(),
         hub.clone(),
-        sequencer.clone(),
+        engine.clone(),
         store,
         metrics,
         channels,
@@ -231,7 +231,7 @@ async fn build(config: Config, mut channels: channels::Channels) -> Result<Tethe
     api::stats::spawn(context.clone());
     let api = Api::new(context.clone());
     let routes = routes::routes(context.clone());
-    Ok(Tether { context, shutdown, sequencer, hub, api, routes })
+    Ok(Tether { context, shutdown, engine, hub, api, routes })
 }
 
 /// Binds the configured address, builds the core and serves it there.

@@ -32,7 +32,7 @@ use crate::shutdown::Shutdown;
 pub struct Tether {
     pub(crate) context: Arc<Context>,
     pub(crate) shutdown: Shutdown,
-    pub(crate) sequencer: crate::engine::local::Sequencer,
+    pub(crate) engine: Arc<dyn crate::engine::Engine>,
     pub(crate) hub: Arc<crate::hub::RoomHub>,
     pub(crate) api: Api,
     pub(crate) routes: BoxedFilter<(Response,)>,
@@ -69,7 +69,7 @@ impl Tether {
     pub async fn stop(self) {
         self.shutdown.trigger();
         self.shutdown.drained().await;
-        self.sequencer.barrier().await;
+        self.engine.barrier().await;
         if let Some(backplane) = self.hub.backplane() {
             backplane.leave().await;
         }

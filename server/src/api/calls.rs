@@ -488,7 +488,7 @@ impl Api {
             context.metrics.clone(),
         );
         reply.begin_publish();
-        context.sequencer.publish(Publish {
+        context.engine.publish(Publish {
             room: room.clone(),
             id: id.clone(),
             user,

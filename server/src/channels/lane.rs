@@ -120,7 +120,7 @@ fn hand_over(context: &Context, pending: Pending, verdict: Result<Verdict, Fault
     };
     match verdict {
         Ok(Verdict::Store(body)) => match crate::limits::checked_raw(body, context.config.max_body_bytes) {
-            Ok(body) => context.sequencer.publish(Publish { room, id, user, body: Arc::from(body), reply }),
+            Ok(body) => context.engine.publish(Publish { room, id, user, body: Arc::from(body), reply }),
             // What the handler returned is held to the limits of what a client sends.
             Err(refused) => reject(RejectCode::TooLarge, &refused.to_string()),
         },

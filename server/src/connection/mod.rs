@@ -301,7 +301,7 @@ async fn goodbye(
     let close = match ending {
         Ending::Shutdown => {
             // Acks for publishes already handed to the sequencer go out before the goodbye.
-            let _ = tokio::time::timeout(SHUTDOWN_FLUSH, context.sequencer.barrier()).await;
+            let _ = tokio::time::timeout(SHUTDOWN_FLUSH, context.engine.barrier()).await;
             let pending = async {
                 for frame in queue.take_now() {
                     if socket.feed(outgoing(context, encoding, frame)).await.is_err() {

@@ -55,7 +55,7 @@ impl Conn {
         }
         let user = User::clone(&self.identity.as_ref().expect("after hello").user);
         self.out.begin_publish();
-        self.context.sequencer.publish(Publish {
+        self.context.engine.publish(Publish {
             room,
             id,
             user,

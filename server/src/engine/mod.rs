@@ -10,6 +10,7 @@ pub(crate) mod redis;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use futures::future::BoxFuture;
 use serde_json::value::RawValue;
 use tether_shared::{RejectCode, User};
 use tokio::sync::oneshot;
@@ -52,6 +53,27 @@ pub(crate) enum Request {
 pub(crate) fn reject(metrics: &Metrics, reply: &Outbound, id: &str, code: RejectCode, message: &str) {
     metrics.rejection(code);
     reply.push_reply(wire::reject(id, code, message));
+}
+
+/// Where a node's publishes go to be numbered, stored, delivered and acked. The local
+/// engine and the Redis engine are its two implementations; connections, the API and
+/// the mount hold an `Arc<dyn Engine>` and never name either.
+pub(crate) trait Engine: Send + Sync + 'static {
+    /// Queues a publish. Never blocks and never fails here: exactly one answer (an
+    /// `ack`, or a `reject`) later goes to `publish.reply`, and ends the publish in
+    /// flight there. Per room, seqs follow the order the engine's one owner takes
+    /// publishes (the local thread; the Redis function across nodes), and the ack goes
+    /// only once the message is stored as the engine promises and delivered on the
+    /// publisher's own node. An engine that has stopped answers `unavailable`.
+    fn publish(&self, publish: Publish);
+    /// Resolves once every publish queued before the call is answered; at once if the
+    /// engine has stopped.
+    fn barrier(&self) -> BoxFuture<'static, ()>;
+}
+
+/// The answer to a publish whose engine has stopped (the server is shutting down).
+pub(crate) fn refuse_closed(metrics: &Metrics, publish: &Publish) {
+    reject(metrics, &publish.reply, &publish.id, RejectCode::Unavailable, "the server is shutting down");
 }
 
 /// What an engine calls back: the rooms of this node ([`RoomHub`](crate::hub::RoomHub)).

@@ -17,7 +17,9 @@ use tether_shared::{Millis, RejectCode};
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
-use super::{Publish, Request, Rooms, reject};
+use futures::future::BoxFuture;
+
+use super::{Engine, Publish, Request, Rooms, refuse_closed, reject};
 use crate::metrics::Metrics;
 use crate::outbound::Outbound;
 use crate::store::{Store, StoreError, StoredMessage};
@@ -42,42 +44,24 @@ pub struct Retention {
     pub max_bytes: u64,
 }
 
-/// Who drains the queue: the local thread, or in cluster mode the task that publishes
-/// through Redis ([`crate::engine::redis::publish`]).
+/// The local engine: the handle on the sequencer thread. Cloning is cheap.
 #[derive(Clone)]
-enum Queue {
-    Local(std_mpsc::Sender<Request>),
-    Cluster(tokio::sync::mpsc::UnboundedSender<Request>),
-}
-
-impl Queue {
-    /// Queues a request; gives it back if the queue's owner is gone.
-    fn send(&self, request: Request) -> Option<Request> {
-        match self {
-            Queue::Local(sender) => sender.send(request).err().map(|std_mpsc::SendError(request)| request),
-            Queue::Cluster(sender) => sender.send(request).err().map(|error| error.0),
-        }
-    }
-}
-
-/// The handle connections use to publish. Cloning is cheap.
-#[derive(Clone)]
-pub struct Sequencer {
-    requests: Queue,
+pub struct LocalEngine {
+    requests: std_mpsc::Sender<Request>,
     metrics: Arc<Metrics>,
 }
 
-impl Sequencer {
+impl LocalEngine {
     /// Starts the sequencer thread, after reading back the dedupe window from the store
     /// (a retry of a message acked just before a restart must still get its ack). It
     /// ends by itself once every handle is dropped, after finishing what was queued;
-    /// [`Sequencer::barrier`] waits for that work.
+    /// [`Engine::barrier`] waits for that work.
     pub fn start(
         store: Arc<dyn Store>,
         hub: Arc<dyn Rooms>,
         retention: Retention,
         metrics: Arc<Metrics>,
-    ) -> Result<Sequencer, StoreError> {
+    ) -> Result<LocalEngine, StoreError> {
         let (requests, receiver) = std_mpsc::channel();
         let mut worker = Worker {
             store,
@@ -100,31 +84,27 @@ impl Sequencer {
             .name("tether-sequencer".into())
             .spawn(move || worker.run(receiver))
             .expect("spawn the sequencer thread");
-        Ok(Sequencer { requests: Queue::Local(requests), metrics })
+        Ok(LocalEngine { requests, metrics })
     }
+}
 
-    /// The handle on a cluster node's publish task, which drains `requests`.
-    pub(crate) fn clustered(
-        requests: tokio::sync::mpsc::UnboundedSender<Request>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Sequencer { requests: Queue::Cluster(requests), metrics }
-    }
-
-    /// Queues a publish; its ack or rejection arrives on `publish.reply`.
-    pub fn publish(&self, publish: Publish) {
-        if let Some(Request::Publish(publish)) = self.requests.send(Request::Publish(publish)) {
-            let (reply, id) = (&publish.reply, &publish.id);
-            reject(&self.metrics, reply, id, RejectCode::Unavailable, "the server is shutting down");
+impl Engine for LocalEngine {
+    fn publish(&self, publish: Publish) {
+        if let Err(std_mpsc::SendError(Request::Publish(publish))) =
+            self.requests.send(Request::Publish(publish))
+        {
+            refuse_closed(&self.metrics, &publish);
         }
     }
 
-    /// Resolves once everything published before this call is committed and acked.
-    pub async fn barrier(&self) {
+    fn barrier(&self) -> BoxFuture<'static, ()> {
         let (done, wait) = oneshot::channel();
-        if self.requests.send(Request::Barrier(done)).is_none() {
-            let _ = wait.await;
-        }
+        let queued = self.requests.send(Request::Barrier(done)).is_ok();
+        Box::pin(async move {
+            if queued {
+                let _ = wait.await;
+            }
+        })
     }
 }
 

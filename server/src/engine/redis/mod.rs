@@ -21,17 +21,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use history::RedisHistory;
 
 use crate::config::Config;
-use crate::engine::local::Sequencer;
 use crate::hub::RoomHub;
 use crate::metrics::Metrics;
 use crate::store::StoreError;
 
-use crate::engine::{NodeId, Rooms};
+use crate::engine::{Engine, NodeId, Publish, Request, Rooms, refuse_closed};
 
 /// How long one Redis command may take before it counts as failed.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -63,7 +63,7 @@ impl Cluster {
         hub: &Arc<RoomHub>,
         metrics: Arc<Metrics>,
         config: &Config,
-    ) -> Result<Sequencer, StoreError> {
+    ) -> Result<RedisEngine, StoreError> {
         let connection = ConnectionManagerConfig::new()
             .set_response_timeout(Some(RESPONSE_TIMEOUT))
             .set_connection_timeout(Some(RESPONSE_TIMEOUT))
@@ -95,6 +95,34 @@ impl Cluster {
             since_trim: HashMap::new(),
         };
         tokio::spawn(publisher.run(receiver));
-        Ok(Sequencer::clustered(requests, metrics))
+        Ok(RedisEngine { requests, metrics })
+    }
+}
+
+/// The Redis engine: the handle on this node's publish task, whose Redis function
+/// numbers and stores each publish. Cloning is cheap.
+#[derive(Clone)]
+pub struct RedisEngine {
+    requests: tokio::sync::mpsc::UnboundedSender<Request>,
+    metrics: Arc<Metrics>,
+}
+
+impl Engine for RedisEngine {
+    fn publish(&self, publish: Publish) {
+        if let Err(tokio::sync::mpsc::error::SendError(Request::Publish(publish))) =
+            self.requests.send(Request::Publish(publish))
+        {
+            refuse_closed(&self.metrics, &publish);
+        }
+    }
+
+    fn barrier(&self) -> BoxFuture<'static, ()> {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        let queued = self.requests.send(Request::Barrier(done)).is_ok();
+        Box::pin(async move {
+            if queued {
+                let _ = wait.await;
+            }
+        })
     }
 }
