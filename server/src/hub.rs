@@ -126,11 +126,6 @@ impl RoomHub {
         let _ = self.backplane.set(backplane);
     }
 
-    /// The backplane, in cluster mode.
-    pub fn backplane(&self) -> Option<&Arc<Backplane>> {
-        self.backplane.get()
-    }
-
     fn tell(&self, command: Command) {
         if let Some(backplane) = self.backplane.get() {
             backplane.send(command);

@@ -231,7 +231,7 @@ async fn build(config: Config, mut channels: channels::Channels) -> Result<Tethe
     api::stats::spawn(context.clone());
     let api = Api::new(context.clone());
     let routes = routes::routes(context.clone());
-    Ok(Tether { context, shutdown, engine, hub, api, routes })
+    Ok(Tether { context, shutdown, engine, api, routes })
 }
 
 /// Binds the configured address, builds the core and serves it there.

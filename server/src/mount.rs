@@ -33,7 +33,6 @@ pub struct Tether {
     pub(crate) context: Arc<Context>,
     pub(crate) shutdown: Shutdown,
     pub(crate) engine: Arc<dyn crate::engine::Engine>,
-    pub(crate) hub: Arc<crate::hub::RoomHub>,
     pub(crate) api: Api,
     pub(crate) routes: BoxedFilter<(Response,)>,
 }
@@ -70,9 +69,7 @@ impl Tether {
         self.shutdown.trigger();
         self.shutdown.drained().await;
         self.engine.barrier().await;
-        if let Some(backplane) = self.hub.backplane() {
-            backplane.leave().await;
-        }
+        self.engine.leave().await;
     }
 }
 

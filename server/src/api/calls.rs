@@ -17,7 +17,6 @@ use tether_shared::{Millis, RejectCode, ServerFrame, User, close};
 use super::stats::{Sample, Totals};
 use crate::context::Context;
 use crate::engine::Publish;
-use crate::engine::redis::backplane::Command;
 use crate::identity;
 use crate::outbound::{Next, Outbound, QueueLimits};
 use crate::store::StoredMessage;
@@ -340,17 +339,13 @@ impl Api {
             });
         }
         // No member here: in a cluster, the others may have some.
-        let mut members: Vec<User> = match self.context.hub.backplane().cloned() {
-            Some(backplane) => {
-                let name = room.to_owned();
-                blocking(move || backplane.present_elsewhere(&name))
-                    .await?
-                    .into_iter()
-                    .map(|(_, user)| user)
-                    .collect()
-            }
-            None => Vec::new(),
-        };
+        let engine = self.context.engine.clone();
+        let name = room.to_owned();
+        let mut members: Vec<User> = blocking(move || engine.present_elsewhere(&name))
+            .await?
+            .into_iter()
+            .map(|(_, user)| user)
+            .collect();
         members.sort_by(|a, b| a.id.cmp(&b.id));
         members.dedup_by(|a, b| a.id == b.id);
         if members.is_empty() && self.head(room).await? == 0 {
@@ -394,10 +389,8 @@ impl Api {
     /// Rooms with members, by name, with their member counts: on this node, or in
     /// cluster mode on every live node.
     pub async fn rooms(&self) -> Result<Vec<RoomSummary>, ApiError> {
-        let summaries = match self.context.hub.backplane().cloned() {
-            Some(backplane) => blocking(move || backplane.rooms()).await?,
-            None => self.context.hub.room_summaries(),
-        };
+        let (engine, here) = (self.context.engine.clone(), self.context.hub.room_summaries());
+        let summaries = blocking(move || engine.rooms(here)).await?;
         let mut rooms: Vec<RoomSummary> =
             summaries.into_iter().map(|(room, members)| RoomSummary { room, members }).collect();
         rooms.sort_by(|a, b| a.room.cmp(&b.room));
@@ -413,33 +406,29 @@ impl Api {
         let code = close.code;
         let connections = self.context.hub.connected().close_user(user, close);
         tracing::info!(user, connections, code, "disconnected through the server API");
-        let backplane = self.context.hub.backplane();
-        if let Some(backplane) = backplane {
-            backplane.send(Command::Disconnect { user: user.to_owned(), code });
-        }
-        Disconnected { user: user.to_owned(), connections, code, cluster: backplane.is_some() }
+        let cluster = self.context.engine.disconnect_elsewhere(user, code);
+        Disconnected { user: user.to_owned(), connections, code, cluster }
     }
 
     /// The numbers now, the counters since start, and the last minutes second by second
     /// (in cluster mode, with every live node's latest sample).
     pub async fn stats(&self) -> Stats {
         let metrics = &self.context.metrics;
-        let backplane = self.context.hub.backplane().cloned();
-        let node = backplane.as_ref().map(|backplane| backplane.node().to_string());
-        let nodes = match backplane {
-            Some(backplane) => {
-                // The dashboard shows this node's numbers even when Redis is slow to answer.
-                let samples = blocking(move || backplane.node_stats()).await.unwrap_or_default();
-                let mut nodes: Vec<NodeSample> = samples
-                    .into_iter()
-                    .filter_map(|(node, sample)| {
-                        Some(NodeSample { node, sample: serde_json::from_str(&sample).ok()? })
-                    })
-                    .collect();
-                nodes.sort_by(|a, b| a.node.cmp(&b.node));
-                nodes
-            }
-            None => Vec::new(),
+        let node = self.context.engine.node().map(ToString::to_string);
+        let nodes = if node.is_some() {
+            // The dashboard shows this node's numbers even when Redis is slow to answer.
+            let engine = self.context.engine.clone();
+            let samples = blocking(move || engine.node_samples()).await.unwrap_or_default();
+            let mut nodes: Vec<NodeSample> = samples
+                .into_iter()
+                .filter_map(|(node, sample)| {
+                    Some(NodeSample { node, sample: serde_json::from_str(&sample).ok()? })
+                })
+                .collect();
+            nodes.sort_by(|a, b| a.node.cmp(&b.node));
+            nodes
+        } else {
+            Vec::new()
         };
         Stats {
             node,

@@ -47,11 +47,7 @@ pub(crate) fn spawn(context: Arc<Context>) {
                 commit_p99_ms,
             };
             // In a cluster, the other nodes' dashboards read it from Redis.
-            if let Some(backplane) = context.hub.backplane() {
-                let mut shared = serde_json::to_value(&sample).unwrap_or_default();
-                shared["users"] = context.hub.connected().users().into();
-                backplane.send(crate::engine::redis::backplane::Command::Stats(shared.to_string()));
-            }
+            context.engine.share_sample(&sample, context.hub.connected().users());
             context.stats.push(sample);
             last = now;
         }

@@ -19,7 +19,8 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use crate::close::Close;
 use crate::metrics::Metrics;
 use crate::outbound::{ConnId, Outbound};
-use crate::store::StoredMessage;
+use crate::samples::Sample;
+use crate::store::{StoreError, StoredMessage};
 use crate::wire;
 
 /// A node's id in a cluster: random per start, so a restarted node is a new node and
@@ -69,6 +70,40 @@ pub(crate) trait Engine: Send + Sync + 'static {
     /// Resolves once every publish queued before the call is answered; at once if the
     /// engine has stopped.
     fn barrier(&self) -> BoxFuture<'static, ()>;
+
+    // What the server API and the dashboard ask across nodes. The defaults are a
+    // single node's: there is nobody else.
+
+    /// This node's id, when it is one of several.
+    fn node(&self) -> Option<&NodeId> {
+        None
+    }
+    /// Who is present in `room` through the other live nodes (a blocking read).
+    fn present_elsewhere(&self, _room: &str) -> Result<Vec<(NodeId, User)>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Rooms with members on every live node, each user counted once, given this node's
+    /// own (`here`) (a blocking read).
+    fn rooms(&self, here: Vec<(String, usize)>) -> Result<Vec<(String, usize)>, StoreError> {
+        Ok(here)
+    }
+    /// Asks every other node to close `user`'s connections with `code`; whether there are
+    /// other nodes to ask (best effort: while the backend is away, only this node acts).
+    fn disconnect_elsewhere(&self, _user: &str, _code: u16) -> bool {
+        false
+    }
+    /// Shares this node's latest dashboard sample (and its connected users) with the
+    /// other nodes, once a second.
+    fn share_sample(&self, _sample: &Sample, _users: usize) {}
+    /// Every live node's latest shared sample (JSON), by node (a blocking read).
+    fn node_samples(&self) -> Result<Vec<(String, String)>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// Leaves the other nodes cleanly once every connection here has closed: they are
+    /// told this node's members left.
+    fn leave(&self) -> BoxFuture<'static, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
 
 /// The answer to a publish whose engine has stopped (the server is shutting down).

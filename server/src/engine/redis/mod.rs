@@ -23,12 +23,14 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tether_shared::User;
 
 pub use history::RedisHistory;
 
 use crate::config::Config;
 use crate::hub::RoomHub;
 use crate::metrics::Metrics;
+use crate::samples::Sample;
 use crate::store::StoreError;
 
 use crate::engine::{Engine, NodeId, Publish, Request, Rooms, refuse_closed};
@@ -82,7 +84,7 @@ impl Cluster {
             tick: config.presence_tick,
             history: self.history.clone(),
         });
-        hub.set_backplane(backplane);
+        hub.set_backplane(backplane.clone());
         let (requests, receiver) = tokio::sync::mpsc::unbounded_channel();
         let publisher = publish::Publisher {
             redis,
@@ -95,7 +97,7 @@ impl Cluster {
             since_trim: HashMap::new(),
         };
         tokio::spawn(publisher.run(receiver));
-        Ok(RedisEngine { requests, metrics })
+        Ok(RedisEngine { requests, metrics, backplane })
     }
 }
 
@@ -105,6 +107,7 @@ impl Cluster {
 pub struct RedisEngine {
     requests: tokio::sync::mpsc::UnboundedSender<Request>,
     metrics: Arc<Metrics>,
+    backplane: Arc<backplane::Backplane>,
 }
 
 impl Engine for RedisEngine {
@@ -124,5 +127,37 @@ impl Engine for RedisEngine {
                 let _ = wait.await;
             }
         })
+    }
+
+    fn node(&self) -> Option<&NodeId> {
+        Some(self.backplane.node())
+    }
+
+    fn present_elsewhere(&self, room: &str) -> Result<Vec<(NodeId, User)>, StoreError> {
+        self.backplane.present_elsewhere(room)
+    }
+
+    fn rooms(&self, _here: Vec<(String, usize)>) -> Result<Vec<(String, usize)>, StoreError> {
+        self.backplane.rooms()
+    }
+
+    fn disconnect_elsewhere(&self, user: &str, code: u16) -> bool {
+        self.backplane.send(backplane::Command::Disconnect { user: user.to_owned(), code });
+        true
+    }
+
+    fn share_sample(&self, sample: &Sample, users: usize) {
+        let mut shared = serde_json::to_value(sample).unwrap_or_default();
+        shared["users"] = users.into();
+        self.backplane.send(backplane::Command::Stats(shared.to_string()));
+    }
+
+    fn node_samples(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.backplane.node_stats()
+    }
+
+    fn leave(&self) -> BoxFuture<'static, ()> {
+        let backplane = self.backplane.clone();
+        Box::pin(async move { backplane.leave().await })
     }
 }
