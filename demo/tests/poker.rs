@@ -8,9 +8,12 @@
 #[path = "../../frontend/tests/support/mod.rs"]
 mod support;
 
+mod common;
+
 use std::rc::Rc;
 use std::time::Duration;
 
+use common::demo_server_url;
 use support::*;
 use tether_demo::poker::{PokerTable, TableAction, TableView};
 use tether_demo_chat::poker::{MAX_TOPIC, PokerError, Seat, Table, Vote, Voter};
@@ -24,18 +27,6 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 /// Only a guard against hanging: every wait below ends on an event long before this.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// The demo server's WebSocket URL, fixed when the test binary is compiled (see
-/// `refusal.rs`): missing is a failure, not a skip.
-fn demo_server_url() -> &'static str {
-    match option_env!("TETHER_TEST_DEMO_SERVER") {
-        Some(url) => url,
-        None => panic!(
-            "TETHER_TEST_DEMO_SERVER is unset: it names the demo server's /ws (tether-demo-server); \
-             run the browser tests through `cargo xtask test`"
-        ),
-    }
-}
 
 #[derive(Properties, PartialEq)]
 struct TableProps {

@@ -9,10 +9,13 @@
 #[path = "../../frontend/tests/support/mod.rs"]
 mod support;
 
+mod common;
+
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
+use common::demo_server_url;
 use support::*;
 use tether_demo::chat::ChatRoom;
 use tether_demo_chat::{Chat, ChatError, MAX_TEXT, Post, Question, RoomStats};
@@ -26,19 +29,6 @@ wasm_bindgen_test_configure!(run_in_browser);
 
 /// Only a guard against hanging: every wait below ends on an event long before this.
 const PATIENCE: Duration = Duration::from_secs(30);
-
-/// The demo server's WebSocket URL, fixed when the test binary is compiled. Missing
-/// means the tests were not started by `cargo xtask test`, which is a failure, not a
-/// skip: these are the only tests of a handler's refusal in a browser.
-fn demo_server_url() -> &'static str {
-    match option_env!("TETHER_TEST_DEMO_SERVER") {
-        Some(url) => url,
-        None => panic!(
-            "TETHER_TEST_DEMO_SERVER is unset: it names the demo server's /ws (tether-demo-server); \
-             run the browser tests through `cargo xtask test`"
-        ),
-    }
-}
 
 fn options() -> LinkOptions {
     LinkOptions {
